@@ -1,0 +1,165 @@
+/* backends/cpu/cpu_fast.h — the fast CPU path: thread pool, topology, SIMD
+ * matmul and vector helpers. Internal to backends/cpu (core/ never includes it).
+ *
+ * Kernels are chosen at run time from the CPU's features (AVX-512 VNNI,
+ * AVX-512, AVX2+FMA+F16C, portable C); SPECEXIT_CPU_SIMD=scalar|avx2|avx512
+ * forces a lower level. Tested by tests/test_cpu_fast.c against the scalar
+ * reference conversions in ir/dtype.c.
+ */
+#ifndef SX_CPU_FAST_H
+#define SX_CPU_FAST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ir/dtype.h"
+#include "ir/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- threads */
+
+typedef struct sx_threadpool sx_threadpool;
+
+/* Creates a pool of n_threads threads (0 = physical cores). The calling
+ * thread of sx_threadpool_run() is thread 0, so n_threads - 1 workers are
+ * spawned. With pin, worker i is bound to physical core i (i >= 1; core 0 is
+ * left to the caller). Caller owns *out; free with sx_threadpool_destroy().
+ * Errors: SX_ERR_INVALID_ARG (n_threads < 0 or > 1024), SX_ERR_OUT_OF_MEMORY,
+ * SX_ERR_BACKEND (thread creation failed). Pinning failure is only logged. */
+SX_MUST_USE sx_status sx_threadpool_create(int n_threads, bool pin, sx_threadpool **out);
+/* Joins the workers and frees the pool. NULL is a no-op. */
+void sx_threadpool_destroy(sx_threadpool *tp);
+/* Number of threads including the caller (>= 1); 1 for NULL. */
+int sx_threadpool_size(const sx_threadpool *tp);
+
+typedef void (*sx_parallel_fn)(void *ctx, int ith, int nth);
+
+/* Runs fn(ctx, i, n) for i in [0, n) on the n pool threads (the caller runs
+ * i = 0) and returns when all have returned. Everything written by the caller
+ * before the call is visible to fn, and everything fn wrote is visible to the
+ * caller after it. Workers spin briefly after each run, then sleep.
+ * Not reentrant: one run at a time per pool, and fn must not call run on the
+ * same pool. tp == NULL runs fn(ctx, 0, 1) on the caller. */
+void sx_threadpool_run(sx_threadpool *tp, sx_parallel_fn fn, void *ctx);
+
+/* Per-pool scratch memory (64-byte aligned), grown as needed and kept, so
+ * steady-state calls do not allocate. Valid until the next call with a larger
+ * size or the pool's destruction. tp == NULL uses a thread-local buffer.
+ * Returns NULL on allocation failure. For use by kernels on the calling
+ * thread before a run (not from inside fn). */
+void *sx_threadpool_scratch(sx_threadpool *tp, size_t bytes);
+
+/* --------------------------------------------------------------- topology */
+
+/* Physical cores usable by this process (hwloc; falls back to sysconf). >= 1. */
+int sx_cpu_physical_cores(void);
+/* One line: "1 package, 2 cores, 2 PUs, L1d 48 KiB, L2 1024 KiB, L3 32768 KiB".
+ * Writes into buf (truncated to n) and returns buf. */
+const char *sx_cpu_topology_summary(char *buf, size_t n);
+/* Binds the calling thread to physical core `core` (modulo the core count).
+ * Returns false when binding is unavailable or failed. */
+bool sx_cpu_pin_current_thread(int core);
+
+/* ------------------------------------------------------------ SIMD level */
+
+typedef enum sx_cpu_simd {
+    SX_CPU_SIMD_SCALAR = 0,
+    SX_CPU_SIMD_AVX2,       /* AVX2 + FMA + F16C */
+    SX_CPU_SIMD_AVX512,     /* AVX-512 F + BW + VL */
+    SX_CPU_SIMD_AVX512VNNI, /* ... + VNNI */
+    SX_CPU_SIMD_COUNT
+} sx_cpu_simd;
+
+/* Name of the active level: "avx512vnni", "avx512", "avx2" or "scalar". */
+const char *sx_cpu_simd_level(void);
+/* Highest level this CPU (and this build) supports. */
+sx_cpu_simd sx_cpu_simd_detected(void);
+/* Parses a level name; false when unknown. */
+bool sx_cpu_simd_from_name(const char *name, sx_cpu_simd *out);
+/* Forces the active level (tests, benchmarks). SX_ERR_UNSUPPORTED when the
+ * CPU lacks it. Not thread-safe against concurrent matmuls. */
+SX_MUST_USE sx_status sx_cpu_simd_force(sx_cpu_simd level);
+/* Returns to the detected level (or the SPECEXIT_CPU_SIMD one). */
+void sx_cpu_simd_reset(void);
+
+/* ----------------------------------------------------------------- matmul */
+
+/* Y[m][n] = sum_k W[n][k] * X[m][k] for m < M, n < N.
+ * W: N rows of K elements of dtype wtype (F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+ *    Q4_K, Q6_K); row n starts at (const char *)W + n * w_row_stride bytes.
+ * X: M rows of K floats, row m at X + m * ldx.  Y: row m at Y + m * ldy.
+ * K must be a multiple of the dtype's block size. Quantised weights use
+ * 8-bit activations (X rounded per block of 32 or 256 to int8 with an f32
+ * scale): relative error ~1/254 of the block maximum per element.
+ * Parallel over tp (NULL = calling thread only). Y must not alias X or W.
+ * Errors: SX_ERR_INVALID_ARG, SX_ERR_UNSUPPORTED (dtype), SX_ERR_OUT_OF_MEMORY. */
+SX_MUST_USE sx_status sx_cpu_matmul(sx_threadpool *tp, sx_dtype wtype, const void *W,
+                                    size_t w_row_stride, int64_t K, int64_t N,
+                                    const float *X, int64_t ldx, int64_t M,
+                                    float *Y, int64_t ldy);
+
+/* ------------------------------------------------------ vector helpers */
+
+/* sum_i a[i] * b[i], F32 accumulation. */
+float sx_cpu_vec_dot_f32(int64_t n, const float *a, const float *b);
+/* sum_i f16(a[i]) * b[i] (a: IEEE half bits, e.g. a K cache row). */
+float sx_cpu_vec_dot_f16_f32(int64_t n, const uint16_t *a, const float *b);
+/* y[i] += alpha * f16(x[i]) (e.g. accumulating V rows in attention). */
+void sx_cpu_vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y);
+
+/* =================================================================
+ * Internal: kernel tables shared by cpu_simd*.c. Not for other files.
+ * ================================================================= */
+
+/* 8-bit activations for Q4_0/Q4_1/Q8_0 weights. One row of K values is laid
+ * out as qs[K] int8, then d[K/32] f32 scales, then s[K/32] f32 with
+ * s[b] = d[b] * sum(qs of block b). x[k] ~= d[k/32] * qs[k].
+ * Deinterleaved so SIMD loads 64 activations at once. */
+/* 8-bit activations for Q4_K/Q6_K weights: qs[K] int8, d[K/256] f32,
+ * bsums[K/16] int16 (sum of each 16 qs). */
+static inline size_t sx_cpu_q8_row_bytes(int64_t K) {
+    size_t b = (size_t)K + (size_t)(K / 32) * 8;
+    return (b + 63) & ~(size_t)63;
+}
+static inline size_t sx_cpu_q8k_row_bytes(int64_t K) {
+    size_t b = (size_t)K + (size_t)(K / 256) * 4 + (size_t)(K / 16) * 2;
+    return (b + 63) & ~(size_t)63;
+}
+
+/* Dot products of nr (1..4) consecutive weight rows with one activation row:
+ * out[r] = dot(W row r, x). x is a float row for F32/F16/BF16 weights and a
+ * q8 / q8k activation row (layouts above) for the quantised types. */
+typedef void (*sx_cpu_dot_rows_fn)(int64_t K, const void *W, size_t w_stride, int nr,
+                                   const void *x, float *out);
+
+typedef struct sx_cpu_kernels {
+    sx_cpu_dot_rows_fn dot[SX_DTYPE_COUNT]; /* NULL where unsupported */
+    float (*vec_dot_f32)(int64_t n, const float *a, const float *b);
+    float (*vec_dot_f16_f32)(int64_t n, const uint16_t *a, const float *b);
+    void (*vec_axpy_f16)(int64_t n, float alpha, const uint16_t *x, float *y);
+} sx_cpu_kernels;
+
+/* Per-level tables; return NULL when that level is not compiled in. */
+const sx_cpu_kernels *sx_cpu_kernels_scalar(void);
+const sx_cpu_kernels *sx_cpu_kernels_avx2(void);
+const sx_cpu_kernels *sx_cpu_kernels_avx512(void);
+const sx_cpu_kernels *sx_cpu_kernels_avx512vnni(void);
+
+/* Q4_K: unpacks the 12 packed bytes into 8 6-bit scales and 8 6-bit mins. */
+static inline void sx_cpu_q4k_scales(const uint8_t s[12], uint8_t sc[8], uint8_t mn[8]) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        mn[j] = s[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((s[j + 8] & 0x0F) | ((s[j] >> 6) << 4));
+        mn[j + 4] = (uint8_t)((s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4));
+    }
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,541 @@
+/* backends/cpu/cpu_simd.c — fast CPU matmul: run-time SIMD dispatch, the
+ * portable scalar kernels, 8-bit activation quantisation and the threaded
+ * driver.
+ *
+ * Computes Y[m][n] = sum_k W[n][k] * X[m][k]. For quantised weights each X
+ * row is first rounded to int8 per block (32 values for Q4_0/Q4_1/Q8_0, 256
+ * for Q4_K/Q6_K) with an f32 scale, then every block product is an integer
+ * dot product scaled once (the ggml approach). Float weights (F32/F16/BF16)
+ * use X directly with F32 FMA accumulation.
+ *
+ * Work split: N rows in contiguous ranges per thread (weights stream once
+ * per call for decode, M = 1); within a range, tiles of rows small enough to
+ * stay in L1/L2 are reused across a tile of M activation rows (prefill).
+ * When N is too small to split, M is split instead.
+ *
+ * Kernels per level live in cpu_simd_avx2.c and cpu_simd_avx512.c. Tested by
+ * tests/test_cpu_fast.c (every dtype x level x threads vs ir/dtype.c).
+ */
+#include "backends/cpu/cpu_fast.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+/* ------------------------------------------------------- level dispatch */
+
+static const char *const k_level_names[SX_CPU_SIMD_COUNT] = {
+    "scalar", "avx2", "avx512", "avx512vnni",
+};
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static sx_cpu_simd g_detected = SX_CPU_SIMD_SCALAR;
+static sx_cpu_simd g_default = SX_CPU_SIMD_SCALAR; /* detected, or env-forced lower */
+static _Atomic int g_active = SX_CPU_SIMD_SCALAR;
+
+static const sx_cpu_kernels *table_of(sx_cpu_simd l) {
+    switch (l) {
+    case SX_CPU_SIMD_AVX512VNNI: return sx_cpu_kernels_avx512vnni();
+    case SX_CPU_SIMD_AVX512: return sx_cpu_kernels_avx512();
+    case SX_CPU_SIMD_AVX2: return sx_cpu_kernels_avx2();
+    default: return sx_cpu_kernels_scalar();
+    }
+}
+
+static sx_cpu_simd detect(void) {
+    sx_cpu_simd l = SX_CPU_SIMD_SCALAR;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+    /* __builtin_cpu_supports also checks that the OS saves the AVX/AVX-512
+     * register state (XGETBV). */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c &&
+        sx_cpu_kernels_avx2())
+        l = SX_CPU_SIMD_AVX2;
+    if (l == SX_CPU_SIMD_AVX2 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        sx_cpu_kernels_avx512()) {
+        l = SX_CPU_SIMD_AVX512;
+        if (__builtin_cpu_supports("avx512vnni") && sx_cpu_kernels_avx512vnni())
+            l = SX_CPU_SIMD_AVX512VNNI;
+    }
+#endif
+    return l;
+}
+
+static void init_once(void) {
+    g_detected = detect();
+    g_default = g_detected;
+    const char *env = getenv("SPECEXIT_CPU_SIMD");
+    if (env && *env) {
+        sx_cpu_simd want;
+        if (!sx_cpu_simd_from_name(env, &want))
+            SX_LOGW("SPECEXIT_CPU_SIMD=%s: unknown level (scalar|avx2|avx512|avx512vnni)", env);
+        else if (want > g_detected)
+            SX_LOGW("SPECEXIT_CPU_SIMD=%s: not supported by this CPU, using %s", env,
+                    k_level_names[g_detected]);
+        else
+            g_default = want;
+    }
+    atomic_store(&g_active, (int)g_default);
+}
+
+static const sx_cpu_kernels *active(void) {
+    pthread_once(&g_once, init_once);
+    return table_of((sx_cpu_simd)atomic_load_explicit(&g_active, memory_order_relaxed));
+}
+
+bool sx_cpu_simd_from_name(const char *name, sx_cpu_simd *out) {
+    for (int i = 0; i < SX_CPU_SIMD_COUNT; i++)
+        if (name && strcmp(name, k_level_names[i]) == 0) {
+            *out = (sx_cpu_simd)i;
+            return true;
+        }
+    return false;
+}
+
+const char *sx_cpu_simd_level(void) {
+    pthread_once(&g_once, init_once);
+    return k_level_names[atomic_load(&g_active)];
+}
+
+sx_cpu_simd sx_cpu_simd_detected(void) {
+    pthread_once(&g_once, init_once);
+    return g_detected;
+}
+
+sx_status sx_cpu_simd_force(sx_cpu_simd level) {
+    pthread_once(&g_once, init_once);
+    if ((int)level < 0 || level >= SX_CPU_SIMD_COUNT)
+        return sx_set_error(SX_ERR_INVALID_ARG, "cpu simd level %d out of range", (int)level);
+    if (level > g_detected)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "cpu simd level %s not supported (have %s)",
+                            k_level_names[level], k_level_names[g_detected]);
+    atomic_store(&g_active, (int)level);
+    return SX_OK;
+}
+
+void sx_cpu_simd_reset(void) {
+    pthread_once(&g_once, init_once);
+    atomic_store(&g_active, (int)g_default);
+}
+
+/* ------------------------------------------------- activation quantising */
+
+static inline int round_i(float v) { return (int)(v >= 0.0f ? v + 0.5f : v - 0.5f); }
+
+/* One row of K floats -> q8 layout (see cpu_fast.h). */
+static void quantize_row_q8(const float *x, int64_t K, void *dst) {
+    int8_t *qs = (int8_t *)dst;
+    float *d = (float *)((char *)dst + K);
+    float *s = d + K / 32;
+    for (int64_t b = 0; b < K / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(xb[j]);
+            amax = a > amax ? a : amax;
+        }
+        float db = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            int q = round_i(xb[j] * id);
+            q = q > 127 ? 127 : q < -127 ? -127 : q;
+            qs[b * 32 + j] = (int8_t)q;
+            sum += q;
+        }
+        d[b] = db;
+        s[b] = db * (float)sum;
+    }
+}
+
+/* One row of K floats -> q8k layout (see cpu_fast.h). */
+static void quantize_row_q8k(const float *x, int64_t K, void *dst) {
+    int8_t *qs = (int8_t *)dst;
+    float *d = (float *)((char *)dst + K);
+    int16_t *bs = (int16_t *)(d + K / 256);
+    for (int64_t b = 0; b < K / 256; b++) {
+        const float *xb = x + b * 256;
+        float amax = 0.0f;
+        for (int j = 0; j < 256; j++) {
+            float a = fabsf(xb[j]);
+            amax = a > amax ? a : amax;
+        }
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        d[b] = amax / 127.0f;
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int j = g * 16; j < g * 16 + 16; j++) {
+                int q = round_i(xb[j] * id);
+                q = q > 127 ? 127 : q < -127 ? -127 : q;
+                qs[b * 256 + j] = (int8_t)q;
+                sum += q;
+            }
+            bs[b * 16 + g] = (int16_t)sum;
+        }
+    }
+}
+
+/* ---------------------------------------------------- scalar dot kernels */
+
+typedef struct q8_view { const int8_t *qs; const float *d, *s; } q8_view;
+typedef struct q8k_view { const int8_t *qs; const float *d; const int16_t *bs; } q8k_view;
+
+static inline q8_view q8_at(const void *x, int64_t K) {
+    q8_view v;
+    v.qs = (const int8_t *)x;
+    v.d = (const float *)((const char *)x + K);
+    v.s = v.d + K / 32;
+    return v;
+}
+static inline q8k_view q8k_at(const void *x, int64_t K) {
+    q8k_view v;
+    v.qs = (const int8_t *)x;
+    v.d = (const float *)((const char *)x + K);
+    v.bs = (const int16_t *)(v.d + K / 256);
+    return v;
+}
+
+static void dot_q4_0_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    q8_view v = q8_at(x, K);
+    for (int r = 0; r < nr; r++) {
+        const sx_block_q4_0 *w = (const sx_block_q4_0 *)((const char *)W + r * ws);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < K / 32; b++) {
+            const int8_t *xq = v.qs + b * 32;
+            int sum = 0;
+            for (int j = 0; j < 16; j++)
+                sum += (w[b].qs[j] & 15) * xq[j] + (w[b].qs[j] >> 4) * xq[j + 16];
+            float dw = sx_fp16_to_fp32(w[b].d);
+            acc += dw * (v.d[b] * (float)sum - 8.0f * v.s[b]);
+        }
+        out[r] = acc;
+    }
+}
+
+static void dot_q4_1_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    q8_view v = q8_at(x, K);
+    for (int r = 0; r < nr; r++) {
+        const sx_block_q4_1 *w = (const sx_block_q4_1 *)((const char *)W + r * ws);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < K / 32; b++) {
+            const int8_t *xq = v.qs + b * 32;
+            int sum = 0;
+            for (int j = 0; j < 16; j++)
+                sum += (w[b].qs[j] & 15) * xq[j] + (w[b].qs[j] >> 4) * xq[j + 16];
+            acc += sx_fp16_to_fp32(w[b].d) * v.d[b] * (float)sum + sx_fp16_to_fp32(w[b].m) * v.s[b];
+        }
+        out[r] = acc;
+    }
+}
+
+static void dot_q8_0_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    q8_view v = q8_at(x, K);
+    for (int r = 0; r < nr; r++) {
+        const sx_block_q8_0 *w = (const sx_block_q8_0 *)((const char *)W + r * ws);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < K / 32; b++) {
+            const int8_t *xq = v.qs + b * 32;
+            int sum = 0;
+            for (int j = 0; j < 32; j++) sum += w[b].qs[j] * xq[j];
+            acc += sx_fp16_to_fp32(w[b].d) * v.d[b] * (float)sum;
+        }
+        out[r] = acc;
+    }
+}
+
+static void dot_q4_k_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    q8k_view v = q8k_at(x, K);
+    for (int r = 0; r < nr; r++) {
+        const sx_block_q4_k *w = (const sx_block_q4_k *)((const char *)W + r * ws);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < K / 256; b++) {
+            uint8_t sc[8], mn[8];
+            sx_cpu_q4k_scales(w[b].scales, sc, mn);
+            const int8_t *xq = v.qs + b * 256;
+            const int16_t *bs = v.bs + b * 16;
+            int isum = 0, msum = 0;
+            for (int c = 0; c < 4; c++) { /* 32 bytes of qs: sub-blocks 2c (low), 2c+1 (high) */
+                const uint8_t *q = w[b].qs + 32 * c;
+                int lo = 0, hi = 0;
+                for (int l = 0; l < 32; l++) {
+                    lo += (q[l] & 15) * xq[64 * c + l];
+                    hi += (q[l] >> 4) * xq[64 * c + 32 + l];
+                }
+                isum += sc[2 * c] * lo + sc[2 * c + 1] * hi;
+            }
+            for (int j = 0; j < 8; j++) msum += mn[j] * (bs[2 * j] + bs[2 * j + 1]);
+            acc += v.d[b] * (sx_fp16_to_fp32(w[b].d) * (float)isum -
+                             sx_fp16_to_fp32(w[b].dmin) * (float)msum);
+        }
+        out[r] = acc;
+    }
+}
+
+static void dot_q6_k_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    q8k_view v = q8k_at(x, K);
+    for (int r = 0; r < nr; r++) {
+        const sx_block_q6_k *w = (const sx_block_q6_k *)((const char *)W + r * ws);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < K / 256; b++) {
+            const int8_t *xq = v.qs + b * 256;
+            const int16_t *bs = v.bs + b * 16;
+            const int8_t *sc = w[b].scales;
+            int isum = 0, osum = 0;
+            for (int h = 0; h < 2; h++) { /* halves of 128 */
+                const uint8_t *ql = w[b].ql + 64 * h, *qh = w[b].qh + 32 * h;
+                const int8_t *xh = xq + 128 * h;
+                int g[8] = {0}; /* 16-element groups of this half */
+                for (int l = 0; l < 32; l++) {
+                    int q1 = (ql[l] & 15) | ((qh[l] & 3) << 4);
+                    int q2 = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
+                    int q3 = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+                    int q4 = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+                    int i = l / 16;
+                    g[i] += q1 * xh[l];
+                    g[i + 2] += q2 * xh[l + 32];
+                    g[i + 4] += q3 * xh[l + 64];
+                    g[i + 6] += q4 * xh[l + 96];
+                }
+                for (int i = 0; i < 8; i++) isum += sc[8 * h + i] * g[i];
+            }
+            for (int i = 0; i < 16; i++) osum += sc[i] * bs[i];
+            acc += v.d[b] * sx_fp16_to_fp32(w[b].d) * (float)(isum - 32 * osum);
+        }
+        out[r] = acc;
+    }
+}
+
+/* Float weights: four partial sums per row so the compiler can vectorise
+ * without reassociation flags, and to bound rounding growth. */
+static void dot_f32_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    const float *xf = (const float *)x;
+    for (int r = 0; r < nr; r++) {
+        const float *w = (const float *)((const char *)W + r * ws);
+        float a[8] = {0};
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8)
+            for (int j = 0; j < 8; j++) a[j] += w[k + j] * xf[k + j];
+        for (; k < K; k++) a[0] += w[k] * xf[k];
+        out[r] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    }
+}
+
+static void dot_f16_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    const float *xf = (const float *)x;
+    for (int r = 0; r < nr; r++) {
+        const uint16_t *w = (const uint16_t *)((const char *)W + r * ws);
+        float a[4] = {0};
+        int64_t k = 0;
+        for (; k + 4 <= K; k += 4)
+            for (int j = 0; j < 4; j++) a[j] += sx_fp16_to_fp32(w[k + j]) * xf[k + j];
+        for (; k < K; k++) a[0] += sx_fp16_to_fp32(w[k]) * xf[k];
+        out[r] = (a[0] + a[1]) + (a[2] + a[3]);
+    }
+}
+
+static inline float bf16_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void dot_bf16_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    const float *xf = (const float *)x;
+    for (int r = 0; r < nr; r++) {
+        const uint16_t *w = (const uint16_t *)((const char *)W + r * ws);
+        float a[8] = {0};
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8)
+            for (int j = 0; j < 8; j++) a[j] += bf16_f32(w[k + j]) * xf[k + j];
+        for (; k < K; k++) a[0] += bf16_f32(w[k]) * xf[k];
+        out[r] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    }
+}
+
+static float vec_dot_f32_scalar(int64_t n, const float *a, const float *b) {
+    float out;
+    dot_f32_scalar(n, a, 0, 1, b, &out);
+    return out;
+}
+
+static float vec_dot_f16_f32_scalar(int64_t n, const uint16_t *a, const float *b) {
+    float out;
+    dot_f16_scalar(n, a, 0, 1, b, &out);
+    return out;
+}
+
+static void vec_axpy_f16_scalar(int64_t n, float alpha, const uint16_t *x, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] += alpha * sx_fp16_to_fp32(x[i]);
+}
+
+static const sx_cpu_kernels k_scalar = {
+    .dot = {
+        [SX_DTYPE_F32] = dot_f32_scalar,
+        [SX_DTYPE_F16] = dot_f16_scalar,
+        [SX_DTYPE_BF16] = dot_bf16_scalar,
+        [SX_DTYPE_Q8_0] = dot_q8_0_scalar,
+        [SX_DTYPE_Q4_0] = dot_q4_0_scalar,
+        [SX_DTYPE_Q4_1] = dot_q4_1_scalar,
+        [SX_DTYPE_Q4_K] = dot_q4_k_scalar,
+        [SX_DTYPE_Q6_K] = dot_q6_k_scalar,
+    },
+    .vec_dot_f32 = vec_dot_f32_scalar,
+    .vec_dot_f16_f32 = vec_dot_f16_f32_scalar,
+    .vec_axpy_f16 = vec_axpy_f16_scalar,
+};
+
+const sx_cpu_kernels *sx_cpu_kernels_scalar(void) { return &k_scalar; }
+
+/* ------------------------------------------------------- vector helpers */
+
+float sx_cpu_vec_dot_f32(int64_t n, const float *a, const float *b) {
+    return active()->vec_dot_f32(n, a, b);
+}
+float sx_cpu_vec_dot_f16_f32(int64_t n, const uint16_t *a, const float *b) {
+    return active()->vec_dot_f16_f32(n, a, b);
+}
+void sx_cpu_vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
+    active()->vec_axpy_f16(n, alpha, x, y);
+}
+
+/* ------------------------------------------------------------- driver */
+
+enum { ACT_F32, ACT_Q8, ACT_Q8K };
+
+typedef struct mm_ctx {
+    sx_cpu_dot_rows_fn dot;
+    const char *W;
+    size_t ws, w_row_bytes;
+    int64_t K, N, M;
+    const float *X;
+    int64_t ldx;
+    const char *xa; /* activation rows (X itself for float weights) */
+    size_t xa_stride;
+    float *Y;
+    int64_t ldy;
+    int act;
+    bool split_m;
+} mm_ctx;
+
+/* Rows of W kept hot while a tile of activation rows passes over them. */
+#define SX_MM_W_TILE_BYTES (32 * 1024)
+/* Activation rows per tile (bounded so they stay in L2). */
+#define SX_MM_X_TILE_BYTES (256 * 1024)
+
+static void mm_quantize(void *p, int ith, int nth) {
+    mm_ctx *c = (mm_ctx *)p;
+    for (int64_t m = ith; m < c->M; m += nth) {
+        void *dst = (void *)(c->xa + m * c->xa_stride);
+        if (c->act == ACT_Q8)
+            quantize_row_q8(c->X + m * c->ldx, c->K, dst);
+        else
+            quantize_row_q8k(c->X + m * c->ldx, c->K, dst);
+    }
+}
+
+static void mm_block(const mm_ctx *c, int64_t n0, int64_t n1, int64_t m0, int64_t m1) {
+    if (n0 >= n1 || m0 >= m1) return;
+    int64_t nt = (int64_t)(SX_MM_W_TILE_BYTES / (c->w_row_bytes ? c->w_row_bytes : 1));
+    nt = nt < 4 ? 4 : nt & ~(int64_t)3;
+    int64_t mt = (int64_t)(SX_MM_X_TILE_BYTES / c->xa_stride);
+    if (mt < 1) mt = 1;
+    if (m1 - m0 == 1) nt = n1 - n0; /* decode: one pass over the rows */
+    for (int64_t mb = m0; mb < m1; mb += mt) {
+        int64_t me = mb + mt < m1 ? mb + mt : m1;
+        for (int64_t nb = n0; nb < n1; nb += nt) {
+            int64_t ne = nb + nt < n1 ? nb + nt : n1;
+            for (int64_t m = mb; m < me; m++) {
+                const char *xa = c->xa + m * c->xa_stride;
+                float *y = c->Y + m * c->ldy;
+                for (int64_t n = nb; n < ne; n += 4) {
+                    int nr = ne - n < 4 ? (int)(ne - n) : 4;
+                    c->dot(c->K, c->W + n * c->ws, c->ws, nr, xa, y + n);
+                }
+            }
+        }
+    }
+}
+
+static void mm_worker(void *p, int ith, int nth) {
+    const mm_ctx *c = (const mm_ctx *)p;
+    if (c->split_m) {
+        int64_t m0 = c->M * ith / nth, m1 = c->M * (ith + 1) / nth;
+        mm_block(c, 0, c->N, m0, m1);
+    } else {
+        /* contiguous ranges, starts rounded to 4 rows */
+        int64_t n0 = (c->N * ith / nth) & ~(int64_t)3;
+        int64_t n1 = ith == nth - 1 ? c->N : (c->N * (ith + 1) / nth) & ~(int64_t)3;
+        mm_block(c, n0, n1, 0, c->M);
+    }
+}
+
+sx_status sx_cpu_matmul(sx_threadpool *tp, sx_dtype wtype, const void *W, size_t w_row_stride,
+                        int64_t K, int64_t N, const float *X, int64_t ldx, int64_t M,
+                        float *Y, int64_t ldy) {
+    const sx_dtype_info *info = sx_dtype_get(wtype);
+    if (!info)
+        return sx_set_error(SX_ERR_INVALID_ARG, "cpu matmul: bad dtype %d", (int)wtype);
+    const sx_cpu_kernels *kt = active();
+    sx_cpu_dot_rows_fn dot = kt->dot[wtype];
+    if (!dot)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "cpu matmul: weights of type %s", info->name);
+    if (K < 0 || N < 0 || M < 0 || K % info->block_size != 0)
+        return sx_set_error(SX_ERR_INVALID_ARG,
+                            "cpu matmul: K=%lld N=%lld M=%lld (K must be a multiple of %d)",
+                            (long long)K, (long long)N, (long long)M, info->block_size);
+    if (M == 0 || N == 0) return SX_OK;
+    size_t row_bytes = sx_dtype_row_size(wtype, K);
+    if (!W || !X || !Y || (M > 1 && (ldx < K || ldy < N)) || (N > 1 && w_row_stride < row_bytes))
+        return sx_set_error(SX_ERR_INVALID_ARG,
+                            "cpu matmul: null pointer or stride too small (ldx=%lld ldy=%lld "
+                            "w_row_stride=%zu, row=%zu bytes)",
+                            (long long)ldx, (long long)ldy, w_row_stride, row_bytes);
+    if (K == 0) {
+        for (int64_t m = 0; m < M; m++) memset(Y + m * ldy, 0, (size_t)N * sizeof(float));
+        return SX_OK;
+    }
+
+    mm_ctx c = {
+        .dot = dot, .W = (const char *)W, .ws = w_row_stride, .w_row_bytes = row_bytes,
+        .K = K, .N = N, .M = M, .X = X, .ldx = ldx, .Y = Y, .ldy = ldy,
+    };
+    int nth = sx_threadpool_size(tp);
+    switch (wtype) {
+    case SX_DTYPE_Q4_0: case SX_DTYPE_Q4_1: case SX_DTYPE_Q8_0: c.act = ACT_Q8; break;
+    case SX_DTYPE_Q4_K: case SX_DTYPE_Q6_K: c.act = ACT_Q8K; break;
+    default: c.act = ACT_F32; break;
+    }
+    if (c.act == ACT_F32) {
+        c.xa = (const char *)X;
+        c.xa_stride = (size_t)ldx * sizeof(float);
+    } else {
+        c.xa_stride = c.act == ACT_Q8 ? sx_cpu_q8_row_bytes(K) : sx_cpu_q8k_row_bytes(K);
+        if ((uint64_t)M > SIZE_MAX / c.xa_stride)
+            return sx_set_error(SX_ERR_OUT_OF_MEMORY, "cpu matmul: M=%lld too large", (long long)M);
+        void *scratch = sx_threadpool_scratch(tp, (size_t)M * c.xa_stride);
+        if (!scratch)
+            return sx_set_error(SX_ERR_OUT_OF_MEMORY, "cpu matmul: %zu bytes of activation scratch",
+                                (size_t)M * c.xa_stride);
+        c.xa = (const char *)scratch;
+        if (nth > 1 && M > 1 && M * K >= 16384)
+            sx_threadpool_run(tp, mm_quantize, &c);
+        else
+            mm_quantize(&c, 0, 1);
+    }
+    if (c.xa_stride == 0) c.xa_stride = 1; /* M == 1 with ldx == 0 */
+    c.split_m = M >= nth && N < 4 * (int64_t)nth;
+    if (nth > 1 && (int64_t)nth <= (c.split_m ? M : N))
+        sx_threadpool_run(tp, mm_worker, &c);
+    else
+        mm_worker(&c, 0, 1);
+    return SX_OK;
+}

@@ -1,0 +1,310 @@
+/* backends/cpu/cpu_simd_avx2.c — AVX2 + FMA + F16C matmul kernels.
+ * Compiled with -mavx2 -mfma -mf16c; only called after the run-time check in
+ * cpu_simd.c. Each kernel computes nr (1..4) weight rows against one
+ * activation row, so the activation block is loaded once per 4 rows.
+ *
+ * Integer products: _mm256_maddubs_epi16 needs an unsigned first operand.
+ * 4-bit and 6-bit weights are unsigned (offsets are applied through the
+ * activation block sums: q4_0 -8*s, q4_1 +m*s, q6_k -32*bsum, q4_k -m*bsum);
+ * q8_0 uses |w| and sign(w)*x. No int16 saturation: |q| <= 128, |x| <= 127,
+ * so a pair sum is <= 2*128*127 = 32512.
+ * Tested by tests/test_cpu_fast.c (SPECEXIT_CPU_SIMD / sx_cpu_simd_force).
+ */
+#include "backends/cpu/cpu_fast.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define SX_INLINE static inline __attribute__((always_inline))
+
+SX_INLINE float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+SX_INLINE float f16(uint16_t h) { return _cvtsh_ss(h); }
+
+/* Instantiates name(K, W, ws, nr, x, out) from name##_n with a constant row
+ * count, so the per-row loops unroll into registers. */
+#define SX_ROWS_FN(name)                                                                 \
+    static void name(int64_t K, const void *W, size_t ws, int nr, const void *x,         \
+                     float *out) {                                                       \
+        switch (nr) {                                                                    \
+        case 4: name##_n(K, (const char *)W, ws, 4, x, out); break;                      \
+        case 3: name##_n(K, (const char *)W, ws, 3, x, out); break;                      \
+        case 2: name##_n(K, (const char *)W, ws, 2, x, out); break;                      \
+        default: name##_n(K, (const char *)W, ws, 1, x, out); break;                     \
+        }                                                                                \
+    }
+
+/* ---------------------------------------------------- q4_0, q4_1 x q8 */
+
+SX_INLINE __m256i unpack_nibbles_32(const uint8_t *qs) {
+    const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+SX_INLINE void dot_q4x_n(int64_t K, const char *W, size_t ws, const int NR, const void *x,
+                         float *out, const bool q41) {
+    const int8_t *xq = (const int8_t *)x;
+    const float *xd = (const float *)(xq + K), *xs = xd + K / 32;
+    const size_t bsz = q41 ? sizeof(sx_block_q4_1) : sizeof(sx_block_q4_0);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4];
+    float corr[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        acc[r] = _mm256_setzero_ps();
+        corr[r] = 0.0f;
+    }
+    for (int64_t b = 0; b < K / 32; b++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+        const float dx = xd[b], sx = xs[b];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const char *blk = W + r * ws + b * bsz;
+            float dw, off;
+            const uint8_t *qs;
+            if (q41) {
+                const sx_block_q4_1 *w = (const sx_block_q4_1 *)blk;
+                dw = f16(w->d);
+                off = f16(w->m);
+                qs = w->qs;
+            } else {
+                const sx_block_q4_0 *w = (const sx_block_q4_0 *)blk;
+                dw = f16(w->d);
+                off = -8.0f * dw;
+                qs = w->qs;
+            }
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_nibbles_32(qs), xv), ones);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx), acc[r]);
+            corr[r] += off * sx;
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) out[r] = hsum_ps(acc[r]) + corr[r];
+}
+
+SX_INLINE void dot_q4_0_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
+    dot_q4x_n(K, W, ws, NR, x, out, false);
+}
+SX_INLINE void dot_q4_1_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
+    dot_q4x_n(K, W, ws, NR, x, out, true);
+}
+SX_ROWS_FN(dot_q4_0)
+SX_ROWS_FN(dot_q4_1)
+
+/* --------------------------------------------------------- q8_0 x q8 */
+
+SX_INLINE void dot_q8_0_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
+    const int8_t *xq = (const int8_t *)x;
+    const float *xd = (const float *)(xq + K);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < K / 32; b++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+        const float dx = xd[b];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const sx_block_q8_0 *w = (const sx_block_q8_0 *)(W + r * ws) + b;
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)w->qs);
+            const __m256i p = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), ones);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16(w->d) * dx), acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) out[r] = hsum_ps(acc[r]);
+}
+SX_ROWS_FN(dot_q8_0)
+
+/* --------------------------------------------------------- q4_k x q8k */
+
+SX_INLINE void dot_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
+    const int8_t *xq = (const int8_t *)x;
+    const float *xd = (const float *)(xq + K);
+    const int16_t *xbs = (const int16_t *)(xd + K / 256);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    /* duplicates each of 8 bytes: m0 m0 m1 m1 ... m7 m7 */
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < K / 256; b++) {
+        const int8_t *xb = xq + 256 * b;
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)(xbs + 16 * b));
+        const float dx = xd[b];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const sx_block_q4_k *w = (const sx_block_q4_k *)(W + r * ws) + b;
+            uint8_t sm[16]; /* scales 0..7, mins 8..15 */
+            sx_cpu_q4k_scales(w->scales, sm, sm + 8);
+            __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * c));
+                const __m256i lo = _mm256_and_si256(raw, m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xb + 64 * c)));
+                const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xb + 64 * c + 32)));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, _mm256_set1_epi16(sm[2 * c])));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, _mm256_set1_epi16(sm[2 * c + 1])));
+            }
+            const __m128i mins8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)(sm + 8)), dup);
+            const __m256i msum = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins8), bs);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w->d) * dx), acc[r]);
+            acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(f16(w->dmin) * dx), acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) out[r] = hsum_ps(acc[r]);
+}
+SX_ROWS_FN(dot_q4_k)
+
+/* --------------------------------------------------------- q6_k x q8k */
+
+SX_INLINE void dot_q6_k_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
+    const int8_t *xq = (const int8_t *)x;
+    const float *xd = (const float *)(xq + K);
+    const int16_t *xbs = (const int16_t *)(xd + K / 256);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    /* shuffle control selecting scale 2g in the low 8 bytes, 2g+1 in the high 8 */
+    __m128i sel[8];
+    for (int g = 0; g < 8; g++)
+        sel[g] = _mm_or_si128(_mm_set1_epi8((char)(2 * g)),
+                              _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < K / 256; b++) {
+        const int8_t *xb = xq + 256 * b;
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)(xbs + 16 * b));
+        const float dx = xd[b];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const sx_block_q6_k *w = (const sx_block_q6_k *)(W + r * ws) + b;
+            const __m128i sc8 = _mm_loadu_si128((const __m128i *)w->scales);
+            /* -32 offset: isum starts at -32 * sum_i sc[i] * bsum[i] */
+            __m256i isum = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), bs), 5);
+            isum = _mm256_sub_epi32(_mm256_setzero_si256(), isum);
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
+                __m256i g[4];
+                g[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+                g[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+                g[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+                g[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) {
+                    const __m256i p = _mm256_maddubs_epi16(
+                        g[i], _mm256_loadu_si256((const __m256i *)(xb + 128 * h + 32 * i)));
+                    const __m256i s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, sel[4 * h + i]));
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, s));
+                }
+            }
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w->d) * dx), acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) out[r] = hsum_ps(acc[r]);
+}
+SX_ROWS_FN(dot_q6_k)
+
+/* ------------------------------------------------- float weights x f32 */
+
+SX_INLINE __m256 load_f32(const void *p) { return _mm256_loadu_ps((const float *)p); }
+SX_INLINE __m256 load_f16(const void *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+SX_INLINE __m256 load_bf16(const void *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+SX_INLINE float scalar_f32(const void *p, int64_t i) { return ((const float *)p)[i]; }
+SX_INLINE float scalar_f16(const void *p, int64_t i) { return f16(((const uint16_t *)p)[i]); }
+SX_INLINE float scalar_bf16(const void *p, int64_t i) {
+    return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128((int)((uint32_t)((const uint16_t *)p)[i] << 16))));
+}
+
+/* Two accumulators per row (16 elements per step) hide FMA latency. */
+#define SX_FLOAT_KERNEL(T, ESZ)                                                                \
+    SX_INLINE void dot_##T##_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, \
+                               float *out) {                                                   \
+        const float *xf = (const float *)x;                                                    \
+        __m256 a0[4], a1[4];                                                                   \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) a0[r] = a1[r] = _mm256_setzero_ps(); \
+        int64_t k = 0;                                                                         \
+        for (; k + 16 <= K; k += 16) {                                                         \
+            const __m256 x0 = _mm256_loadu_ps(xf + k), x1 = _mm256_loadu_ps(xf + k + 8);       \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) {                             \
+                const char *w = W + r * ws + k * ESZ;                                          \
+                a0[r] = _mm256_fmadd_ps(load_##T(w), x0, a0[r]);                               \
+                a1[r] = _mm256_fmadd_ps(load_##T(w + 8 * ESZ), x1, a1[r]);                     \
+            }                                                                                  \
+        }                                                                                      \
+        for (; k + 8 <= K; k += 8) {                                                           \
+            const __m256 x0 = _mm256_loadu_ps(xf + k);                                         \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                               \
+                a0[r] = _mm256_fmadd_ps(load_##T(W + r * ws + k * ESZ), x0, a0[r]);            \
+        }                                                                                      \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) {                                 \
+            float s = hsum_ps(_mm256_add_ps(a0[r], a1[r]));                                    \
+            for (int64_t j = k; j < K; j++) s += scalar_##T(W + r * ws, j) * xf[j];            \
+            out[r] = s;                                                                        \
+        }                                                                                      \
+    }                                                                                          \
+    SX_ROWS_FN(dot_##T)
+
+SX_FLOAT_KERNEL(f32, 4)
+SX_FLOAT_KERNEL(f16, 2)
+SX_FLOAT_KERNEL(bf16, 2)
+
+static float vec_dot_f32(int64_t n, const float *a, const float *b) {
+    float out;
+    dot_f32_n(n, (const char *)a, 0, 1, b, &out);
+    return out;
+}
+
+static float vec_dot_f16_f32(int64_t n, const uint16_t *a, const float *b) {
+    float out;
+    dot_f16_n(n, (const char *)a, 0, 1, b, &out);
+    return out;
+}
+
+static void vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
+    const __m256 av = _mm256_set1_ps(alpha);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, load_f16(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += alpha * f16(x[i]);
+}
+
+static const sx_cpu_kernels k_avx2 = {
+    .dot = {
+        [SX_DTYPE_F32] = dot_f32,
+        [SX_DTYPE_F16] = dot_f16,
+        [SX_DTYPE_BF16] = dot_bf16,
+        [SX_DTYPE_Q8_0] = dot_q8_0,
+        [SX_DTYPE_Q4_0] = dot_q4_0,
+        [SX_DTYPE_Q4_1] = dot_q4_1,
+        [SX_DTYPE_Q4_K] = dot_q4_k,
+        [SX_DTYPE_Q6_K] = dot_q6_k,
+    },
+    .vec_dot_f32 = vec_dot_f32,
+    .vec_dot_f16_f32 = vec_dot_f16_f32,
+    .vec_axpy_f16 = vec_axpy_f16,
+};
+
+const sx_cpu_kernels *sx_cpu_kernels_avx2(void) { return &k_avx2; }
+
+#else /* not x86-64 */
+
+const sx_cpu_kernels *sx_cpu_kernels_avx2(void) { return 0; }
+
+#endif

@@ -1,0 +1,283 @@
+/* backends/sched.c — places graph nodes on devices, plans their memory, moves
+ * tensors across device cuts and runs each device's run of nodes.
+ *
+ * Placement rule: a node that writes into a persistent tensor (SET_ROWS into a
+ * KV cache) runs where that tensor lives; any other node runs on the first
+ * device in the list that supports it (so a backend missing an op falls back
+ * to the next, usually the CPU). A node pinned by the caller (node->device set
+ * before compute) stays where it is. A source that lives on another device is
+ * copied whole into a proxy tensor just before the segment that first needs it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/backend.h"
+
+#define SX_SCHED_MAX_DEVICES 8
+#define SX_SCHED_ALIGN 256
+
+struct sx_sched {
+    sx_device *devs[SX_SCHED_MAX_DEVICES];
+    int n_devs;
+    sx_buffer *arena[SX_SCHED_MAX_DEVICES];
+    int last_segments, last_copies;
+    size_t guard;
+};
+
+#define SX_GUARD_BYTE 0xA5
+
+void sx_sched_set_guard(sx_sched *s, size_t bytes) { s->guard = bytes; }
+
+/* Fills (check = false) or verifies (check = true) the guard after every
+ * planned tensor of the graph. */
+static sx_status guards(sx_sched *s, sx_graph *g, bool check) {
+    unsigned char *buf = malloc(s->guard);
+    if (!buf) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "scheduler: guard buffer");
+    sx_status st = SX_OK;
+    for (int i = 0; i < sx_graph_n_tensors(g) && st == SX_OK; i++) {
+        sx_tensor *t = sx_graph_tensor(g, i);
+        if (t->view_src || !t->buffer || t->device < 0 || t->buffer != s->arena[t->device]) continue;
+        const size_t at = t->offset + sx_tensor_nbytes(t);
+        if (!check) {
+            memset(buf, SX_GUARD_BYTE, s->guard);
+            st = t->buffer->dev->vt->buffer_write(t->buffer, at, buf, s->guard);
+        } else {
+            st = t->buffer->dev->vt->buffer_read(t->buffer, at, buf, s->guard);
+            for (size_t k = 0; k < s->guard && st == SX_OK; k++)
+                if (buf[k] != SX_GUARD_BYTE)
+                    st = sx_set_error(SX_ERR_BACKEND, "scheduler: %s (op %s) wrote past its end (guard byte %zu changed)", t->name,
+                                      sx_op_name(t->op), k);
+        }
+    }
+    free(buf);
+    return st;
+}
+
+sx_status sx_sched_create(sx_device *const *devices, int n_devices, sx_sched **out_sched) {
+    *out_sched = NULL;
+    if (n_devices < 1 || n_devices > SX_SCHED_MAX_DEVICES)
+        return sx_set_error(SX_ERR_INVALID_ARG, "scheduler: %d devices (1..%d)", n_devices, SX_SCHED_MAX_DEVICES);
+    sx_sched *s = calloc(1, sizeof *s);
+    if (!s) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "scheduler: out of memory");
+    for (int i = 0; i < n_devices; i++) s->devs[i] = devices[i];
+    s->n_devs = n_devices;
+    const char *env = getenv("SPECEXIT_GUARD");
+    if (env && atoi(env) > 0) s->guard = 64;
+    *out_sched = s;
+    return SX_OK;
+}
+
+void sx_sched_destroy(sx_sched *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n_devs; i++) sx_buffer_free(s->arena[i]);
+    free(s);
+}
+
+void sx_sched_last_stats(const sx_sched *s, int *out_segments, int *out_copies) {
+    if (out_segments) *out_segments = s->last_segments;
+    if (out_copies) *out_copies = s->last_copies;
+}
+
+static int device_of_buffer(const sx_sched *s, const sx_buffer *b) {
+    for (int i = 0; i < s->n_devs; i++)
+        if (s->devs[i] == b->dev) return i;
+    return -1;
+}
+
+/* device index where root r's bytes are (or will be) */
+static int device_of_root(const sx_sched *s, const sx_tensor *r) {
+    return r->buffer ? device_of_buffer(s, r->buffer) : r->device;
+}
+
+static sx_status place_nodes(sx_sched *s, sx_graph *g) {
+    const int n = sx_graph_n_nodes(g);
+    for (int k = 0; k < n; k++) {
+        sx_tensor *node = sx_graph_node(g, k);
+        sx_tensor *root = sx_tensor_root(node);
+        int dev = node->device;
+        if (root != node && root->buffer) { /* in-place write into a persistent tensor */
+            dev = device_of_buffer(s, root->buffer);
+            if (dev < 0) return sx_set_error(SX_ERR_INVALID_ARG, "scheduler: %s writes into %s, whose device is not scheduled", node->name, root->name);
+        } else if (root != node) {
+            dev = root->device;
+        }
+        if (dev < 0) {
+            for (int i = 0; i < s->n_devs && dev < 0; i++)
+                if (s->devs[i]->vt->supports_op(s->devs[i], node)) dev = i;
+            if (dev < 0) return sx_set_error(SX_ERR_UNSUPPORTED, "scheduler: no device can run %s (op %s)", node->name, sx_op_name(node->op));
+        } else if (dev >= s->n_devs || !s->devs[dev]->vt->supports_op(s->devs[dev], node)) {
+            return sx_set_error(SX_ERR_UNSUPPORTED, "scheduler: %s (op %s) is bound to device %d, which cannot run it", node->name,
+                                sx_op_name(node->op), dev);
+        }
+        node->device = dev;
+    }
+    /* inputs go where their first consumer runs */
+    for (int k = 0; k < n; k++) {
+        sx_tensor *node = sx_graph_node(g, k);
+        for (int i = 0; i < SX_MAX_SRC; i++) {
+            if (!node->src[i]) continue;
+            sx_tensor *r = sx_tensor_root(node->src[i]);
+            if (sx_graph_owns(g, r) && r->op == SX_OP_NONE && r->device < 0) r->device = node->device;
+        }
+    }
+    for (int i = 0; i < sx_graph_n_tensors(g); i++) { /* unused inputs */
+        sx_tensor *t = sx_graph_tensor(g, i);
+        if (!t->view_src && t->device < 0) t->device = 0;
+    }
+    return SX_OK;
+}
+
+typedef struct {
+    sx_tensor *from, *proxy;
+    int first_node;
+} proxy_rec;
+
+/* Rewrites cross-device sources to proxies; fills recs (caller frees). */
+static sx_status insert_proxies(sx_sched *s, sx_graph *g, proxy_rec **out_recs, int *out_n) {
+    const int n = sx_graph_n_nodes(g);
+    proxy_rec *recs = NULL;
+    int n_recs = 0, cap = 0;
+    *out_recs = NULL;
+    *out_n = 0;
+    for (int k = 0; k < n; k++) {
+        sx_tensor *node = sx_graph_node(g, k);
+        for (int i = 0; i < SX_MAX_SRC; i++) {
+            sx_tensor *src = node->src[i];
+            if (!src) continue;
+            sx_tensor *r = sx_tensor_root(src);
+            const int rdev = device_of_root(s, r);
+            if (rdev < 0) {
+                free(recs);
+                return sx_set_error(SX_ERR_INVALID_ARG, "scheduler: %s reads %s, whose device is not scheduled", node->name, r->name);
+            }
+            if (rdev == node->device) continue;
+            sx_tensor *proxy = NULL;
+            for (int j = 0; j < n_recs; j++)
+                if (recs[j].from == r && recs[j].proxy->device == node->device) proxy = recs[j].proxy;
+            if (!proxy) {
+                int nd = 4;
+                proxy = sx_graph_input(g, r->dtype, nd, r->ne, NULL);
+                if (!proxy) {
+                    free(recs);
+                    return sx_graph_status(g);
+                }
+                memcpy(proxy->nb, r->nb, sizeof proxy->nb);
+                proxy->role = SX_ROLE_INTERMEDIATE;
+                proxy->device = node->device;
+                snprintf(proxy->name, sizeof proxy->name, "%.38s@dev%d", r->name, node->device);
+                if (n_recs == cap) {
+                    cap = cap ? 2 * cap : 16;
+                    proxy_rec *p = realloc(recs, sizeof *recs * (size_t)cap);
+                    if (!p) {
+                        free(recs);
+                        return sx_set_error(SX_ERR_OUT_OF_MEMORY, "scheduler: out of memory");
+                    }
+                    recs = p;
+                }
+                recs[n_recs++] = (proxy_rec){r, proxy, k};
+            }
+            if (src == r) {
+                node->src[i] = proxy;
+            } else {
+                int64_t ne[4];
+                memcpy(ne, src->ne, sizeof ne);
+                sx_tensor *v = sx_graph_view(g, proxy, 4, ne, &src->nb[1], src->view_offs);
+                if (!v) {
+                    free(recs);
+                    return sx_graph_status(g);
+                }
+                node->src[i] = v;
+            }
+        }
+    }
+    *out_recs = recs;
+    *out_n = n_recs;
+    return SX_OK;
+}
+
+static sx_status copy_across(const sx_tensor *from, sx_tensor *to) {
+    const size_t n = sx_tensor_nbytes(from);
+    void *tmp = malloc(n ? n : 1);
+    if (!tmp) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "scheduler: %zu bytes for a device copy", n);
+    sx_status st = sx_tensor_read(from, tmp, n);
+    if (st == SX_OK) st = sx_tensor_write(to, tmp, n);
+    free(tmp);
+    return st;
+}
+
+sx_status sx_sched_compute(sx_sched *s, sx_graph *g) {
+    SX_RETURN_IF_ERROR(sx_graph_status(g));
+    SX_RETURN_IF_ERROR(place_nodes(s, g));
+    proxy_rec *recs;
+    int n_recs;
+    SX_RETURN_IF_ERROR(insert_proxies(s, g, &recs, &n_recs));
+    const int n = sx_graph_n_nodes(g);
+
+    /* a proxy must be live from the start of the segment that fills it */
+    for (int j = 0; j < n_recs; j++) {
+        int k = recs[j].first_node;
+        while (k > 0 && sx_graph_node(g, k - 1)->device == sx_graph_node(g, k)->device) k--;
+        recs[j].first_node = k;
+        recs[j].proxy->live_from = k;
+    }
+
+    sx_status st = SX_OK;
+    for (int d = 0; d < s->n_devs && st == SX_OK; d++) {
+        size_t need;
+        st = sx_graph_plan_memory(g, d, SX_SCHED_ALIGN, s->guard, &need);
+        if (st != SX_OK) break;
+        if (need && (!s->arena[d] || s->arena[d]->size < need)) {
+            sx_buffer_free(s->arena[d]);
+            s->arena[d] = NULL;
+            st = sx_buffer_alloc(s->devs[d], need + need / 4, &s->arena[d]); /* headroom for growth */
+            if (st != SX_OK) {
+                sx_wrap_error(st, "scheduler: %zu-byte work arena on %s", need, s->devs[d]->info.name);
+                break;
+            }
+        }
+        for (int i = 0; i < sx_graph_n_tensors(g); i++) {
+            sx_tensor *t = sx_graph_tensor(g, i);
+            if (t->view_src || t->device != d || t->buffer) continue;
+            if (t->op != SX_OP_NONE || t->role == SX_ROLE_INPUT || t->live_from >= 0) t->buffer = s->arena[d];
+        }
+    }
+    for (int i = 0; i < sx_graph_n_tensors(g) && st == SX_OK; i++) {
+        sx_tensor *t = sx_graph_tensor(g, i);
+        if (t->role == SX_ROLE_INPUT && t->host_data) st = sx_tensor_write(t, t->host_data, sx_tensor_nbytes(t));
+    }
+
+    if (st == SX_OK && s->guard) st = guards(s, g, false);
+
+    int segments = 0;
+    for (int k = 0; k < n && st == SX_OK;) {
+        int e = k + 1;
+        const int dev = sx_graph_node(g, k)->device;
+        while (e < n && sx_graph_node(g, e)->device == dev) e++;
+        for (int j = 0; j < n_recs && st == SX_OK; j++)
+            if (recs[j].first_node == k) st = copy_across(recs[j].from, recs[j].proxy);
+        if (st != SX_OK) break;
+        sx_device *d = s->devs[dev];
+        /* nodes are contiguous in the graph's node list */
+        sx_tensor **nodes = malloc(sizeof(sx_tensor *) * (size_t)(e - k));
+        if (!nodes) {
+            st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "scheduler: out of memory");
+            break;
+        }
+        for (int i = k; i < e; i++) nodes[i - k] = sx_graph_node(g, i);
+        st = d->vt->compute(d, nodes, e - k);
+        free(nodes);
+        segments++;
+        k = e;
+    }
+    if (st == SX_OK && s->guard) st = guards(s, g, true);
+    s->last_segments = segments;
+    s->last_copies = n_recs;
+    free(recs);
+    return st;
+}
+
+sx_status sx_sched_read(sx_sched *s, const sx_tensor *t, void *dst, size_t nbytes) {
+    (void)s;
+    if (!sx_tensor_is_contiguous(t)) return sx_set_error(SX_ERR_INVALID_ARG, "scheduler: reading non-contiguous %s", t->name);
+    return sx_tensor_read(t, dst, nbytes);
+}

@@ -1,0 +1,206 @@
+/* core/engine.c — engine and session objects behind core/specexit.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/chat.h"
+#include "core/engine_internal.h"
+
+double sx_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Template family: the override by name, else detected from the file's
+ * template, else ChatML (llama.cpp's fallback too). */
+static sx_status select_chat(const char *override, const char *tmpl, int *out_kind, char **out_default_system) {
+    sx_chat_template_kind k = SX_CHAT_UNKNOWN;
+    *out_default_system = NULL;
+    if (override) {
+        SX_RETURN_IF_ERROR(sx_chat_kind_from_name(override, &k));
+    } else if (tmpl) {
+        k = sx_chat_detect(tmpl);
+        if (k == SX_CHAT_UNKNOWN) SX_LOGW("unrecognised chat template in the model; using chatml");
+    }
+    if (k == SX_CHAT_UNKNOWN) k = SX_CHAT_CHATML;
+    if (tmpl) SX_RETURN_IF_ERROR(sx_chat_default_system(tmpl, out_default_system));
+    *out_kind = (int)k;
+    return SX_OK;
+}
+
+void sx_engine_options_init(sx_engine_options *o) {
+    memset(o, 0, sizeof *o);
+    o->backend = "cpu";
+}
+
+sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
+    *out = NULL;
+    if (!o->model_path || !o->model_path[0]) return sx_set_error(SX_ERR_INVALID_ARG, "no model file given (-m MODEL.gguf)");
+    sx_engine *e = calloc(1, sizeof *e);
+    if (!e) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "engine: out of memory");
+    const char *backend = o->backend && o->backend[0] ? o->backend : "cpu";
+    snprintf(e->backend, sizeof e->backend, "%s", backend);
+    sx_device_options dopts;
+    sx_device_options_init(&dopts);
+    dopts.n_threads = o->n_threads;
+    sx_status s = sx_device_open_by_name(backend, &dopts, &e->dev);
+    if (s == SX_OK && !e->dev->info.host_visible) s = sx_device_open_by_name("cpu", &dopts, &e->cpu);
+    if (s == SX_OK) s = sx_model_load(o->model_path, e->dev, &e->model);
+    if (s == SX_OK) s = sx_tokenizer_from_gguf(e->model->gguf, &e->tok);
+    if (s == SX_OK && sx_tokenizer_n_vocab(e->tok) > e->model->hp.n_vocab)
+        s = sx_set_error(SX_ERR_FORMAT, "%s: tokenizer has %lld tokens but the embedding only %d rows", o->model_path,
+                         (long long)sx_tokenizer_n_vocab(e->tok), e->model->hp.n_vocab);
+    if (s == SX_OK) {
+        const char *tmpl = NULL;
+        size_t len = 0;
+        char *tmpl_copy = NULL;
+        if (sx_gguf_get_str(e->model->gguf, "tokenizer.chat_template", &tmpl, &len) == SX_OK) {
+            tmpl_copy = strndup(tmpl, len);
+        }
+        s = select_chat(o->chat_template, tmpl_copy, &e->chat_kind, &e->default_system);
+        free(tmpl_copy);
+    }
+    if (s != SX_OK) {
+        sx_engine_destroy(e);
+        return s;
+    }
+    *out = e;
+    return SX_OK;
+}
+
+void sx_engine_destroy(sx_engine *e) {
+    if (!e) return;
+    sx_tokenizer_destroy(e->tok);
+    sx_model_free(e->model);
+    sx_device_close(e->dev);
+    sx_device_close(e->cpu);
+    free(e->default_system);
+    free(e);
+}
+
+void sx_engine_get_info(const sx_engine *e, sx_engine_info *out) {
+    const sx_model *m = e->model;
+    memset(out, 0, sizeof *out);
+    out->model_name = m->name;
+    out->arch = sx_arch_name(m->hp.arch);
+    out->quant = m->file_type;
+    out->n_params = m->n_params;
+    out->weight_bytes = m->weight_bytes;
+    out->n_layer = m->hp.n_layer;
+    out->n_embd = m->hp.n_embd;
+    out->n_head = m->hp.n_head;
+    out->n_head_kv = m->hp.n_head_kv;
+    out->n_vocab = m->hp.n_vocab;
+    out->n_ctx_train = m->hp.n_ctx_train;
+    out->backend = e->dev->vt->name;
+    out->device = e->dev->info.name;
+    out->chat_template = sx_chat_kind_name(e->chat_kind);
+}
+
+/* ---- text ---- */
+sx_status sx_tokenize(const sx_engine *e, const char *text, bool add_special, bool parse_special, int32_t **out_ids, int *out_n) {
+    int64_t n = 0;
+    *out_ids = NULL;
+    *out_n = 0;
+    SX_RETURN_IF_ERROR(sx_tokenizer_encode(e->tok, text, strlen(text), add_special, parse_special, out_ids, &n));
+    if (n > INT32_MAX) {
+        free(*out_ids);
+        *out_ids = NULL;
+        return sx_set_error(SX_ERR_INVALID_ARG, "text too long");
+    }
+    *out_n = (int)n;
+    return SX_OK;
+}
+
+sx_status sx_token_to_piece(const sx_engine *e, int32_t token, char *buf, size_t cap, size_t *out_len) {
+    return sx_tokenizer_token_to_piece(e->tok, token, buf, cap, out_len);
+}
+
+sx_status sx_detokenize(const sx_engine *e, const int32_t *ids, int n, char **out_text) {
+    size_t len;
+    return sx_tokenizer_decode(e->tok, ids, n, false, out_text, &len);
+}
+
+bool sx_token_is_eog(const sx_engine *e, int32_t token) { return sx_tokenizer_is_eog(e->tok, token); }
+
+sx_status sx_chat_prompt(const sx_engine *e, const char *system, const char *user, bool think, char **out_text) {
+    sx_chat_msg msgs[2];
+    int n = 0;
+    if (system) msgs[n++] = (sx_chat_msg){"system", system};
+    msgs[n++] = (sx_chat_msg){"user", user};
+    return sx_chat_format(e->chat_kind, msgs, n, true, think, e->default_system, out_text);
+}
+
+/* ---- sessions ---- */
+void sx_session_options_init(sx_session_options *o) {
+    memset(o, 0, sizeof *o);
+}
+
+sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_session **out) {
+    *out = NULL;
+    sx_session_options def;
+    sx_session_options_init(&def);
+    if (!o) o = &def;
+    if (o->n_ctx < 0 || o->n_batch < 0) return sx_set_error(SX_ERR_INVALID_ARG, "session: negative context or batch size");
+    sx_session *s = calloc(1, sizeof *s);
+    if (!s) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "session: out of memory");
+    s->e = e;
+    const int n_ctx = o->n_ctx ? o->n_ctx : (e->model->hp.n_ctx_train < 4096 ? e->model->hp.n_ctx_train : 4096);
+    s->n_batch = o->n_batch ? o->n_batch : 512;
+    sx_device *devs[2] = {e->dev, e->cpu};
+    sx_status st = sx_kv_cache_create(&e->model->hp, e->dev, n_ctx, o->kv_f32 ? SX_DTYPE_F32 : SX_DTYPE_F16, &s->kv);
+    if (st == SX_OK) st = sx_sched_create(devs, e->cpu ? 2 : 1, &s->sched);
+    if (st == SX_OK) st = sx_graph_create(sx_model_graph_size(e->model) + 64, &s->graph);
+    if (st == SX_OK && !(s->history = malloc(sizeof(int32_t) * (size_t)n_ctx))) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "session: out of memory");
+    if (st != SX_OK) {
+        sx_session_destroy(s);
+        return st;
+    }
+    *out = s;
+    return SX_OK;
+}
+
+void sx_session_destroy(sx_session *s) {
+    if (!s) return;
+    sx_graph_destroy(s->graph);
+    sx_sched_destroy(s->sched);
+    sx_kv_cache_free(s->kv);
+    free(s->history);
+    free(s);
+}
+
+void sx_session_reset(sx_session *s) { s->n_past = 0; }
+int sx_session_n_past(const sx_session *s) { return s->n_past; }
+int sx_session_n_ctx(const sx_session *s) { return s->kv->n_ctx; }
+
+sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax) {
+    sx_forward_out fo;
+    sx_graph_reset(s->graph);
+    SX_RETURN_IF_ERROR(sx_model_build_forward(s->e->model, s->kv, s->graph, b, &fo));
+    SX_RETURN_IF_ERROR(sx_sched_compute(s->sched, s->graph));
+    const int n_out = b->out_rows ? b->n_out : b->n;
+    if (out_logits) SX_RETURN_IF_ERROR(sx_sched_read(s->sched, fo.logits, out_logits, sizeof(float) * (size_t)n_out * (size_t)s->e->model->hp.n_vocab));
+    if (out_argmax) SX_RETURN_IF_ERROR(sx_sched_read(s->sched, fo.argmax, out_argmax, sizeof(int32_t) * (size_t)n_out));
+    return SX_OK;
+}
+
+sx_status sx_session_eval(sx_session *s, const int32_t *tokens, int n, float *out_logits) {
+    if (n < 1) return sx_set_error(SX_ERR_INVALID_ARG, "eval: no tokens");
+    if ((int64_t)s->n_past + n > s->kv->n_ctx)
+        return sx_set_error(SX_ERR_CONTEXT_FULL, "%d tokens do not fit: %d of %d context slots are used (raise --ctx-size)", n, s->n_past,
+                            s->kv->n_ctx);
+    for (int done = 0; done < n;) {
+        const int m = n - done < s->n_batch ? n - done : s->n_batch;
+        const bool last = done + m == n;
+        const int32_t last_row = m - 1;
+        sx_batch b = {.tokens = tokens + done, .n = m, .n_past = s->n_past, .out_rows = &last_row, .n_out = 1};
+        sx_status st = sx_session_forward(s, &b, last ? out_logits : NULL, NULL);
+        if (st != SX_OK) return st;
+        memcpy(s->history + s->n_past, tokens + done, sizeof(int32_t) * (size_t)m);
+        s->n_past += m;
+        done += m;
+    }
+    return SX_OK;
+}

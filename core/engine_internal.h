@@ -1,0 +1,39 @@
+/* core/engine_internal.h — engine and session internals shared by the core/ sources. */
+#ifndef SX_ENGINE_INTERNAL_H
+#define SX_ENGINE_INTERNAL_H
+
+#include "backends/backend.h"
+#include "core/model.h"
+#include "core/sampler.h"
+#include "core/specexit.h"
+#include "core/tokenizer.h"
+
+struct sx_engine {
+    sx_device *dev;
+    sx_device *cpu; /* fallback for ops the device lacks (NULL when dev is the CPU) */
+    sx_model *model;
+    sx_tokenizer *tok;
+    int chat_kind;
+    char backend[32];
+    char *default_system;
+};
+
+struct sx_session {
+    sx_engine *e;
+    sx_kv_cache *kv;
+    sx_sched *sched;
+    sx_graph *graph;
+    int n_past;
+    int n_batch;
+    int32_t *history; /* [n_ctx] tokens in the context */
+};
+
+sx_status sx_tokenizer_from_gguf(const sx_gguf *g, sx_tokenizer **out);
+double sx_now_ms(void);
+
+/* One forward pass over b (b->n_past must equal s->n_past); reads back the
+ * logits of the requested rows ([n_out][n_vocab], may be NULL) and/or their
+ * argmax (may be NULL). Does not advance n_past. */
+SX_MUST_USE sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax);
+
+#endif

@@ -1,0 +1,246 @@
+/* core/model.c — loading llama / qwen2 / qwen3 models from GGUF.
+ * Every hyperparameter and tensor is checked before use; the weights stay in
+ * the file's mapping on the CPU and are uploaded once to other devices. */
+#include "core/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const g_arch_names[SX_ARCH_COUNT] = {"llama", "qwen2", "qwen3"};
+
+const char *sx_arch_name(sx_arch a) { return (unsigned)a < SX_ARCH_COUNT ? g_arch_names[a] : "unknown"; }
+
+typedef struct {
+    sx_model *m;
+    const char *path;
+    uint64_t data_offset;
+} loader;
+
+static sx_status get_int(const sx_gguf *g, const char *arch, const char *suffix, int min, int max, bool required, int def, int *out) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int64_t v;
+    sx_status s = sx_gguf_get_i64(g, key, &v);
+    if (s == SX_ERR_NOT_FOUND && !required) {
+        *out = def;
+        return SX_OK;
+    }
+    if (s == SX_ERR_NOT_FOUND) return sx_set_error(SX_ERR_FORMAT, "%s: missing key %s", sx_gguf_name(g), key);
+    if (s != SX_OK) return s;
+    if (v < min || v > max) return sx_set_error(SX_ERR_FORMAT, "%s: %s = %lld is out of range [%d, %d]", sx_gguf_name(g), key, (long long)v, min, max);
+    *out = (int)v;
+    return SX_OK;
+}
+
+static sx_status get_float(const sx_gguf *g, const char *arch, const char *suffix, float def, float *out) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    sx_status s = sx_gguf_get_f32(g, key, out);
+    if (s == SX_ERR_NOT_FOUND) {
+        *out = def;
+        return SX_OK;
+    }
+    if (s == SX_OK && !(*out > 0 && *out < 1e12f)) return sx_set_error(SX_ERR_FORMAT, "%s: %s = %g is out of range", sx_gguf_name(g), key, *out);
+    return s;
+}
+
+static sx_status read_hparams(const sx_gguf *g, sx_hparams *hp) {
+    const char *arch_s;
+    size_t arch_len;
+    memset(hp, 0, sizeof *hp);
+    sx_status s = sx_gguf_get_str(g, "general.architecture", &arch_s, &arch_len);
+    if (s == SX_ERR_NOT_FOUND) return sx_set_error(SX_ERR_FORMAT, "%s: missing key general.architecture", sx_gguf_name(g));
+    SX_RETURN_IF_ERROR(s);
+    char arch[64];
+    snprintf(arch, sizeof arch, "%.*s", (int)(arch_len < 63 ? arch_len : 63), arch_s);
+    hp->arch = SX_ARCH_COUNT;
+    for (int a = 0; a < SX_ARCH_COUNT; a++)
+        if (strcmp(arch, g_arch_names[a]) == 0) hp->arch = (sx_arch)a;
+    if (hp->arch == SX_ARCH_COUNT)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "%s: unknown architecture '%s' (supported: llama, qwen2, qwen3)", sx_gguf_name(g), arch);
+    const int big = 1 << 20;
+    SX_RETURN_IF_ERROR(get_int(g, arch, "block_count", 1, 4096, true, 0, &hp->n_layer));
+    SX_RETURN_IF_ERROR(get_int(g, arch, "embedding_length", 1, big, true, 0, &hp->n_embd));
+    SX_RETURN_IF_ERROR(get_int(g, arch, "feed_forward_length", 1, big, true, 0, &hp->n_ff));
+    SX_RETURN_IF_ERROR(get_int(g, arch, "attention.head_count", 1, 4096, true, 0, &hp->n_head));
+    SX_RETURN_IF_ERROR(get_int(g, arch, "attention.head_count_kv", 1, 4096, false, hp->n_head, &hp->n_head_kv));
+    SX_RETURN_IF_ERROR(get_int(g, arch, "attention.key_length", 1, 4096, false, hp->n_embd / hp->n_head, &hp->head_dim));
+    SX_RETURN_IF_ERROR(get_int(g, arch, "rope.dimension_count", 2, 4096, false, hp->head_dim, &hp->rope_dims));
+    SX_RETURN_IF_ERROR(get_int(g, arch, "context_length", 1, 1 << 24, false, 4096, &hp->n_ctx_train));
+    SX_RETURN_IF_ERROR(get_float(g, arch, "rope.freq_base", 10000.0f, &hp->rope_base));
+    SX_RETURN_IF_ERROR(get_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps));
+    float factor;
+    SX_RETURN_IF_ERROR(get_float(g, arch, "rope.scaling.factor", 1.0f, &factor));
+    hp->rope_scale = 1.0f / factor;
+    if (hp->n_head % hp->n_head_kv)
+        return sx_set_error(SX_ERR_FORMAT, "%s: head_count %d is not a multiple of head_count_kv %d", sx_gguf_name(g), hp->n_head, hp->n_head_kv);
+    if (hp->rope_dims > hp->head_dim || hp->rope_dims % 2)
+        return sx_set_error(SX_ERR_FORMAT, "%s: rope.dimension_count %d does not fit head_dim %d", sx_gguf_name(g), hp->rope_dims, hp->head_dim);
+    hp->rope_mode = hp->arch == SX_ARCH_LLAMA ? SX_ROPE_NORMAL : SX_ROPE_NEOX;
+    return SX_OK;
+}
+
+/* Finds a tensor, checks its shape (ne1 = 0: 1-D) and dtype class. */
+static sx_status bind(loader *L, const char *name, int64_t ne0, int64_t ne1, bool optional, bool must_be_f32, sx_tensor **out) {
+    *out = NULL;
+    const sx_gguf *g = L->m->gguf;
+    const int64_t i = sx_gguf_find_tensor(g, name);
+    if (i < 0) {
+        if (optional) return SX_OK;
+        return sx_set_error(SX_ERR_FORMAT, "%s: missing tensor '%s' required by %s", L->path, name, sx_arch_name(L->m->hp.arch));
+    }
+    sx_gguf_tensor_info ti;
+    SX_RETURN_IF_ERROR(sx_gguf_tensor(g, i, &ti));
+    if (ti.dtype == SX_DTYPE_COUNT)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "%s: tensor '%s' has unsupported type %d (%s); supported: f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q6_k",
+                            L->path, name, ti.ggml_type, sx_gguf_ggml_type_name(ti.ggml_type));
+    const int64_t want1 = ne1 ? ne1 : 1;
+    if (ti.ne[0] != ne0 || ti.ne[1] != want1 || ti.ne[2] != 1 || ti.ne[3] != 1)
+        return sx_set_error(SX_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", L->path, name,
+                            (long long)ti.ne[0], (long long)ti.ne[1], (long long)ti.ne[2], (long long)ti.ne[3], (long long)ne0, (long long)want1);
+    if (must_be_f32 && ti.dtype != SX_DTYPE_F32)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "%s: tensor '%s' is %s; norms and biases must be f32", L->path, name, sx_dtype_name(ti.dtype));
+    if (ti.dtype == SX_DTYPE_I32) return sx_set_error(SX_ERR_FORMAT, "%s: tensor '%s' is i32, not a weight", L->path, name);
+    sx_tensor *t = &L->m->tensors[L->m->n_tensors++];
+    memset(t, 0, sizeof *t);
+    t->dtype = ti.dtype;
+    for (int d = 0; d < SX_MAX_DIMS; d++) t->ne[d] = ti.ne[d];
+    sx_tensor_set_contiguous_strides(t);
+    if (sx_tensor_nbytes(t) != ti.size)
+        return sx_set_error(SX_ERR_FORMAT, "%s: tensor '%s' size %zu does not match its shape", L->path, name, ti.size);
+    t->role = SX_ROLE_WEIGHT;
+    t->offset = (size_t)(ti.offset - L->data_offset);
+    t->device = -1;
+    t->index = -1;
+    t->live_from = -1;
+    snprintf(t->name, sizeof t->name, "%.47s", name);
+    *out = t;
+    return SX_OK;
+}
+
+static sx_status bind_layer(loader *L, int il, sx_layer *ly) {
+    const sx_hparams *hp = &L->m->hp;
+    const int q_dim = hp->n_head * hp->head_dim, kv_dim = hp->n_head_kv * hp->head_dim;
+    char n[96];
+#define B(field, suffix, ne0, ne1, opt, f32)                              \
+    snprintf(n, sizeof n, "blk.%d.%s", il, suffix);                        \
+    SX_RETURN_IF_ERROR(bind(L, n, ne0, ne1, opt, f32, &ly->field));
+    B(attn_norm, "attn_norm.weight", hp->n_embd, 0, false, true);
+    B(wq, "attn_q.weight", hp->n_embd, q_dim, false, false);
+    B(wk, "attn_k.weight", hp->n_embd, kv_dim, false, false);
+    B(wv, "attn_v.weight", hp->n_embd, kv_dim, false, false);
+    B(wo, "attn_output.weight", q_dim, hp->n_embd, false, false);
+    const bool qwen2 = hp->arch == SX_ARCH_QWEN2, qwen3 = hp->arch == SX_ARCH_QWEN3;
+    B(bq, "attn_q.bias", q_dim, 0, !qwen2, true);
+    B(bk, "attn_k.bias", kv_dim, 0, !qwen2, true);
+    B(bv, "attn_v.bias", kv_dim, 0, !qwen2, true);
+    B(q_norm, "attn_q_norm.weight", hp->head_dim, 0, !qwen3, true);
+    B(k_norm, "attn_k_norm.weight", hp->head_dim, 0, !qwen3, true);
+    B(ffn_norm, "ffn_norm.weight", hp->n_embd, 0, false, true);
+    B(w_gate, "ffn_gate.weight", hp->n_embd, hp->n_ff, false, false);
+    B(w_up, "ffn_up.weight", hp->n_embd, hp->n_ff, false, false);
+    B(w_down, "ffn_down.weight", hp->n_ff, hp->n_embd, false, false);
+#undef B
+    return SX_OK;
+}
+
+static sx_status place_weights(loader *L) {
+    sx_model *m = L->m;
+    const size_t size = sx_gguf_size(m->gguf) - (size_t)L->data_offset;
+    void *base = (char *)sx_gguf_data(m->gguf) + L->data_offset;
+    sx_device *dev = m->dev;
+    if (dev->info.host_visible && dev->vt->buffer_wrap_host) {
+        /* zero copy: kernels read the file mapping; weights are never written */
+        SX_RETURN_IF_ERROR(dev->vt->buffer_wrap_host(dev, base, size, &m->weights));
+    } else {
+        SX_RETURN_IF_ERROR(sx_buffer_alloc(dev, size, &m->weights));
+        const size_t chunk = 64u << 20;
+        for (size_t off = 0; off < size; off += chunk) {
+            const size_t n = size - off < chunk ? size - off : chunk;
+            SX_RETURN_IF_ERROR(dev->vt->buffer_write(m->weights, off, (const char *)base + off, n));
+            SX_LOGI("uploading weights to %s: %zu/%zu MiB", dev->info.name, (off + n) >> 20, size >> 20);
+        }
+    }
+    for (int i = 0; i < m->n_tensors; i++) m->tensors[i].buffer = m->weights;
+    return SX_OK;
+}
+
+static void summarize(sx_model *m) {
+    int count[SX_DTYPE_COUNT] = {0};
+    for (int i = 0; i < m->n_tensors; i++) {
+        const sx_tensor *t = &m->tensors[i];
+        m->n_params += (uint64_t)sx_tensor_nelements(t);
+        m->weight_bytes += sx_tensor_nbytes(t);
+        if (t->ne[1] > 1) count[t->dtype]++;
+    }
+    int best = 0;
+    for (int d = 1; d < SX_DTYPE_COUNT; d++)
+        if (count[d] > count[best]) best = d;
+    snprintf(m->file_type, sizeof m->file_type, "%s", sx_dtype_name((sx_dtype)best));
+    const char *name;
+    size_t len;
+    if (sx_gguf_get_str(m->gguf, "general.name", &name, &len) == SX_OK)
+        snprintf(m->name, sizeof m->name, "%.*s", (int)(len < 127 ? len : 127), name);
+    else
+        snprintf(m->name, sizeof m->name, "%s", sx_arch_name(m->hp.arch));
+}
+
+sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out) {
+    *out = NULL;
+    sx_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        sx_gguf_close(g);
+        return sx_set_error(SX_ERR_OUT_OF_MEMORY, "model: out of memory");
+    }
+    m->gguf = g;
+    m->dev = dev;
+    loader L = {m, sx_gguf_name(g), sx_gguf_data_offset(g)};
+    sx_status s = read_hparams(g, &m->hp);
+    if (s == SX_OK) {
+        const int max_tensors = 3 + 14 * m->hp.n_layer;
+        m->tensors = calloc((size_t)max_tensors, sizeof *m->tensors);
+        m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
+        if (!m->tensors || !m->layers) s = sx_set_error(SX_ERR_OUT_OF_MEMORY, "model: out of memory");
+    }
+    if (s == SX_OK) {
+        const int64_t i = sx_gguf_find_tensor(g, "token_embd.weight");
+        sx_gguf_tensor_info ti;
+        if (i < 0) s = sx_set_error(SX_ERR_FORMAT, "%s: missing tensor 'token_embd.weight'", L.path);
+        else if ((s = sx_gguf_tensor(g, i, &ti)) == SX_OK) {
+            if (ti.ne[1] < 2 || ti.ne[1] > (1 << 24)) s = sx_set_error(SX_ERR_FORMAT, "%s: vocabulary size %lld is out of range", L.path, (long long)ti.ne[1]);
+            m->hp.n_vocab = (int)ti.ne[1];
+        }
+    }
+    if (s == SX_OK) s = bind(&L, "token_embd.weight", m->hp.n_embd, m->hp.n_vocab, false, false, &m->tok_embd);
+    if (s == SX_OK) s = bind(&L, "output_norm.weight", m->hp.n_embd, 0, false, true, &m->out_norm);
+    if (s == SX_OK) s = bind(&L, "output.weight", m->hp.n_embd, m->hp.n_vocab, true, false, &m->output);
+    if (s == SX_OK && !m->output) m->output = m->tok_embd; /* tied embeddings */
+    for (int il = 0; il < m->hp.n_layer && s == SX_OK; il++) s = bind_layer(&L, il, &m->layers[il]);
+    if (s == SX_OK) s = place_weights(&L);
+    if (s != SX_OK) {
+        sx_model_free(m);
+        return s;
+    }
+    summarize(m);
+    *out = m;
+    return SX_OK;
+}
+
+sx_status sx_model_load(const char *path, sx_device *dev, sx_model **out) {
+    *out = NULL;
+    sx_gguf *g;
+    SX_RETURN_IF_ERROR(sx_gguf_open(path, &g));
+    return sx_model_load_gguf(g, dev, out);
+}
+
+void sx_model_free(sx_model *m) {
+    if (!m) return;
+    sx_buffer_free(m->weights);
+    free(m->tensors);
+    free(m->layers);
+    sx_gguf_close(m->gguf);
+    free(m);
+}
+
+int sx_model_graph_size(const sx_model *m) { return 64 + 48 * m->hp.n_layer; }

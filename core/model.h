@@ -1,0 +1,113 @@
+/* core/model.h — transformer models loaded from GGUF and their step graphs.
+ * Internal to core/ (the public API is core/specexit.h). */
+#ifndef SX_MODEL_H
+#define SX_MODEL_H
+
+#include "backends/backend.h"
+#include "core/gguf.h"
+#include "ir/graph.h"
+
+typedef enum sx_arch {
+    SX_ARCH_LLAMA = 0, /* SmolLM2, Llama 3, DeepSeek-R1-Distill-Llama */
+    SX_ARCH_QWEN2,     /* DeepSeek-R1-Distill-Qwen: q/k/v biases */
+    SX_ARCH_QWEN3,     /* Qwen3: per-head q/k rms norm */
+    SX_ARCH_COUNT
+} sx_arch;
+
+const char *sx_arch_name(sx_arch a);
+
+typedef struct sx_hparams {
+    sx_arch arch;
+    int n_layer;
+    int n_embd;     /* residual width */
+    int n_head, n_head_kv;
+    int head_dim;   /* q/k/v per head */
+    int n_ff;
+    int n_vocab;
+    int n_ctx_train;
+    int rope_dims;
+    float rope_base;
+    float rope_scale; /* frequency scale (1 = none) */
+    sx_rope_mode rope_mode;
+    float norm_eps;
+} sx_hparams;
+
+typedef struct sx_layer {
+    sx_tensor *attn_norm;          /* [n_embd] */
+    sx_tensor *wq, *wk, *wv, *wo;  /* [n_embd, nh*hd], [n_embd, nkv*hd] x2, [nh*hd, n_embd] */
+    sx_tensor *bq, *bk, *bv;       /* qwen2 biases or NULL */
+    sx_tensor *q_norm, *k_norm;    /* qwen3 [hd] or NULL */
+    sx_tensor *ffn_norm;           /* [n_embd] */
+    sx_tensor *w_gate, *w_up;      /* [n_embd, n_ff] */
+    sx_tensor *w_down;             /* [n_ff, n_embd] */
+} sx_layer;
+
+typedef struct sx_model {
+    sx_hparams hp;
+    sx_gguf *gguf;       /* owned; weights may point into its mapping */
+    sx_device *dev;      /* borrowed; where the weights live */
+    sx_buffer *weights;  /* owned */
+    sx_tensor *tensors;  /* [n_tensors] owned weight tensors */
+    int n_tensors;
+    sx_tensor *tok_embd; /* [n_embd, n_vocab] */
+    sx_tensor *out_norm; /* [n_embd] */
+    sx_tensor *output;   /* [n_embd, n_vocab]; tok_embd when tied */
+    sx_layer *layers;    /* [n_layer] */
+    char name[128];
+    char file_type[32];  /* most common weight dtype, e.g. "q4_1" */
+    uint64_t n_params;
+    size_t weight_bytes;
+} sx_model;
+
+/* Opens a GGUF model file, checks every tensor the architecture needs
+ * (names, shapes, dtypes) and uploads the weights to dev. Clear errors for
+ * unknown architectures, missing tensors, shape mismatches and unsupported
+ * quant types. Caller owns *out (sx_model_free). */
+SX_MUST_USE sx_status sx_model_load(const char *path, sx_device *dev, sx_model **out);
+/* Same, from an already opened GGUF (takes ownership of g even on failure). */
+SX_MUST_USE sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out);
+void sx_model_free(sx_model *m);
+
+/* ---- KV cache: per layer K and V, [kv_dim, n_ctx] slots ---- */
+typedef struct sx_kv_cache {
+    int n_layer, n_ctx, kv_dim;
+    sx_dtype dtype;   /* F16 default, F32 allowed */
+    sx_tensor *k, *v; /* [n_layer] each */
+    sx_buffer *buf;
+} sx_kv_cache;
+
+SX_MUST_USE sx_status sx_kv_cache_create(const sx_hparams *hp, sx_device *dev, int n_ctx, sx_dtype dtype, sx_kv_cache **out);
+void sx_kv_cache_free(sx_kv_cache *kv);
+/* Adds to g the copies that move slot src[i] to slot dst[i] in every layer
+ * (KV compaction after tree verification). Gathers first, then scatters, so
+ * overlapping moves are safe. */
+SX_MUST_USE sx_status sx_kv_cache_build_move(sx_kv_cache *kv, sx_graph *g, const int32_t *src, const int32_t *dst, int n);
+
+/* ---- one forward pass ---- */
+typedef struct sx_batch {
+    const int32_t *tokens; /* [n] */
+    const int32_t *pos;    /* [n] rope positions; NULL = n_past + i */
+    int n;
+    int n_past;            /* kv slots already filled; tokens go to slots n_past.. */
+    const float *mask;     /* [n][n] 0 / -inf among the new tokens; NULL = causal */
+    const int32_t *out_rows; /* rows (0..n-1) whose logits are wanted; NULL = all */
+    int n_out;
+    const int *feature_layers; /* residual entering these layers is output too */
+    int n_feature_layers;
+} sx_batch;
+
+#define SX_MAX_FEATURE_LAYERS 4
+
+typedef struct sx_forward_out {
+    sx_tensor *logits;   /* F32 [n_vocab, n_out] */
+    sx_tensor *argmax;   /* I32 [1, n_out] */
+    sx_tensor *features[SX_MAX_FEATURE_LAYERS]; /* F32 [n_embd, n] each */
+} sx_forward_out;
+
+/* Builds the step graph into g (reset by the caller). */
+SX_MUST_USE sx_status sx_model_build_forward(const sx_model *m, sx_kv_cache *kv, sx_graph *g, const sx_batch *b, sx_forward_out *out);
+
+/* Graph capacity that fits one forward pass of m. */
+int sx_model_graph_size(const sx_model *m);
+
+#endif

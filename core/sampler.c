@@ -1,0 +1,186 @@
+/* core/sampler.c — see sampler.h. */
+#include "core/sampler.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void sx_sampler_params_init(sx_sampler_params *p) {
+    p->temp = 0.8f;
+    p->top_k = 40;
+    p->top_p = 0.95f;
+    p->min_p = 0.05f;
+    p->repeat_penalty = 1.0f;
+    p->repeat_last_n = 64;
+    p->seed = SX_SEED_RANDOM;
+}
+
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void sx_rng_seed(sx_rng *r, uint64_t seed) {
+    r->s[0] = splitmix(&seed);
+    r->s[1] = splitmix(&seed);
+}
+
+double sx_rng_uniform(sx_rng *r) { /* xoroshiro128+ */
+    const uint64_t s0 = r->s[0];
+    uint64_t s1 = r->s[1];
+    const uint64_t result = s0 + s1;
+    s1 ^= s0;
+    r->s[0] = ((s0 << 24) | (s0 >> 40)) ^ s1 ^ (s1 << 16);
+    r->s[1] = (s1 << 37) | (s1 >> 27);
+    return (double)(result >> 11) * (1.0 / 9007199254740992.0);
+}
+
+struct sx_sampler {
+    sx_sampler_params p;
+    int n_vocab;
+    sx_rng rng;
+    float *work;   /* [n_vocab] penalised logits */
+    int32_t *ids;  /* [n_vocab] candidate ids */
+    float *probs;  /* [n_vocab] */
+};
+
+sx_status sx_sampler_create(const sx_sampler_params *p, int n_vocab, sx_sampler **out) {
+    *out = NULL;
+    if (n_vocab < 1) return sx_set_error(SX_ERR_INVALID_ARG, "sampler: n_vocab %d", n_vocab);
+    if (!(p->temp >= 0) || !(p->top_p > 0) || !(p->min_p >= 0 && p->min_p <= 1) || !(p->repeat_penalty > 0))
+        return sx_set_error(SX_ERR_INVALID_ARG, "sampler: invalid parameters (temp >= 0, 0 < top-p, 0 <= min-p <= 1, repeat-penalty > 0)");
+    sx_sampler *s = calloc(1, sizeof *s);
+    if (!s) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "sampler: out of memory");
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    s->work = malloc(sizeof(float) * (size_t)n_vocab);
+    s->ids = malloc(sizeof(int32_t) * (size_t)n_vocab);
+    s->probs = malloc(sizeof(float) * (size_t)n_vocab);
+    if (!s->work || !s->ids || !s->probs) {
+        sx_sampler_destroy(s);
+        return sx_set_error(SX_ERR_OUT_OF_MEMORY, "sampler: out of memory");
+    }
+    sx_rng_seed(&s->rng, p->seed == SX_SEED_RANDOM ? (uint64_t)time(NULL) : p->seed);
+    *out = s;
+    return SX_OK;
+}
+
+void sx_sampler_destroy(sx_sampler *s) {
+    if (!s) return;
+    free(s->work), free(s->ids), free(s->probs);
+    free(s);
+}
+
+sx_rng *sx_sampler_rng(sx_sampler *s) { return &s->rng; }
+
+int32_t sx_argmax(const float *x, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static _Thread_local const float *t_sort_logits;
+
+static int cmp_desc(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    const float lx = t_sort_logits[x], ly = t_sort_logits[y];
+    if (lx != ly) return lx > ly ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+sx_status sx_sampler_distribution(sx_sampler *s, const float *logits, const int32_t *history, int n_history, const int32_t **out_ids,
+                                  const float **out_p, int *out_n) {
+    const int V = s->n_vocab;
+    memcpy(s->work, logits, sizeof(float) * (size_t)V);
+    if (s->p.repeat_penalty != 1.0f && history) {
+        const int from = n_history > s->p.repeat_last_n ? n_history - s->p.repeat_last_n : 0;
+        for (int i = from; i < n_history; i++) {
+            const int32_t t = history[i];
+            if (t < 0 || t >= V) continue;
+            /* each distinct token penalised once */
+            bool seen = false;
+            for (int j = from; j < i && !seen; j++) seen = history[j] == t;
+            if (seen) continue;
+            s->work[t] = s->work[t] > 0 ? s->work[t] / s->p.repeat_penalty : s->work[t] * s->p.repeat_penalty;
+        }
+    }
+    if (s->p.temp <= 0) {
+        s->ids[0] = sx_argmax(s->work, V);
+        s->probs[0] = 1.0f;
+        *out_ids = s->ids, *out_p = s->probs, *out_n = 1;
+        return SX_OK;
+    }
+    for (int i = 0; i < V; i++) {
+        if (isnan(s->work[i])) return sx_set_error(SX_ERR_INVALID_ARG, "sampler: logit %d is NaN", i);
+        s->ids[i] = i;
+    }
+    int n = V;
+    t_sort_logits = s->work;
+    if (s->p.top_k > 0 && s->p.top_k < n) {
+        /* partial selection: sort everything (V <= a few 100k; fine per token) */
+        qsort(s->ids, (size_t)n, sizeof(int32_t), cmp_desc);
+        n = s->p.top_k;
+    } else {
+        qsort(s->ids, (size_t)n, sizeof(int32_t), cmp_desc);
+    }
+    /* softmax at temperature 1 for top-p / min-p (as llama.cpp) */
+    const float mx = s->work[s->ids[0]];
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        s->probs[i] = expf(s->work[s->ids[i]] - mx);
+        sum += s->probs[i];
+    }
+    if (s->p.top_p < 1.0f) {
+        double cum = 0;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            cum += s->probs[i] / sum;
+            if (cum >= s->p.top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+    }
+    if (s->p.min_p > 0) {
+        const float thr = s->probs[0] * s->p.min_p;
+        int keep = 1;
+        while (keep < n && s->probs[keep] >= thr) keep++;
+        n = keep;
+    }
+    sum = 0;
+    for (int i = 0; i < n; i++) {
+        s->probs[i] = expf((s->work[s->ids[i]] - mx) / s->p.temp);
+        sum += s->probs[i];
+    }
+    for (int i = 0; i < n; i++) s->probs[i] = (float)(s->probs[i] / sum);
+    *out_ids = s->ids, *out_p = s->probs, *out_n = n;
+    return SX_OK;
+}
+
+sx_status sx_sampler_sample(sx_sampler *s, const float *logits, const int32_t *history, int n_history, int32_t *out_token) {
+    const int32_t *ids;
+    const float *p;
+    int n;
+    SX_RETURN_IF_ERROR(sx_sampler_distribution(s, logits, history, n_history, &ids, &p, &n));
+    if (n == 1) {
+        *out_token = ids[0];
+        return SX_OK;
+    }
+    const double u = sx_rng_uniform(&s->rng);
+    double cum = 0;
+    for (int i = 0; i < n; i++) {
+        cum += p[i];
+        if (u < cum) {
+            *out_token = ids[i];
+            return SX_OK;
+        }
+    }
+    *out_token = ids[n - 1];
+    return SX_OK;
+}

@@ -1,0 +1,34 @@
+/* core/sampler.h — token sampling from logits (llama.cpp's order):
+ * repetition penalty -> top-k -> top-p -> min-p -> temperature -> draw.
+ * temp <= 0 is greedy (argmax, lowest id on ties). */
+#ifndef SX_SAMPLER_H
+#define SX_SAMPLER_H
+
+#include <stdint.h>
+
+#include "core/specexit.h"
+
+
+
+typedef struct sx_rng { uint64_t s[2]; } sx_rng;
+void sx_rng_seed(sx_rng *r, uint64_t seed);
+/* Uniform in [0, 1). */
+double sx_rng_uniform(sx_rng *r);
+
+typedef struct sx_sampler sx_sampler;
+SX_MUST_USE sx_status sx_sampler_create(const sx_sampler_params *p, int n_vocab, sx_sampler **out);
+void sx_sampler_destroy(sx_sampler *s);
+
+/* Turns logits into the sampling distribution after penalties, truncation and
+ * temperature: out_ids[0..*out_n) with probabilities out_p (sum 1, sorted by
+ * probability desc, ties by id). Greedy gives one id with p = 1. The arrays
+ * are owned by the sampler and valid until the next call. history: recent
+ * tokens for the repetition penalty. */
+SX_MUST_USE sx_status sx_sampler_distribution(sx_sampler *s, const float *logits, const int32_t *history, int n_history,
+                                              const int32_t **out_ids, const float **out_p, int *out_n);
+/* Draws one token (distribution, then an inverse-CDF draw with the seeded RNG). */
+SX_MUST_USE sx_status sx_sampler_sample(sx_sampler *s, const float *logits, const int32_t *history, int n_history, int32_t *out_token);
+sx_rng *sx_sampler_rng(sx_sampler *s);
+int32_t sx_argmax(const float *x, int n);
+
+#endif

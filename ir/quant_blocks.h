@@ -1,0 +1,33 @@
+/* ir/quant_blocks.h — byte layout of the GGUF block-quantised types.
+ * Identical to the on-disk layout, so weights are used straight from the
+ * mmap'd file. Sizes are checked against ir/dtype.def at compile time. */
+#ifndef SX_QUANT_BLOCKS_H
+#define SX_QUANT_BLOCKS_H
+
+#include <stdint.h>
+
+typedef uint16_t sx_fp16_bits;
+
+#define SX_QK 32   /* elements per block, legacy types */
+#define SX_QK_K 256 /* elements per super-block, K types */
+
+/* x[j] = (q[j] - 8) * d; low nibbles hold j < 16, high nibbles j >= 16 */
+typedef struct { sx_fp16_bits d; uint8_t qs[SX_QK / 2]; } sx_block_q4_0;
+/* x[j] = q[j] * d + m; nibble order as q4_0 */
+typedef struct { sx_fp16_bits d, m; uint8_t qs[SX_QK / 2]; } sx_block_q4_1;
+/* x[j] = q[j] * d */
+typedef struct { sx_fp16_bits d; int8_t qs[SX_QK]; } sx_block_q8_0;
+/* 8 sub-blocks of 32; 6-bit scale and min per sub-block packed in scales[12];
+ * x = d*sc*q - dmin*m; each 32 bytes of qs hold two sub-blocks (low, high nibble) */
+typedef struct { sx_fp16_bits d, dmin; uint8_t scales[12]; uint8_t qs[SX_QK_K / 2]; } sx_block_q4_k;
+/* 16 sub-blocks of 16; 6-bit q = low 4 bits in ql, high 2 bits in qh, minus 32;
+ * x = d * scales[sub] * q */
+typedef struct { uint8_t ql[SX_QK_K / 2]; uint8_t qh[SX_QK_K / 4]; int8_t scales[SX_QK_K / 16]; sx_fp16_bits d; } sx_block_q6_k;
+
+_Static_assert(sizeof(sx_block_q4_0) == 18, "q4_0 block size");
+_Static_assert(sizeof(sx_block_q4_1) == 20, "q4_1 block size");
+_Static_assert(sizeof(sx_block_q8_0) == 34, "q8_0 block size");
+_Static_assert(sizeof(sx_block_q4_k) == 144, "q4_k block size");
+_Static_assert(sizeof(sx_block_q6_k) == 210, "q6_k block size");
+
+#endif

@@ -1,0 +1,148 @@
+/* tools/cli.c — option parsing shared by the subcommands (llama.cpp names). */
+#include "tools/cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+void sx_cli_init(sx_cli *c) {
+    memset(c, 0, sizeof *c);
+    c->backend = "cpu";
+    c->n_predict = 128;
+    c->chat = true;
+    sx_sampler_params_init(&c->sampling);
+    c->bench_prompt = 512;
+    c->bench_gen = 128;
+    c->repetitions = 3;
+}
+
+static bool parse_int(const char *opt, const char *v, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || *end || end == v || x < lo || x > hi) {
+        fprintf(stderr, "error: %s expects an integer in [%ld, %ld], got '%s'\n", opt, lo, hi, v ? v : "(nothing)");
+        return false;
+    }
+    *out = (int)x;
+    return true;
+}
+
+static bool parse_float(const char *opt, const char *v, double lo, double hi, float *out) {
+    char *end;
+    errno = 0;
+    double x = v ? strtod(v, &end) : 0;
+    if (!v || errno || *end || end == v || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "error: %s expects a number in [%g, %g], got '%s'\n", opt, lo, hi, v ? v : "(nothing)");
+        return false;
+    }
+    *out = (float)x;
+    return true;
+}
+
+void sx_cli_print_common_help(FILE *f) {
+    fprintf(f,
+            "  -m, --model FILE          GGUF model (required)\n"
+            "  -p, --prompt TEXT         prompt\n"
+            "  -f, --file FILE           read the prompt from a file\n"
+            "  -sys, --system TEXT       system prompt (chat mode)\n"
+            "  -n, --n-predict N         tokens to generate (default 128, -1 = until end)\n"
+            "      --chat | --raw        apply the model's chat template (default) or send the prompt as is\n"
+            "      --chat-template NAME  chatml | llama3 | deepseek-r1 (default: from the model)\n"
+            "      --no-think            do not open a <think> section for thinking models\n"
+            "      --temp T              temperature (default 0.8; 0 = greedy)\n"
+            "      --top-k K             (default 40; 0 = off)\n"
+            "      --top-p P             (default 0.95; 1 = off)\n"
+            "      --min-p P             (default 0.05; 0 = off)\n"
+            "      --repeat-penalty X    (default 1.0 = off)\n"
+            "      --repeat-last-n N     (default 64)\n"
+            "  -s, --seed S              RNG seed (default: random)\n"
+            "      --ignore-eos          keep generating past end-of-generation tokens\n"
+            "      --backend NAME[:N]    cpu (default), cpu-ref, vulkan, cuda, hip; see `specexit devices`\n"
+            "  -t, --threads N           CPU threads (default: physical cores)\n"
+            "  -c, --ctx-size N          context size (default: min(model, 4096))\n"
+            "  -b, --batch-size N        prompt tokens per forward pass (default 512)\n"
+            "      --kv-f32              keep the KV cache in f32 (default f16)\n"
+            "      --json                print one JSON object on stdout\n");
+}
+
+bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define IS(x) (strcmp(a, x) == 0)
+#define NEED() do { if (!v) { fprintf(stderr, "error: %s needs a value\n", a); return false; } i++; } while (0)
+        if (IS("-m") || IS("--model")) { NEED(); c->model = v; }
+        else if (IS("-p") || IS("--prompt")) { NEED(); c->prompt = v; }
+        else if (IS("-f") || IS("--file")) { NEED(); c->prompt_file = v; }
+        else if (IS("-sys") || IS("--system")) { NEED(); c->system = v; }
+        else if (IS("-n") || IS("--n-predict")) { NEED(); if (!parse_int(a, v, -1, 1 << 24, &c->n_predict)) return false; }
+        else if (IS("--chat")) { c->chat = true; c->raw = false; }
+        else if (IS("--raw")) { c->raw = true; c->chat = false; }
+        else if (IS("--chat-template")) { NEED(); c->chat_template = v; }
+        else if (IS("--no-think")) c->no_think = true;
+        else if (IS("--temp")) { NEED(); if (!parse_float(a, v, 0, 100, &c->sampling.temp)) return false; }
+        else if (IS("--top-k")) { NEED(); if (!parse_int(a, v, 0, 1 << 24, &c->sampling.top_k)) return false; }
+        else if (IS("--top-p")) { NEED(); if (!parse_float(a, v, 1e-6, 1, &c->sampling.top_p)) return false; }
+        else if (IS("--min-p")) { NEED(); if (!parse_float(a, v, 0, 1, &c->sampling.min_p)) return false; }
+        else if (IS("--repeat-penalty")) { NEED(); if (!parse_float(a, v, 1e-3, 100, &c->sampling.repeat_penalty)) return false; }
+        else if (IS("--repeat-last-n")) { NEED(); if (!parse_int(a, v, 0, 1 << 24, &c->sampling.repeat_last_n)) return false; }
+        else if (IS("-s") || IS("--seed")) {
+            NEED();
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 10);
+            if (errno || *end || end == v) { fprintf(stderr, "error: %s expects a non-negative integer, got '%s'\n", a, v); return false; }
+            c->sampling.seed = s;
+        }
+        else if (IS("--ignore-eos")) c->ignore_eos = true;
+        else if (IS("--backend") || IS("-dev") || IS("--device")) { NEED(); c->backend = v; }
+        else if (IS("-t") || IS("--threads")) { NEED(); if (!parse_int(a, v, 0, 1024, &c->n_threads)) return false; }
+        else if (IS("-c") || IS("--ctx-size")) { NEED(); if (!parse_int(a, v, 0, 1 << 24, &c->n_ctx)) return false; }
+        else if (IS("-b") || IS("--batch-size")) { NEED(); if (!parse_int(a, v, 0, 1 << 16, &c->n_batch)) return false; }
+        else if (IS("--kv-f32")) c->kv_f32 = true;
+        else if (IS("--json")) c->json = true;
+        else if (IS("-r") || IS("--repetitions")) { NEED(); if (!parse_int(a, v, 1, 1000, &c->repetitions)) return false; }
+        else if (!strcmp(cmd, "bench") && IS("-pp")) { NEED(); if (!parse_int(a, v, 0, 1 << 20, &c->bench_prompt)) return false; }
+        else if (!strcmp(cmd, "bench") && IS("-tg")) { NEED(); if (!parse_int(a, v, 0, 1 << 20, &c->bench_gen)) return false; }
+        else {
+            fprintf(stderr, "error: unknown option '%s' for 'specexit %s' (see specexit %s --help)\n", a, cmd, cmd);
+            return false;
+        }
+#undef IS
+#undef NEED
+    }
+    return true;
+}
+
+int sx_cli_fail(const char *what, sx_status s) {
+    const char *msg = sx_last_error();
+    fprintf(stderr, "error: %s: %s%s%s\n", what, sx_status_str(s), msg[0] ? ": " : "", msg);
+    return 1;
+}
+
+char *sx_cli_read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (size_t r; buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += r;
+        if (cap - n - 1 == 0) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) buf[n] = 0;
+    return buf;
+}
+
+unsigned long long sx_cli_peak_rss(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (unsigned long long)ru.ru_maxrss * 1024ull;
+}

@@ -1,0 +1,49 @@
+/* tools/cli.h — shared option parsing for the specexit subcommands. */
+#ifndef SX_CLI_H
+#define SX_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "core/specexit.h"
+
+typedef struct sx_cli {
+    const char *model;
+    const char *prompt;
+    const char *prompt_file;
+    const char *system;
+    const char *backend;
+    const char *chat_template;
+    int n_predict;
+    int n_threads;
+    int n_ctx;
+    int n_batch;
+    bool chat;     /* apply the chat template (default when the model has one) */
+    bool raw;
+    bool json;
+    bool ignore_eos;
+    bool no_think;
+    bool kv_f32;
+    sx_sampler_params sampling;
+    /* bench */
+    int bench_prompt;
+    int bench_gen;
+    int repetitions;
+} sx_cli;
+
+void sx_cli_init(sx_cli *c);
+/* Parses argv; prints a clear message and returns false on bad input. */
+bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd);
+void sx_cli_print_common_help(FILE *f);
+/* "error: <msg>" to stderr with the last library message; returns 1. */
+int sx_cli_fail(const char *what, sx_status s);
+/* Reads a whole file into a malloc'ed NUL-terminated string. */
+char *sx_cli_read_file(const char *path);
+/* Peak resident set size of this process in bytes. */
+unsigned long long sx_cli_peak_rss(void);
+
+int sx_cmd_run(int argc, char **argv);
+int sx_cmd_bench(int argc, char **argv);
+int sx_cmd_devices(int argc, char **argv);
+
+#endif

@@ -1,0 +1,157 @@
+/* tools/cmd_run.c — `specexit run`: one generation, text streamed to stdout,
+ * statistics to stderr (or one JSON object on stdout with --json). */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/cli.h"
+
+typedef struct {
+    bool json;
+    char *text; /* accumulated output */
+    size_t len, cap;
+} run_out;
+
+static bool on_token(int32_t token, const char *piece, size_t len, void *user) {
+    (void)token;
+    run_out *o = user;
+    if (o->len + len + 1 > o->cap) {
+        size_t cap = (o->cap + len + 1) * 2;
+        char *p = realloc(o->text, cap);
+        if (!p) return false;
+        o->text = p;
+        o->cap = cap;
+    }
+    memcpy(o->text + o->len, piece, len);
+    o->len += len;
+    o->text[o->len] = 0;
+    if (!o->json) {
+        fwrite(piece, 1, len, stdout);
+        fflush(stdout);
+    }
+    return true;
+}
+
+static void help(void) {
+    printf("usage: specexit run -m MODEL.gguf -p PROMPT [options]\n\nGenerates text; streams it to stdout, statistics to stderr.\n\n");
+    sx_cli_print_common_help(stdout);
+}
+
+int sx_cmd_run(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            help();
+            return 0;
+        }
+    sx_cli c;
+    sx_cli_init(&c);
+    if (!sx_cli_parse(&c, argc, argv, "run")) return 1;
+    if (!c.model) {
+        fprintf(stderr, "error: no model given (-m MODEL.gguf)\n");
+        return 1;
+    }
+    char *file_prompt = NULL;
+    if (c.prompt_file) {
+        file_prompt = sx_cli_read_file(c.prompt_file);
+        if (!file_prompt) {
+            fprintf(stderr, "error: cannot read prompt file '%s'\n", c.prompt_file);
+            return 1;
+        }
+        c.prompt = file_prompt;
+    }
+    if (!c.prompt) {
+        fprintf(stderr, "error: no prompt given (-p TEXT or -f FILE)\n");
+        free(file_prompt);
+        return 1;
+    }
+    sx_engine_options eo;
+    sx_engine_options_init(&eo);
+    eo.model_path = c.model;
+    eo.backend = c.backend;
+    eo.n_threads = c.n_threads;
+    eo.chat_template = c.chat_template;
+    sx_engine *e = NULL;
+    sx_session *s = NULL;
+    char *formatted = NULL;
+    int32_t *ids = NULL;
+    int n_ids = 0, rc = 0;
+    run_out out = {.json = c.json};
+    sx_status st = sx_engine_create(&eo, &e);
+    if (st != SX_OK) {
+        rc = sx_cli_fail("loading model", st);
+        goto done;
+    }
+    sx_session_options so;
+    sx_session_options_init(&so);
+    so.n_ctx = c.n_ctx;
+    so.n_batch = c.n_batch;
+    so.kv_f32 = c.kv_f32;
+    if ((st = sx_session_create(e, &so, &s)) != SX_OK) {
+        rc = sx_cli_fail("creating session", st);
+        goto done;
+    }
+    const char *text = c.prompt;
+    if (c.chat) {
+        if ((st = sx_chat_prompt(e, c.system, c.prompt, !c.no_think, &formatted)) != SX_OK) {
+            rc = sx_cli_fail("chat template", st);
+            goto done;
+        }
+        text = formatted;
+    }
+    if ((st = sx_tokenize(e, text, true, c.chat, &ids, &n_ids)) != SX_OK) {
+        rc = sx_cli_fail("tokenizing the prompt", st);
+        goto done;
+    }
+    sx_generate_params gp;
+    sx_generate_params_init(&gp);
+    gp.n_predict = c.n_predict;
+    gp.sampling = c.sampling;
+    gp.ignore_eos = c.ignore_eos;
+    sx_generate_stats gs;
+    st = sx_generate(s, ids, n_ids, &gp, on_token, &out, &gs);
+    if (st != SX_OK) {
+        rc = sx_cli_fail("generating", st);
+        goto done;
+    }
+    sx_engine_info info;
+    sx_engine_get_info(e, &info);
+    if (c.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "text", out.text ? out.text : "");
+        cJSON_AddStringToObject(j, "model", info.model_name);
+        cJSON_AddStringToObject(j, "arch", info.arch);
+        cJSON_AddStringToObject(j, "quant", info.quant);
+        cJSON_AddStringToObject(j, "backend", info.backend);
+        cJSON_AddStringToObject(j, "device", info.device);
+        cJSON_AddNumberToObject(j, "n_prompt_tokens", gs.n_prompt_tokens);
+        cJSON_AddNumberToObject(j, "n_generated_tokens", gs.n_generated_tokens);
+        cJSON_AddNumberToObject(j, "prefill_ms", gs.prefill_ms);
+        cJSON_AddNumberToObject(j, "decode_ms", gs.decode_ms);
+        cJSON_AddNumberToObject(j, "prefill_tok_s", gs.prefill_tok_s);
+        cJSON_AddNumberToObject(j, "decode_tok_s", gs.decode_tok_s);
+        cJSON_AddStringToObject(j, "stop_reason", sx_stop_reason_str(gs.stop_reason));
+        cJSON_AddStringToObject(j, "spec", "none");
+        cJSON_AddNumberToObject(j, "n_steps", gs.n_steps);
+        cJSON_AddNumberToObject(j, "accept_len_mean", gs.accept_len_mean);
+        cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)sx_cli_peak_rss());
+        char *str = cJSON_Print(j);
+        printf("%s\n", str);
+        free(str);
+        cJSON_Delete(j);
+    } else {
+        printf("\n");
+        fprintf(stderr,
+                "\n[specexit] model %s (%s, %s) on %s (%s)\n"
+                "[specexit] prompt %d tokens in %.1f ms (%.1f tok/s); generated %d tokens in %.1f ms (%.1f tok/s); stop: %s\n",
+                info.model_name, info.arch, info.quant, info.backend, info.device, gs.n_prompt_tokens, gs.prefill_ms, gs.prefill_tok_s,
+                gs.n_generated_tokens, gs.decode_ms, gs.decode_tok_s, sx_stop_reason_str(gs.stop_reason));
+    }
+done:
+    free(out.text);
+    free(ids);
+    free(formatted);
+    free(file_prompt);
+    sx_session_destroy(s);
+    sx_engine_destroy(e);
+    return rc;
+}

@@ -1,0 +1,213 @@
+/* tools/mkmodel.c — writes tiny random-weight models (seeded) of the llama,
+ * qwen2 and qwen3 architectures, with a small byte-level BPE vocabulary and
+ * the ChatML special tokens. Used by the tests to exercise every model graph
+ * quickly; also handy for benchmarking a shape without real weights.
+ *
+ *   specexit-mkmodel --arch qwen3 --type q8_0 --seed 1 -o tiny.gguf
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/gguf.h"
+#include "core/sampler.h"
+
+typedef struct {
+    const char *arch, *out;
+    sx_dtype type;
+    uint64_t seed;
+    int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx;
+    bool tied;
+} mk_opts;
+
+static sx_rng g_rng;
+
+static float randn(void) {
+    double u1 = sx_rng_uniform(&g_rng), u2 = sx_rng_uniform(&g_rng);
+    if (u1 < 1e-12) u1 = 1e-12;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* GPT-2's byte -> printable code point table, as UTF-8 strings */
+static void byte_token(int b, char out[4]) {
+    int cp;
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) {
+        cp = b;
+    } else {
+        int n = 0;
+        for (int x = 0; x < b; x++)
+            if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255))) n++;
+        cp = 256 + n;
+    }
+    if (cp < 0x80) {
+        out[0] = (char)cp, out[1] = 0;
+    } else {
+        out[0] = (char)(0xC0 | (cp >> 6)), out[1] = (char)(0x80 | (cp & 0x3F)), out[2] = 0;
+    }
+}
+
+typedef struct {
+    char **items;
+    int n, cap;
+} strlist;
+
+static void push(strlist *l, const char *s) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 512;
+        l->items = realloc(l->items, sizeof(char *) * (size_t)l->cap);
+    }
+    l->items[l->n++] = strdup(s);
+}
+
+static sx_status add_weight(sx_gguf_writer *w, const char *name, sx_dtype t, int64_t ne0, int64_t ne1, float scale, float offset) {
+    const int64_t n = ne0 * ne1;
+    float *f = malloc(sizeof(float) * (size_t)n);
+    const size_t bytes = sx_dtype_row_size(t, ne0) * (size_t)ne1;
+    void *q = malloc(bytes);
+    if (!f || !q) {
+        free(f), free(q);
+        return sx_set_error(SX_ERR_OUT_OF_MEMORY, "mkmodel: out of memory");
+    }
+    for (int64_t i = 0; i < n; i++) f[i] = offset + scale * randn();
+    for (int64_t r = 0; r < ne1; r++) sx_dtype_quantize_row(t, f + r * ne0, (char *)q + (size_t)r * sx_dtype_row_size(t, ne0), ne0);
+    const int64_t ne[2] = {ne0, ne1};
+    sx_status s = sx_gguf_writer_add_tensor_copy(w, name, t, ne1 > 1 ? 2 : 1, ne, q, bytes);
+    free(f), free(q);
+    return s;
+}
+
+static sx_status write_model(const mk_opts *o) {
+    sx_gguf_writer *w;
+    SX_RETURN_IF_ERROR(sx_gguf_writer_create(&w));
+    /* vocabulary: 256 bytes, merges of frequent pairs, specials */
+    strlist tokens = {0}, merges = {0};
+    for (int b = 0; b < 256; b++) {
+        char t[4];
+        byte_token(b, t);
+        push(&tokens, t);
+    }
+    const char *pairs[][2] = {{"Ġ", "t"}, {"h", "e"}, {"Ġt", "he"}, {"i", "n"}, {"Ġ", "a"}, {"e", "r"}, {"o", "n"}, {"Ġ", "s"},
+                              {"r", "e"}, {"a", "t"}, {"Ċ", "Ċ"}, {"Ġ", "w"}, {"o", "r"}, {"e", "n"}, {"Ġ", "i"}, {"i", "s"}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        char m[32], t[32];
+        snprintf(m, sizeof m, "%s %s", pairs[i][0], pairs[i][1]);
+        snprintf(t, sizeof t, "%s%s", pairs[i][0], pairs[i][1]);
+        push(&merges, m);
+        push(&tokens, t);
+    }
+    const char *specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"};
+    const int first_special = tokens.n;
+    for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) push(&tokens, specials[i]);
+    const int n_vocab = tokens.n;
+    int32_t *types = malloc(sizeof(int32_t) * (size_t)n_vocab);
+    for (int i = 0; i < n_vocab; i++) types[i] = i >= first_special ? 3 : 1;
+
+    char key[128];
+    sx_status s = SX_OK;
+#define KV(call) do { if (s == SX_OK) s = (call); } while (0)
+#define AK(suffix) (snprintf(key, sizeof key, "%s.%s", o->arch, suffix), key)
+    KV(sx_gguf_writer_set_str(w, "general.architecture", o->arch));
+    KV(sx_gguf_writer_set_str(w, "general.name", "specexit tiny random model"));
+    KV(sx_gguf_writer_set_u32(w, AK("block_count"), (uint32_t)o->n_layer));
+    KV(sx_gguf_writer_set_u32(w, AK("embedding_length"), (uint32_t)o->n_embd));
+    KV(sx_gguf_writer_set_u32(w, AK("feed_forward_length"), (uint32_t)o->n_ff));
+    KV(sx_gguf_writer_set_u32(w, AK("attention.head_count"), (uint32_t)o->n_head));
+    KV(sx_gguf_writer_set_u32(w, AK("attention.head_count_kv"), (uint32_t)o->n_head_kv));
+    KV(sx_gguf_writer_set_u32(w, AK("attention.key_length"), (uint32_t)o->head_dim));
+    KV(sx_gguf_writer_set_u32(w, AK("attention.value_length"), (uint32_t)o->head_dim));
+    KV(sx_gguf_writer_set_u32(w, AK("context_length"), (uint32_t)o->n_ctx));
+    KV(sx_gguf_writer_set_f32(w, AK("rope.freq_base"), 10000.0f));
+    KV(sx_gguf_writer_set_f32(w, AK("attention.layer_norm_rms_epsilon"), 1e-6f));
+    KV(sx_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2"));
+    KV(sx_gguf_writer_set_str(w, "tokenizer.ggml.pre", strcmp(o->arch, "llama") ? "qwen2" : "smollm"));
+    KV(sx_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tokens.items, (uint64_t)tokens.n));
+    KV(sx_gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)n_vocab));
+    KV(sx_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)merges.items, (uint64_t)merges.n));
+    KV(sx_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)first_special));
+    KV(sx_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)first_special + 2));
+    KV(sx_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", false));
+    KV(sx_gguf_writer_set_str(w, "tokenizer.chat_template", "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor %}"));
+
+    const int q_dim = o->n_head * o->head_dim, kv_dim = o->n_head_kv * o->head_dim;
+    const float emb = 1.0f, lin = 1.0f / sqrtf((float)o->n_embd), ffs = 1.0f / sqrtf((float)o->n_ff), qs = 1.0f / sqrtf((float)q_dim);
+    KV(add_weight(w, "token_embd.weight", o->type, o->n_embd, n_vocab, emb, 0));
+    KV(add_weight(w, "output_norm.weight", SX_DTYPE_F32, o->n_embd, 1, 0.1f, 1.0f));
+    if (!o->tied) KV(add_weight(w, "output.weight", o->type, o->n_embd, n_vocab, lin, 0));
+    for (int il = 0; il < o->n_layer && s == SX_OK; il++) {
+        char n[96];
+#define W(suffix, t, a, b, sc, off) do { snprintf(n, sizeof n, "blk.%d.%s", il, suffix); KV(add_weight(w, n, t, a, b, sc, off)); } while (0)
+        W("attn_norm.weight", SX_DTYPE_F32, o->n_embd, 1, 0.1f, 1.0f);
+        W("attn_q.weight", o->type, o->n_embd, q_dim, lin, 0);
+        W("attn_k.weight", o->type, o->n_embd, kv_dim, lin, 0);
+        W("attn_v.weight", o->type, o->n_embd, kv_dim, lin, 0);
+        W("attn_output.weight", o->type, q_dim, o->n_embd, qs, 0);
+        if (!strcmp(o->arch, "qwen2")) {
+            W("attn_q.bias", SX_DTYPE_F32, q_dim, 1, 0.1f, 0);
+            W("attn_k.bias", SX_DTYPE_F32, kv_dim, 1, 0.1f, 0);
+            W("attn_v.bias", SX_DTYPE_F32, kv_dim, 1, 0.1f, 0);
+        }
+        if (!strcmp(o->arch, "qwen3")) {
+            W("attn_q_norm.weight", SX_DTYPE_F32, o->head_dim, 1, 0.1f, 1.0f);
+            W("attn_k_norm.weight", SX_DTYPE_F32, o->head_dim, 1, 0.1f, 1.0f);
+        }
+        W("ffn_norm.weight", SX_DTYPE_F32, o->n_embd, 1, 0.1f, 1.0f);
+        W("ffn_gate.weight", o->type, o->n_embd, o->n_ff, lin, 0);
+        W("ffn_up.weight", o->type, o->n_embd, o->n_ff, lin, 0);
+        W("ffn_down.weight", o->type, o->n_ff, o->n_embd, ffs, 0);
+#undef W
+    }
+    KV(sx_gguf_writer_write(w, o->out));
+#undef KV
+#undef AK
+    for (int i = 0; i < tokens.n; i++) free(tokens.items[i]);
+    for (int i = 0; i < merges.n; i++) free(merges.items[i]);
+    free(tokens.items), free(merges.items), free(types);
+    sx_gguf_writer_destroy(w);
+    return s;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: specexit-mkmodel --arch llama|qwen2|qwen3 -o OUT.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|q4_k|q6_k]\n"
+                    "       [--seed S] [--layers N] [--embd N] [--heads N] [--kv-heads N] [--head-dim N] [--ff N] [--ctx N] [--tied]\n");
+}
+
+int main(int argc, char **argv) {
+    mk_opts o = {.arch = "llama", .type = SX_DTYPE_Q8_0, .seed = 1, .n_layer = 2, .n_embd = 64, .n_head = 4, .n_head_kv = 2,
+                 .head_dim = 16, .n_ff = 128, .n_ctx = 512};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool takes = strcmp(a, "--tied") != 0;
+        if (takes && !v) { usage(); return 1; }
+        if (!strcmp(a, "--arch")) o.arch = v;
+        else if (!strcmp(a, "-o")) o.out = v;
+        else if (!strcmp(a, "--type")) { if (!sx_dtype_from_name(v, &o.type)) { fprintf(stderr, "error: unknown type '%s'\n", v); return 1; } }
+        else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--layers")) o.n_layer = atoi(v);
+        else if (!strcmp(a, "--embd")) o.n_embd = atoi(v);
+        else if (!strcmp(a, "--heads")) o.n_head = atoi(v);
+        else if (!strcmp(a, "--kv-heads")) o.n_head_kv = atoi(v);
+        else if (!strcmp(a, "--head-dim")) o.head_dim = atoi(v);
+        else if (!strcmp(a, "--ff")) o.n_ff = atoi(v);
+        else if (!strcmp(a, "--ctx")) o.n_ctx = atoi(v);
+        else if (!strcmp(a, "--tied")) o.tied = true;
+        else { usage(); return 1; }
+        if (takes) i++;
+    }
+    if (!o.out || (strcmp(o.arch, "llama") && strcmp(o.arch, "qwen2") && strcmp(o.arch, "qwen3"))) {
+        usage();
+        return 1;
+    }
+    const int bs = sx_dtype_get(o.type)->block_size;
+    if (o.n_layer < 1 || o.n_embd % bs || o.n_ff % bs || o.n_head * o.head_dim % bs || o.n_head % o.n_head_kv) {
+        fprintf(stderr, "error: dimensions must be multiples of the %s block size (%d) and heads a multiple of kv heads\n", sx_dtype_name(o.type), bs);
+        return 1;
+    }
+    sx_rng_seed(&g_rng, o.seed);
+    sx_status s = write_model(&o);
+    if (s != SX_OK) {
+        fprintf(stderr, "error: %s: %s\n", sx_status_str(s), sx_last_error());
+        return 1;
+    }
+    return 0;
+}
