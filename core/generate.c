@@ -24,10 +24,9 @@ const char *sx_stop_reason_str(sx_stop_reason r) {
 
 static bool emit(sx_session *s, int32_t tok, sx_token_callback cb, void *user) {
     if (!cb) return true;
-    char piece[256];
     size_t len = 0;
-    if (sx_tokenizer_token_to_piece(s->e->tok, tok, piece, sizeof piece, &len) != SX_OK) len = 0;
-    return cb(tok, piece, len, user);
+    const char *piece = sx_tokenizer_piece(s->e->tok, tok, &len);
+    return cb(tok, piece ? piece : "", piece ? len : 0, user);
 }
 
 sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const sx_generate_params *p, sx_token_callback cb, void *user,

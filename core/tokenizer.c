@@ -341,7 +341,7 @@ static sx_status build_merges(sx_tokenizer *t, const sx_tokenizer_desc *d) {
                                           (long long)d->n_merges);
     for (size_t i = 0; i < cap; i++) t->merge_ht[i].key = UINT64_MAX;
     t->merge_mask = cap - 1;
-    char *cat = malloc(2 * SX_TOKEN_MAX_BYTES + 1);
+    char *cat = malloc(2 * t->max_token_len + 1); /* both parts are tokens: at most max_token_len each */
     if (!cat) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "tokenizer: out of memory");
     sx_status st = SX_OK;
     char b1[80];
@@ -498,14 +498,16 @@ static sx_status build_specials(sx_tokenizer *t) {
     return SX_OK;
 }
 
+#define DS_EOS "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>" /* <｜end▁of▁sentence｜> */
+
 static void build_flags(sx_tokenizer *t, bool have_types) {
     static const char *const eog_names[] = {
         "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|end|>",
-        "<end_of_turn>", "</s>", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+        "<end_of_turn>", "</s>", DS_EOS,
     };
     static const char *const eot_names[] = {
         "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
-        "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+        DS_EOS,
     };
     for (int32_t i = 0; i < t->n_tokens; i++) {
         uint8_t ty = t->type[i];
@@ -561,14 +563,13 @@ static sx_status create(const sx_tokenizer_desc *d, sx_tokenizer *t) {
     t->unk = d->unk_id;
     t->add_bos = d->add_bos;
     t->add_space_prefix = d->add_space_prefix;
+    bool is_default = false;
     if (d->kind == SX_TOKENIZER_BPE) {
-        bool is_default;
         if (!sx_pretok_from_name(d->pre, &t->pretok, &t->ignore_merges, &is_default))
             return sx_set_error(SX_ERR_UNSUPPORTED,
                                 "tokenizer: unknown pre-tokenizer '%s' (supported: gpt2, smollm, llama-bpe, qwen2, "
                                 "deepseek-r1-qwen and their aliases)",
                                 d->pre);
-        if (is_default) SX_LOGW("tokenizer: pre-tokenizer '%s' not given; using the GPT-2 regex", d->pre ? d->pre : "");
     }
     SX_RETURN_IF_ERROR(copy_vocab(t, d));
     for (int b = 0; b < 256; b++) {
@@ -593,12 +594,14 @@ static sx_status create(const sx_tokenizer_desc *d, sx_tokenizer *t) {
             SX_LOGI("tokenizer: %d of the 256 byte-level tokens are missing; those bytes are dropped when encoding",
                     missing);
         SX_RETURN_IF_ERROR(build_merges(t, d));
-    } else if (!d->scores) {
-        SX_LOGW("tokenizer: SentencePiece vocabulary without scores; merges go left to right");
     }
     SX_RETURN_IF_ERROR(build_pieces(t));
     SX_RETURN_IF_ERROR(build_specials(t));
     build_flags(t, d->token_types != NULL);
+    if (t->kind == SX_TOKENIZER_BPE && is_default)
+        SX_LOGW("tokenizer: no model-specific pre-tokenizer ('%s'); using the GPT-2 regex", d->pre ? d->pre : "");
+    if (t->kind == SX_TOKENIZER_SPM && !d->scores)
+        SX_LOGW("tokenizer: SentencePiece vocabulary without scores; merges go left to right");
     return SX_OK;
 }
 

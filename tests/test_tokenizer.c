@@ -617,6 +617,40 @@ static void test_smollm2_speed(void **state) {
     free(text);
 }
 
+/* ---------------- ignore_merges (llama-bpe), worked out by hand ---------------- */
+
+static void test_bpe_ignore_merges(void **state) {
+    (void)state;
+    /* merges b+c, then a+b, then ab+c: "abc" merges to [a, bc] (no "a bc"
+     * merge), but llama-bpe takes a word that is a whole token as it is, as
+     * HF's BPE(ignore_merges=True) does (checked with HF tokenizers 0.23) */
+    static const char *toks[] = {"a", "b", "c", "bc", "ab", "abc"};
+    static const char *merges[] = {"b c", "a b", "ab c"};
+    sx_tokenizer_desc d;
+    sx_tokenizer_desc_init(&d);
+    d.n_tokens = 6;
+    d.tokens = toks;
+    d.n_merges = 3;
+    d.merges = merges;
+    sx_tokenizer *tok;
+    d.pre = "qwen2";
+    assert_int_equal(sx_tokenizer_create(&d, &tok), SX_OK);
+    int32_t w1[] = {0, 3}, w2[] = {0, 3, 0, 3};
+    assert_true(check_encode(tok, "abc", 3, false, w1, 2));
+    assert_true(check_encode(tok, "abcabc", 6, false, w2, 4));
+    /* bytes without a byte-level token are dropped before merging (as in HF):
+     * the word "aéb" -> a b -> ab */
+    int32_t w3[] = {4};
+    assert_true(check_encode(tok, "a\xc3\xa9" "b", 4, false, w3, 1));
+    sx_tokenizer_destroy(tok);
+    d.pre = "llama-bpe";
+    assert_int_equal(sx_tokenizer_create(&d, &tok), SX_OK);
+    int32_t w4[] = {5};
+    assert_true(check_encode(tok, "abc", 3, false, w4, 1));
+    assert_true(check_encode(tok, "abcabc", 6, false, w2, 4));
+    sx_tokenizer_destroy(tok);
+}
+
 /* ---------------- SentencePiece BPE, worked out by hand ---------------- */
 
 static void test_spm_by_hand(void **state) {
@@ -983,6 +1017,7 @@ int main(void) {
         cmocka_unit_test(test_synth_special_tokens),
         cmocka_unit_test(test_synth_roundtrip_random_bytes),
         cmocka_unit_test(test_utf8_complete_len),
+        cmocka_unit_test(test_bpe_ignore_merges),
         cmocka_unit_test(test_spm_by_hand),
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_chat_chatml),

@@ -116,9 +116,10 @@ void sx_cpu_vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y);
  * ================================================================= */
 
 /* 8-bit activations for Q4_0/Q4_1/Q8_0 weights. One row of K values is laid
- * out as qs[K] int8, then d[K/32] f32 scales, then s[K/32] f32 with
- * s[b] = d[b] * sum(qs of block b). x[k] ~= d[k/32] * qs[k].
- * Deinterleaved so SIMD loads 64 activations at once. */
+ * out as qs[K] int8, then ds[2 * K/32] f32 pairs: ds[2b] = d (scale of block
+ * b), ds[2b+1] = d * sum(qs of block b). x[k] ~= d[k/32] * qs[k].
+ * The int8 values are contiguous so SIMD loads 64 activations at once; the
+ * (d, s) pair multiplies a weight block's (d, m) pair in one vector op. */
 /* 8-bit activations for Q4_K/Q6_K weights: qs[K] int8, d[K/256] f32,
  * bsums[K/16] int16 (sum of each 16 qs). */
 static inline size_t sx_cpu_q8_row_bytes(int64_t K) {
@@ -148,6 +149,29 @@ const sx_cpu_kernels *sx_cpu_kernels_scalar(void);
 const sx_cpu_kernels *sx_cpu_kernels_avx2(void);
 const sx_cpu_kernels *sx_cpu_kernels_avx512(void);
 const sx_cpu_kernels *sx_cpu_kernels_avx512vnni(void);
+
+/* Software prefetch of the weight stream. The nr rows of one kernel call are
+ * one region [W, W + nr * ws) read front to back in nb steps; before step b
+ * the kernel requests the lines up to SX_CPU_PF_DIST bytes past the
+ * proportional position, a few lines per step. Hardware prefetchers lose
+ * track of 4 interleaved short row streams; this keeps DRAM busy. */
+#ifndef SX_CPU_PF_DIST
+#define SX_CPU_PF_DIST 8192
+#endif
+typedef struct sx_cpu_pf { const char *next, *base; size_t per_step; } sx_cpu_pf;
+
+static inline sx_cpu_pf sx_cpu_pf_init(const void *W, size_t ws, int nr, int64_t nsteps) {
+    sx_cpu_pf p;
+    p.base = (const char *)W + SX_CPU_PF_DIST;
+    p.next = (const char *)((uintptr_t)p.base & ~(uintptr_t)63);
+    p.per_step = nsteps > 0 ? ((size_t)nr * ws + (size_t)nsteps - 1) / (size_t)nsteps : 0;
+    return p;
+}
+/* Requests the lines needed before step `step_end` (exclusive) begins. */
+static inline void sx_cpu_pf_step(sx_cpu_pf *p, int64_t step_end) {
+    const char *hi = p->base + (size_t)step_end * p->per_step;
+    for (; p->next < hi; p->next += 64) __builtin_prefetch(p->next, 0, 2);
+}
 
 /* Q4_K: unpacks the 12 packed bytes into 8 6-bit scales and 8 6-bit mins. */
 static inline void sx_cpu_q4k_scales(const uint8_t s[12], uint8_t sc[8], uint8_t mn[8]) {

@@ -134,8 +134,7 @@ static inline int round_i(float v) { return (int)(v >= 0.0f ? v + 0.5f : v - 0.5
 /* One row of K floats -> q8 layout (see cpu_fast.h). */
 static void quantize_row_q8(const float *x, int64_t K, void *dst) {
     int8_t *qs = (int8_t *)dst;
-    float *d = (float *)((char *)dst + K);
-    float *s = d + K / 32;
+    float *ds = (float *)((char *)dst + K);
     for (int64_t b = 0; b < K / 32; b++) {
         const float *xb = x + b * 32;
         float amax = 0.0f;
@@ -151,8 +150,8 @@ static void quantize_row_q8(const float *x, int64_t K, void *dst) {
             qs[b * 32 + j] = (int8_t)q;
             sum += q;
         }
-        d[b] = db;
-        s[b] = db * (float)sum;
+        ds[2 * b] = db;
+        ds[2 * b + 1] = db * (float)sum;
     }
 }
 
@@ -185,14 +184,13 @@ static void quantize_row_q8k(const float *x, int64_t K, void *dst) {
 
 /* ---------------------------------------------------- scalar dot kernels */
 
-typedef struct q8_view { const int8_t *qs; const float *d, *s; } q8_view;
+typedef struct q8_view { const int8_t *qs; const float *ds; } q8_view; /* ds: (d, s) pairs */
 typedef struct q8k_view { const int8_t *qs; const float *d; const int16_t *bs; } q8k_view;
 
 static inline q8_view q8_at(const void *x, int64_t K) {
     q8_view v;
     v.qs = (const int8_t *)x;
-    v.d = (const float *)((const char *)x + K);
-    v.s = v.d + K / 32;
+    v.ds = (const float *)((const char *)x + K);
     return v;
 }
 static inline q8k_view q8k_at(const void *x, int64_t K) {
@@ -214,7 +212,7 @@ static void dot_q4_0_scalar(int64_t K, const void *W, size_t ws, int nr, const v
             for (int j = 0; j < 16; j++)
                 sum += (w[b].qs[j] & 15) * xq[j] + (w[b].qs[j] >> 4) * xq[j + 16];
             float dw = sx_fp16_to_fp32(w[b].d);
-            acc += dw * (v.d[b] * (float)sum - 8.0f * v.s[b]);
+            acc += dw * (v.ds[2 * b] * (float)sum - 8.0f * v.ds[2 * b + 1]);
         }
         out[r] = acc;
     }
@@ -230,7 +228,7 @@ static void dot_q4_1_scalar(int64_t K, const void *W, size_t ws, int nr, const v
             int sum = 0;
             for (int j = 0; j < 16; j++)
                 sum += (w[b].qs[j] & 15) * xq[j] + (w[b].qs[j] >> 4) * xq[j + 16];
-            acc += sx_fp16_to_fp32(w[b].d) * v.d[b] * (float)sum + sx_fp16_to_fp32(w[b].m) * v.s[b];
+            acc += sx_fp16_to_fp32(w[b].d) * v.ds[2 * b] * (float)sum + sx_fp16_to_fp32(w[b].m) * v.ds[2 * b + 1];
         }
         out[r] = acc;
     }
@@ -245,7 +243,7 @@ static void dot_q8_0_scalar(int64_t K, const void *W, size_t ws, int nr, const v
             const int8_t *xq = v.qs + b * 32;
             int sum = 0;
             for (int j = 0; j < 32; j++) sum += w[b].qs[j] * xq[j];
-            acc += sx_fp16_to_fp32(w[b].d) * v.d[b] * (float)sum;
+            acc += sx_fp16_to_fp32(w[b].d) * v.ds[2 * b] * (float)sum;
         }
         out[r] = acc;
     }
@@ -423,7 +421,10 @@ typedef struct mm_ctx {
     float *Y;
     int64_t ldy;
     int act;
-    bool split_m;
+    bool split_m;      /* work items are ranges of M (N too small to share) */
+    int64_t chunk;     /* rows of N (or M) per work item */
+    int64_t n_chunks;
+    _Atomic int64_t next_chunk;
 } mm_ctx;
 
 /* Rows of W kept hot while a tile of activation rows passes over them. */
@@ -465,16 +466,22 @@ static void mm_block(const mm_ctx *c, int64_t n0, int64_t n1, int64_t m0, int64_
     }
 }
 
+/* Work items are chunks of rows taken from a shared counter, so a thread that
+ * starts late (descheduled on a shared or busy core) finds the work done by
+ * the others instead of holding them up. */
 static void mm_worker(void *p, int ith, int nth) {
-    const mm_ctx *c = (const mm_ctx *)p;
-    if (c->split_m) {
-        int64_t m0 = c->M * ith / nth, m1 = c->M * (ith + 1) / nth;
-        mm_block(c, 0, c->N, m0, m1);
-    } else {
-        /* contiguous ranges, starts rounded to 4 rows */
-        int64_t n0 = (c->N * ith / nth) & ~(int64_t)3;
-        int64_t n1 = ith == nth - 1 ? c->N : (c->N * (ith + 1) / nth) & ~(int64_t)3;
-        mm_block(c, n0, n1, 0, c->M);
+    mm_ctx *c = (mm_ctx *)p;
+    (void)ith, (void)nth;
+    for (int64_t i = atomic_fetch_add_explicit(&c->next_chunk, 1, memory_order_relaxed); i < c->n_chunks;
+         i = atomic_fetch_add_explicit(&c->next_chunk, 1, memory_order_relaxed)) {
+        const int64_t lo = i * c->chunk;
+        if (c->split_m) {
+            const int64_t hi = lo + c->chunk < c->M ? lo + c->chunk : c->M;
+            mm_block(c, 0, c->N, lo, hi);
+        } else {
+            const int64_t hi = lo + c->chunk < c->N ? lo + c->chunk : c->N;
+            mm_block(c, lo, hi, 0, c->M);
+        }
     }
 }
 
@@ -532,8 +539,26 @@ sx_status sx_cpu_matmul(sx_threadpool *tp, sx_dtype wtype, const void *W, size_t
             mm_quantize(&c, 0, 1);
     }
     if (c.xa_stride == 0) c.xa_stride = 1; /* M == 1 with ldx == 0 */
-    c.split_m = M >= nth && N < 4 * (int64_t)nth;
-    if (nth > 1 && (int64_t)nth <= (c.split_m ? M : N))
+
+    /* Work items: ~4 per thread for decode (load balance), one weight tile
+     * (SX_MM_W_TILE_BYTES) for prefill (each tile streamed once per M tile). */
+    c.split_m = nth > 1 && M >= nth && N < 4 * (int64_t)nth;
+    const int64_t items = c.split_m ? M : N;
+    if (c.split_m) {
+        c.chunk = (M + 2 * nth - 1) / (2 * nth);
+    } else if (M == 1) {
+        c.chunk = (N + 4 * nth - 1) / (4 * nth);
+        c.chunk = c.chunk < 16 ? 16 : c.chunk;
+    } else {
+        int64_t nt = (int64_t)(SX_MM_W_TILE_BYTES / row_bytes);
+        int64_t even = (N + nth - 1) / nth;
+        c.chunk = nt < even ? nt : even;
+    }
+    if (!c.split_m) c.chunk = (c.chunk + 3) & ~(int64_t)3;
+    if (c.chunk < 1) c.chunk = 1;
+    c.n_chunks = (items + c.chunk - 1) / c.chunk;
+    atomic_init(&c.next_chunk, 0);
+    if (nth > 1 && c.n_chunks > 1)
         sx_threadpool_run(tp, mm_worker, &c);
     else
         mm_worker(&c, 0, 1);

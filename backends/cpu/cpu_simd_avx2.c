@@ -12,6 +12,8 @@
  */
 #include "backends/cpu/cpu_fast.h"
 
+#include <string.h>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -39,7 +41,7 @@ SX_INLINE float f16(uint16_t h) { return _cvtsh_ss(h); }
         }                                                                                \
     }
 
-/* ---------------------------------------------------- q4_0, q4_1 x q8 */
+/* ------------------------------------------------ q4_0, q4_1, q8_0 x q8 */
 
 SX_INLINE __m256i unpack_nibbles_32(const uint8_t *qs) {
     const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
@@ -47,80 +49,75 @@ SX_INLINE __m256i unpack_nibbles_32(const uint8_t *qs) {
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
 }
 
-SX_INLINE void dot_q4x_n(int64_t K, const char *W, size_t ws, const int NR, const void *x,
-                         float *out, const bool q41) {
+/* A weight block's (d, m) as floats in lanes 0, 1 (q4_0, q8_0: (d, d)). */
+SX_INLINE __m128 block_dm(const char *blk, const bool has_m) {
+    uint32_t u;
+    if (has_m) {
+        memcpy(&u, blk, 4);
+    } else {
+        uint16_t d;
+        memcpy(&d, blk, 2);
+        u = (uint32_t)d * 0x10001u;
+    }
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)u));
+}
+
+/* kind: 0 = q4_0, 1 = q4_1, 2 = q8_0. Per block: an int dot of 32 codes with
+ * 32 int8 activations, times d_w * d_x; plus an offset times s_x (q4_0:
+ * -8 d_w, q4_1: m_w) accumulated in lane 1 of corr. */
+SX_INLINE void dot_legacy_n(int64_t K, const char *W, size_t ws, const int NR, const void *x,
+                            float *out, const int kind) {
     const int8_t *xq = (const int8_t *)x;
-    const float *xd = (const float *)(xq + K), *xs = xd + K / 32;
-    const size_t bsz = q41 ? sizeof(sx_block_q4_1) : sizeof(sx_block_q4_0);
+    const float *xds = (const float *)(xq + K);
+    const size_t bsz = kind == 0 ? sizeof(sx_block_q4_0) : kind == 1 ? sizeof(sx_block_q4_1)
+                                                                     : sizeof(sx_block_q8_0);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4];
-    float corr[4];
+    __m128 corr[4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
         acc[r] = _mm256_setzero_ps();
-        corr[r] = 0.0f;
+        corr[r] = _mm_setzero_ps();
     }
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, K / 32);
     for (int64_t b = 0; b < K / 32; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
         const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
-        const float dx = xd[b], sx = xs[b];
+        const __m128 ds = _mm_castpd_ps(_mm_load_sd((const double *)(xds + 2 * b))); /* dx, sx */
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const char *blk = W + r * ws + b * bsz;
-            float dw, off;
-            const uint8_t *qs;
-            if (q41) {
-                const sx_block_q4_1 *w = (const sx_block_q4_1 *)blk;
-                dw = f16(w->d);
-                off = f16(w->m);
-                qs = w->qs;
+            const __m128 p = _mm_mul_ps(block_dm(blk, kind == 1), ds); /* dw*dx, m*sx */
+            __m256i dot;
+            if (kind == 2) {
+                const __m256i wv = _mm256_loadu_si256((const __m256i *)((const sx_block_q8_0 *)blk)->qs);
+                dot = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
             } else {
-                const sx_block_q4_0 *w = (const sx_block_q4_0 *)blk;
-                dw = f16(w->d);
-                off = -8.0f * dw;
-                qs = w->qs;
+                const uint8_t *qs = kind == 1 ? ((const sx_block_q4_1 *)blk)->qs : ((const sx_block_q4_0 *)blk)->qs;
+                dot = _mm256_maddubs_epi16(unpack_nibbles_32(qs), xv);
+                corr[r] = _mm_add_ps(corr[r], p);
             }
-            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_nibbles_32(qs), xv), ones);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx), acc[r]);
-            corr[r] += off * sx;
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(dot, ones)),
+                                     _mm256_broadcastss_ps(p), acc[r]);
         }
     }
+    const float off = kind == 0 ? -8.0f : kind == 1 ? 1.0f : 0.0f;
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) out[r] = hsum_ps(acc[r]) + corr[r];
+    for (int r = 0; r < NR; r++)
+        out[r] = hsum_ps(acc[r]) + off * _mm_cvtss_f32(_mm_movehdup_ps(corr[r]));
 }
 
 SX_INLINE void dot_q4_0_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    dot_q4x_n(K, W, ws, NR, x, out, false);
+    dot_legacy_n(K, W, ws, NR, x, out, 0);
 }
 SX_INLINE void dot_q4_1_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    dot_q4x_n(K, W, ws, NR, x, out, true);
+    dot_legacy_n(K, W, ws, NR, x, out, 1);
+}
+SX_INLINE void dot_q8_0_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
+    dot_legacy_n(K, W, ws, NR, x, out, 2);
 }
 SX_ROWS_FN(dot_q4_0)
 SX_ROWS_FN(dot_q4_1)
-
-/* --------------------------------------------------------- q8_0 x q8 */
-
-SX_INLINE void dot_q8_0_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    const int8_t *xq = (const int8_t *)x;
-    const float *xd = (const float *)(xq + K);
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4];
-#pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < K / 32; b++) {
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
-        const float dx = xd[b];
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) {
-            const sx_block_q8_0 *w = (const sx_block_q8_0 *)(W + r * ws) + b;
-            const __m256i wv = _mm256_loadu_si256((const __m256i *)w->qs);
-            const __m256i p = _mm256_madd_epi16(
-                _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), ones);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16(w->d) * dx), acc[r]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) out[r] = hsum_ps(acc[r]);
-}
 SX_ROWS_FN(dot_q8_0)
 
 /* --------------------------------------------------------- q4_k x q8k */
@@ -135,7 +132,9 @@ SX_INLINE void dot_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, con
     __m256 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, K / 256);
     for (int64_t b = 0; b < K / 256; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
         const int8_t *xb = xq + 256 * b;
         const __m256i bs = _mm256_loadu_si256((const __m256i *)(xbs + 16 * b));
         const float dx = xd[b];
@@ -181,7 +180,9 @@ SX_INLINE void dot_q6_k_n(int64_t K, const char *W, size_t ws, const int NR, con
     __m256 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, K / 256);
     for (int64_t b = 0; b < K / 256; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
         const int8_t *xb = xq + 256 * b;
         const __m256i bs = _mm256_loadu_si256((const __m256i *)(xbs + 16 * b));
         const float dx = xd[b];

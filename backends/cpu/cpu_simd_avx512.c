@@ -21,6 +21,8 @@
 
 #include "backends/cpu/cpu_fast.h"
 
+#include <string.h>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -38,11 +40,6 @@ SX_INLINE float hsum256(__m256 v) {
 SX_INLINE float hsum512(__m512 v) {
     return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v),
                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
-}
-
-/* [a x8 | b x8] */
-SX_INLINE __m512 two_scales(float a, float b) {
-    return _mm512_mask_blend_ps((__mmask16)0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b));
 }
 
 /* Two blocks of 16 nibble bytes -> [lo0 hi0 lo1 hi1] as 64 unsigned bytes. */
@@ -134,64 +131,72 @@ SX_INLINE __m512i SX_SFX(dp_s16)(__m512i acc, __m512i a, __m512i b) {
 
 /* ------------------------------------------------- q4_0, q4_1, q8_0 x q8 */
 
-/* kind: 0 = q4_0, 1 = q4_1, 2 = q8_0 */
+/* kind: 0 = q4_0, 1 = q4_1, 2 = q8_0. Two blocks per step; the weight
+ * (d, m) pairs of both blocks times the activation (d, s) pairs give
+ * [d0 dx0, m0 sx0, d1 dx1, m1 sx1] in one multiply: lanes 0, 2 scale the
+ * int dots, lanes 1, 3 accumulate the offset terms. */
 SX_INLINE void SX_SFX(dot_legacy_n)(int64_t K, const char *W, size_t ws, const int NR, const void *x,
                                     float *out, const int kind) {
     const int8_t *xq = (const int8_t *)x;
-    const float *xd = (const float *)(xq + K), *xs = xd + K / 32;
+    const float *xds = (const float *)(xq + K);
     const size_t bsz = kind == 0 ? sizeof(sx_block_q4_0) : kind == 1 ? sizeof(sx_block_q4_1)
                                                                      : sizeof(sx_block_q8_0);
     const int64_t nb = K / 32;
+    const __m512i idx02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    /* offset per unit of s_x: q4_0 -8 d, q4_1 m, q8_0 (VNNI, w + 128) -128 d */
+    const float off = kind == 0 ? -8.0f : kind == 1 ? 1.0f : SX_VNNI ? -128.0f : 0.0f;
     __m512 acc[4];
-    float corr[4];
+    __m128 corr[4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) {
         acc[r] = _mm512_setzero_ps();
-        corr[r] = 0.0f;
+        corr[r] = _mm_setzero_ps();
     }
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+        sx_cpu_pf_step(&pf, b + 2);
         const __m512i xv = _mm512_loadu_si512((const void *)(xq + 32 * b));
-        const float dx0 = xd[b], dx1 = xd[b + 1], sx0 = xs[b], sx1 = xs[b + 1];
+        const __m128 ds = _mm_loadu_ps(xds + 2 * b); /* dx0 sx0 dx1 sx1 */
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const char *b0 = W + r * ws + b * bsz, *b1 = b0 + bsz;
-            __m512i wv, xs_v = xv;
-            float d0, d1, o0, o1;
-            if (kind == 0) {
-                const sx_block_q4_0 *w0 = (const sx_block_q4_0 *)b0, *w1 = (const sx_block_q4_0 *)b1;
-                wv = unpack_nibbles_2x32(w0->qs, w1->qs);
-                d0 = f16(w0->d), d1 = f16(w1->d);
-                o0 = -8.0f * d0, o1 = -8.0f * d1;
-            } else if (kind == 1) {
-                const sx_block_q4_1 *w0 = (const sx_block_q4_1 *)b0, *w1 = (const sx_block_q4_1 *)b1;
-                wv = unpack_nibbles_2x32(w0->qs, w1->qs);
-                d0 = f16(w0->d), d1 = f16(w1->d);
-                o0 = f16(w0->m), o1 = f16(w1->m);
+            uint32_t u0, u1;
+            if (kind == 1) {
+                memcpy(&u0, b0, 4);
+                memcpy(&u1, b1, 4);
             } else {
-                const sx_block_q8_0 *w0 = (const sx_block_q8_0 *)b0, *w1 = (const sx_block_q8_0 *)b1;
+                uint16_t h0, h1;
+                memcpy(&h0, b0, 2);
+                memcpy(&h1, b1, 2);
+                u0 = (uint32_t)h0 * 0x10001u, u1 = (uint32_t)h1 * 0x10001u;
+            }
+            const __m128 p = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)(((uint64_t)u1 << 32) | u0))), ds);
+            __m512i wv, xs_v = xv;
+            if (kind == 2) {
                 const __m512i raw = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w0->qs)),
-                    _mm256_loadu_si256((const __m256i *)w1->qs), 1);
-                d0 = f16(w0->d), d1 = f16(w1->d);
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)((const sx_block_q8_0 *)b0)->qs)),
+                    _mm256_loadu_si256((const __m256i *)((const sx_block_q8_0 *)b1)->qs), 1);
 #if SX_VNNI
                 wv = _mm512_xor_si512(raw, _mm512_set1_epi8((char)0x80)); /* w + 128 */
-                o0 = -128.0f * d0, o1 = -128.0f * d1;
 #else
                 wv = _mm512_abs_epi8(raw);
                 xs_v = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(raw), _mm512_setzero_si512(), xv);
-                o0 = o1 = 0.0f;
 #endif
+            } else {
+                wv = kind == 1 ? unpack_nibbles_2x32(((const sx_block_q4_1 *)b0)->qs, ((const sx_block_q4_1 *)b1)->qs)
+                               : unpack_nibbles_2x32(((const sx_block_q4_0 *)b0)->qs, ((const sx_block_q4_0 *)b1)->qs);
             }
-            const __m512i p = SX_SFX(dp_u8s8)(_mm512_setzero_si512(), wv, xs_v);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), two_scales(d0 * dx0, d1 * dx1), acc[r]);
-            corr[r] += o0 * sx0 + o1 * sx1;
+            const __m512i dot = SX_SFX(dp_u8s8)(_mm512_setzero_si512(), wv, xs_v);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx02, _mm512_castps128_ps512(p)),
+                                     acc[r]);
+            if (off != 0.0f) corr[r] = _mm_add_ps(corr[r], p);
         }
     }
     float tail[4] = {0, 0, 0, 0};
-    if (b < nb) { /* odd block count: one 256-bit block */
+    if (b < nb) { /* odd block count: one 256-bit block (q8_0 by |w|, sign(w) x: no offset) */
         const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
-        const float dx = xd[b], sx = xs[b];
+        const float dx = xds[2 * b], sx = xds[2 * b + 1];
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const char *b0 = W + r * ws + b * bsz;
@@ -217,7 +222,10 @@ SX_INLINE void SX_SFX(dot_legacy_n)(int64_t K, const char *W, size_t ws, const i
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) out[r] = hsum512(acc[r]) + corr[r] + tail[r];
+    for (int r = 0; r < NR; r++) {
+        const __m128 c = _mm_movehdup_ps(corr[r]); /* lanes 1, 3 -> 0, 2 */
+        out[r] = hsum512(acc[r]) + off * _mm_cvtss_f32(_mm_add_ss(c, _mm_movehl_ps(c, c))) + tail[r];
+    }
 }
 
 SX_INLINE void SX_SFX(dot_q4_0_n)(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
@@ -249,7 +257,9 @@ SX_INLINE void SX_SFX(dot_q4_k_n)(int64_t K, const char *W, size_t ws, const int
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, K / 256);
     for (int64_t b = 0; b < K / 256; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
         const int8_t *xb = xq + 256 * b;
         const __m256i bs = _mm256_loadu_si256((const __m256i *)(xbs + 16 * b));
         const float dx = xd[b];
@@ -300,7 +310,9 @@ SX_INLINE void SX_SFX(dot_q6_k_n)(int64_t K, const char *W, size_t ws, const int
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, K / 256);
     for (int64_t b = 0; b < K / 256; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
         const int8_t *xb = xq + 256 * b;
         const __m256i bs = _mm256_loadu_si256((const __m256i *)(xbs + 16 * b));
         const float dx = xd[b];

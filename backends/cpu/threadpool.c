@@ -11,7 +11,9 @@
  *    the worker increments n_sleeping and then re-reads gen under the mutex,
  *    the caller stores gen and then reads n_sleeping (both seq_cst), so at
  *    least one of them sees the other's write and no wake-up is lost;
- *  - the caller, when a worker is late (preempted), yields, then sleeps too.
+ *  - spinning threads yield the CPU after SX_TP_YIELD_NS (every thread, when
+ *    there are more threads than cores), so a preempted thread can run;
+ *  - the caller, when a worker is very late, sleeps on done_cv.
  * Tested by tests/test_cpu_fast.c (10k runs, counter and visibility checks).
  */
 #ifndef _GNU_SOURCE
@@ -39,6 +41,9 @@
  * spins on a late worker before it sleeps. */
 #define SX_TP_SPIN_NS 200000LL
 #define SX_TP_WAIT_SPIN_NS 2000000LL
+/* After this long spinning, yield the CPU between checks (other processes,
+ * or our own descheduled threads, may be waiting for it). */
+#define SX_TP_YIELD_NS 20000LL
 
 typedef struct sx_tp_worker {
     struct sx_threadpool *tp;
@@ -87,7 +92,7 @@ static unsigned wait_for_work(sx_threadpool *tp, unsigned seen) {
             int64_t t = now_ns();
             if (t0 == 0) t0 = t;
             else if (t - t0 > SX_TP_SPIN_NS) break;
-            else if (tp->oversubscribed) sched_yield(); /* the thread we wait for may need this CPU */
+            else if (tp->oversubscribed || t - t0 > SX_TP_YIELD_NS) sched_yield(); /* a thread we wait for may need this CPU */
         }
     }
     pthread_mutex_lock(&tp->mu);
@@ -137,7 +142,7 @@ static void wait_done(sx_threadpool *tp) {
             int64_t t = now_ns();
             if (t0 == 0) t0 = t;
             else if (t - t0 > SX_TP_WAIT_SPIN_NS) break;
-            else if (tp->oversubscribed) sched_yield(); /* a worker may share our CPU */
+            else if (tp->oversubscribed || t - t0 > SX_TP_YIELD_NS) sched_yield(); /* a worker may need our CPU */
         }
     }
     pthread_mutex_lock(&tp->mu);

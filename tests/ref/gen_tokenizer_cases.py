@@ -55,6 +55,8 @@ CURATED = [
     "The quick brown fox jumps over the lazy dog.", "</think>\n\nThe answer is 69.",
     "Wait, let me check. 17+5=22. Yes, 69.", "$hello !world ?x", " 'quoted' \"double\"",
     "a\u2028b\u2029c", "\t\t\n\t", "ABC123def456", "1,000,000.00", "x\r\r\ny",
+    "'\u017fx I'\u017ft", "don'Tx 'REal", " \t\n x", "x  \n", "a \r\n b", "'", "''s", "1'2", "$$$hello",
+    "   \u00a0x", "\u00a0\u00a0", "a\n\n", "x!!\n\n\ny", "x !\r\n", "\u0660\u0661 \u00b2\u00b3",
 ]
 
 POOLS = [

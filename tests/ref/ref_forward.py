@@ -325,10 +325,13 @@ def main(argv=None):
     model = RefModel(a.model, dtype=np.float64 if a.f64 else np.float32, verbose=not a.quiet,
                      sim_llamacpp=a.sim_llamacpp)
     vocab = None
-    if a.text is not None or a.greedy:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
         from gguf_tokenize import GGUFVocab
         vocab = GGUFVocab(a.model, reader=model.reader)
+    except (SystemExit, ImportError, TypeError, KeyError) as e:
+        if a.text is not None or a.greedy:
+            raise SystemExit(f"ref_forward: no usable vocabulary for --text/--greedy: {e}")
     if a.tokens is not None:
         ids = parse_ids(a.tokens)
     elif a.text is not None:

@@ -1,0 +1,113 @@
+/* shaders/common/quant.glsl — dequantisation of 4 consecutive weights.
+ *
+ *   vec4 dq4(uint rb, uint k)
+ *
+ * rb: byte offset of a weight row in the uint array WBUF (the including
+ * shader defines WBUF); k: element index in the row, a multiple of 4.
+ * Exactly one of the QTYPE_* macros is defined per shader variant. The rules
+ * are those of ir/dtype.c (sx_dtype_dequantize_row); every 4-element group of
+ * every format comes from one 32-bit word of quants, so each call reads one
+ * or two words plus the block's scales. Plain types also take the row length
+ * (DQ4_TAIL) so that K need not be a multiple of 4. */
+#ifndef SX_QUANT_GLSL
+#define SX_QUANT_GLSL
+
+#include "types.glsl"
+
+#if defined(QTYPE_F32)
+#define SX_PLAIN 1
+#define SX_ESIZE 4u
+float dq1(uint rb, uint k) { return uintBitsToFloat(RD_U32(WBUF, rb + 4u * k)); }
+#elif defined(QTYPE_F16)
+#define SX_PLAIN 1
+#define SX_ESIZE 2u
+float dq1(uint rb, uint k) { return f16_to_f32(RD_U16(WBUF, rb + 2u * k)); }
+#elif defined(QTYPE_BF16)
+#define SX_PLAIN 1
+#define SX_ESIZE 2u
+float dq1(uint rb, uint k) { return bf16_to_f32(RD_U16(WBUF, rb + 2u * k)); }
+#endif
+
+#if defined(SX_PLAIN)
+/* k + 3 < K: fast path; else element-wise with zeros past the end */
+vec4 dq4k(uint rb, uint k, uint K) {
+    if (k + 4u <= K) {
+#if defined(QTYPE_F32)
+        return vec4(uintBitsToFloat(RD_U32(WBUF, rb + 4u * k)), uintBitsToFloat(RD_U32(WBUF, rb + 4u * k + 4u)),
+                    uintBitsToFloat(RD_U32(WBUF, rb + 4u * k + 8u)), uintBitsToFloat(RD_U32(WBUF, rb + 4u * k + 12u)));
+#elif defined(QTYPE_F16)
+        return vec4(unpackHalf2x16(RD_U32(WBUF, rb + 2u * k)), unpackHalf2x16(RD_U32(WBUF, rb + 2u * k + 4u)));
+#else
+        const uint w0 = RD_U32(WBUF, rb + 2u * k), w1 = RD_U32(WBUF, rb + 2u * k + 4u);
+        return vec4(uintBitsToFloat(w0 << 16), uintBitsToFloat(w0 & 0xffff0000u), uintBitsToFloat(w1 << 16),
+                    uintBitsToFloat(w1 & 0xffff0000u));
+#endif
+    }
+    vec4 v = vec4(0.0);
+    for (uint i = 0u; i < 4u; i++)
+        if (k + i < K) v[i] = dq1(rb, k + i);
+    return v;
+}
+#define QBLOCK 1u
+
+#elif defined(QTYPE_Q8_0) /* {f16 d; int8 qs[32]}: x = q * d */
+#define QBLOCK 32u
+vec4 dq4(uint rb, uint k) {
+    const uint o = rb + (k >> 5) * 34u;
+    return f16_to_f32(RD_U16(WBUF, o)) * bytes_s(RD_U32(WBUF, o + 2u + (k & 31u)));
+}
+
+#elif defined(QTYPE_Q4_0) /* {f16 d; u8 qs[16]}: x = (q - 8) * d; low nibbles j < 16 */
+#define QBLOCK 32u
+vec4 dq4(uint rb, uint k) {
+    const uint o = rb + (k >> 5) * 18u, j = k & 31u;
+    const uint q = (RD_U32(WBUF, o + 2u + (j & 15u)) >> (j >= 16u ? 4u : 0u)) & 0x0f0f0f0fu;
+    return f16_to_f32(RD_U16(WBUF, o)) * (bytes_u(q) - 8.0);
+}
+
+#elif defined(QTYPE_Q4_1) /* {f16 d, m; u8 qs[16]}: x = q * d + m */
+#define QBLOCK 32u
+vec4 dq4(uint rb, uint k) {
+    const uint o = rb + (k >> 5) * 20u, j = k & 31u;
+    const vec2 dm = unpackHalf2x16(RD_U32(WBUF, o));
+    const uint q = (RD_U32(WBUF, o + 4u + (j & 15u)) >> (j >= 16u ? 4u : 0u)) & 0x0f0f0f0fu;
+    return bytes_u(q) * dm.x + dm.y;
+}
+
+#elif defined(QTYPE_Q4_K) /* {f16 d, dmin; u8 scales[12]; u8 qs[128]} */
+#define QBLOCK 256u
+vec4 dq4(uint rb, uint k) {
+    const uint o = rb + (k >> 8) * 144u, j = k & 255u;
+    const uint sub = j >> 5;  /* sub-block of 32: scale/min index */
+    const vec2 dd = unpackHalf2x16(RD_U32(WBUF, o));
+    uint sc, mn;
+    if (sub < 4u) {
+        sc = RD_U8(WBUF, o + 4u + sub) & 63u;
+        mn = RD_U8(WBUF, o + 8u + sub) & 63u;
+    } else {
+        const uint a = RD_U8(WBUF, o + 8u + sub); /* scales[sub + 4] */
+        sc = (a & 0xfu) | ((RD_U8(WBUF, o + sub) >> 6) << 4);
+        mn = (a >> 4) | ((RD_U8(WBUF, o + 4u + sub) >> 6) << 4);
+    }
+    /* 32 bytes of qs per 64 elements: low nibble -> first 32, high -> next 32 */
+    const uint q = (RD_U32(WBUF, o + 16u + (j >> 6) * 32u + (j & 31u)) >> ((sub & 1u) * 4u)) & 0x0f0f0f0fu;
+    return dd.x * float(sc) * bytes_u(q) - dd.y * float(mn);
+}
+
+#elif defined(QTYPE_Q6_K) /* {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d} */
+#define QBLOCK 256u
+vec4 dq4(uint rb, uint k) {
+    const uint o = rb + (k >> 8) * 210u, j = k & 255u;
+    const uint n = j >> 7, r = j & 127u, g = r >> 5, l = r & 31u;
+    const uint ql = (RD_U32(WBUF, o + 64u * n + l + (g & 1u) * 32u) >> ((g >> 1) * 4u)) & 0x0f0f0f0fu;
+    const uint qh = (RD_U32(WBUF, o + 128u + 32u * n + l) >> (2u * g)) & 0x03030303u;
+    const float sc = float(bitfieldExtract(int(RD_U8(WBUF, o + 192u + 8u * n + (l >> 4) + 2u * g)), 0, 8));
+    return f16_to_f32(RD_U16(WBUF, o + 208u)) * sc * (bytes_u(ql | (qh << 4)) - 32.0);
+}
+#endif
+
+#if !defined(SX_PLAIN)
+vec4 dq4k(uint rb, uint k, uint K) { return dq4(rb, k); }
+#endif
+
+#endif

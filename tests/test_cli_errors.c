@@ -1,0 +1,187 @@
+/* tests/test_cli_errors.c — bad input through the `specexit` command, as a
+ * user would meet it: each case must end with exit status 1 (not a signal,
+ * not 0) and a clear message naming the problem.
+ *
+ *   test_cli_errors SPECEXIT TINY_MODEL.gguf TMPDIR
+ * The corrupt files are derived from the valid tiny model in TMPDIR. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static int g_failed, g_passed;
+static const char *g_exe;
+
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)sz + 1);
+    *n = fread(b, 1, (size_t)sz, f);
+    fclose(f);
+    return b;
+}
+
+static void spit(const char *path, const char *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(data, 1, n, f);
+        fclose(f);
+    }
+}
+
+/* Runs `specexit ARGS`, expects exit status `want` and `needle` in its output. */
+static void expect(const char *name, const char *args, int want, const char *needle) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", g_exe, args);
+    FILE *p = popen(cmd, "r");
+    char out[16384] = "";
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    int status = p ? pclose(p) : -1;
+    const bool exited = status != -1 && WIFEXITED(status);
+    const int code = exited ? WEXITSTATUS(status) : -1;
+    if (!exited || code != want || !strstr(out, needle)) {
+        printf("FAIL %s: `specexit %s` -> %s %d, wanted exit %d and \"%s\"; output:\n%s\n", name, args,
+               exited ? "exit" : "signal", exited ? code : (WIFSIGNALED(status) ? WTERMSIG(status) : -1), want, needle, out);
+        g_failed++;
+    } else {
+        printf("ok   %s: %s", name, strstr(out, "error:") ? strstr(out, "error:") : "\n");
+        if (out[strlen(out) - 1] != '\n') printf("\n");
+        g_passed++;
+    }
+}
+
+/* finds a tensor-info record by name and returns the offset of its type field */
+static long type_field(const char *data, size_t n, const char *tname) {
+    const size_t len = strlen(tname);
+    for (size_t i = 8; i + len + 4 < n; i++) {
+        uint64_t l;
+        memcpy(&l, data + i - 8, 8);
+        if (l == len && memcmp(data + i, tname, len) == 0) {
+            uint32_t nd;
+            memcpy(&nd, data + i + len, 4);
+            return (long)(i + len + 4 + 8 * nd);
+        }
+    }
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: test_cli_errors SPECEXIT TINY_MODEL.gguf TMPDIR\n");
+        return 2;
+    }
+    g_exe = argv[1];
+    const char *model = argv[2], *tmp = argv[3];
+    size_t n;
+    char *data = slurp(model, &n);
+    if (!data) {
+        printf("FAIL: cannot read %s\n", model);
+        return 1;
+    }
+    char path[4096], args[8192];
+
+    /* sanity: the valid model works */
+    snprintf(args, sizeof args, "run -m %s -p hello -n 4 --temp 0", model);
+    expect("valid model runs", args, 0, "generated");
+
+    snprintf(args, sizeof args, "run -m %s/does-not-exist.gguf -p hi", tmp);
+    expect("missing file", args, 1, "does-not-exist.gguf");
+
+    snprintf(path, sizeof path, "%s/empty.gguf", tmp);
+    spit(path, "", 0);
+    snprintf(args, sizeof args, "run -m %s -p hi", path);
+    expect("empty file", args, 1, "empty.gguf");
+
+    snprintf(path, sizeof path, "%s/notgguf.gguf", tmp);
+    spit(path, "this is not a gguf file at all, just some text\n", 47);
+    snprintf(args, sizeof args, "run -m %s -p hi", path);
+    expect("bad magic", args, 1, "magic");
+
+    for (int k = 0; k < 4; k++) { /* truncated at several points */
+        const size_t cut[4] = {16, 200, n / 2, n - 1};
+        snprintf(path, sizeof path, "%s/trunc%d.gguf", tmp, k);
+        spit(path, data, cut[k]);
+        snprintf(args, sizeof args, "run -m %s -p hi", path);
+        char name[64];
+        snprintf(name, sizeof name, "truncated at %zu of %zu bytes", cut[k], n);
+        expect(name, args, 1, "error:");
+    }
+
+    { /* absurd tensor count in the header */
+        char *d = malloc(n);
+        memcpy(d, data, n);
+        const uint64_t huge = 0x7fffffffffffull;
+        memcpy(d + 8, &huge, 8);
+        snprintf(path, sizeof path, "%s/count.gguf", tmp);
+        spit(path, d, n);
+        free(d);
+        snprintf(args, sizeof args, "run -m %s -p hi", path);
+        expect("corrupt tensor count", args, 1, "error:");
+    }
+    { /* unknown architecture: every "llama" renamed (same length) */
+        char *d = malloc(n);
+        memcpy(d, data, n);
+        for (size_t i = 0; i + 5 <= n; i++)
+            if (!memcmp(d + i, "llama", 5)) d[i + 4] = 'x';
+        snprintf(path, sizeof path, "%s/arch.gguf", tmp);
+        spit(path, d, n);
+        free(d);
+        snprintf(args, sizeof args, "run -m %s -p hi", path);
+        expect("unknown architecture", args, 1, "unknown architecture 'llamx'");
+    }
+    { /* missing tensor: blk.0.ffn_up.weight renamed */
+        char *d = malloc(n);
+        memcpy(d, data, n);
+        for (size_t i = 0; i + 19 <= n; i++)
+            if (!memcmp(d + i, "blk.0.ffn_up.weight", 19)) d[i + 18] = 'x';
+        snprintf(path, sizeof path, "%s/missing.gguf", tmp);
+        spit(path, d, n);
+        free(d);
+        snprintf(args, sizeof args, "run -m %s -p hi", path);
+        expect("missing tensor", args, 1, "missing tensor 'blk.0.ffn_up.weight'");
+    }
+    { /* unknown quant type: q8_0 (34 B/32) relabelled q5_0 (22 B/32), which we do not compute */
+        char *d = malloc(n);
+        memcpy(d, data, n);
+        const long at = type_field(d, n, "blk.0.attn_q.weight");
+        uint32_t t = 0;
+        if (at > 0) memcpy(&t, d + at, 4);
+        if (at < 0 || t != 8) {
+            printf("FAIL: unexpected layout of the tiny model (type field of blk.0.attn_q.weight)\n");
+            g_failed++;
+        } else {
+            t = 6; /* GGML_TYPE_Q5_0 */
+            memcpy(d + at, &t, 4);
+            snprintf(path, sizeof path, "%s/quant.gguf", tmp);
+            spit(path, d, n);
+            snprintf(args, sizeof args, "run -m %s -p hi", path);
+            expect("unsupported quant type", args, 1, "q5_0");
+        }
+        free(d);
+    }
+    /* a prompt longer than the context */
+    snprintf(args, sizeof args, "run -m %s -p \"%s\" -c 16 --raw", model,
+             "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen");
+    expect("prompt longer than the context", args, 1, "context");
+    /* bad flags and backends */
+    snprintf(args, sizeof args, "run -m %s -p hi -n abc", model);
+    expect("bad -n value", args, 1, "-n expects an integer");
+    snprintf(args, sizeof args, "run -m %s -p hi --bogus", model);
+    expect("unknown option", args, 1, "unknown option '--bogus'");
+    snprintf(args, sizeof args, "run -m %s -p hi --backend nosuch", model);
+    expect("unknown backend", args, 1, "backend 'nosuch' is unknown");
+    snprintf(args, sizeof args, "run -m %s -p hi --backend cpu:3", model);
+    expect("device index out of range", args, 1, "device 3 does not exist");
+    expect("unknown command", "frobnicate", 1, "unknown command 'frobnicate'");
+    snprintf(args, sizeof args, "run -p hi");
+    expect("no model", args, 1, "no model given");
+    free(data);
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed ? 1 : 0;
+}

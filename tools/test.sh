@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# tools/test.sh — the README's test command: set up, build (release and
+# ASan/UBSan), run every suite that can run here. GPU suites skip (77)
+# without a device. Prints meson's results; .ci/run adds the summary line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+MODEL=$PWD/models/SmolLM2-135M-Instruct.Q4_1.gguf
+
+echo "[test] release build"
+meson setup build --reconfigure -Dsmollm2="$MODEL" >/dev/null 2>&1 || meson setup build -Dsmollm2="$MODEL" >/dev/null
+ninja -C build
+meson test -C build --print-errorlogs --num-processes 2 || true
+
+echo "[test] sanitizer build (clang, ASan + UBSan)"
+CC=clang meson setup build-asan --reconfigure -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized \
+  -Dsmollm2="$MODEL" >/dev/null 2>&1 || \
+  CC=clang meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized -Dsmollm2="$MODEL" >/dev/null
+ninja -C build-asan
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit --suite cpu --suite model --suite fuzz --suite vulkan || true
