@@ -25,7 +25,8 @@ const char *sx_stop_reason_str(sx_stop_reason r) {
 static bool emit(sx_session *s, int32_t tok, sx_token_callback cb, void *user) {
     if (!cb) return true;
     size_t len = 0;
-    const char *piece = sx_tokenizer_piece(s->e->tok, tok, &len);
+    /* control tokens (<|im_end|>, <|eot_id|>) are not text; user-defined ones (<think>) are */
+    const char *piece = sx_tokenizer_token_type(s->e->tok, tok) == SX_TOKEN_TYPE_CONTROL ? NULL : sx_tokenizer_piece(s->e->tok, tok, &len);
     return cb(tok, piece ? piece : "", piece ? len : 0, user);
 }
 

@@ -27,6 +27,19 @@ src/llama-model.cpp llama_model_rope_type, ggml/src/ggml-cpu/ops.cpp rope):
   * Residual stream "entering layer L" = llama.cpp's t_layer_inp[L]
     (L = 0 is the embedding). L = n_layer gives the final pre-norm stream.
 
+Validation (by hand, with llama-cpp-python 0.3.36 built from source):
+  * SmolLM2-135M-Instruct Q4_1 dequantised to an all-F32 GGUF, llama.cpp with
+    an F32 KV cache: final logits within 1e-6..4e-6 relative L2 of this
+    script for 4 chat prompts, identical 64-token greedy continuations.
+  * Random-weight llama / qwen2 (q/k/v biases) / qwen3 (q/k norms,
+    key_length 32 != n_embd/n_head) GGUFs: all 40 positions' logits within
+    2e-6 relative of llama.cpp; flipping the RoPE mode gives ~1 relative.
+  * float32 vs --f64: < 4e-6 relative.
+
+--sim-llamacpp imitates llama.cpp's CPU rounding (activations rounded to
+Q8 blocks of 32 before quantised matmuls, F16 q/K/V and attention weights);
+it is a rough model of a fast path, not a bit-exact one.
+
 CLI:
   ref_forward.py MODEL.gguf --tokens 1,2,3 [--out logits.npy|logits.f32]
       [--json out.json] [--all-positions] [--hidden-layers 2,15,27]
