@@ -129,9 +129,11 @@ static sx_status check_ATTENTION(sx_tensor *d) {
     if ((k->dtype != SX_DTYPE_F32 && k->dtype != SX_DTYPE_F16) || v->dtype != k->dtype) return bad(d, "k/v must be f32 or f16, same dtype");
     if (k->ne[0] != q->ne[0] || v->ne[0] != q->ne[0]) return bad(d, "head dims differ");
     if (k->ne[1] != v->ne[1] || k->ne[1] <= 0 || q->ne[1] % k->ne[1]) return bad(d, "heads must be a multiple of kv heads");
-    if (k->ne[2] != v->ne[2] || n_past < 0 || k->ne[2] != n_past + q->ne[2]) return bad(d, "n_kv must equal n_past + T");
+    const int64_t span = m ? m->ne[0] : q->ne[2]; /* slots after n_past */
+    if (k->ne[2] != v->ne[2] || n_past < 0 || k->ne[2] != n_past + span) return bad(d, "n_kv must equal n_past + mask width (T without a mask)");
     if (k->nb[0] != (size_t)sx_dtype_get(k->dtype)->type_size || v->nb[0] != k->nb[0]) return bad(d, "k/v rows must be contiguous");
-    if (m && (!is_f32(m) || m->ne[0] != q->ne[2] || m->ne[1] != q->ne[2] || m->ne[2] != 1)) return bad(d, "mask must be f32 [T, T]");
+    if (m && (!is_f32(m) || m->ne[0] < q->ne[2] || m->ne[1] != q->ne[2] || m->ne[2] != 1 || m->nb[0] != 4))
+        return bad(d, "mask must be f32 [M >= T, T] with contiguous rows");
     if (!(d->params.attn.scale > 0)) return bad(d, "scale must be > 0");
     d->dtype = SX_DTYPE_F32;
     copy_shape(d, q);

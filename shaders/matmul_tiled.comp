@@ -9,7 +9,7 @@
 #define SX_PC_MATMUL
 #include "common/params.h"
 
-#define WG 256u
+
 #define BN 64u
 #define BM 64u
 #define BK 32u

@@ -138,10 +138,13 @@ static sx_tensor *build_SET_ROWS(tctx *c, const tcase *tc) {
     sx_tensor *src = rand_tensor(c, SX_DTYPE_F32, (int64_t[]){tc->ne[0], tc->ne[2], 1, 1}, -1, 1);
     return sx_graph_add_set_rows(c->g, dst, src, distinct_ids(c, tc->ne[2], tc->ne[1]));
 }
-/* ne = {d, nh, T, nkv}; param = n_past; variant 1 = tree mask; dt = kv dtype.
- * k/v are views of a larger cache (slot stride > row), as in the model. */
+/* ne = {d, nh, T, nkv}; param = n_past; variant 1 = tree mask over the T new
+ * tokens; variant 2 = mask over 5 earlier tree slots + the T new ones (a draft
+ * tree level); dt = kv dtype. k/v are views of a larger cache (slot stride >
+ * row), as in the model. */
 static sx_tensor *build_ATTENTION(tctx *c, const tcase *tc) {
-    const int64_t d = tc->ne[0], nh = tc->ne[1], T = tc->ne[2], nkv = tc->ne[3], n_kv = tc->param + T;
+    const int64_t d = tc->ne[0], nh = tc->ne[1], T = tc->ne[2], nkv = tc->ne[3];
+    const int64_t extra = tc->variant == 2 ? 5 : 0, M = T + extra, n_kv = tc->param + M;
     sx_tensor *q = rand_tensor(c, SX_DTYPE_F32, (int64_t[]){d, nh, T, 1}, -1, 1);
     sx_tensor *kc = rand_tensor(c, tc->dt, (int64_t[]){d * nkv, n_kv + 5, 1, 1}, -1, 1);
     sx_tensor *vc = rand_tensor(c, tc->dt, (int64_t[]){d * nkv, n_kv + 5, 1, 1}, -1, 1);
@@ -150,15 +153,15 @@ static sx_tensor *build_ATTENTION(tctx *c, const tcase *tc) {
     sx_tensor *k = sx_graph_view(c->g, kc, 3, (int64_t[]){d, nkv, n_kv}, (size_t[]){d * es, d * nkv * es}, 0);
     sx_tensor *v = sx_graph_view(c->g, vc, 3, (int64_t[]){d, nkv, n_kv}, (size_t[]){d * es, d * nkv * es}, 0);
     sx_tensor *mask = NULL;
-    if (tc->variant == 1) { /* random tree: parent of i is some j < i; visible = ancestors and self */
-        float *m = malloc(sizeof(float) * (size_t)(T * T));
-        int *parent = malloc(sizeof(int) * (size_t)T);
-        for (int64_t i = 0; i < T; i++) {
-            parent[i] = i ? (int)(sx_rng_uniform(&c->rng) * (double)i) : -1;
-            for (int64_t j = 0; j < T; j++) m[i * T + j] = -INFINITY;
-            for (int64_t a = i; a >= 0; a = parent[a]) m[i * T + a] = 0;
+    if (tc->variant >= 1) { /* random tree over M slots: parent of i is some j < i; visible = ancestors and self */
+        float *m = malloc(sizeof(float) * (size_t)(M * T));
+        int *parent = malloc(sizeof(int) * (size_t)M);
+        for (int64_t i = 0; i < M; i++) parent[i] = i ? (int)(sx_rng_uniform(&c->rng) * (double)i) : -1;
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t j = 0; j < M; j++) m[t * M + j] = -INFINITY;
+            for (int64_t a = extra + t; a >= 0; a = parent[a]) m[t * M + a] = 0;
         }
-        mask = sx_graph_input_f32(c->g, m, 2, (int64_t[]){T, T}, "mask");
+        mask = sx_graph_input_f32(c->g, m, 2, (int64_t[]){M, T}, "mask");
         free(m), free(parent);
     }
     return sx_graph_add_attention(c->g, q, k, v, mask, 1.0f / sqrtf((float)d), tc->param);
@@ -240,6 +243,7 @@ static void make_cases(caselist *l, bool full) {
         add(l, SX_OP_ATTENTION, dt, 16, 6, 7, 3, 0, 0);   /* prefill from empty */
         add(l, SX_OP_ATTENTION, dt, 64, 4, 5, 1, 0, 11);  /* MQA */
         add(l, SX_OP_ATTENTION, dt, 32, 4, 9, 2, 1, 13);  /* tree mask */
+        add(l, SX_OP_ATTENTION, dt, 32, 4, 6, 2, 2, 7);   /* draft tree level: mask covers earlier levels too */
         if (full) add(l, SX_OP_ATTENTION, dt, 128, 8, 33, 2, 1, 300);
     }
     add(l, SX_OP_SILU_MUL, SX_DTYPE_F32, 37, 5, 3, 1, 0, 0);

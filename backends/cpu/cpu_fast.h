@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ir/dtype.h"
 #include "ir/status.h"
@@ -173,14 +174,21 @@ static inline void sx_cpu_pf_step(sx_cpu_pf *p, int64_t step_end) {
     for (; p->next < hi; p->next += 64) __builtin_prefetch(p->next, 0, 2);
 }
 
-/* Q4_K: unpacks the 12 packed bytes into 8 6-bit scales and 8 6-bit mins. */
-static inline void sx_cpu_q4k_scales(const uint8_t s[12], uint8_t sc[8], uint8_t mn[8]) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = s[j] & 63;
-        mn[j] = s[j + 4] & 63;
-        sc[j + 4] = (uint8_t)((s[j + 8] & 0x0F) | ((s[j] >> 6) << 4));
-        mn[j + 4] = (uint8_t)((s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4));
-    }
+/* Q4_K: unpacks the 12 packed bytes into 8 6-bit scales and 8 6-bit mins as
+ * four little-endian words: bytes sc0..sc3, sc4..sc7, m0..m3, m4..m7.
+ * (j < 4: sc = s[j] & 63, m = s[j+4] & 63; j >= 4: the low 4 bits come from
+ * s[j+4], the high 2 bits from the top of s[j-4] (sc) or s[j] (m).)
+ * Word arithmetic keeps the result in registers (no byte stores that a
+ * following vector load would have to wait for). */
+static inline void sx_cpu_q4k_scales(const uint8_t s[12], uint32_t out[4]) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    out[0] = u0 & 0x3F3F3F3Fu;
+    out[1] = (u2 & 0x0F0F0F0Fu) | (((u0 >> 6) & 0x03030303u) << 4);
+    out[2] = u1 & 0x3F3F3F3Fu;
+    out[3] = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
 }
 
 #ifdef __cplusplus

@@ -155,7 +155,7 @@ sx_status sx_cpu_ref_ATTENTION(sx_device *dev, sx_tensor *node) {
                 bool visible = j < n_past;
                 if (!visible) {
                     const int64_t i = j - n_past;
-                    visible = mask ? *AT(const float, mask, i, t, 0, 0) == 0.0f : i <= t;
+                    visible = mask ? *AT(const float, mask, i, t, 0, 0) == 0.0f : i <= t; /* mask [n_kv - n_past, T] */
                 }
                 if (!visible) {
                     sc[j] = -INFINITY;

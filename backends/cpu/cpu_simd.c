@@ -255,8 +255,13 @@ static void dot_q4_k_scalar(int64_t K, const void *W, size_t ws, int nr, const v
         const sx_block_q4_k *w = (const sx_block_q4_k *)((const char *)W + r * ws);
         float acc = 0.0f;
         for (int64_t b = 0; b < K / 256; b++) {
+            uint32_t u[4];
+            sx_cpu_q4k_scales(w[b].scales, u);
             uint8_t sc[8], mn[8];
-            sx_cpu_q4k_scales(w[b].scales, sc, mn);
+            for (int j = 0; j < 8; j++) {
+                sc[j] = (uint8_t)(u[j / 4] >> (8 * (j % 4)));
+                mn[j] = (uint8_t)(u[2 + j / 4] >> (8 * (j % 4)));
+            }
             const int8_t *xq = v.qs + b * 256;
             const int16_t *bs = v.bs + b * 16;
             int isum = 0, msum = 0;

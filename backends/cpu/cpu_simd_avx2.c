@@ -129,6 +129,9 @@ SX_INLINE void dot_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, con
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     /* duplicates each of 8 bytes: m0 m0 m1 m1 ... m7 m7 */
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    /* pshufb controls broadcasting 16-bit lane j to all lanes of a half */
+    __m256i bsel[8];
+    for (int j = 0; j < 8; j++) bsel[j] = _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j));
     __m256 acc[4];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
@@ -141,8 +144,10 @@ SX_INLINE void dot_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, con
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const sx_block_q4_k *w = (const sx_block_q4_k *)(W + r * ws) + b;
-            uint8_t sm[16]; /* scales 0..7, mins 8..15 */
-            sx_cpu_q4k_scales(w->scales, sm, sm + 8);
+            uint32_t u[4];
+            sx_cpu_q4k_scales(w->scales, u);
+            /* the 8 scales as 16-bit lanes, in both 128-bit halves (pshufb is per half) */
+            const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_setr_epi32((int)u[0], (int)u[1], 0, 0)));
             __m256i isum = _mm256_setzero_si256();
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++) {
@@ -151,10 +156,10 @@ SX_INLINE void dot_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, con
                 const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
                 const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xb + 64 * c)));
                 const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xb + 64 * c + 32)));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, _mm256_set1_epi16(sm[2 * c])));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, _mm256_set1_epi16(sm[2 * c + 1])));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sc16, bsel[2 * c])));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sc16, bsel[2 * c + 1])));
             }
-            const __m128i mins8 = _mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)(sm + 8)), dup);
+            const __m128i mins8 = _mm_shuffle_epi8(_mm_setr_epi32((int)u[2], (int)u[3], 0, 0), dup);
             const __m256i msum = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins8), bs);
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w->d) * dx), acc[r]);
             acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(f16(w->dmin) * dx), acc[r]);

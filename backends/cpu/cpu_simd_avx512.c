@@ -266,9 +266,9 @@ SX_INLINE void SX_SFX(dot_q4_k_n)(int64_t K, const char *W, size_t ws, const int
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const sx_block_q4_k *w = (const sx_block_q4_k *)(W + r * ws) + b;
-            uint8_t sm[16]; /* scales 0..7, mins 8..15 */
-            sx_cpu_q4k_scales(w->scales, sm, sm + 8);
-            const __m128i sm8 = _mm_loadu_si128((const __m128i *)sm);
+            uint32_t u[4];
+            sx_cpu_q4k_scales(w->scales, u);
+            const __m128i sm8 = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]); /* sc0..7 m0..7 */
             const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sm8));
             __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 4

@@ -1,0 +1,310 @@
+/* backends/cuda/gpu_backend.cu — the "cuda" (nvcc) or "hip" (hipcc -DSX_HIP)
+ * backend: device enumeration, device buffers, and compute(), which enqueues
+ * every node's kernels on one stream per device with no host sync inside.
+ * buffer_read and synchronize wait for the stream and then report any error
+ * a kernel raised (ids out of range) or the runtime recorded (faults).
+ *
+ * No device (no driver, no GPU): device_count fails with SX_ERR_NO_DEVICE
+ * and a message naming the runtime error, so callers can skip cleanly. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cuda/gpu_internal.h"
+
+#if defined(SX_HIP)
+#define SX_GPU_ENTRY sx_hip_backend
+#define SX_NO_DEVICE_HINT "is an AMD GPU present, with the amdgpu kernel driver and ROCm runtime?"
+#else
+#define SX_GPU_ENTRY sx_cuda_backend
+#define SX_NO_DEVICE_HINT "is an NVIDIA GPU present, with a driver as new as the CUDA runtime?"
+#endif
+
+/* device-side block layouts and dtype ids must match the host's */
+static_assert(SX_Q8_0_BYTES == sizeof(sx_block_q8_0) && SX_Q4_0_BYTES == sizeof(sx_block_q4_0) &&
+                  SX_Q4_1_BYTES == sizeof(sx_block_q4_1) && SX_Q4_K_BYTES == sizeof(sx_block_q4_k) &&
+                  SX_Q6_K_BYTES == sizeof(sx_block_q6_k),
+              "block sizes match ir/quant_blocks.h");
+static_assert((int)SXT_COUNT == (int)SX_DTYPE_COUNT && (int)SXT_Q6_K == (int)SX_DTYPE_Q6_K && (int)SXT_F16 == (int)SX_DTYPE_F16,
+              "dtype ids match ir/dtype.def");
+
+namespace SX_NS {
+
+sx_status gpu_error(cudaError_t e, const char *what) {
+    return sx_set_error(SX_ERR_BACKEND, SX_GPU_NAME ": %s: %s (%s, error %d)", what, cudaGetErrorString(e), cudaGetErrorName(e), (int)e);
+}
+
+#define GPU_TRY(call, what)                        \
+    do {                                           \
+        cudaError_t e_ = (call);                   \
+        if (e_ != cudaSuccess) {                   \
+            (void)cudaGetLastError();              \
+            return gpu_error(e_, what);            \
+        }                                          \
+    } while (0)
+
+/* one launcher per op, in the order of ir/ops.def (= enum sx_op order) */
+static const gpu_launch_fn g_launch[SX_OP_COUNT] = {
+    NULL, /* SX_OP_NONE */
+#define SX_OP(NAME, nsrc, nopt, params) launch_##NAME,
+#include "ir/ops.def"
+#undef SX_OP
+};
+
+static sx_status gpu_device_count(int *out) {
+    *out = 0;
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return sx_set_error(SX_ERR_NO_DEVICE, SX_GPU_NAME ": no usable device: " SX_GPU_RUNTIME " runtime error %d (%s: %s); %s", (int)e,
+                            cudaGetErrorName(e), cudaGetErrorString(e), SX_NO_DEVICE_HINT);
+    }
+    *out = n;
+    return SX_OK;
+}
+
+static void version_str(int v, char *buf, size_t n) {
+#if defined(SX_HIP)
+    snprintf(buf, n, "%d.%d.%d", v / 10000000, (v / 100000) % 100, v % 100000);
+#else
+    snprintf(buf, n, "%d.%d", v / 1000, (v % 1000) / 10);
+#endif
+}
+
+static sx_status fill_info(int index, sx_device_info *info) {
+    memset(info, 0, sizeof *info);
+    cudaDeviceProp p;
+    GPU_TRY(cudaGetDeviceProperties(&p, index), "reading device properties");
+    snprintf(info->name, sizeof info->name, "%s", p.name);
+    snprintf(info->vendor, sizeof info->vendor, "%s", SX_GPU_VENDOR_DEFAULT);
+    int drv = 0, rt = 0;
+    (void)cudaDriverGetVersion(&drv);
+    (void)cudaRuntimeGetVersion(&rt);
+    char dv[32], rv[32];
+    version_str(drv, dv, sizeof dv);
+    version_str(rt, rv, sizeof rv);
+    snprintf(info->driver, sizeof info->driver, SX_GPU_RUNTIME " driver %s, runtime %s", dv, rv);
+#if defined(SX_HIP)
+    snprintf(info->arch, sizeof info->arch, "%s", p.gcnArchName);
+    char *colon = strchr(info->arch, ':'); /* "gfx90a:sramecc+:xnack-" -> "gfx90a" */
+    if (colon) *colon = 0;
+    const int hw_warp = p.warpSize;
+#else
+    snprintf(info->arch, sizeof info->arch, "sm_%d%d", p.major, p.minor);
+    const int hw_warp = p.warpSize;
+#endif
+    int mem_khz = 0, bus_bits = 0;
+    (void)cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, index);
+    (void)cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, index);
+    (void)cudaGetLastError();
+    const double peak_gbs = 2.0 * mem_khz * 1e3 * (bus_bits / 8.0) / 1e9; /* double data rate */
+    snprintf(info->features, sizeof info->features, "f16 bf16 int8 warp=%d cus=%d smem/block=%zuKiB bus=%dbit peak_bw=%.0fGB/s", hw_warp,
+             p.multiProcessorCount, (size_t)p.sharedMemPerBlock / 1024, bus_bits, peak_gbs);
+    info->memory_total = (uint64_t)p.totalGlobalMem;
+    size_t free_b = 0, total_b = 0;
+    if (cudaSetDevice(index) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) info->memory_free = (uint64_t)free_b;
+    (void)cudaGetLastError();
+    info->host_visible = false;
+    return SX_OK;
+}
+
+static sx_status gpu_device_info(int index, sx_device_info *out) {
+    int n = 0;
+    SX_RETURN_IF_ERROR(gpu_device_count(&n));
+    if (index < 0 || index >= n) return sx_set_error(SX_ERR_NOT_FOUND, SX_GPU_NAME ": device %d does not exist (%d devices)", index, n);
+    return fill_info(index, out);
+}
+
+static const sx_backend_vtbl *vtbl(void);
+
+static void gpu_device_close(sx_device *dev) {
+    if (!dev) return;
+    gpu_device *d = (gpu_device *)dev;
+    (void)cudaSetDevice(d->ordinal);
+    if (d->stream) (void)cudaStreamSynchronize(d->stream), (void)cudaStreamDestroy(d->stream);
+    if (d->err_dev) (void)cudaFree(d->err_dev);
+    if (d->err_host) (void)cudaFreeHost(d->err_host);
+    (void)cudaGetLastError();
+    free(d);
+}
+
+static sx_status gpu_device_open(int index, const sx_device_options *opts, sx_device **out) {
+    (void)opts;
+    *out = NULL;
+    int n = 0;
+    SX_RETURN_IF_ERROR(gpu_device_count(&n));
+    if (index < 0 || index >= n) return sx_set_error(SX_ERR_NOT_FOUND, SX_GPU_NAME ": device %d does not exist (%d devices)", index, n);
+    gpu_device *d = (gpu_device *)calloc(1, sizeof *d);
+    if (!d) return sx_set_error(SX_ERR_OUT_OF_MEMORY, SX_GPU_NAME ": out of memory");
+    d->base.vt = vtbl();
+    d->base.index = index;
+    d->ordinal = index;
+    sx_status s = fill_info(index, &d->base.info);
+    cudaError_t e = cudaSuccess;
+    const char *what = "";
+    if (s == SX_OK) {
+        if ((e = cudaSetDevice(index)) != cudaSuccess) what = "selecting the device";
+        else if ((e = cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking)) != cudaSuccess) what = "creating a stream";
+        else if ((e = cudaMalloc((void **)&d->err_dev, sizeof(int))) != cudaSuccess) what = "allocating the error word";
+        else if ((e = cudaMallocHost((void **)&d->err_host, sizeof(int))) != cudaSuccess) what = "allocating pinned memory";
+        else if ((e = cudaMemsetAsync(d->err_dev, 0, sizeof(int), d->stream)) != cudaSuccess) what = "clearing the error word";
+        else if ((e = cudaStreamSynchronize(d->stream)) != cudaSuccess) what = "first synchronisation";
+        if (e != cudaSuccess) s = gpu_error(e, what);
+    }
+    if (s != SX_OK) {
+        gpu_device_close(&d->base);
+        return s;
+    }
+    cudaDeviceProp p;
+    d->n_sm = cudaGetDeviceProperties(&p, index) == cudaSuccess ? p.multiProcessorCount : 1;
+    *out = &d->base;
+    return SX_OK;
+}
+
+/* ---- buffers ---- */
+static sx_status gpu_buffer_alloc(sx_device *dev, size_t size, sx_buffer **out) {
+    *out = NULL;
+    gpu_device *d = (gpu_device *)dev;
+    gpu_buffer *b = (gpu_buffer *)calloc(1, sizeof *b);
+    if (!b) return sx_set_error(SX_ERR_OUT_OF_MEMORY, SX_GPU_NAME ": out of memory");
+    GPU_TRY(cudaSetDevice(d->ordinal), "selecting the device");
+    const cudaError_t e = cudaMalloc((void **)&b->ptr, size ? size : 256);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        free(b);
+        size_t fr = 0, tot = 0;
+        (void)cudaMemGetInfo(&fr, &tot);
+        (void)cudaGetLastError();
+        return sx_set_error(SX_ERR_OUT_OF_MEMORY, SX_GPU_NAME ": cannot allocate %zu bytes on %s (%zu of %zu bytes free): %s", size, dev->info.name, fr,
+                            tot, cudaGetErrorString(e));
+    }
+    b->base.dev = dev;
+    b->base.size = size;
+    b->base.host_ptr = NULL;
+    *out = &b->base;
+    return SX_OK;
+}
+
+static void gpu_buffer_free(sx_buffer *buf) {
+    if (!buf) return;
+    gpu_buffer *b = (gpu_buffer *)buf;
+    (void)cudaSetDevice(((gpu_device *)buf->dev)->ordinal);
+    (void)cudaFree(b->ptr); /* waits for kernels still using it */
+    (void)cudaGetLastError();
+    free(b);
+}
+
+static sx_status gpu_buffer_write(sx_buffer *buf, size_t offset, const void *src, size_t n) {
+    if (offset > buf->size || n > buf->size - offset)
+        return sx_set_error(SX_ERR_INVALID_ARG, SX_GPU_NAME ": write [%zu, +%zu) past buffer size %zu", offset, n, buf->size);
+    if (n == 0) return SX_OK;
+    gpu_device *d = (gpu_device *)buf->dev;
+    GPU_TRY(cudaSetDevice(d->ordinal), "selecting the device");
+    /* pageable source: the runtime stages it before returning, so the caller
+     * may reuse src at once; ordered with the kernels on the stream */
+    GPU_TRY(cudaMemcpyAsync(((gpu_buffer *)buf)->ptr + offset, src, n, cudaMemcpyHostToDevice, d->stream), "copying to the device");
+    return SX_OK;
+}
+
+/* Waits for the stream; reports a kernel-raised error word or a fault. */
+static sx_status gpu_sync(gpu_device *d) {
+    GPU_TRY(cudaMemcpyAsync(d->err_host, d->err_dev, sizeof(int), cudaMemcpyDeviceToHost, d->stream), "reading the error word");
+    GPU_TRY(cudaMemsetAsync(d->err_dev, 0, sizeof(int), d->stream), "clearing the error word");
+    GPU_TRY(cudaStreamSynchronize(d->stream), "running kernels");
+    const int code = *d->err_host;
+    *d->err_host = 0;
+    switch (code) {
+    case SX_GPU_ERR_NONE: return SX_OK;
+    case SX_GPU_ERR_GET_ROWS_ID: return sx_set_error(SX_ERR_INVALID_ARG, SX_GPU_NAME ": get_rows: an id was out of range (rows skipped)");
+    case SX_GPU_ERR_SET_ROWS_ID: return sx_set_error(SX_ERR_INVALID_ARG, SX_GPU_NAME ": set_rows: a slot was out of range (rows skipped)");
+    default: return sx_set_error(SX_ERR_BACKEND, SX_GPU_NAME ": kernel error code %d", code);
+    }
+}
+
+static sx_status gpu_buffer_read(sx_buffer *buf, size_t offset, void *dst, size_t n) {
+    if (offset > buf->size || n > buf->size - offset)
+        return sx_set_error(SX_ERR_INVALID_ARG, SX_GPU_NAME ": read [%zu, +%zu) past buffer size %zu", offset, n, buf->size);
+    gpu_device *d = (gpu_device *)buf->dev;
+    GPU_TRY(cudaSetDevice(d->ordinal), "selecting the device");
+    if (n) GPU_TRY(cudaMemcpyAsync(dst, ((gpu_buffer *)buf)->ptr + offset, n, cudaMemcpyDeviceToHost, d->stream), "copying from the device");
+    return gpu_sync(d);
+}
+
+static sx_status gpu_synchronize(sx_device *dev) {
+    gpu_device *d = (gpu_device *)dev;
+    GPU_TRY(cudaSetDevice(d->ordinal), "selecting the device");
+    return gpu_sync(d);
+}
+
+/* ---- compute ---- */
+static bool fits_int(const sx_tensor *t) {
+    for (int i = 0; i < SX_MAX_DIMS; i++)
+        if (t->ne[i] < 0 || t->ne[i] > 0x7fffffff) return false;
+    return true;
+}
+
+bool gpu_supports(const sx_tensor *node) {
+    if (!fits_int(node)) return false;
+    for (int s = 0; s < SX_MAX_SRC; s++)
+        if (node->src[s] && !fits_int(node->src[s])) return false;
+    switch (node->op) {
+    case SX_OP_GET_ROWS: return node->src[1]->ne[0] <= 65535;  /* ids on grid y */
+    case SX_OP_SET_ROWS: return node->src[2]->ne[0] <= 65535;
+    case SX_OP_MATMUL: return node->src[1]->nb[1] % sizeof(float) == 0 && node->nb[1] % sizeof(float) == 0;
+    case SX_OP_ATTENTION: /* head dim on 8 registers per lane; queries on grid y */
+        return node->src[0]->ne[0] <= 8 * SX_WARP && node->src[0]->ne[2] <= 65535 && node->src[0]->ne[3] == 1;
+    default: return true;
+    }
+}
+
+static bool gpu_supports_op(sx_device *dev, const sx_tensor *node) {
+    (void)dev;
+    return (unsigned)node->op < SX_OP_COUNT && g_launch[node->op] != NULL && gpu_supports(node);
+}
+
+static sx_status check_on_device(const sx_device *dev, const sx_tensor *node, const sx_tensor *t) {
+    const sx_tensor *r = t->view_src ? t->view_src : t;
+    if (!r->buffer || r->buffer->dev != dev)
+        return sx_set_error(SX_ERR_INVALID_ARG, SX_GPU_NAME ": node %s: tensor %s is not in a buffer of this device", node->name, t->name);
+    return SX_OK;
+}
+
+static sx_status gpu_compute(sx_device *dev, sx_tensor *const *nodes, int n_nodes) {
+    gpu_device *d = (gpu_device *)dev;
+    GPU_TRY(cudaSetDevice(d->ordinal), "selecting the device");
+    for (int i = 0; i < n_nodes; i++) {
+        sx_tensor *node = nodes[i];
+        if (!gpu_supports_op(dev, node))
+            return sx_set_error(SX_ERR_UNSUPPORTED, SX_GPU_NAME ": node %s: op %s not supported here", node->name, sx_op_name(node->op));
+        SX_RETURN_IF_ERROR(check_on_device(dev, node, node));
+        for (int s = 0; s < SX_MAX_SRC; s++)
+            if (node->src[s]) SX_RETURN_IF_ERROR(check_on_device(dev, node, node->src[s]));
+        sx_status st = g_launch[node->op](d, node);
+        if (st != SX_OK) return sx_wrap_error(st, SX_GPU_NAME ": node %s", node->name);
+        const cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) {
+            char what[160];
+            snprintf(what, sizeof what, "launching %s (op %s)", node->name, sx_op_name(node->op));
+            return gpu_error(e, what);
+        }
+    }
+    return SX_OK;
+}
+
+#if defined(SX_HIP)
+static const char g_desc[] = "HIP (ROCm) GPUs; kernels shared with the CUDA backend";
+#else
+static const char g_desc[] = "NVIDIA GPUs through the CUDA runtime";
+#endif
+
+static const sx_backend_vtbl g_vtbl = {
+    SX_GPU_NAME,      g_desc,           gpu_device_count, gpu_device_info, gpu_device_open, gpu_device_close, gpu_buffer_alloc,
+    NULL, /* wrap */  gpu_buffer_free,  gpu_buffer_write, gpu_buffer_read, gpu_supports_op, gpu_compute,      gpu_synchronize,
+};
+
+static const sx_backend_vtbl *vtbl(void) { return &g_vtbl; }
+
+} /* namespace SX_NS */
+
+extern "C" const sx_backend_vtbl *SX_GPU_ENTRY(void) { return SX_NS::vtbl(); }

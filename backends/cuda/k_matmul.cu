@@ -1,0 +1,201 @@
+/* backends/cuda/k_matmul.cu — MATMUL y[m][n] = dot(w row n, x col m) for
+ * weights of every dtype (f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q6_k).
+ *
+ * Two paths:
+ *  - matvec (M <= 8: decode, short verify batches): one logical warp per
+ *    weight row; lanes take neighbouring chunks of the row (qchunk<T> in
+ *    common.cuh: 16-byte loads for f32/f16/bf16, 2/4-byte loads for blocks),
+ *    dequantise in registers and multiply with up to 8 activation columns
+ *    (float4 loads), so each weight byte is read once. Needs x columns and
+ *    w rows aligned (checked by the launcher).
+ *  - tiled (M > 8: prefill, or anything the matvec cannot take): 64x64
+ *    output tile per 256-thread block, K in steps of 32; the weight tile is
+ *    dequantised once into shared memory and reused by 64 columns, 4x4
+ *    outputs per thread, f32 FMA.
+ * Layout: w [K, N] rows contiguous (nb1 bytes apart); x [K, M] f32 with
+ * contiguous columns (nb1 bytes apart); y [N, M] contiguous (the node).
+ * Accumulation in f32 (the reference uses double; the tolerance is 2e-5
+ * of sum|w x| for plain weights, 1/127 for quantised ones).
+ * Tested by tests/test_ops.c (decode M = 1, strided x, M = 19, --full adds
+ * 130x67) against cpu_ops_ref.c; decode speed by `specexit bench` and
+ * tools/gpu-check.sh (weights bytes / decode time vs peak bandwidth). */
+#include "backends/cuda/common.cuh"
+
+namespace SX_NS {
+
+#define MV_WARPS 4   /* rows per 128-thread block */
+#define TBM 64       /* tiled: weight rows per block */
+#define TBN 64       /* tiled: activation columns per block */
+#define TBK 32       /* tiled: K step */
+
+template <int T, int M>
+__global__ void __launch_bounds__(MV_WARPS * SX_WARP) k_matvec(const sx_u8 *__restrict__ w, sx_i64 w_nb1, int N, int nchunks,
+                                                               const float *__restrict__ x, sx_i64 x_ld, int mcount, float *__restrict__ y,
+                                                               sx_i64 y_ld) {
+    typedef qchunk<T> Q;
+    const int lane = threadIdx.x % SX_WARP;
+    const int n = blockIdx.x * MV_WARPS + threadIdx.x / SX_WARP;
+    if (n >= N) return; /* the whole logical warp leaves together */
+    const sx_u8 *row = w + (sx_i64)n * w_nb1;
+    float acc[M];
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[m] = 0.0f;
+    for (int c = lane; c < nchunks; c += SX_WARP) {
+        float wv[Q::CH];
+        int kp[Q::RUNS];
+        Q::decode(row, c, wv, kp);
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            if (m < mcount) {
+                const float *xc = x + (sx_i64)m * x_ld;
+#pragma unroll
+                for (int r = 0; r < Q::RUNS; r++) {
+                    const float4 xv = *(const float4 *)(xc + kp[r]);
+                    acc[m] += wv[4 * r] * xv.x + wv[4 * r + 1] * xv.y + wv[4 * r + 2] * xv.z + wv[4 * r + 3] * xv.w;
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int m = 0; m < M; m++) acc[m] = warp_sum(acc[m]);
+    if (lane == 0) {
+#pragma unroll
+        for (int m = 0; m < M; m++)
+            if (m < mcount) y[(sx_i64)m * y_ld + n] = acc[m];
+    }
+}
+
+template <int T>
+__global__ void __launch_bounds__(256) k_matmul_tiled(const sx_u8 *__restrict__ w, sx_i64 w_nb1, int K, int N, const float *__restrict__ x,
+                                                      sx_i64 x_ld, int M, float *__restrict__ y, sx_i64 y_ld) {
+    __shared__ float ws[TBK][TBM + 1]; /* [k][n], padded against bank conflicts */
+    __shared__ float xs[TBK][TBN + 1]; /* [k][m] */
+    const int n0 = blockIdx.x * TBM, m0 = blockIdx.y * TBN;
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+    for (int k0 = 0; k0 < K; k0 += TBK) {
+        for (int e = threadIdx.x; e < TBM * TBK; e += blockDim.x) {
+            const int r = e / TBK, kk = e % TBK, n = n0 + r, k = k0 + kk;
+            ws[kk][r] = n < N && k < K ? dq_elem<T>(w + (sx_i64)n * w_nb1, k) : 0.0f;
+        }
+        for (int e = threadIdx.x; e < TBN * TBK; e += blockDim.x) {
+            const int c = e / TBK, kk = e % TBK, m = m0 + c, k = k0 + kk;
+            xs[kk][c] = m < M && k < K ? x[(sx_i64)m * x_ld + k] : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll 8
+        for (int kk = 0; kk < TBK; kk++) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) a[i] = ws[kk][tx + 16 * i], b[i] = xs[kk][ty + 16 * i];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const int m = m0 + ty + 16 * j;
+        if (m >= M) continue;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int n = n0 + tx + 16 * i;
+            if (n < N) y[(sx_i64)m * y_ld + n] = acc[i][j];
+        }
+    }
+}
+
+/* explicit instantiations: every variant the launcher uses (and NVRTC checks) */
+#define SX_MV_INST(T, M)                                                                                                   \
+    template __global__ void k_matvec<T, M>(const sx_u8 *__restrict__, sx_i64, int, int, const float *__restrict__, sx_i64, int, \
+                                            float *__restrict__, sx_i64);
+#define SX_MM_INST(T)                                                                                                       \
+    SX_MV_INST(T, 1)                                                                                                        \
+    SX_MV_INST(T, 2)                                                                                                        \
+    SX_MV_INST(T, 4)                                                                                                        \
+    SX_MV_INST(T, 8)                                                                                                        \
+    template __global__ void k_matmul_tiled<T>(const sx_u8 *__restrict__, sx_i64, int, int, const float *__restrict__, sx_i64, int, \
+                                               float *__restrict__, sx_i64);
+SX_MM_INST(SXT_F32)
+SX_MM_INST(SXT_F16)
+SX_MM_INST(SXT_BF16)
+SX_MM_INST(SXT_Q8_0)
+SX_MM_INST(SXT_Q4_0)
+SX_MM_INST(SXT_Q4_1)
+SX_MM_INST(SXT_Q4_K)
+SX_MM_INST(SXT_Q6_K)
+
+} /* namespace SX_NS */
+
+#if !defined(__CUDACC_RTC__)
+#include "backends/cuda/gpu_internal.h"
+
+namespace SX_NS {
+
+typedef struct {
+    const sx_u8 *w;
+    sx_i64 w_nb1;
+    int K, N, M;
+    const float *x;
+    sx_i64 x_ld;
+    float *y;
+    sx_i64 y_ld;
+} mm_args;
+
+template <int T> static bool matvec_fits(const mm_args &a) {
+    typedef qchunk<T> Q;
+    return a.M <= 8 && a.K % Q::CH == 0 && (uintptr_t)a.w % Q::ALIGN == 0 && a.w_nb1 % Q::ALIGN == 0 && (uintptr_t)a.x % 16 == 0 &&
+           a.x_ld % 4 == 0;
+}
+
+template <int T> static void mm_launch(const mm_args &a, cudaStream_t st) {
+    typedef qchunk<T> Q;
+    if (matvec_fits<T>(a)) {
+        const dim3 grid(cdiv(a.N, MV_WARPS)), block(MV_WARPS * SX_WARP);
+        const int nch = a.K / Q::CH;
+        if (a.M == 1) k_matvec<T, 1><<<grid, block, 0, st>>>(a.w, a.w_nb1, a.N, nch, a.x, a.x_ld, a.M, a.y, a.y_ld);
+        else if (a.M == 2) k_matvec<T, 2><<<grid, block, 0, st>>>(a.w, a.w_nb1, a.N, nch, a.x, a.x_ld, a.M, a.y, a.y_ld);
+        else if (a.M <= 4) k_matvec<T, 4><<<grid, block, 0, st>>>(a.w, a.w_nb1, a.N, nch, a.x, a.x_ld, a.M, a.y, a.y_ld);
+        else k_matvec<T, 8><<<grid, block, 0, st>>>(a.w, a.w_nb1, a.N, nch, a.x, a.x_ld, a.M, a.y, a.y_ld);
+        return;
+    }
+    const dim3 grid(cdiv(a.N, TBM), cdiv(a.M, TBN));
+    k_matmul_tiled<T><<<grid, 256, 0, st>>>(a.w, a.w_nb1, a.K, a.N, a.x, a.x_ld, a.M, a.y, a.y_ld);
+}
+
+sx_status launch_MATMUL(gpu_device *d, sx_tensor *node) {
+    const sx_tensor *w = node->src[0], *x = node->src[1];
+    const sx_gt wg = gt_of(w), xg = gt_of(x), yg = gt_of(node);
+    mm_args a;
+    a.w = (const sx_u8 *)wg.data;
+    a.w_nb1 = (sx_i64)w->nb[1];
+    a.K = (int)w->ne[0];
+    a.N = (int)w->ne[1];
+    a.M = (int)x->ne[1];
+    a.x = (const float *)xg.data;
+    a.x_ld = (sx_i64)(x->nb[1] / sizeof(float));
+    a.y = (float *)yg.data;
+    a.y_ld = (sx_i64)(node->nb[1] / sizeof(float));
+    if (a.N == 0 || a.M == 0) return SX_OK;
+    switch (w->dtype) {
+    case SX_DTYPE_F32: mm_launch<SXT_F32>(a, d->stream); break;
+    case SX_DTYPE_F16: mm_launch<SXT_F16>(a, d->stream); break;
+    case SX_DTYPE_BF16: mm_launch<SXT_BF16>(a, d->stream); break;
+    case SX_DTYPE_Q8_0: mm_launch<SXT_Q8_0>(a, d->stream); break;
+    case SX_DTYPE_Q4_0: mm_launch<SXT_Q4_0>(a, d->stream); break;
+    case SX_DTYPE_Q4_1: mm_launch<SXT_Q4_1>(a, d->stream); break;
+    case SX_DTYPE_Q4_K: mm_launch<SXT_Q4_K>(a, d->stream); break;
+    case SX_DTYPE_Q6_K: mm_launch<SXT_Q6_K>(a, d->stream); break;
+    default: return sx_set_error(SX_ERR_UNSUPPORTED, SX_GPU_NAME ": matmul with %s weights", sx_dtype_name(w->dtype));
+    }
+    return SX_OK;
+}
+
+} /* namespace SX_NS */
+#endif
