@@ -108,9 +108,13 @@ sx_status sx_tensor_write(sx_tensor *t, const void *src, size_t n) {
     return r->buffer->dev->vt->buffer_write(r->buffer, sx_tensor_buffer_offset(t), src, n);
 }
 
-sx_status sx_tensor_read(const sx_tensor *t, void *dst, size_t n) {
+sx_status sx_tensor_read_at(const sx_tensor *t, size_t offset, void *dst, size_t n) {
     const sx_tensor *r = t->view_src ? t->view_src : t;
     if (!r->buffer) return sx_set_error(SX_ERR_INVALID_ARG, "tensor %s has no buffer", t->name);
-    if (n > sx_tensor_nbytes(t)) return sx_set_error(SX_ERR_INVALID_ARG, "tensor %s: reading %zu bytes from %zu", t->name, n, sx_tensor_nbytes(t));
-    return r->buffer->dev->vt->buffer_read(r->buffer, sx_tensor_buffer_offset(t), dst, n);
+    const size_t total = sx_tensor_nbytes(t);
+    if (offset > total || n > total - offset)
+        return sx_set_error(SX_ERR_INVALID_ARG, "tensor %s: reading [%zu, +%zu) from %zu bytes", t->name, offset, n, total);
+    return r->buffer->dev->vt->buffer_read(r->buffer, sx_tensor_buffer_offset(t) + offset, dst, n);
 }
+
+sx_status sx_tensor_read(const sx_tensor *t, void *dst, size_t n) { return sx_tensor_read_at(t, 0, dst, n); }

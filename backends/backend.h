@@ -99,6 +99,8 @@ SX_MUST_USE sx_status sx_buffer_alloc(sx_device *dev, size_t size, sx_buffer **o
 void sx_buffer_free(sx_buffer *buf);
 SX_MUST_USE sx_status sx_tensor_write(sx_tensor *t, const void *src, size_t n);
 SX_MUST_USE sx_status sx_tensor_read(const sx_tensor *t, void *dst, size_t n);
+/* Reads n bytes starting `offset` bytes into t (e.g. one row of logits). */
+SX_MUST_USE sx_status sx_tensor_read_at(const sx_tensor *t, size_t offset, void *dst, size_t n);
 
 /* ---- scheduler: runs a graph over one or more devices ----
  * devices[0] is preferred; a node that a device cannot run goes to the next

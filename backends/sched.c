@@ -2,7 +2,9 @@
  * tensors across device cuts and runs each device's run of nodes.
  *
  * Placement rule: a node that writes into a persistent tensor (SET_ROWS into a
- * KV cache) runs where that tensor lives; any other node runs on the first
+ * KV cache) runs where that tensor lives; any other node follows its data
+ * (the device of its first persistent source, e.g. its weights, else of its
+ * first computed source) when that device can run it, else runs on the first
  * device in the list that supports it (so a backend missing an op falls back
  * to the next, usually the CPU). A node pinned by the caller (node->device set
  * before compute) stays where it is. A source that lives on another device is
@@ -89,6 +91,23 @@ static int device_of_root(const sx_sched *s, const sx_tensor *r) {
     return r->buffer ? device_of_buffer(s, r->buffer) : r->device;
 }
 
+/* A node follows its data: the device holding its first persistent source
+ * (weights, caches), else that of its first already placed source, when that
+ * device can run it. -1: no preference. */
+static int preferred_device(const sx_sched *s, const sx_tensor *node) {
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < SX_MAX_SRC; i++) {
+            if (!node->src[i]) continue;
+            const sx_tensor *r = node->src[i]->view_src ? node->src[i]->view_src : node->src[i];
+            const bool persistent = r->buffer != NULL && r->op == SX_OP_NONE && r->role != SX_ROLE_INPUT;
+            int dev = -1;
+            if (pass == 0 && persistent) dev = device_of_buffer(s, r->buffer);
+            if (pass == 1 && !persistent) dev = r->device;
+            if (dev >= 0 && s->devs[dev]->vt->supports_op(s->devs[dev], node)) return dev;
+        }
+    return -1;
+}
+
 static sx_status place_nodes(sx_sched *s, sx_graph *g) {
     const int n = sx_graph_n_nodes(g);
     for (int k = 0; k < n; k++) {
@@ -101,6 +120,7 @@ static sx_status place_nodes(sx_sched *s, sx_graph *g) {
         } else if (root != node) {
             dev = root->device;
         }
+        if (dev < 0) dev = preferred_device(s, node);
         if (dev < 0) {
             for (int i = 0; i < s->n_devs && dev < 0; i++)
                 if (s->devs[i]->vt->supports_op(s->devs[i], node)) dev = i;

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "core/chat.h"
+#include "core/eagle3.h"
 #include "core/engine_internal.h"
 
 double sx_now_ms(void) {
@@ -27,6 +28,30 @@ static sx_status select_chat(const char *override, const char *tmpl, int *out_ki
     if (k == SX_CHAT_UNKNOWN) k = SX_CHAT_CHATML;
     if (tmpl) SX_RETURN_IF_ERROR(sx_chat_default_system(tmpl, out_default_system));
     *out_kind = (int)k;
+    return SX_OK;
+}
+
+/* The draft: an EAGLE-3 head (architecture "eagle3") or a small model that
+ * shares the target's vocabulary, on its own device when asked. */
+static sx_status load_draft(sx_engine *e, const sx_engine_options *o, const sx_device_options *dopts) {
+    if (o->draft_backend && o->draft_backend[0] && strcmp(o->draft_backend, e->backend) != 0) {
+        SX_RETURN_IF_ERROR(sx_device_open_by_name(o->draft_backend, dopts, &e->draft_dev));
+        if (!e->cpu && !e->draft_dev->info.host_visible) SX_RETURN_IF_ERROR(sx_device_open_by_name("cpu", dopts, &e->cpu));
+    }
+    sx_device *ddev = e->draft_dev ? e->draft_dev : e->dev;
+    sx_gguf *g;
+    SX_RETURN_IF_ERROR(sx_gguf_open(o->draft_path, &g));
+    char arch[32] = "";
+    sx_status s = sx_gguf_get_str_copy(g, "general.architecture", arch, sizeof arch);
+    if (s == SX_OK && strcmp(arch, "eagle3") == 0) {
+        sx_gguf_close(g);
+        return sx_eagle3_load(o->draft_path, e->model, ddev, &e->eagle);
+    }
+    s = sx_model_load_gguf(g, ddev, &e->draft);
+    if (s != SX_OK) return sx_wrap_error(s, "loading draft model %s", o->draft_path);
+    if (e->draft->hp.n_vocab != e->model->hp.n_vocab)
+        return sx_set_error(SX_ERR_INVALID_ARG, "draft model %s has a vocabulary of %d tokens, the target %d: they must share one", o->draft_path,
+                            e->draft->hp.n_vocab, e->model->hp.n_vocab);
     return SX_OK;
 }
 
@@ -62,6 +87,7 @@ sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
         s = select_chat(o->chat_template, tmpl_copy, &e->chat_kind, &e->default_system);
         free(tmpl_copy);
     }
+    if (s == SX_OK && o->draft_path) s = load_draft(e, o, &dopts);
     if (s != SX_OK) {
         sx_engine_destroy(e);
         return s;
@@ -73,7 +99,10 @@ sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
 void sx_engine_destroy(sx_engine *e) {
     if (!e) return;
     sx_tokenizer_destroy(e->tok);
+    sx_eagle3_free(e->eagle);
+    sx_model_free(e->draft);
     sx_model_free(e->model);
+    sx_device_close(e->draft_dev);
     sx_device_close(e->dev);
     sx_device_close(e->cpu);
     free(e->default_system);
@@ -97,6 +126,9 @@ void sx_engine_get_info(const sx_engine *e, sx_engine_info *out) {
     out->backend = e->dev->vt->name;
     out->device = e->dev->info.name;
     out->chat_template = sx_chat_kind_name(e->chat_kind);
+    out->draft = e->eagle ? "eagle3" : e->draft ? "draft" : "none";
+    out->draft_signals = e->eagle && e->eagle->hp.n_signals == 3;
+    out->draft_device = e->draft_dev ? e->draft_dev->info.name : e->dev->info.name;
 }
 
 /* ---- text ---- */
@@ -149,10 +181,14 @@ sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_sessio
     s->e = e;
     const int n_ctx = o->n_ctx ? o->n_ctx : (e->model->hp.n_ctx_train < 4096 ? e->model->hp.n_ctx_train : 4096);
     s->n_batch = o->n_batch ? o->n_batch : 512;
-    sx_device *devs[2] = {e->dev, e->cpu};
+    sx_device *devs[3];
+    int n_devs = 0;
+    devs[n_devs++] = e->dev;
+    if (e->draft_dev) devs[n_devs++] = e->draft_dev;
+    if (e->cpu) devs[n_devs++] = e->cpu;
     sx_status st = sx_kv_cache_create(&e->model->hp, e->dev, n_ctx, o->kv_f32 ? SX_DTYPE_F32 : SX_DTYPE_F16, &s->kv);
-    if (st == SX_OK) st = sx_sched_create(devs, e->cpu ? 2 : 1, &s->sched);
-    if (st == SX_OK) st = sx_graph_create(sx_model_graph_size(e->model) + 64, &s->graph);
+    if (st == SX_OK) st = sx_sched_create(devs, n_devs, &s->sched);
+    if (st == SX_OK) st = sx_graph_create(sx_model_graph_size(e->model) + 8 * e->model->hp.n_layer + 256, &s->graph);
     if (st == SX_OK && !(s->history = malloc(sizeof(int32_t) * (size_t)n_ctx))) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "session: out of memory");
     if (st != SX_OK) {
         sx_session_destroy(s);

@@ -8,8 +8,13 @@
 #include "core/specexit.h"
 #include "core/tokenizer.h"
 
+struct sx_eagle3;
+
 struct sx_engine {
     sx_device *dev;
+    sx_device *draft_dev;      /* NULL: the draft shares dev */
+    struct sx_eagle3 *eagle;   /* EAGLE-3 draft or NULL */
+    sx_model *draft;           /* classic draft model or NULL */
     sx_device *cpu; /* fallback for ops the device lacks (NULL when dev is the CPU) */
     sx_model *model;
     sx_tokenizer *tok;

@@ -1,15 +1,38 @@
-/* core/generate.c — the decode loop: prompt prefill, then one token per step.
- * Greedy decoding without penalties reads back only the argmax (4 bytes per
- * step) instead of the whole logit row. */
+/* core/generate.c — the decode loop, one for every mode.
+ *
+ * Each step proposes new tokens (plain: one sampled token; speculative: the
+ * accepted draft tokens plus a bonus token), the exit policy may cut them and
+ * put </think> in the bonus's place, then they are committed and emitted.
+ * Greedy plain decoding reads back only the argmax (4 bytes per step). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/eagle3.h"
 #include "core/engine_internal.h"
+#include "core/exit.h"
+#include "core/spec.h"
 
 void sx_generate_params_init(sx_generate_params *p) {
     memset(p, 0, sizeof *p);
     p->n_predict = 128;
     sx_sampler_params_init(&p->sampling);
+    p->spec.kind = SX_SPEC_NONE;
+    p->spec.draft_max = 5;
+    p->spec.draft_topk = 4;
+    p->spec.draft_nodes = 16;
+    p->exit.kind = SX_EXIT_NONE;
+    p->exit.conf = 0.8f;
+    p->exit.progress = 0.3f;
+    p->exit.remain = 200.0f;
+    p->exit.alpha = 0.1f;
+    p->exit.reasoning_budget = -1;
+}
+
+void sx_generate_stats_free(sx_generate_stats *st) {
+    if (!st) return;
+    free(st->trace);
+    st->trace = NULL;
+    st->n_trace = 0;
 }
 
 const char *sx_stop_reason_str(sx_stop_reason r) {
@@ -22,70 +45,164 @@ const char *sx_stop_reason_str(sx_stop_reason r) {
     return "unknown";
 }
 
-static bool emit(sx_session *s, int32_t tok, sx_token_callback cb, void *user) {
-    if (!cb) return true;
-    size_t len = 0;
-    /* control tokens (<|im_end|>, <|eot_id|>) are not text; user-defined ones (<think>) are */
-    const char *piece = sx_tokenizer_token_type(s->e->tok, tok) == SX_TOKEN_TYPE_CONTROL ? NULL : sx_tokenizer_piece(s->e->tok, tok, &len);
-    return cb(tok, piece ? piece : "", piece ? len : 0, user);
+static const char *const g_spec_names[] = {"none", "eagle3", "draft"};
+static const char *const g_exit_names[] = {"none", "specexit", "budget", "first-answer"};
+
+const char *sx_spec_kind_name(sx_spec_kind k) { return (unsigned)k < 3 ? g_spec_names[k] : "unknown"; }
+const char *sx_exit_kind_name(sx_exit_kind k) { return (unsigned)k < 4 ? g_exit_names[k] : "unknown"; }
+
+sx_status sx_spec_kind_from_name(const char *name, sx_spec_kind *out) {
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, g_spec_names[i])) return *out = (sx_spec_kind)i, SX_OK;
+    return sx_set_error(SX_ERR_INVALID_ARG, "unknown --spec '%s' (eagle3, draft, none)", name);
+}
+
+sx_status sx_exit_kind_from_name(const char *name, sx_exit_kind *out) {
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, g_exit_names[i])) return *out = (sx_exit_kind)i, SX_OK;
+    return sx_set_error(SX_ERR_INVALID_ARG, "unknown --exit '%s' (specexit, budget, first-answer, none)", name);
+}
+
+typedef struct loop_state {
+    sx_session *s;
+    const sx_generate_params *p;
+    sx_token_callback cb;
+    void *user;
+    sx_generate_stats *st;
+    sx_exit_state ex;
+    bool done;
+} loop_state;
+
+/* Emits one token; false when generation ends here. */
+static bool emit(loop_state *L, int32_t tok) {
+    sx_generate_stats *st = L->st;
+    if (L->p->n_predict >= 0 && st->n_generated_tokens >= L->p->n_predict) {
+        st->stop_reason = SX_STOP_LENGTH;
+        return false;
+    }
+    if (L->ex.exited && st->exit_token_index < 0 && tok == L->ex.think_close) st->exit_token_index = st->n_generated_tokens;
+    st->n_generated_tokens++;
+    sx_exit_account(&L->ex, tok);
+    const sx_tokenizer *tk = L->s->e->tok;
+    if (L->cb) {
+        size_t len = 0;
+        /* control tokens (<|im_end|>, <|eot_id|>) are not text; user-defined ones (<think>) are */
+        const char *piece = sx_tokenizer_token_type(tk, tok) == SX_TOKEN_TYPE_CONTROL ? NULL : sx_tokenizer_piece(tk, tok, &len);
+        if (!L->cb(tok, piece ? piece : "", piece ? len : 0, L->user)) {
+            st->stop_reason = SX_STOP_CALLBACK;
+            return false;
+        }
+    }
+    if (sx_tokenizer_is_eog(tk, tok) && !L->p->ignore_eos) {
+        st->stop_reason = SX_STOP_EOG;
+        return false;
+    }
+    return true;
+}
+
+static void trace(loop_state *L, const float raw[3]) {
+    if (!L->p->trace_signals || !L->ex.thinking) return;
+    sx_generate_stats *st = L->st;
+    if ((st->n_trace & (st->n_trace - 1)) == 0) { /* grow at powers of two */
+        void *p = realloc(st->trace, sizeof *st->trace * (size_t)(st->n_trace ? 2 * st->n_trace : 16));
+        if (!p) return;
+        st->trace = p;
+    }
+    struct sx_signal_step *e = &st->trace[st->n_trace++];
+    e->token_index = st->n_generated_tokens;
+    memcpy(e->raw, raw, sizeof e->raw);
+    memcpy(e->smooth, L->ex.ewma, sizeof e->smooth);
 }
 
 sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const sx_generate_params *p, sx_token_callback cb, void *user,
                       sx_generate_stats *st) {
     memset(st, 0, sizeof *st);
+    st->exit_token_index = -1;
     const int V = s->e->model->hp.n_vocab;
     if (n_prompt < 1) return sx_set_error(SX_ERR_INVALID_ARG, "generate: empty prompt");
     if ((int64_t)s->n_past + n_prompt > s->kv->n_ctx)
         return sx_set_error(SX_ERR_CONTEXT_FULL, "the prompt has %d tokens but only %d of the %d context slots are free (raise --ctx-size)",
                             n_prompt, s->kv->n_ctx - s->n_past, s->kv->n_ctx);
-    const bool greedy_fast = p->sampling.temp <= 0 && p->sampling.repeat_penalty == 1.0f;
+    if (p->exit.kind == SX_EXIT_SPECEXIT && p->spec.kind != SX_SPEC_EAGLE3)
+        return sx_set_error(SX_ERR_INVALID_ARG, "--exit specexit needs --spec eagle3 (the signals come from the EAGLE-3 draft)");
+    if (p->exit.kind == SX_EXIT_SPECEXIT && s->e->eagle && s->e->eagle->hp.n_signals != 3)
+        return sx_set_error(SX_ERR_INVALID_ARG, "--exit specexit: the draft has no signal rows (eagle3.signal_rows = 0)");
+    const bool greedy = p->sampling.temp <= 0;
+    const bool argmax_only = greedy && p->sampling.repeat_penalty == 1.0f;
+    loop_state L = {.s = s, .p = p, .cb = cb, .user = user, .st = st};
     float *logits = malloc(sizeof(float) * (size_t)V);
     sx_sampler *smp = NULL;
+    sx_spec *spec = NULL;
     sx_status rc = logits ? sx_sampler_create(&p->sampling, V, &smp) : sx_set_error(SX_ERR_OUT_OF_MEMORY, "generate: out of memory");
-    if (rc != SX_OK) {
-        free(logits);
-        return rc;
-    }
+    if (rc == SX_OK) rc = sx_exit_init(&L.ex, &p->exit, s->e->tok, prompt, n_prompt);
+    if (rc == SX_OK && p->spec.kind != SX_SPEC_NONE) rc = sx_spec_create(s, &p->spec, &spec);
     st->n_prompt_tokens = n_prompt;
+
+    /* prefill, then the first token */
     double t0 = sx_now_ms();
-    rc = sx_session_eval(s, prompt, n_prompt, logits);
+    if (rc == SX_OK) rc = spec ? sx_spec_prefill(spec, prompt, n_prompt, logits) : sx_session_eval(s, prompt, n_prompt, logits);
     st->prefill_ms = sx_now_ms() - t0;
-    int32_t tok = 0;
-    if (rc == SX_OK) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &tok);
+    int32_t toks[SX_SPEC_MAX_DEPTH + 2];
+    int n = 1;
+    if (rc == SX_OK) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &toks[0]);
     t0 = sx_now_ms();
     st->stop_reason = SX_STOP_LENGTH;
+    int n_committed_steps = 0, n_committed_tokens = 0;
     while (rc == SX_OK) {
+        /* the policy may cut the step's tokens; then commit and emit them */
+        n = sx_exit_apply(&L.ex, toks, n, spec != NULL && st->n_steps > 0);
+        if (spec && st->n_steps > 0) sx_spec_commit(spec, n - 1, toks[n - 1]);
+        bool go = true;
+        for (int i = 0; i < n && go; i++) go = emit(&L, toks[i]);
+        if (!go) break;
         if (p->n_predict >= 0 && st->n_generated_tokens >= p->n_predict) break;
-        st->n_generated_tokens++;
-        const bool eog = sx_tokenizer_is_eog(s->e->tok, tok) && !p->ignore_eos;
-        if (!emit(s, tok, cb, user)) {
-            st->stop_reason = SX_STOP_CALLBACK;
-            break;
+        const int32_t last = toks[n - 1];
+        /* the next step */
+        if (spec) {
+            if (s->n_past + 1 >= s->kv->n_ctx) {
+                st->stop_reason = SX_STOP_CONTEXT;
+                break;
+            }
+            sx_spec_proposal prop;
+            rc = sx_spec_step(spec, last, greedy ? NULL : smp, greedy, &prop);
+            if (rc != SX_OK) break;
+            if (prop.have_signals) {
+                sx_exit_observe(&L.ex, prop.signals);
+                trace(&L, prop.signals);
+            }
+            st->n_drafted += prop.n_drafted;
+            st->n_accepted += prop.n - 1;
+            memcpy(toks, prop.tokens, sizeof(int32_t) * (size_t)prop.n);
+            n = prop.n;
+        } else {
+            if (s->n_past >= s->kv->n_ctx) {
+                st->stop_reason = SX_STOP_CONTEXT;
+                break;
+            }
+            sx_batch b = {.tokens = &last, .n = 1, .n_past = s->n_past};
+            int32_t next;
+            rc = sx_session_forward(s, &b, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
+            if (rc != SX_OK) break;
+            s->history[s->n_past++] = last;
+            if (!argmax_only) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &next);
+            toks[0] = next;
+            n = 1;
         }
-        if (eog) {
-            st->stop_reason = SX_STOP_EOG;
-            break;
-        }
-        if (p->n_predict >= 0 && st->n_generated_tokens >= p->n_predict) break;
-        if (s->n_past >= s->kv->n_ctx) {
-            st->stop_reason = SX_STOP_CONTEXT;
-            break;
-        }
-        /* one decode step: append tok, get the next */
-        sx_batch b = {.tokens = &tok, .n = 1, .n_past = s->n_past};
-        int32_t next;
-        rc = sx_session_forward(s, &b, greedy_fast ? NULL : logits, greedy_fast ? &next : NULL);
-        if (rc != SX_OK) break;
-        s->history[s->n_past++] = tok;
         st->n_steps++;
-        if (!greedy_fast) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &next);
-        tok = next;
+        n_committed_steps++;
+        n_committed_tokens += n;
     }
     st->decode_ms = sx_now_ms() - t0;
     st->prefill_tok_s = st->prefill_ms > 0 ? n_prompt / (st->prefill_ms / 1e3) : 0;
-    st->decode_tok_s = st->decode_ms > 0 && st->n_steps ? st->n_steps / (st->decode_ms / 1e3) : 0;
-    st->accept_len_mean = st->n_steps ? 1.0 : 0.0;
+    st->decode_tok_s = st->decode_ms > 0 && st->n_steps ? (st->n_generated_tokens - 1) / (st->decode_ms / 1e3) : 0;
+    st->accept_len_mean = n_committed_steps ? (double)n_committed_tokens / n_committed_steps : 0.0;
+    st->thinking_tokens = L.ex.thinking_tokens;
+    st->exited_early = L.ex.exited;
+    st->exit_reason = L.ex.reason;
+    if (spec) sx_spec_timing(spec, &st->draft_ms, &st->verify_ms);
+    sx_spec_destroy(spec);
     sx_sampler_destroy(smp);
     free(logits);
+    if (rc != SX_OK) sx_generate_stats_free(st);
     return rc;
 }

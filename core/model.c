@@ -2,6 +2,7 @@
  * Every hyperparameter and tensor is checked before use; the weights stay in
  * the file's mapping on the CPU and are uploaded once to other devices. */
 #include "core/model.h"
+#include "core/weights.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,11 +12,6 @@ static const char *const g_arch_names[SX_ARCH_COUNT] = {"llama", "qwen2", "qwen3
 
 const char *sx_arch_name(sx_arch a) { return (unsigned)a < SX_ARCH_COUNT ? g_arch_names[a] : "unknown"; }
 
-typedef struct {
-    sx_model *m;
-    const char *path;
-    uint64_t data_offset;
-} loader;
 
 static sx_status get_int(const sx_gguf *g, const char *arch, const char *suffix, int min, int max, bool required, int def, int *out) {
     char key[128];
@@ -81,51 +77,12 @@ static sx_status read_hparams(const sx_gguf *g, sx_hparams *hp) {
     return SX_OK;
 }
 
-/* Finds a tensor, checks its shape (ne1 = 0: 1-D) and dtype class. */
-static sx_status bind(loader *L, const char *name, int64_t ne0, int64_t ne1, bool optional, bool must_be_f32, sx_tensor **out) {
-    *out = NULL;
-    const sx_gguf *g = L->m->gguf;
-    const int64_t i = sx_gguf_find_tensor(g, name);
-    if (i < 0) {
-        if (optional) return SX_OK;
-        return sx_set_error(SX_ERR_FORMAT, "%s: missing tensor '%s' required by %s", L->path, name, sx_arch_name(L->m->hp.arch));
-    }
-    sx_gguf_tensor_info ti;
-    SX_RETURN_IF_ERROR(sx_gguf_tensor(g, i, &ti));
-    if (ti.dtype == SX_DTYPE_COUNT)
-        return sx_set_error(SX_ERR_UNSUPPORTED, "%s: tensor '%s' has unsupported type %d (%s); supported: f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q6_k",
-                            L->path, name, ti.ggml_type, sx_gguf_ggml_type_name(ti.ggml_type));
-    const int64_t want1 = ne1 ? ne1 : 1;
-    if (ti.ne[0] != ne0 || ti.ne[1] != want1 || ti.ne[2] != 1 || ti.ne[3] != 1)
-        return sx_set_error(SX_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", L->path, name,
-                            (long long)ti.ne[0], (long long)ti.ne[1], (long long)ti.ne[2], (long long)ti.ne[3], (long long)ne0, (long long)want1);
-    if (must_be_f32 && ti.dtype != SX_DTYPE_F32)
-        return sx_set_error(SX_ERR_UNSUPPORTED, "%s: tensor '%s' is %s; norms and biases must be f32", L->path, name, sx_dtype_name(ti.dtype));
-    if (ti.dtype == SX_DTYPE_I32) return sx_set_error(SX_ERR_FORMAT, "%s: tensor '%s' is i32, not a weight", L->path, name);
-    sx_tensor *t = &L->m->tensors[L->m->n_tensors++];
-    memset(t, 0, sizeof *t);
-    t->dtype = ti.dtype;
-    for (int d = 0; d < SX_MAX_DIMS; d++) t->ne[d] = ti.ne[d];
-    sx_tensor_set_contiguous_strides(t);
-    if (sx_tensor_nbytes(t) != ti.size)
-        return sx_set_error(SX_ERR_FORMAT, "%s: tensor '%s' size %zu does not match its shape", L->path, name, ti.size);
-    t->role = SX_ROLE_WEIGHT;
-    t->offset = (size_t)(ti.offset - L->data_offset);
-    t->device = -1;
-    t->index = -1;
-    t->live_from = -1;
-    snprintf(t->name, sizeof t->name, "%.47s", name);
-    *out = t;
-    return SX_OK;
-}
-
-static sx_status bind_layer(loader *L, int il, sx_layer *ly) {
-    const sx_hparams *hp = &L->m->hp;
+static sx_status bind_layer(sx_weight_loader *L, const sx_hparams *hp, int il, sx_layer *ly) {
     const int q_dim = hp->n_head * hp->head_dim, kv_dim = hp->n_head_kv * hp->head_dim;
     char n[96];
 #define B(field, suffix, ne0, ne1, opt, f32)                              \
     snprintf(n, sizeof n, "blk.%d.%s", il, suffix);                        \
-    SX_RETURN_IF_ERROR(bind(L, n, ne0, ne1, opt, f32, &ly->field));
+    SX_RETURN_IF_ERROR(sx_weights_bind(L, n, ne0, ne1, opt, f32, &ly->field));
     B(attn_norm, "attn_norm.weight", hp->n_embd, 0, false, true);
     B(wq, "attn_q.weight", hp->n_embd, q_dim, false, false);
     B(wk, "attn_k.weight", hp->n_embd, kv_dim, false, false);
@@ -142,27 +99,6 @@ static sx_status bind_layer(loader *L, int il, sx_layer *ly) {
     B(w_up, "ffn_up.weight", hp->n_embd, hp->n_ff, false, false);
     B(w_down, "ffn_down.weight", hp->n_ff, hp->n_embd, false, false);
 #undef B
-    return SX_OK;
-}
-
-static sx_status place_weights(loader *L) {
-    sx_model *m = L->m;
-    const size_t size = sx_gguf_size(m->gguf) - (size_t)L->data_offset;
-    void *base = (char *)sx_gguf_data(m->gguf) + L->data_offset;
-    sx_device *dev = m->dev;
-    if (dev->info.host_visible && dev->vt->buffer_wrap_host) {
-        /* zero copy: kernels read the file mapping; weights are never written */
-        SX_RETURN_IF_ERROR(dev->vt->buffer_wrap_host(dev, base, size, &m->weights));
-    } else {
-        SX_RETURN_IF_ERROR(sx_buffer_alloc(dev, size, &m->weights));
-        const size_t chunk = 64u << 20;
-        for (size_t off = 0; off < size; off += chunk) {
-            const size_t n = size - off < chunk ? size - off : chunk;
-            SX_RETURN_IF_ERROR(dev->vt->buffer_write(m->weights, off, (const char *)base + off, n));
-            SX_LOGI("uploading weights to %s: %zu/%zu MiB", dev->info.name, (off + n) >> 20, size >> 20);
-        }
-    }
-    for (int i = 0; i < m->n_tensors; i++) m->tensors[i].buffer = m->weights;
     return SX_OK;
 }
 
@@ -195,11 +131,12 @@ sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out) {
     }
     m->gguf = g;
     m->dev = dev;
-    loader L = {m, sx_gguf_name(g), sx_gguf_data_offset(g)};
+    sx_weight_loader L = {g, sx_gguf_name(g), "", sx_gguf_data_offset(g), NULL, 0, 0};
     sx_status s = read_hparams(g, &m->hp);
     if (s == SX_OK) {
-        const int max_tensors = 3 + 14 * m->hp.n_layer;
-        m->tensors = calloc((size_t)max_tensors, sizeof *m->tensors);
+        L.arch = sx_arch_name(m->hp.arch);
+        L.cap = 3 + 14 * m->hp.n_layer;
+        m->tensors = L.tensors = calloc((size_t)L.cap, sizeof *m->tensors);
         m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
         if (!m->tensors || !m->layers) s = sx_set_error(SX_ERR_OUT_OF_MEMORY, "model: out of memory");
     }
@@ -212,12 +149,13 @@ sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out) {
             m->hp.n_vocab = (int)ti.ne[1];
         }
     }
-    if (s == SX_OK) s = bind(&L, "token_embd.weight", m->hp.n_embd, m->hp.n_vocab, false, false, &m->tok_embd);
-    if (s == SX_OK) s = bind(&L, "output_norm.weight", m->hp.n_embd, 0, false, true, &m->out_norm);
-    if (s == SX_OK) s = bind(&L, "output.weight", m->hp.n_embd, m->hp.n_vocab, true, false, &m->output);
+    if (s == SX_OK) s = sx_weights_bind(&L, "token_embd.weight", m->hp.n_embd, m->hp.n_vocab, false, false, &m->tok_embd);
+    if (s == SX_OK) s = sx_weights_bind(&L, "output_norm.weight", m->hp.n_embd, 0, false, true, &m->out_norm);
+    if (s == SX_OK) s = sx_weights_bind(&L, "output.weight", m->hp.n_embd, m->hp.n_vocab, true, false, &m->output);
     if (s == SX_OK && !m->output) m->output = m->tok_embd; /* tied embeddings */
-    for (int il = 0; il < m->hp.n_layer && s == SX_OK; il++) s = bind_layer(&L, il, &m->layers[il]);
-    if (s == SX_OK) s = place_weights(&L);
+    for (int il = 0; il < m->hp.n_layer && s == SX_OK; il++) s = bind_layer(&L, &m->hp, il, &m->layers[il]);
+    m->n_tensors = L.n_tensors;
+    if (s == SX_OK) s = sx_weights_place(&L, dev, &m->weights);
     if (s != SX_OK) {
         sx_model_free(m);
         return s;

@@ -94,6 +94,10 @@ typedef struct sx_batch {
     int n_out;
     const int *feature_layers; /* residual entering these layers is output too */
     int n_feature_layers;
+    sx_tensor *feature_buf;    /* if set: the features, concatenated [sum, n], are also
+                                  written to rows 0..n-1 of this persistent tensor */
+    const int32_t *move_src, *move_dst; /* KV slot moves applied before the pass */
+    int n_moves;
 } sx_batch;
 
 #define SX_MAX_FEATURE_LAYERS 4

@@ -132,6 +132,7 @@ sx_status sx_model_build_forward(const sx_model *m, sx_kv_cache *kv, sx_graph *g
         pos_v[i] = b->pos ? b->pos[i] : b->n_past + i;
         slot_v[i] = b->n_past + i;
     }
+    if (b->n_moves > 0) SX_RETURN_IF_ERROR(sx_kv_cache_build_move(kv, g, b->move_src, b->move_dst, b->n_moves));
     sx_tensor *tokens = sx_graph_input_i32(g, b->tokens, b->n, "tokens");
     sx_tensor *pos = sx_graph_input_i32(g, pos_v, b->n, "pos");
     sx_tensor *slots = sx_graph_input_i32(g, slot_v, b->n, "slots");
@@ -146,6 +147,15 @@ sx_status sx_model_build_forward(const sx_model *m, sx_kv_cache *kv, sx_graph *g
                 sx_graph_set_output(g, x);
             }
         x = build_layer(m, kv, g, il, x, pos, slots, mask, b);
+    }
+    if (b->feature_buf && b->n_feature_layers > 0) { /* [n_embd * n_features, n] -> rows 0..n-1 */
+        sx_tensor *cat = out->features[0];
+        for (int f = 1; f < b->n_feature_layers; f++) cat = sx_graph_add_concat(g, cat, out->features[f], 0);
+        int32_t *rows = malloc(sizeof(int32_t) * (size_t)b->n);
+        if (!rows) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "forward: out of memory");
+        for (int i = 0; i < b->n; i++) rows[i] = i;
+        sx_graph_add_set_rows(g, b->feature_buf, cat, sx_graph_input_i32(g, rows, b->n, "feature_rows"));
+        free(rows);
     }
     if (b->out_rows) x = sx_graph_add_get_rows(g, x, sx_graph_input_i32(g, b->out_rows, b->n_out, "out_rows")); // [n_embd, n_out]
     x = sx_graph_add_rms_norm(g, x, m->out_norm, hp->norm_eps);

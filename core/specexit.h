@@ -36,6 +36,9 @@ typedef struct sx_engine_options {
     const char *backend;       /* "cpu" (default), "cpu-ref", "vulkan", "vulkan:1", "cuda:0", "hip" */
     int n_threads;             /* CPU threads; 0 = physical cores */
     const char *chat_template; /* "chatml", "llama3", "deepseek-r1"; NULL = detect from the file */
+    const char *draft_path;    /* optional draft: an EAGLE-3 draft GGUF (architecture "eagle3")
+                                  or a small model sharing the target's vocabulary */
+    const char *draft_backend; /* device of the draft; NULL = the target's */
 } sx_engine_options;
 
 void sx_engine_options_init(sx_engine_options *o);
@@ -55,6 +58,9 @@ typedef struct sx_engine_info {
     const char *backend;    /* "cpu", "vulkan", ... */
     const char *device;     /* device name */
     const char *chat_template; /* detected template family */
+    const char *draft;      /* "eagle3", "draft" or "none" */
+    bool draft_signals;     /* the EAGLE-3 draft predicts the exit signals */
+    const char *draft_device;
 } sx_engine_info;
 void sx_engine_get_info(const sx_engine *e, sx_engine_info *out_info);
 
@@ -105,12 +111,51 @@ typedef struct sx_sampler_params {
 #define SX_SEED_RANDOM 0xFFFFFFFFu
 void sx_sampler_params_init(sx_sampler_params *p);
 
+/* ---- speculative decoding ---- */
+typedef enum sx_spec_kind {
+    SX_SPEC_NONE = 0, /* one token per target pass */
+    SX_SPEC_EAGLE3,   /* EAGLE-3 draft reading the target's hidden states, tree verification */
+    SX_SPEC_DRAFT,    /* a separate small model with the same vocabulary (chain) */
+} sx_spec_kind;
+
+typedef struct sx_spec_params {
+    sx_spec_kind kind;
+    int draft_max;   /* depth D: draft tokens on the longest path (default 5) */
+    int draft_topk;  /* K: children tried per expanded node (default 4; 1 = chain) */
+    int draft_nodes; /* T: tree nodes verified per step (default 16) */
+} sx_spec_params;
+
+/* ---- ending the thinking section ---- */
+typedef enum sx_exit_kind {
+    SX_EXIT_NONE = 0,     /* think until the model stops */
+    SX_EXIT_SPECEXIT,     /* the draft's signals decide (SpecExit) */
+    SX_EXIT_BUDGET,       /* hard thinking budget only */
+    SX_EXIT_FIRST_ANSWER, /* baseline: stop at the first paragraph that states "answer is" */
+} sx_exit_kind;
+
+typedef struct sx_exit_params {
+    sx_exit_kind kind;
+    float conf;           /* exit when smoothed confidence > conf (default 0.8) */
+    float progress;       /* ... and progress > progress (default 0.3) */
+    float remain;         /* ... and remaining tokens < remain (default 200) */
+    float alpha;          /* EWMA weight of the newest step (default 0.1) */
+    int reasoning_budget; /* max thinking tokens, -1 = unlimited (default), 0 = no thinking */
+} sx_exit_params;
+
 typedef struct sx_generate_params {
     int n_predict;       /* max new tokens; default 128; -1 = until end or context full */
     sx_sampler_params sampling;
     bool ignore_eos;     /* keep going past end-of-generation tokens */
+    sx_spec_params spec;
+    sx_exit_params exit;
+    bool trace_signals;  /* record the per-step signal trace in the stats */
 } sx_generate_params;
 void sx_generate_params_init(sx_generate_params *p);
+/* Reads "eagle3" / "draft" / "none" and "specexit" / "budget" / "first-answer" / "none". */
+SX_MUST_USE sx_status sx_spec_kind_from_name(const char *name, sx_spec_kind *out);
+SX_MUST_USE sx_status sx_exit_kind_from_name(const char *name, sx_exit_kind *out);
+const char *sx_spec_kind_name(sx_spec_kind k);
+const char *sx_exit_kind_name(sx_exit_kind k);
 
 typedef enum sx_stop_reason {
     SX_STOP_EOG = 0,      /* end-of-generation token */
@@ -126,9 +171,24 @@ typedef struct sx_generate_stats {
     double prefill_ms, decode_ms;
     double prefill_tok_s, decode_tok_s;
     sx_stop_reason stop_reason;
-    int n_steps;            /* decode forward passes */
-    double accept_len_mean; /* tokens committed per decode step (1 without speculation) */
+    int n_steps;            /* target decode passes */
+    double accept_len_mean; /* tokens committed per target pass (1 without speculation) */
+    double draft_ms, verify_ms;
+    int n_drafted;          /* tree nodes proposed */
+    int n_accepted;         /* draft tokens accepted */
+    int thinking_tokens;    /* generated tokens inside the thinking section */
+    bool exited_early;      /* the thinking was ended by the exit policy */
+    int exit_token_index;   /* index (in generated tokens) of the forced end-of-thinking token, -1 */
+    const char *exit_reason;/* "signals", "budget", "first-answer", "natural", "none" */
+    int n_trace;            /* signal trace (when trace_signals): one entry per step while thinking */
+    struct sx_signal_step {
+        int token_index;    /* generated tokens before this step's commit */
+        float raw[3];       /* confidence, progress, remain (mean over the step's tokens) */
+        float smooth[3];    /* EWMA */
+    } *trace;               /* malloc'ed; free with sx_generate_stats_free */
 } sx_generate_stats;
+
+void sx_generate_stats_free(sx_generate_stats *st);
 
 /* Called for every generated token with its raw bytes; return false to stop. */
 typedef bool (*sx_token_callback)(int32_t token, const char *piece, size_t len, void *user);

@@ -1,6 +1,8 @@
 /* tools/cli.c — option parsing shared by the subcommands (llama.cpp names). */
 #include "tools/cli.h"
 
+#include <cjson/cJSON.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,10 @@ void sx_cli_init(sx_cli *c) {
     c->n_predict = 128;
     c->chat = true;
     sx_sampler_params_init(&c->sampling);
+    sx_generate_params gp;
+    sx_generate_params_init(&gp);
+    c->spec = gp.spec;
+    c->exit = gp.exit;
     c->bench_prompt = 512;
     c->bench_gen = 128;
     c->repetitions = 3;
@@ -64,7 +70,21 @@ void sx_cli_print_common_help(FILE *f) {
             "  -c, --ctx-size N          context size (default: min(model, 4096))\n"
             "  -b, --batch-size N        prompt tokens per forward pass (default 512)\n"
             "      --kv-f32              keep the KV cache in f32 (default f16)\n"
-            "      --json                print one JSON object on stdout\n");
+            "      --json                print one JSON object on stdout\n"
+            "speculative decoding:\n"
+            "  -md, --model-draft FILE   draft: an EAGLE-3 draft GGUF or a small model sharing the vocabulary\n"
+            "      --spec eagle3|draft|none  (default: eagle3 or draft from the draft file, none without one)\n"
+            "      --draft-max D         draft depth (default 5)\n"
+            "      --draft-topk K        children per expanded node (default 4; 1 = chain)\n"
+            "      --draft-nodes T       tree nodes verified per step (default 16)\n"
+            "      --draft-backend B     device of the draft (default: the target's)\n"
+            "ending the thinking section:\n"
+            "      --exit specexit|budget|first-answer|none   (default: specexit with an EAGLE-3 draft that has signals, else none)\n"
+            "      --exit-conf X         confidence threshold (default 0.8)\n"
+            "      --exit-progress X     progress threshold (default 0.3)\n"
+            "      --exit-remain N       remaining-tokens threshold (default 200)\n"
+            "      --exit-alpha A        EWMA weight of the newest step (default 0.1)\n"
+            "      --reasoning-budget N  max thinking tokens (-1 = unlimited, default; 0 = no thinking)\n");
 }
 
 bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
@@ -103,6 +123,29 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (IS("-b") || IS("--batch-size")) { NEED(); if (!parse_int(a, v, 0, 1 << 16, &c->n_batch)) return false; }
         else if (IS("--kv-f32")) c->kv_f32 = true;
         else if (IS("--json")) c->json = true;
+        else if (IS("-md") || IS("--model-draft")) { NEED(); c->draft_model = v; }
+        else if (IS("--spec")) {
+            NEED();
+            if (sx_spec_kind_from_name(v, &c->spec.kind) != SX_OK) { fprintf(stderr, "error: %s\n", sx_last_error()); return false; }
+            c->spec_set = true;
+        }
+        else if (IS("--draft-max") || IS("--draft")) { NEED(); if (!parse_int(a, v, 1, 32, &c->spec.draft_max)) return false; }
+        else if (IS("--draft-topk")) { NEED(); if (!parse_int(a, v, 1, 32, &c->spec.draft_topk)) return false; }
+        else if (IS("--draft-nodes")) { NEED(); if (!parse_int(a, v, 1, 255, &c->spec.draft_nodes)) return false; }
+        else if (IS("--draft-backend") || IS("-devd") || IS("--device-draft")) { NEED(); c->draft_backend = v; }
+        else if (IS("--exit")) {
+            NEED();
+            if (sx_exit_kind_from_name(v, &c->exit.kind) != SX_OK) { fprintf(stderr, "error: %s\n", sx_last_error()); return false; }
+            c->exit_set = true;
+        }
+        else if (IS("--exit-conf")) { NEED(); if (!parse_float(a, v, 0, 1, &c->exit.conf)) return false; }
+        else if (IS("--exit-progress")) { NEED(); if (!parse_float(a, v, 0, 1, &c->exit.progress)) return false; }
+        else if (IS("--exit-remain")) { NEED(); if (!parse_float(a, v, 0, 1e9, &c->exit.remain)) return false; }
+        else if (IS("--exit-alpha")) { NEED(); if (!parse_float(a, v, 1e-6, 1, &c->exit.alpha)) return false; }
+        else if (IS("--reasoning-budget")) { NEED(); if (!parse_int(a, v, -1, 1 << 24, &c->exit.reasoning_budget)) return false; }
+        else if (IS("--trace")) c->trace = true;
+        else if (!strcmp(cmd, "bench") && IS("--problems")) { NEED(); c->problems = v; }
+        else if (!strcmp(cmd, "bench") && IS("--modes")) { NEED(); c->modes = v; }
         else if (IS("-r") || IS("--repetitions")) { NEED(); if (!parse_int(a, v, 1, 1000, &c->repetitions)) return false; }
         else if (!strcmp(cmd, "bench") && IS("-pp")) { NEED(); if (!parse_int(a, v, 0, 1 << 20, &c->bench_prompt)) return false; }
         else if (!strcmp(cmd, "bench") && IS("-tg")) { NEED(); if (!parse_int(a, v, 0, 1 << 20, &c->bench_gen)) return false; }
@@ -145,4 +188,44 @@ unsigned long long sx_cli_peak_rss(void) {
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
     return (unsigned long long)ru.ru_maxrss * 1024ull;
+}
+
+void sx_cli_generate_params(const sx_cli *c, const sx_engine_info *info, sx_generate_params *gp) {
+    sx_generate_params_init(gp);
+    gp->n_predict = c->n_predict;
+    gp->sampling = c->sampling;
+    gp->ignore_eos = c->ignore_eos;
+    gp->spec = c->spec;
+    gp->exit = c->exit;
+    gp->trace_signals = c->trace;
+    if (!c->spec_set) gp->spec.kind = !strcmp(info->draft, "eagle3") ? SX_SPEC_EAGLE3 : !strcmp(info->draft, "draft") ? SX_SPEC_DRAFT : SX_SPEC_NONE;
+    if (!c->exit_set) gp->exit.kind = gp->spec.kind == SX_SPEC_EAGLE3 && info->draft_signals ? SX_EXIT_SPECEXIT
+                                      : gp->exit.reasoning_budget >= 0                      ? SX_EXIT_BUDGET
+                                                                                            : SX_EXIT_NONE;
+}
+
+void sx_cli_add_spec_json(cJSON *j, const sx_generate_params *gp, const sx_generate_stats *gs) {
+    cJSON_AddStringToObject(j, "spec", sx_spec_kind_name(gp->spec.kind));
+    cJSON_AddNumberToObject(j, "n_steps", gs->n_steps);
+    cJSON_AddNumberToObject(j, "accept_len_mean", gs->accept_len_mean);
+    cJSON_AddNumberToObject(j, "n_drafted", gs->n_drafted);
+    cJSON_AddNumberToObject(j, "n_accepted", gs->n_accepted);
+    cJSON_AddNumberToObject(j, "draft_ms", gs->draft_ms);
+    cJSON_AddNumberToObject(j, "verify_ms", gs->verify_ms);
+    cJSON_AddStringToObject(j, "exit", sx_exit_kind_name(gp->exit.kind));
+    cJSON_AddNumberToObject(j, "thinking_tokens", gs->thinking_tokens);
+    cJSON_AddBoolToObject(j, "exited_early", gs->exited_early);
+    cJSON_AddNumberToObject(j, "exit_token_index", gs->exit_token_index);
+    cJSON_AddStringToObject(j, "exit_reason", gs->exit_reason ? gs->exit_reason : "none");
+    if (gs->n_trace > 0) {
+        cJSON *tr = cJSON_AddArrayToObject(j, "signal_trace");
+        for (int i = 0; i < gs->n_trace; i++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "token_index", gs->trace[i].token_index);
+            const float *r = gs->trace[i].raw, *m = gs->trace[i].smooth;
+            cJSON_AddItemToObject(e, "raw", cJSON_CreateFloatArray(r, 3));
+            cJSON_AddItemToObject(e, "smoothed", cJSON_CreateFloatArray(m, 3));
+            cJSON_AddItemToArray(tr, e);
+        }
+    }
 }

@@ -25,10 +25,19 @@ typedef struct sx_cli {
     bool no_think;
     bool kv_f32;
     sx_sampler_params sampling;
+    const char *draft_model;
+    const char *draft_backend;
+    sx_spec_params spec;
+    sx_exit_params exit;
+    bool spec_set;   /* --spec given explicitly */
+    bool exit_set;   /* --exit given explicitly */
+    bool trace;      /* --json: include the signal trace */
     /* bench */
     int bench_prompt;
     int bench_gen;
     int repetitions;
+    const char *problems;
+    const char *modes;
 } sx_cli;
 
 void sx_cli_init(sx_cli *c);
@@ -41,6 +50,13 @@ int sx_cli_fail(const char *what, sx_status s);
 char *sx_cli_read_file(const char *path);
 /* Peak resident set size of this process in bytes. */
 unsigned long long sx_cli_peak_rss(void);
+
+/* Generation parameters from the options, with defaults that depend on the
+ * loaded draft (speculation and exit on when the draft supports them). */
+void sx_cli_generate_params(const sx_cli *c, const sx_engine_info *info, sx_generate_params *gp);
+struct cJSON;
+/* Adds the speculation/exit fields of a generation to a JSON object. */
+void sx_cli_add_spec_json(struct cJSON *j, const sx_generate_params *gp, const sx_generate_stats *gs);
 
 int sx_cmd_run(int argc, char **argv);
 int sx_cmd_bench(int argc, char **argv);

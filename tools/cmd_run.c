@@ -70,6 +70,8 @@ int sx_cmd_run(int argc, char **argv) {
     eo.backend = c.backend;
     eo.n_threads = c.n_threads;
     eo.chat_template = c.chat_template;
+    eo.draft_path = c.draft_model;
+    eo.draft_backend = c.draft_backend;
     sx_engine *e = NULL;
     sx_session *s = NULL;
     char *formatted = NULL;
@@ -102,19 +104,16 @@ int sx_cmd_run(int argc, char **argv) {
         rc = sx_cli_fail("tokenizing the prompt", st);
         goto done;
     }
+    sx_engine_info info;
+    sx_engine_get_info(e, &info);
     sx_generate_params gp;
-    sx_generate_params_init(&gp);
-    gp.n_predict = c.n_predict;
-    gp.sampling = c.sampling;
-    gp.ignore_eos = c.ignore_eos;
+    sx_cli_generate_params(&c, &info, &gp);
     sx_generate_stats gs;
     st = sx_generate(s, ids, n_ids, &gp, on_token, &out, &gs);
     if (st != SX_OK) {
         rc = sx_cli_fail("generating", st);
         goto done;
     }
-    sx_engine_info info;
-    sx_engine_get_info(e, &info);
     if (c.json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "text", out.text ? out.text : "");
@@ -130,9 +129,7 @@ int sx_cmd_run(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "prefill_tok_s", gs.prefill_tok_s);
         cJSON_AddNumberToObject(j, "decode_tok_s", gs.decode_tok_s);
         cJSON_AddStringToObject(j, "stop_reason", sx_stop_reason_str(gs.stop_reason));
-        cJSON_AddStringToObject(j, "spec", "none");
-        cJSON_AddNumberToObject(j, "n_steps", gs.n_steps);
-        cJSON_AddNumberToObject(j, "accept_len_mean", gs.accept_len_mean);
+        sx_cli_add_spec_json(j, &gp, &gs);
         cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)sx_cli_peak_rss());
         char *str = cJSON_Print(j);
         printf("%s\n", str);
@@ -145,7 +142,14 @@ int sx_cmd_run(int argc, char **argv) {
                 "[specexit] prompt %d tokens in %.1f ms (%.1f tok/s); generated %d tokens in %.1f ms (%.1f tok/s); stop: %s\n",
                 info.model_name, info.arch, info.quant, info.backend, info.device, gs.n_prompt_tokens, gs.prefill_ms, gs.prefill_tok_s,
                 gs.n_generated_tokens, gs.decode_ms, gs.decode_tok_s, sx_stop_reason_str(gs.stop_reason));
+        if (gp.spec.kind != SX_SPEC_NONE)
+            fprintf(stderr, "[specexit] speculation %s: %d target passes, %.2f tokens per pass, %d of %d drafted tokens accepted; draft %.1f ms, verify %.1f ms\n",
+                    sx_spec_kind_name(gp.spec.kind), gs.n_steps, gs.accept_len_mean, gs.n_accepted, gs.n_drafted, gs.draft_ms, gs.verify_ms);
+        if (gs.thinking_tokens > 0 || gp.exit.kind != SX_EXIT_NONE)
+            fprintf(stderr, "[specexit] thinking %d tokens; exit %s: %s%s\n", gs.thinking_tokens, sx_exit_kind_name(gp.exit.kind),
+                    gs.exited_early ? "ended early by " : "", gs.exit_reason);
     }
+    sx_generate_stats_free(&gs);
 done:
     free(out.text);
     free(ids);

@@ -19,6 +19,7 @@ typedef struct {
     uint64_t seed;
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx;
     bool tied;
+    int extra_tokens;
 } mk_opts;
 
 static sx_rng g_rng;
@@ -99,9 +100,14 @@ static sx_status write_model(const mk_opts *o) {
     const char *specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"};
     const int first_special = tokens.n;
     for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) push(&tokens, specials[i]);
+    for (int i = 0; i < o->extra_tokens; i++) { /* a different vocabulary, for mismatch tests */
+        char t[32];
+        snprintf(t, sizeof t, "<extra_%d>", i);
+        push(&tokens, t);
+    }
     const int n_vocab = tokens.n;
     int32_t *types = malloc(sizeof(int32_t) * (size_t)n_vocab);
-    for (int i = 0; i < n_vocab; i++) types[i] = i >= first_special ? 3 : 1;
+    for (int i = 0; i < n_vocab; i++) types[i] = i >= first_special && i < first_special + 5 ? 3 : i >= first_special ? 4 : 1;
 
     char key[128];
     sx_status s = SX_OK;
@@ -167,17 +173,91 @@ static sx_status write_model(const mk_opts *o) {
     return s;
 }
 
+/* A random EAGLE-3 draft (layout in core/eagle3.h) for an existing target. */
+static sx_status write_eagle3(const mk_opts *o, const char *target_path, int draft_vocab, bool own_embd) {
+    sx_gguf *tg;
+    SX_RETURN_IF_ERROR(sx_gguf_open(target_path, &tg));
+    char arch[32] = "", key[128];
+    sx_status s = sx_gguf_get_str_copy(tg, "general.architecture", arch, sizeof arch);
+    uint32_t Ht = 0, L = 0;
+    snprintf(key, sizeof key, "%s.embedding_length", arch);
+    if (s == SX_OK) s = sx_gguf_get_u32(tg, key, &Ht);
+    snprintf(key, sizeof key, "%s.block_count", arch);
+    if (s == SX_OK) s = sx_gguf_get_u32(tg, key, &L);
+    sx_gguf_tensor_info ti;
+    const int64_t ei = sx_gguf_find_tensor(tg, "token_embd.weight");
+    if (s == SX_OK && ei < 0) s = sx_set_error(SX_ERR_FORMAT, "%s: no token_embd.weight", target_path);
+    if (s == SX_OK) s = sx_gguf_tensor(tg, ei, &ti);
+    if (s != SX_OK) {
+        sx_gguf_close(tg);
+        return s;
+    }
+    const int V = (int)ti.ne[1], H = (int)Ht, Vd = draft_vocab > 0 && draft_vocab < V ? draft_vocab : V;
+    const int q_dim = o->n_head * o->head_dim, kv_dim = o->n_head_kv * o->head_dim;
+    sx_gguf_writer *w;
+    s = sx_gguf_writer_create(&w);
+#define KV(call) do { if (s == SX_OK) s = (call); } while (0)
+    const int32_t layers[3] = {L > 2 ? 2 : 0, (int32_t)L / 2, L >= 3 ? (int32_t)L - 3 : 0};
+    KV(sx_gguf_writer_set_str(w, "general.architecture", "eagle3"));
+    KV(sx_gguf_writer_set_str(w, "general.name", "specexit random eagle3 draft"));
+    KV(sx_gguf_writer_set_u32(w, "eagle3.embedding_length", (uint32_t)H));
+    KV(sx_gguf_writer_set_u32(w, "eagle3.feed_forward_length", (uint32_t)o->n_ff));
+    KV(sx_gguf_writer_set_u32(w, "eagle3.attention.head_count", (uint32_t)o->n_head));
+    KV(sx_gguf_writer_set_u32(w, "eagle3.attention.head_count_kv", (uint32_t)o->n_head_kv));
+    KV(sx_gguf_writer_set_u32(w, "eagle3.attention.key_length", (uint32_t)o->head_dim));
+    KV(sx_gguf_writer_set_f32(w, "eagle3.attention.layer_norm_rms_epsilon", 1e-6f));
+    KV(sx_gguf_writer_set_f32(w, "eagle3.rope.freq_base", 10000.0f));
+    KV(sx_gguf_writer_set_u32(w, "eagle3.vocab_size", (uint32_t)Vd));
+    KV(sx_gguf_writer_set_u32(w, "eagle3.target_vocab_size", (uint32_t)V));
+    KV(sx_gguf_writer_set_u32(w, "eagle3.target_hidden_size", (uint32_t)H));
+    KV(sx_gguf_writer_set_arr_i32(w, "eagle3.target_layers", layers, 3));
+    KV(sx_gguf_writer_set_u32(w, "eagle3.signal_rows", 3));
+    const float lin = 1.0f / sqrtf((float)H);
+    KV(add_weight(w, "fc.weight", o->type, 3 * H, H + 3, 1.0f / sqrtf(3.0f * H), 0));
+    KV(add_weight(w, "hidden_norm.weight", SX_DTYPE_F32, H, 1, 0.1f, 1.0f));
+    KV(add_weight(w, "input_norm.weight", SX_DTYPE_F32, H, 1, 0.1f, 1.0f));
+    KV(add_weight(w, "attn_q.weight", o->type, 2 * H, q_dim, lin, 0));
+    KV(add_weight(w, "attn_k.weight", o->type, 2 * H, kv_dim, lin, 0));
+    KV(add_weight(w, "attn_v.weight", o->type, 2 * H, kv_dim, lin, 0));
+    KV(add_weight(w, "attn_output.weight", o->type, q_dim, H, 1.0f / sqrtf((float)q_dim), 0));
+    KV(add_weight(w, "ffn_norm.weight", SX_DTYPE_F32, H, 1, 0.1f, 1.0f));
+    KV(add_weight(w, "ffn_gate.weight", o->type, H, o->n_ff, lin, 0));
+    KV(add_weight(w, "ffn_up.weight", o->type, H, o->n_ff, lin, 0));
+    KV(add_weight(w, "ffn_down.weight", o->type, o->n_ff, H, 1.0f / sqrtf((float)o->n_ff), 0));
+    KV(add_weight(w, "output_norm.weight", SX_DTYPE_F32, H, 1, 0.1f, 1.0f));
+    KV(add_weight(w, "output.weight", o->type, H, Vd, 4.0f * lin, 0));
+    if (own_embd) KV(add_weight(w, "token_embd.weight", o->type, H, V, 1.0f, 0));
+    int32_t *d2t = NULL;
+    if (Vd < V) { /* draft id i -> target id i * V / Vd (sorted, distinct), stored as offsets */
+        d2t = malloc(sizeof(int32_t) * (size_t)Vd);
+        for (int i = 0; i < Vd; i++) d2t[i] = (int32_t)((int64_t)i * V / Vd) - i;
+        const int64_t ne = Vd;
+        KV(sx_gguf_writer_add_tensor_copy(w, "d2t", SX_DTYPE_I32, 1, &ne, d2t, sizeof(int32_t) * (size_t)Vd));
+    }
+    KV(sx_gguf_writer_write(w, o->out));
+#undef KV
+    free(d2t);
+    sx_gguf_writer_destroy(w);
+    sx_gguf_close(tg);
+    return s;
+}
+
 static void usage(void) {
     fprintf(stderr, "usage: specexit-mkmodel --arch llama|qwen2|qwen3 -o OUT.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|q4_k|q6_k]\n"
-                    "       [--seed S] [--layers N] [--embd N] [--heads N] [--kv-heads N] [--head-dim N] [--ff N] [--ctx N] [--tied]\n");
+                    "       [--seed S] [--layers N] [--embd N] [--heads N] [--kv-heads N] [--head-dim N] [--ff N] [--ctx N] [--tied]\n"
+                    "       specexit-mkmodel --arch eagle3 --target TARGET.gguf -o DRAFT.gguf [--draft-vocab N] [--own-embd]\n"
+                    "       [--type T] [--seed S] [--heads N] [--kv-heads N] [--head-dim N] [--ff N]   (a random EAGLE-3 draft)\n");
 }
 
 int main(int argc, char **argv) {
     mk_opts o = {.arch = "llama", .type = SX_DTYPE_Q8_0, .seed = 1, .n_layer = 2, .n_embd = 64, .n_head = 4, .n_head_kv = 2,
                  .head_dim = 16, .n_ff = 128, .n_ctx = 512};
+    const char *target = NULL;
+    int draft_vocab = 0;
+    bool own_embd = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool takes = strcmp(a, "--tied") != 0;
+        bool takes = strcmp(a, "--tied") != 0 && strcmp(a, "--own-embd") != 0;
         if (takes && !v) { usage(); return 1; }
         if (!strcmp(a, "--arch")) o.arch = v;
         else if (!strcmp(a, "-o")) o.out = v;
@@ -191,8 +271,25 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--ff")) o.n_ff = atoi(v);
         else if (!strcmp(a, "--ctx")) o.n_ctx = atoi(v);
         else if (!strcmp(a, "--tied")) o.tied = true;
+        else if (!strcmp(a, "--own-embd")) own_embd = true;
+        else if (!strcmp(a, "--target")) target = v;
+        else if (!strcmp(a, "--draft-vocab")) draft_vocab = atoi(v);
+        else if (!strcmp(a, "--extra-tokens")) o.extra_tokens = atoi(v);
         else { usage(); return 1; }
         if (takes) i++;
+    }
+    if (o.out && !strcmp(o.arch, "eagle3")) {
+        if (!target) {
+            usage();
+            return 1;
+        }
+        sx_rng_seed(&g_rng, o.seed);
+        sx_status s = write_eagle3(&o, target, draft_vocab, own_embd);
+        if (s != SX_OK) {
+            fprintf(stderr, "error: %s: %s\n", sx_status_str(s), sx_last_error());
+            return 1;
+        }
+        return 0;
     }
     if (!o.out || (strcmp(o.arch, "llama") && strcmp(o.arch, "qwen2") && strcmp(o.arch, "qwen3"))) {
         usage();

@@ -132,17 +132,52 @@ static inline size_t sx_cpu_q8k_row_bytes(int64_t K) {
     return (b + 63) & ~(size_t)63;
 }
 
-/* Dot products of nr (1..4) consecutive weight rows with one activation row:
- * out[r] = dot(W row r, x). x is a float row for F32/F16/BF16 weights and a
- * q8 / q8k activation row (layouts above) for the quantised types. */
-typedef void (*sx_cpu_dot_rows_fn)(int64_t K, const void *W, size_t w_stride, int nr,
-                                   const void *x, float *out);
+/* Column-tile activations for the wide prefill kernels (gemm_t): 16
+ * activation rows ("columns" of the product) quantised as above and stored
+ * interleaved in groups of 4 values, so one 64-byte load holds 4 consecutive
+ * K values of all 16 columns (the vpdpbusd operand layout):
+ *   qs[K/4][16][4] int8 (zero for padding columns), then per block of 32:
+ *   legacy (Q4_0/Q4_1/Q8_0): dx[K/32][16] f32, s[K/32][16] f32 (s = dx * sum qs)
+ *   K-quants (Q4_K/Q6_K):    dx[K/256][16] f32, bsum32[K/32][16] f32,
+ *                            bsum16x32[K/16][16] int32 (32 * sum of 16 qs) */
+#define SX_CPU_TCOLS 16
+static inline size_t sx_cpu_q8t_group_bytes(int64_t K, bool kquant) {
+    size_t b = (size_t)K * SX_CPU_TCOLS;
+    if (kquant)
+        b += (size_t)(K / 256 + K / 32 + K / 16) * SX_CPU_TCOLS * 4;
+    else
+        b += (size_t)(K / 32) * 2 * SX_CPU_TCOLS * 4;
+    return (b + 63) & ~(size_t)63;
+}
+
+/* Wide tile: nr (1..4) weight rows times one column tile xt (ncols <= 16
+ * valid columns): y[c * ldy + r] = dot(W row r, column c). */
+typedef void (*sx_cpu_gemm_t_fn)(int64_t K, const void *W, size_t w_stride, int nr, const void *xt,
+                                 int ncols, float *y, int64_t ldy);
+
+/* Tile of dot products: nr (1..4) consecutive weight rows times nc (1..4)
+ * activation rows: y[c * ldy + r] = dot(W row r, x row c), with W row r at
+ * W + r * w_stride bytes and x row c at x + c * x_stride bytes. x rows are
+ * floats for F32/F16/BF16 weights and q8 / q8k activation rows (layouts
+ * above) for the quantised types. Kernels unpack each weight block once per
+ * tile, so prefill (M > 1) does ~nc times less unpacking per product. */
+typedef void (*sx_cpu_gemm_fn)(int64_t K, const void *W, size_t w_stride, int nr, const void *x,
+                               size_t x_stride, int nc, float *y, int64_t ldy);
+
+#define SX_CPU_TILE_N 4 /* max nr */
+#define SX_CPU_TILE_M 4 /* max nc */
 
 typedef struct sx_cpu_kernels {
-    sx_cpu_dot_rows_fn dot[SX_DTYPE_COUNT]; /* NULL where unsupported */
+    sx_cpu_gemm_fn gemm[SX_DTYPE_COUNT];     /* NULL where unsupported */
+    sx_cpu_gemm_t_fn gemm_t[SX_DTYPE_COUNT]; /* wide prefill kernels, NULL where absent */
+    int gemm_t_min_m;                        /* use gemm_t from this M on */
     float (*vec_dot_f32)(int64_t n, const float *a, const float *b);
     float (*vec_dot_f16_f32)(int64_t n, const uint16_t *a, const float *b);
     void (*vec_axpy_f16)(int64_t n, float alpha, const uint16_t *x, float *y);
+    /* one activation row of K floats -> q8 / q8k layout; identical results
+     * on every level (same float ops, round to nearest even) */
+    void (*quantize_q8)(const float *x, int64_t K, void *dst);
+    void (*quantize_q8k)(const float *x, int64_t K, void *dst);
 } sx_cpu_kernels;
 
 /* Per-level tables; return NULL when that level is not compiled in. */
@@ -159,23 +194,25 @@ const sx_cpu_kernels *sx_cpu_kernels_avx512vnni(void);
 #ifndef SX_CPU_PF_DIST
 #define SX_CPU_PF_DIST 8192
 #endif
-typedef struct sx_cpu_pf { const char *next, *base; size_t per_step; } sx_cpu_pf;
+/* Addresses are integers: they may point past the weights (prefetches never
+ * fault, and integer arithmetic avoids out-of-object pointers). */
+typedef struct sx_cpu_pf { uintptr_t next, base; size_t per_step; } sx_cpu_pf;
 
 static inline sx_cpu_pf sx_cpu_pf_init(const void *W, size_t ws, int nr, int64_t nsteps) {
     sx_cpu_pf p;
-    p.base = (const char *)W + SX_CPU_PF_DIST;
-    p.next = (const char *)((uintptr_t)p.base & ~(uintptr_t)63);
+    p.base = (uintptr_t)W + SX_CPU_PF_DIST;
+    p.next = p.base & ~(uintptr_t)63;
     p.per_step = nsteps > 0 ? ((size_t)nr * ws + (size_t)nsteps - 1) / (size_t)nsteps : 0;
     return p;
 }
 /* Requests the lines needed before step `step_end` (exclusive) begins. */
 static inline void sx_cpu_pf_step(sx_cpu_pf *p, int64_t step_end) {
-    const char *hi = p->base + (size_t)step_end * p->per_step;
-    for (; p->next < hi; p->next += 64) __builtin_prefetch(p->next, 0, 2);
+    const uintptr_t hi = p->base + (uintptr_t)step_end * p->per_step;
+    for (; p->next < hi; p->next += 64) __builtin_prefetch((const void *)p->next, 0, 2);
 }
 
 /* Q4_K: unpacks the 12 packed bytes into 8 6-bit scales and 8 6-bit mins as
- * four little-endian words: bytes sc0..sc3, sc4..sc7, m0..m3, m4..m7.
+ * four little-endian words (little-endian hosts, like GGUF itself): bytes sc0..sc3, sc4..sc7, m0..m3, m4..m7.
  * (j < 4: sc = s[j] & 63, m = s[j+4] & 63; j >= 4: the low 4 bits come from
  * s[j+4], the high 2 bits from the top of s[j-4] (sc) or s[j] (m).)
  * Word arithmetic keeps the result in registers (no byte stores that a

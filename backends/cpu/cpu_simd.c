@@ -8,10 +8,13 @@
  * dot product scaled once (the ggml approach). Float weights (F32/F16/BF16)
  * use X directly with F32 FMA accumulation.
  *
- * Work split: N rows in contiguous ranges per thread (weights stream once
- * per call for decode, M = 1); within a range, tiles of rows small enough to
- * stay in L1/L2 are reused across a tile of M activation rows (prefill).
- * When N is too small to split, M is split instead.
+ * Driver: work items are chunks of weight rows handed out through an atomic
+ * counter. Decode (M = 1) streams every weight row once, 4 rows per kernel
+ * call with software prefetch. Prefill (M > 1) keeps a chunk of rows (~32
+ * KiB) hot while tiles of 4 rows x 4 activation rows pass over it; from
+ * gemm_t_min_m activation rows on (AVX-512 VNNI), activations are quantised
+ * into 16-column tiles and the wide kernels do 16 columns x 4 K per
+ * instruction. Tiny N with many M rows splits M instead.
  *
  * Kernels per level live in cpu_simd_avx2.c and cpu_simd_avx512.c. Tested by
  * tests/test_cpu_fast.c (every dtype x level x threads vs ir/dtype.c).
@@ -129,10 +132,19 @@ void sx_cpu_simd_reset(void) {
 
 /* ------------------------------------------------- activation quantising */
 
-static inline int round_i(float v) { return (int)(v >= 0.0f ? v + 0.5f : v - 0.5f); }
+/* Nearest integer, ties to even (the rounding of SIMD float->int
+ * conversion, so every level quantises identically), clamped to +-127;
+ * NaN -> 0. (v + 1.5 * 2^23) - 1.5 * 2^23 rounds exactly for |v| < 2^22
+ * in IEEE single precision with the default rounding mode. */
+static inline int round_q(float v) {
+    v = v > 127.0f ? 127.0f : v;
+    v = v < -127.0f ? -127.0f : v;
+    v = v == v ? v : 0.0f;
+    return (int)((v + 12582912.0f) - 12582912.0f);
+}
 
 /* One row of K floats -> q8 layout (see cpu_fast.h). */
-static void quantize_row_q8(const float *x, int64_t K, void *dst) {
+static void quantize_row_q8_scalar(const float *x, int64_t K, void *dst) {
     int8_t *qs = (int8_t *)dst;
     float *ds = (float *)((char *)dst + K);
     for (int64_t b = 0; b < K / 32; b++) {
@@ -145,8 +157,7 @@ static void quantize_row_q8(const float *x, int64_t K, void *dst) {
         float db = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
         int sum = 0;
         for (int j = 0; j < 32; j++) {
-            int q = round_i(xb[j] * id);
-            q = q > 127 ? 127 : q < -127 ? -127 : q;
+            int q = round_q(xb[j] * id);
             qs[b * 32 + j] = (int8_t)q;
             sum += q;
         }
@@ -156,7 +167,7 @@ static void quantize_row_q8(const float *x, int64_t K, void *dst) {
 }
 
 /* One row of K floats -> q8k layout (see cpu_fast.h). */
-static void quantize_row_q8k(const float *x, int64_t K, void *dst) {
+static void quantize_row_q8k_scalar(const float *x, int64_t K, void *dst) {
     int8_t *qs = (int8_t *)dst;
     float *d = (float *)((char *)dst + K);
     int16_t *bs = (int16_t *)(d + K / 256);
@@ -172,8 +183,7 @@ static void quantize_row_q8k(const float *x, int64_t K, void *dst) {
         for (int g = 0; g < 16; g++) {
             int sum = 0;
             for (int j = g * 16; j < g * 16 + 16; j++) {
-                int q = round_i(xb[j] * id);
-                q = q > 127 ? 127 : q < -127 ? -127 : q;
+                int q = round_q(xb[j] * id);
                 qs[b * 256 + j] = (int8_t)q;
                 sum += q;
             }
@@ -293,21 +303,18 @@ static void dot_q6_k_scalar(int64_t K, const void *W, size_t ws, int nr, const v
             const int8_t *sc = w[b].scales;
             int isum = 0, osum = 0;
             for (int h = 0; h < 2; h++) { /* halves of 128 */
-                const uint8_t *ql = w[b].ql + 64 * h, *qh = w[b].qh + 32 * h;
-                const int8_t *xh = xq + 128 * h;
-                int g[8] = {0}; /* 16-element groups of this half */
-                for (int l = 0; l < 32; l++) {
-                    int q1 = (ql[l] & 15) | ((qh[l] & 3) << 4);
-                    int q2 = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
-                    int q3 = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
-                    int q4 = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
-                    int i = l / 16;
-                    g[i] += q1 * xh[l];
-                    g[i + 2] += q2 * xh[l + 32];
-                    g[i + 4] += q3 * xh[l + 64];
-                    g[i + 6] += q4 * xh[l + 96];
+                const uint8_t *qh = w[b].qh + 32 * h;
+                for (int quarter = 0; quarter < 4; quarter++) { /* 32 values each */
+                    const uint8_t *ql = w[b].ql + 64 * h + 32 * (quarter & 1);
+                    const int8_t *xs = xq + 128 * h + 32 * quarter;
+                    const int lsh = 4 * (quarter >> 1), hsh = 2 * quarter;
+                    for (int half = 0; half < 2; half++) { /* sub-blocks of 16 */
+                        int sum = 0;
+                        for (int l = 16 * half; l < 16 * half + 16; l++)
+                            sum += (((ql[l] >> lsh) & 15) | (((qh[l] >> hsh) & 3) << 4)) * xs[l];
+                        isum += sc[8 * h + 2 * quarter + half] * sum;
+                    }
                 }
-                for (int i = 0; i < 8; i++) isum += sc[8 * h + i] * g[i];
             }
             for (int i = 0; i < 16; i++) osum += sc[i] * bs[i];
             acc += v.d[b] * sx_fp16_to_fp32(w[b].d) * (float)(isum - 32 * osum);
@@ -316,32 +323,21 @@ static void dot_q6_k_scalar(int64_t K, const void *W, size_t ws, int nr, const v
     }
 }
 
-/* Float weights: four partial sums per row so the compiler can vectorise
- * without reassociation flags, and to bound rounding growth. */
-static void dot_f32_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
-    const float *xf = (const float *)x;
-    for (int r = 0; r < nr; r++) {
-        const float *w = (const float *)((const char *)W + r * ws);
-        float a[8] = {0};
-        int64_t k = 0;
-        for (; k + 8 <= K; k += 8)
-            for (int j = 0; j < 8; j++) a[j] += w[k + j] * xf[k + j];
-        for (; k < K; k++) a[0] += w[k] * xf[k];
-        out[r] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-    }
-}
-
-static void dot_f16_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
-    const float *xf = (const float *)x;
-    for (int r = 0; r < nr; r++) {
-        const uint16_t *w = (const uint16_t *)((const char *)W + r * ws);
-        float a[4] = {0};
-        int64_t k = 0;
-        for (; k + 4 <= K; k += 4)
-            for (int j = 0; j < 4; j++) a[j] += sx_fp16_to_fp32(w[k + j]) * xf[k + j];
-        for (; k < K; k++) a[0] += sx_fp16_to_fp32(w[k]) * xf[k];
-        out[r] = (a[0] + a[1]) + (a[2] + a[3]);
-    }
+/* IEEE half -> float without a call, vectorisable: the 15 magnitude bits
+ * shifted into a float and scaled by 2^112 rebias the exponent (exact for
+ * normals and subnormals); Inf/NaN get the float exponent. */
+static inline float h2f(uint16_t h) {
+    const uint32_t em = h & 0x7FFFu;
+    uint32_t u = em << 13;
+    float f;
+    memcpy(&f, &u, 4);
+    f *= 0x1p112f;
+    memcpy(&u, &f, 4);
+    const uint32_t special = 0u - (uint32_t)(em >= 0x7C00u); /* all ones for Inf/NaN */
+    u = (u & ~special) | ((0x7F800000u | (em << 13)) & special);
+    u |= (uint32_t)(h & 0x8000u) << 16;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
 static inline float bf16_f32(uint16_t h) {
@@ -351,18 +347,43 @@ static inline float bf16_f32(uint16_t h) {
     return f;
 }
 
-static void dot_bf16_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
-    const float *xf = (const float *)x;
-    for (int r = 0; r < nr; r++) {
-        const uint16_t *w = (const uint16_t *)((const char *)W + r * ws);
-        float a[8] = {0};
-        int64_t k = 0;
-        for (; k + 8 <= K; k += 8)
-            for (int j = 0; j < 8; j++) a[j] += bf16_f32(w[k + j]) * xf[k + j];
-        for (; k < K; k++) a[0] += bf16_f32(w[k]) * xf[k];
-        out[r] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-    }
+/* sum_k w[k] x[k] over n <= 256 floats with 8 partial sums (a fixed order
+ * the compiler can map to vector lanes without reassociation flags). */
+static inline float dot8(const float *w, const float *x, int64_t n) {
+    float a[8] = {0};
+    const int64_t n8 = n / 8;
+    for (int64_t i = 0; i < n8; i++)
+        for (int j = 0; j < 8; j++) a[j] += w[8 * i + j] * x[8 * i + j];
+    for (int64_t k = 8 * n8; k < n; k++) a[0] += w[k] * x[k];
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
 }
+
+static void dot_f32_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    for (int r = 0; r < nr; r++) out[r] = dot8((const float *)((const char *)W + r * ws), (const float *)x, K);
+}
+
+/* Half and bfloat16 rows: converted 256 at a time into an L1 buffer (a
+ * plain loop that vectorises), then dot8. */
+#define SX_DOT_CONVERTED(name, conv)                                                           \
+    static void name(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) { \
+        const float *xf = (const float *)x;                                                    \
+        float buf[256];                                                                        \
+        for (int r = 0; r < nr; r++) {                                                         \
+            const uint16_t *w = (const uint16_t *)((const char *)W + r * ws);                  \
+            float acc = 0.0f;                                                                  \
+            int64_t k0 = 0;                                                                    \
+            for (; k0 + 256 <= K; k0 += 256) { /* constant trip count: vectorised at -O2 */    \
+                for (int k = 0; k < 256; k++) buf[k] = conv(w[k0 + k]);                        \
+                acc += dot8(buf, xf + k0, 256);                                                \
+            }                                                                                  \
+            const int rem = (int)((K - k0) & 255); /* < 256, and the compiler can see it */    \
+            for (int k = 0; k < rem; k++) buf[k] = conv(w[k0 + k]);                            \
+            acc += dot8(buf, xf + k0, rem);                                                    \
+            out[r] = acc;                                                                      \
+        }                                                                                      \
+    }
+SX_DOT_CONVERTED(dot_f16_scalar, h2f)
+SX_DOT_CONVERTED(dot_bf16_scalar, bf16_f32)
 
 static float vec_dot_f32_scalar(int64_t n, const float *a, const float *b) {
     float out;
@@ -377,23 +398,40 @@ static float vec_dot_f16_f32_scalar(int64_t n, const uint16_t *a, const float *b
 }
 
 static void vec_axpy_f16_scalar(int64_t n, float alpha, const uint16_t *x, float *y) {
-    for (int64_t i = 0; i < n; i++) y[i] += alpha * sx_fp16_to_fp32(x[i]);
+    for (int64_t i = 0; i < n; i++) y[i] += alpha * h2f(x[i]);
 }
 
+/* One activation row at a time. */
+#define SX_GEMM_BY_COLUMN(name)                                                                  \
+    static void name##_gemm(int64_t K, const void *W, size_t ws, int nr, const void *x, size_t xs, \
+                            int nc, float *y, int64_t ldy) {                                     \
+        for (int c = 0; c < nc; c++) name(K, W, ws, nr, (const char *)x + c * xs, y + c * ldy);  \
+    }
+SX_GEMM_BY_COLUMN(dot_f32_scalar)
+SX_GEMM_BY_COLUMN(dot_f16_scalar)
+SX_GEMM_BY_COLUMN(dot_bf16_scalar)
+SX_GEMM_BY_COLUMN(dot_q8_0_scalar)
+SX_GEMM_BY_COLUMN(dot_q4_0_scalar)
+SX_GEMM_BY_COLUMN(dot_q4_1_scalar)
+SX_GEMM_BY_COLUMN(dot_q4_k_scalar)
+SX_GEMM_BY_COLUMN(dot_q6_k_scalar)
+
 static const sx_cpu_kernels k_scalar = {
-    .dot = {
-        [SX_DTYPE_F32] = dot_f32_scalar,
-        [SX_DTYPE_F16] = dot_f16_scalar,
-        [SX_DTYPE_BF16] = dot_bf16_scalar,
-        [SX_DTYPE_Q8_0] = dot_q8_0_scalar,
-        [SX_DTYPE_Q4_0] = dot_q4_0_scalar,
-        [SX_DTYPE_Q4_1] = dot_q4_1_scalar,
-        [SX_DTYPE_Q4_K] = dot_q4_k_scalar,
-        [SX_DTYPE_Q6_K] = dot_q6_k_scalar,
+    .gemm = {
+        [SX_DTYPE_F32] = dot_f32_scalar_gemm,
+        [SX_DTYPE_F16] = dot_f16_scalar_gemm,
+        [SX_DTYPE_BF16] = dot_bf16_scalar_gemm,
+        [SX_DTYPE_Q8_0] = dot_q8_0_scalar_gemm,
+        [SX_DTYPE_Q4_0] = dot_q4_0_scalar_gemm,
+        [SX_DTYPE_Q4_1] = dot_q4_1_scalar_gemm,
+        [SX_DTYPE_Q4_K] = dot_q4_k_scalar_gemm,
+        [SX_DTYPE_Q6_K] = dot_q6_k_scalar_gemm,
     },
     .vec_dot_f32 = vec_dot_f32_scalar,
     .vec_dot_f16_f32 = vec_dot_f16_f32_scalar,
     .vec_axpy_f16 = vec_axpy_f16_scalar,
+    .quantize_q8 = quantize_row_q8_scalar,
+    .quantize_q8k = quantize_row_q8k_scalar,
 };
 
 const sx_cpu_kernels *sx_cpu_kernels_scalar(void) { return &k_scalar; }
@@ -415,7 +453,7 @@ void sx_cpu_vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
 enum { ACT_F32, ACT_Q8, ACT_Q8K };
 
 typedef struct mm_ctx {
-    sx_cpu_dot_rows_fn dot;
+    sx_cpu_gemm_fn gemm;
     const char *W;
     size_t ws, w_row_bytes;
     int64_t K, N, M;
@@ -426,10 +464,16 @@ typedef struct mm_ctx {
     float *Y;
     int64_t ldy;
     int act;
+    void (*quant)(const float *x, int64_t K, void *dst); /* activation row quantiser */
     bool split_m;      /* work items are ranges of M (N too small to share) */
     int64_t chunk;     /* rows of N (or M) per work item */
     int64_t n_chunks;
     _Atomic int64_t next_chunk;
+    /* wide prefill path (gemm_t): activations in column tiles of 16 */
+    sx_cpu_gemm_t_fn gemm_t;
+    char *xt;          /* [n_groups] tiles (layout in cpu_fast.h) */
+    size_t xt_stride;
+    int64_t n_groups;
 } mm_ctx;
 
 /* Rows of W kept hot while a tile of activation rows passes over them. */
@@ -439,12 +483,61 @@ typedef struct mm_ctx {
 
 static void mm_quantize(void *p, int ith, int nth) {
     mm_ctx *c = (mm_ctx *)p;
-    for (int64_t m = ith; m < c->M; m += nth) {
-        void *dst = (void *)(c->xa + m * c->xa_stride);
-        if (c->act == ACT_Q8)
-            quantize_row_q8(c->X + m * c->ldx, c->K, dst);
-        else
-            quantize_row_q8k(c->X + m * c->ldx, c->K, dst);
+    for (int64_t m = ith; m < c->M; m += nth) c->quant(c->X + m * c->ldx, c->K, (void *)(c->xa + m * c->xa_stride));
+}
+
+/* Quantises the 16 rows of column tile g and interleaves them (layout in
+ * cpu_fast.h); padding columns are zero. */
+static void build_tile(const mm_ctx *c, int64_t g) {
+    const int64_t K = c->K, m0 = g * SX_CPU_TCOLS;
+    const int nc = c->M - m0 < SX_CPU_TCOLS ? (int)(c->M - m0) : SX_CPU_TCOLS;
+    char *t = c->xt + g * c->xt_stride;
+    if (nc < SX_CPU_TCOLS) memset(t, 0, c->xt_stride);
+    for (int j = 0; j < nc; j++) {
+        char *row = (char *)c->xa + (m0 + j) * c->xa_stride;
+        const float *x = c->X + (m0 + j) * c->ldx;
+        c->quant(x, K, row);
+        for (int64_t q = 0; q < K / 4; q++) {
+            uint32_t v;
+            memcpy(&v, row + 4 * q, 4);
+            memcpy(t + q * 64 + 4 * j, &v, 4);
+        }
+        float *meta = (float *)(t + K * SX_CPU_TCOLS);
+        if (c->act == ACT_Q8) {
+            const float *ds = (const float *)(row + K);
+            float *dx = meta, *sx = meta + (K / 32) * SX_CPU_TCOLS;
+            for (int64_t b = 0; b < K / 32; b++) {
+                dx[b * SX_CPU_TCOLS + j] = ds[2 * b];
+                sx[b * SX_CPU_TCOLS + j] = ds[2 * b + 1];
+            }
+        } else {
+            const float *d = (const float *)(row + K);
+            const int16_t *bs = (const int16_t *)(d + K / 256);
+            float *dx = meta, *b32 = meta + (K / 256) * SX_CPU_TCOLS;
+            int32_t *b16 = (int32_t *)(b32 + (K / 32) * SX_CPU_TCOLS);
+            for (int64_t b = 0; b < K / 256; b++) dx[b * SX_CPU_TCOLS + j] = d[b];
+            for (int64_t i = 0; i < K / 32; i++) b32[i * SX_CPU_TCOLS + j] = (float)(bs[2 * i] + bs[2 * i + 1]);
+            for (int64_t i = 0; i < K / 16; i++) b16[i * SX_CPU_TCOLS + j] = 32 * bs[i];
+        }
+    }
+}
+
+static void mm_quantize_t(void *p, int ith, int nth) {
+    mm_ctx *c = (mm_ctx *)p;
+    for (int64_t g = ith; g < c->n_groups; g += nth) build_tile(c, g);
+}
+
+/* Wide path: rows [n0, n1) against every column tile; the rows (one weight
+ * tile) stay in L1/L2 while the tiles pass. */
+static void mm_block_t(const mm_ctx *c, int64_t n0, int64_t n1) {
+    for (int64_t g = 0; g < c->n_groups; g++) {
+        const int64_t m0 = g * SX_CPU_TCOLS;
+        const int nc = c->M - m0 < SX_CPU_TCOLS ? (int)(c->M - m0) : SX_CPU_TCOLS;
+        const char *xt = c->xt + g * c->xt_stride;
+        for (int64_t n = n0; n < n1; n += SX_CPU_TILE_N) {
+            const int nr = n1 - n < SX_CPU_TILE_N ? (int)(n1 - n) : SX_CPU_TILE_N;
+            c->gemm_t(c->K, c->W + n * c->ws, c->ws, nr, xt, nc, c->Y + m0 * c->ldy + n, c->ldy);
+        }
     }
 }
 
@@ -459,12 +552,13 @@ static void mm_block(const mm_ctx *c, int64_t n0, int64_t n1, int64_t m0, int64_
         int64_t me = mb + mt < m1 ? mb + mt : m1;
         for (int64_t nb = n0; nb < n1; nb += nt) {
             int64_t ne = nb + nt < n1 ? nb + nt : n1;
-            for (int64_t m = mb; m < me; m++) {
+            for (int64_t m = mb; m < me; m += SX_CPU_TILE_M) {
+                const int nc = me - m < SX_CPU_TILE_M ? (int)(me - m) : SX_CPU_TILE_M;
                 const char *xa = c->xa + m * c->xa_stride;
                 float *y = c->Y + m * c->ldy;
-                for (int64_t n = nb; n < ne; n += 4) {
-                    int nr = ne - n < 4 ? (int)(ne - n) : 4;
-                    c->dot(c->K, c->W + n * c->ws, c->ws, nr, xa, y + n);
+                for (int64_t n = nb; n < ne; n += SX_CPU_TILE_N) {
+                    const int nr = ne - n < SX_CPU_TILE_N ? (int)(ne - n) : SX_CPU_TILE_N;
+                    c->gemm(c->K, c->W + n * c->ws, c->ws, nr, xa, c->xa_stride, nc, y + n, c->ldy);
                 }
             }
         }
@@ -480,7 +574,9 @@ static void mm_worker(void *p, int ith, int nth) {
     for (int64_t i = atomic_fetch_add_explicit(&c->next_chunk, 1, memory_order_relaxed); i < c->n_chunks;
          i = atomic_fetch_add_explicit(&c->next_chunk, 1, memory_order_relaxed)) {
         const int64_t lo = i * c->chunk;
-        if (c->split_m) {
+        if (c->gemm_t) {
+            mm_block_t(c, lo, lo + c->chunk < c->N ? lo + c->chunk : c->N);
+        } else if (c->split_m) {
             const int64_t hi = lo + c->chunk < c->M ? lo + c->chunk : c->M;
             mm_block(c, 0, c->N, lo, hi);
         } else {
@@ -497,8 +593,8 @@ sx_status sx_cpu_matmul(sx_threadpool *tp, sx_dtype wtype, const void *W, size_t
     if (!info)
         return sx_set_error(SX_ERR_INVALID_ARG, "cpu matmul: bad dtype %d", (int)wtype);
     const sx_cpu_kernels *kt = active();
-    sx_cpu_dot_rows_fn dot = kt->dot[wtype];
-    if (!dot)
+    sx_cpu_gemm_fn gemm = kt->gemm[wtype];
+    if (!gemm)
         return sx_set_error(SX_ERR_UNSUPPORTED, "cpu matmul: weights of type %s", info->name);
     if (K < 0 || N < 0 || M < 0 || K % info->block_size != 0)
         return sx_set_error(SX_ERR_INVALID_ARG,
@@ -517,7 +613,7 @@ sx_status sx_cpu_matmul(sx_threadpool *tp, sx_dtype wtype, const void *W, size_t
     }
 
     mm_ctx c = {
-        .dot = dot, .W = (const char *)W, .ws = w_row_stride, .w_row_bytes = row_bytes,
+        .gemm = gemm, .W = (const char *)W, .ws = w_row_stride, .w_row_bytes = row_bytes,
         .K = K, .N = N, .M = M, .X = X, .ldx = ldx, .Y = Y, .ldy = ldy,
     };
     int nth = sx_threadpool_size(tp);
@@ -531,23 +627,32 @@ sx_status sx_cpu_matmul(sx_threadpool *tp, sx_dtype wtype, const void *W, size_t
         c.xa_stride = (size_t)ldx * sizeof(float);
     } else {
         c.xa_stride = c.act == ACT_Q8 ? sx_cpu_q8_row_bytes(K) : sx_cpu_q8k_row_bytes(K);
-        if ((uint64_t)M > SIZE_MAX / c.xa_stride)
+        c.quant = c.act == ACT_Q8 ? kt->quantize_q8 : kt->quantize_q8k;
+        const bool wide = kt->gemm_t[wtype] && kt->gemm_t_min_m > 0 && M >= kt->gemm_t_min_m;
+        if (wide) {
+            c.gemm_t = kt->gemm_t[wtype];
+            c.n_groups = (M + SX_CPU_TCOLS - 1) / SX_CPU_TCOLS;
+            c.xt_stride = sx_cpu_q8t_group_bytes(K, c.act == ACT_Q8K);
+        }
+        if ((uint64_t)M > SIZE_MAX / 2 / (c.xa_stride + c.xt_stride))
             return sx_set_error(SX_ERR_OUT_OF_MEMORY, "cpu matmul: M=%lld too large", (long long)M);
-        void *scratch = sx_threadpool_scratch(tp, (size_t)M * c.xa_stride);
+        const size_t bytes = (size_t)M * c.xa_stride + (size_t)c.n_groups * c.xt_stride;
+        char *scratch = sx_threadpool_scratch(tp, bytes);
         if (!scratch)
-            return sx_set_error(SX_ERR_OUT_OF_MEMORY, "cpu matmul: %zu bytes of activation scratch",
-                                (size_t)M * c.xa_stride);
-        c.xa = (const char *)scratch;
+            return sx_set_error(SX_ERR_OUT_OF_MEMORY, "cpu matmul: %zu bytes of activation scratch", bytes);
+        c.xa = scratch;
+        c.xt = scratch + (size_t)M * c.xa_stride;
+        sx_parallel_fn q = wide ? mm_quantize_t : mm_quantize;
         if (nth > 1 && M > 1 && M * K >= 16384)
-            sx_threadpool_run(tp, mm_quantize, &c);
+            sx_threadpool_run(tp, q, &c);
         else
-            mm_quantize(&c, 0, 1);
+            q(&c, 0, 1);
     }
     if (c.xa_stride == 0) c.xa_stride = 1; /* M == 1 with ldx == 0 */
 
     /* Work items: ~4 per thread for decode (load balance), one weight tile
      * (SX_MM_W_TILE_BYTES) for prefill (each tile streamed once per M tile). */
-    c.split_m = nth > 1 && M >= nth && N < 4 * (int64_t)nth;
+    c.split_m = !c.gemm_t && nth > 1 && M >= nth && N < 4 * (int64_t)nth;
     const int64_t items = c.split_m ? M : N;
     if (c.split_m) {
         c.chunk = (M + 2 * nth - 1) / (2 * nth);

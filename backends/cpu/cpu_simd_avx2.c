@@ -30,15 +30,22 @@ SX_INLINE float f16(uint16_t h) { return _cvtsh_ss(h); }
 
 /* Instantiates name(K, W, ws, nr, x, out) from name##_n with a constant row
  * count, so the per-row loops unroll into registers. */
-#define SX_ROWS_FN(name)                                                                 \
-    static void name(int64_t K, const void *W, size_t ws, int nr, const void *x,         \
-                     float *out) {                                                       \
-        switch (nr) {                                                                    \
-        case 4: name##_n(K, (const char *)W, ws, 4, x, out); break;                      \
-        case 3: name##_n(K, (const char *)W, ws, 3, x, out); break;                      \
-        case 2: name##_n(K, (const char *)W, ws, 2, x, out); break;                      \
-        default: name##_n(K, (const char *)W, ws, 1, x, out); break;                     \
-        }                                                                                \
+/* Instantiates the tile function name(K, W, ws, nr, x, xs, nc, y, ldy) from
+ * name##_n with a constant row count, so the per-row loops unroll into
+ * registers; activation rows are taken one at a time. */
+#define SX_ROWS_FN(name)                                                                       \
+    static void name(int64_t K, const void *W, size_t ws, int nr, const void *x, size_t xs,    \
+                     int nc, float *y, int64_t ldy) {                                          \
+        for (int c = 0; c < nc; c++) {                                                         \
+            const void *xc = (const char *)x + c * xs;                                         \
+            float *out = y + c * ldy;                                                          \
+            switch (nr) {                                                                      \
+            case 4: name##_n(K, (const char *)W, ws, 4, xc, out); break;                       \
+            case 3: name##_n(K, (const char *)W, ws, 3, xc, out); break;                       \
+            case 2: name##_n(K, (const char *)W, ws, 2, xc, out); break;                       \
+            default: name##_n(K, (const char *)W, ws, 1, xc, out); break;                      \
+            }                                                                                  \
+        }                                                                                      \
     }
 
 /* ------------------------------------------------ q4_0, q4_1, q8_0 x q8 */
@@ -291,8 +298,75 @@ static void vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
     for (; i < n; i++) y[i] += alpha * f16(x[i]);
 }
 
+/* ------------------------------------------------ activation quantisers */
+
+SX_INLINE float hmax_ps(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+SX_INLINE int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 32 floats times id -> 32 int8 (nearest even, |q| <= 127 since |x| <= amax);
+ * returns the four int32 vectors' lane sums in *s01 (first 16), *s23 (last 16). */
+SX_INLINE void quant32(const float *x, __m256 id, int8_t *q, int *s01, int *s23) {
+    const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), id));
+    const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), id));
+    const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16), id));
+    const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 24), id));
+    /* packs work per 128-bit half: fix the dword order afterwards */
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    _mm256_storeu_si256((__m256i *)q, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    *s01 = hsum_epi32(_mm256_add_epi32(i0, i1));
+    *s23 = hsum_epi32(_mm256_add_epi32(i2, i3));
+}
+
+SX_INLINE float amax_n(const float *x, int n) {
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + j), abs));
+    return hmax_ps(m);
+}
+
+static void quantize_q8(const float *x, int64_t K, void *dst) {
+    int8_t *qs = (int8_t *)dst;
+    float *ds = (float *)((char *)dst + K);
+    for (int64_t b = 0; b < K / 32; b++) {
+        const float amax = amax_n(x + 32 * b, 32);
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int s0, s1;
+        quant32(x + 32 * b, _mm256_set1_ps(id), qs + 32 * b, &s0, &s1);
+        ds[2 * b] = amax / 127.0f;
+        ds[2 * b + 1] = ds[2 * b] * (float)(s0 + s1);
+    }
+}
+
+static void quantize_q8k(const float *x, int64_t K, void *dst) {
+    int8_t *qs = (int8_t *)dst;
+    float *d = (float *)((char *)dst + K);
+    int16_t *bs = (int16_t *)(d + K / 256);
+    for (int64_t b = 0; b < K / 256; b++) {
+        const float amax = amax_n(x + 256 * b, 256);
+        const __m256 id = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        d[b] = amax / 127.0f;
+        for (int g = 0; g < 8; g++) {
+            int s0, s1;
+            quant32(x + 256 * b + 32 * g, id, qs + 256 * b + 32 * g, &s0, &s1);
+            bs[16 * b + 2 * g] = (int16_t)s0;
+            bs[16 * b + 2 * g + 1] = (int16_t)s1;
+        }
+    }
+}
+
 static const sx_cpu_kernels k_avx2 = {
-    .dot = {
+    .gemm = {
         [SX_DTYPE_F32] = dot_f32,
         [SX_DTYPE_F16] = dot_f16,
         [SX_DTYPE_BF16] = dot_bf16,
@@ -305,6 +379,8 @@ static const sx_cpu_kernels k_avx2 = {
     .vec_dot_f32 = vec_dot_f32,
     .vec_dot_f16_f32 = vec_dot_f16_f32,
     .vec_axpy_f16 = vec_axpy_f16,
+    .quantize_q8 = quantize_q8,
+    .quantize_q8k = quantize_q8k,
 };
 
 const sx_cpu_kernels *sx_cpu_kernels_avx2(void) { return &k_avx2; }

@@ -7,14 +7,18 @@
  * The file instantiates its kernel bodies twice by including itself (once
  * with SX_VNNI 0, once with SX_VNNI 1) — a C "template".
  *
- * Layout tricks:
- *  - q4_0/q4_1/q8_0: two 32-element blocks per 512-bit register; the per-lane
- *    float scale is [d0*dx0 x8 | d1*dx1 x8]. With VNNI, q8_0 uses
- *    (w ^ 0x80) = w + 128 as the unsigned operand of vpdpbusd and subtracts
- *    128 * sum(x) per block (from the activation block sums).
+ * Tiles of 4 weight rows x up to 4 activation rows (decode uses 4 x 1):
+ *  - q4_0/q4_1/q8_0: two 32-element blocks per 512-bit register, lanes 0..7
+ *    block b, 8..15 block b+1. Unsigned codes times int8 activations; the
+ *    q4_0 offset (-8) and, with VNNI, q8_0's (w ^ 0x80 = w + 128, so -128)
+ *    enter the int32 accumulator as -offset * (sum of each 4 activations);
+ *    q4_1's min as min * that sum in f32. Without VNNI q8_0 uses |w| and
+ *    sign(w) x.
  *  - q4_k: 32 bytes of nibbles = two sub-blocks = 64 consecutive activations;
  *    q6_k: 64 bytes of ql + 32 of qh give two registers of 64 values.
- *    Per-sub-block scales multiply the 16-bit pair products (vpdpwssd with VNNI).
+ *    Per-sub-block scales multiply the 16-bit pair products (vpdpwssd with
+ *    VNNI); q4_k mins and the q6_k -32 go through the activation sums.
+ * Wide prefill kernels (VNNI only, M >= gemm_t_min_m): see "wide" below.
  * Tested by tests/test_cpu_fast.c (forcing each level).
  */
 #ifndef SX_AVX512_TEMPLATE
@@ -118,90 +122,130 @@ SX_INLINE __m512i SX_SFX(dp_s16)(__m512i acc, __m512i a, __m512i b) {
 #endif
 }
 
-#define SX_ROWS_FN(name)                                                                       \
-    static void SX_SFX(name)(int64_t K, const void *W, size_t ws, int nr, const void *x,       \
-                             float *out) {                                                     \
-        switch (nr) {                                                                          \
-        case 4: SX_SFX(name##_n)(K, (const char *)W, ws, 4, x, out); break;                    \
-        case 3: SX_SFX(name##_n)(K, (const char *)W, ws, 3, x, out); break;                    \
-        case 2: SX_SFX(name##_n)(K, (const char *)W, ws, 2, x, out); break;                    \
-        default: SX_SFX(name##_n)(K, (const char *)W, ws, 1, x, out); break;                   \
-        }                                                                                      \
+/* Tile dispatch: NR in {4, 1} (a short last row group runs row by row) and
+ * NC in {4, 2, 1} (3 = 2 + 1), all compile-time constants so the tile loops
+ * unroll into registers. */
+#define SX_TILE_FN(name)                                                                          \
+    static void SX_SFX(name)(int64_t K, const void *W, size_t ws, int nr, const void *x, size_t xs, \
+                             int nc, float *y, int64_t ldy) {                                     \
+        const char *w = (const char *)W, *xc = (const char *)x;                                   \
+        while (nc > 0) {                                                                          \
+            const int c = nc >= 4 ? 4 : nc >= 2 ? 2 : 1;                                          \
+            if (nr == 4) {                                                                        \
+                if (c == 4) SX_SFX(name##_n)(K, w, ws, 4, xc, xs, 4, y, ldy);                     \
+                else if (c == 2) SX_SFX(name##_n)(K, w, ws, 4, xc, xs, 2, y, ldy);                \
+                else SX_SFX(name##_n)(K, w, ws, 4, xc, xs, 1, y, ldy);                            \
+            } else {                                                                              \
+                for (int r = 0; r < nr; r++) {                                                    \
+                    if (c == 4) SX_SFX(name##_n)(K, w + r * ws, ws, 1, xc, xs, 4, y + r, ldy);    \
+                    else if (c == 2) SX_SFX(name##_n)(K, w + r * ws, ws, 1, xc, xs, 2, y + r, ldy); \
+                    else SX_SFX(name##_n)(K, w + r * ws, ws, 1, xc, xs, 1, y + r, ldy);           \
+                }                                                                                 \
+            }                                                                                     \
+            xc += c * xs, y += c * ldy, nc -= c;                                                  \
+        }                                                                                         \
     }
 
 /* ------------------------------------------------- q4_0, q4_1, q8_0 x q8 */
 
-/* kind: 0 = q4_0, 1 = q4_1, 2 = q8_0. Two blocks per step; the weight
- * (d, m) pairs of both blocks times the activation (d, s) pairs give
- * [d0 dx0, m0 sx0, d1 dx1, m1 sx1] in one multiply: lanes 0, 2 scale the
- * int dots, lanes 1, 3 accumulate the offset terms. */
-SX_INLINE void SX_SFX(dot_legacy_n)(int64_t K, const char *W, size_t ws, const int NR, const void *x,
-                                    float *out, const int kind) {
-    const int8_t *xq = (const int8_t *)x;
-    const float *xds = (const float *)(xq + K);
+/* sum of each 4 consecutive int8 values, as int32 lanes */
+SX_INLINE __m512i SX_SFX(sum4)(__m512i x) {
+    return SX_SFX(dp_u8s8)(_mm512_setzero_si512(), _mm512_set1_epi8(1), x);
+}
+
+/* kind: 0 = q4_0, 1 = q4_1, 2 = q8_0. Two blocks per 512-bit step; lanes 0..7
+ * belong to block b, 8..15 to block b+1. Per tile element:
+ *   dot  = base + sum over 4 codes of (unsigned code) * x          (int32 lanes)
+ *   part = dot * dw (+ min * sum4(x) for q4_1)                    (f32 lanes)
+ *   acc += part * dx
+ * where base = -8 sum4(x) for q4_0 and -128 sum4(x) for q8_0 with VNNI (the
+ * code there is w + 128); without VNNI q8_0 uses |w| and sign(w) x. The
+ * per-activation terms (x, dx, base) are computed once per column and step,
+ * the per-weight terms (codes, dw, min) once per row and step. */
+SX_INLINE void SX_SFX(gemm_legacy_n)(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                                     const int NC, float *y, int64_t ldy, const int kind) {
     const size_t bsz = kind == 0 ? sizeof(sx_block_q4_0) : kind == 1 ? sizeof(sx_block_q4_1)
                                                                      : sizeof(sx_block_q8_0);
     const int64_t nb = K / 32;
+    const bool use_base = kind == 0 || (kind == 2 && SX_VNNI);
+    const int base_shift = kind == 0 ? 3 : 7;
+    const bool sign_x = kind == 2 && !SX_VNNI;
     const __m512i idx02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-    /* offset per unit of s_x: q4_0 -8 d, q4_1 m, q8_0 (VNNI, w + 128) -128 d */
-    const float off = kind == 0 ? -8.0f : kind == 1 ? 1.0f : SX_VNNI ? -128.0f : 0.0f;
-    __m512 acc[4];
-    __m128 corr[4];
+    const __m512i idx13 = _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m512i idx01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512 acc[4][4];
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) {
-        acc[r] = _mm512_setzero_ps();
-        corr[r] = _mm_setzero_ps();
-    }
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm512_setzero_ps();
     sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
         sx_cpu_pf_step(&pf, b + 2);
-        const __m512i xv = _mm512_loadu_si512((const void *)(xq + 32 * b));
-        const __m128 ds = _mm_loadu_ps(xds + 2 * b); /* dx0 sx0 dx1 sx1 */
+        __m512i wv[4];
+        __m512 dw[4], mw[4];
+        __mmask64 neg[4];
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const char *b0 = W + r * ws + b * bsz, *b1 = b0 + bsz;
-            uint32_t u0, u1;
             if (kind == 1) {
+                uint32_t u0, u1; /* (d, m) halves */
                 memcpy(&u0, b0, 4);
                 memcpy(&u1, b1, 4);
+                const __m512 dm = _mm512_castps128_ps512(
+                    _mm_cvtph_ps(_mm_cvtsi64_si128((long long)(((uint64_t)u1 << 32) | u0))));
+                dw[r] = _mm512_permutexvar_ps(idx02, dm);
+                mw[r] = _mm512_permutexvar_ps(idx13, dm);
+                wv[r] = unpack_nibbles_2x32(((const sx_block_q4_1 *)b0)->qs, ((const sx_block_q4_1 *)b1)->qs);
             } else {
                 uint16_t h0, h1;
                 memcpy(&h0, b0, 2);
                 memcpy(&h1, b1, 2);
-                u0 = (uint32_t)h0 * 0x10001u, u1 = (uint32_t)h1 * 0x10001u;
+                dw[r] = _mm512_permutexvar_ps(
+                    idx01, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h1 << 16 | h0)))));
+                if (kind == 0) {
+                    wv[r] = unpack_nibbles_2x32(((const sx_block_q4_0 *)b0)->qs, ((const sx_block_q4_0 *)b1)->qs);
+                } else {
+                    const __m512i raw = _mm512_inserti64x4(
+                        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)((const sx_block_q8_0 *)b0)->qs)),
+                        _mm256_loadu_si256((const __m256i *)((const sx_block_q8_0 *)b1)->qs), 1);
+                    if (sign_x) {
+                        neg[r] = _mm512_movepi8_mask(raw);
+                        wv[r] = _mm512_abs_epi8(raw);
+                    } else {
+                        wv[r] = _mm512_xor_si512(raw, _mm512_set1_epi8((char)0x80)); /* w + 128 */
+                    }
+                }
             }
-            const __m128 p = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)(((uint64_t)u1 << 32) | u0))), ds);
-            __m512i wv, xs_v = xv;
-            if (kind == 2) {
-                const __m512i raw = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)((const sx_block_q8_0 *)b0)->qs)),
-                    _mm256_loadu_si256((const __m256i *)((const sx_block_q8_0 *)b1)->qs), 1);
-#if SX_VNNI
-                wv = _mm512_xor_si512(raw, _mm512_set1_epi8((char)0x80)); /* w + 128 */
-#else
-                wv = _mm512_abs_epi8(raw);
-                xs_v = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(raw), _mm512_setzero_si512(), xv);
-#endif
-            } else {
-                wv = kind == 1 ? unpack_nibbles_2x32(((const sx_block_q4_1 *)b0)->qs, ((const sx_block_q4_1 *)b1)->qs)
-                               : unpack_nibbles_2x32(((const sx_block_q4_0 *)b0)->qs, ((const sx_block_q4_0 *)b1)->qs);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const int8_t *xq = (const int8_t *)(x + c * xs);
+            const float *xds = (const float *)(xq + K);
+            const __m512i xv = _mm512_loadu_si512((const void *)(xq + 32 * b));
+            const __m512 dx = _mm512_permutexvar_ps(idx02, _mm512_castps128_ps512(_mm_loadu_ps(xds + 2 * b)));
+            __m512i base = _mm512_setzero_si512();
+            __m512 s4f = _mm512_setzero_ps();
+            if (use_base)
+                base = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(SX_SFX(sum4)(xv), base_shift));
+            if (kind == 1) s4f = _mm512_cvtepi32_ps(SX_SFX(sum4)(xv));
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) {
+                const __m512i xs_v = sign_x ? _mm512_mask_sub_epi8(xv, neg[r], _mm512_setzero_si512(), xv) : xv;
+                const __m512 dot = _mm512_cvtepi32_ps(SX_SFX(dp_u8s8)(base, wv[r], xs_v));
+                const __m512 part = kind == 1 ? _mm512_fmadd_ps(dot, dw[r], _mm512_mul_ps(s4f, mw[r]))
+                                              : _mm512_mul_ps(dot, dw[r]);
+                acc[r][c] = _mm512_fmadd_ps(part, dx, acc[r][c]);
             }
-            const __m512i dot = SX_SFX(dp_u8s8)(_mm512_setzero_si512(), wv, xs_v);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx02, _mm512_castps128_ps512(p)),
-                                     acc[r]);
-            if (off != 0.0f) corr[r] = _mm_add_ps(corr[r], p);
         }
     }
-    float tail[4] = {0, 0, 0, 0};
-    if (b < nb) { /* odd block count: one 256-bit block (q8_0 by |w|, sign(w) x: no offset) */
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
-        const float dx = xds[2 * b], sx = xds[2 * b + 1];
+    float tail[4][4] = {{0}};
+    if (b < nb) { /* odd block count: the last block with 256-bit maddubs */
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const char *b0 = W + r * ws + b * bsz;
-            __m256i wv, xs_v = xv;
-            float d, o;
+            __m256i wv;
+            float d, o; /* offset per unit of s_x */
             if (kind == 0) {
                 const sx_block_q4_0 *w = (const sx_block_q4_0 *)b0;
                 wv = unpack_nibbles_32(w->qs);
@@ -212,57 +256,64 @@ SX_INLINE void SX_SFX(dot_legacy_n)(int64_t K, const char *W, size_t ws, const i
                 d = f16(w->d), o = f16(w->m);
             } else {
                 const sx_block_q8_0 *w = (const sx_block_q8_0 *)b0;
-                const __m256i raw = _mm256_loadu_si256((const __m256i *)w->qs);
-                wv = _mm256_sign_epi8(raw, raw);
-                xs_v = _mm256_sign_epi8(xv, raw);
+                wv = _mm256_loadu_si256((const __m256i *)w->qs);
                 d = f16(w->d), o = 0.0f;
             }
-            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xs_v), _mm256_set1_epi16(1));
-            tail[r] = hsum256(_mm256_cvtepi32_ps(p)) * (d * dx) + o * sx;
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *xq = (const int8_t *)(x + c * xs);
+                const float *xds = (const float *)(xq + K);
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + 32 * b)), uw = wv;
+                if (kind == 2) xv = _mm256_sign_epi8(xv, wv), uw = _mm256_sign_epi8(wv, wv);
+                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(uw, xv), _mm256_set1_epi16(1));
+                tail[r][c] = hsum256(_mm256_cvtepi32_ps(p)) * (d * xds[2 * b]) + o * xds[2 * b + 1];
+            }
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) {
-        const __m128 c = _mm_movehdup_ps(corr[r]); /* lanes 1, 3 -> 0, 2 */
-        out[r] = hsum512(acc[r]) + off * _mm_cvtss_f32(_mm_add_ss(c, _mm_movehl_ps(c, c))) + tail[r];
-    }
+    for (int c = 0; c < NC; c++)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum512(acc[r][c]) + tail[r][c];
 }
 
-SX_INLINE void SX_SFX(dot_q4_0_n)(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    SX_SFX(dot_legacy_n)(K, W, ws, NR, x, out, 0);
+SX_INLINE void SX_SFX(gemm_q4_0_n)(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                                   const int NC, float *y, int64_t ldy) {
+    SX_SFX(gemm_legacy_n)(K, W, ws, NR, x, xs, NC, y, ldy, 0);
 }
-SX_INLINE void SX_SFX(dot_q4_1_n)(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    SX_SFX(dot_legacy_n)(K, W, ws, NR, x, out, 1);
+SX_INLINE void SX_SFX(gemm_q4_1_n)(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                                   const int NC, float *y, int64_t ldy) {
+    SX_SFX(gemm_legacy_n)(K, W, ws, NR, x, xs, NC, y, ldy, 1);
 }
-SX_INLINE void SX_SFX(dot_q8_0_n)(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    SX_SFX(dot_legacy_n)(K, W, ws, NR, x, out, 2);
+SX_INLINE void SX_SFX(gemm_q8_0_n)(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                                   const int NC, float *y, int64_t ldy) {
+    SX_SFX(gemm_legacy_n)(K, W, ws, NR, x, xs, NC, y, ldy, 2);
 }
-SX_ROWS_FN(dot_q4_0)
-SX_ROWS_FN(dot_q4_1)
-SX_ROWS_FN(dot_q8_0)
+SX_TILE_FN(gemm_q4_0)
+SX_TILE_FN(gemm_q4_1)
+SX_TILE_FN(gemm_q8_0)
 
 /* --------------------------------------------------------- q4_k x q8k */
 
-SX_INLINE void SX_SFX(dot_q4_k_n)(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    const int8_t *xq = (const int8_t *)x;
-    const float *xd = (const float *)(xq + K);
-    const int16_t *xbs = (const int16_t *)(xd + K / 256);
+/* Rows outer: per row and super-block the int sums of the NC columns live
+ * in registers, then fold into the f32 tile accumulators. */
+SX_INLINE void SX_SFX(gemm_q4_k_n)(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                                   const int NC, float *y, int64_t ldy) {
+    const int64_t nb = K / 256;
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    /* vpermw indices: chunk c takes scale 2c for lanes 0..15 and 2c+1 for 16..31 */
+    /* vpermw indices: chunk k takes scale 2k for lanes 0..15 and 2k+1 for 16..31 */
     __m512i sel[4];
-    for (int c = 0; c < 4; c++)
-        sel[c] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(2 * c)),
-                                         _mm512_set1_epi16((short)(2 * c + 1)));
-    __m512 acc[4];
+    for (int k = 0; k < 4; k++)
+        sel[k] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(2 * k)),
+                                         _mm512_set1_epi16((short)(2 * k + 1)));
+    __m512 acc[4][4];
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
-    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, K / 256);
-    for (int64_t b = 0; b < K / 256; b++) {
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm512_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
+    for (int64_t b = 0; b < nb; b++) {
         sx_cpu_pf_step(&pf, b + 1);
-        const int8_t *xb = xq + 256 * b;
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)(xbs + 16 * b));
-        const float dx = xd[b];
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const sx_block_q4_k *w = (const sx_block_q4_k *)(W + r * ws) + b;
@@ -270,60 +321,81 @@ SX_INLINE void SX_SFX(dot_q4_k_n)(int64_t K, const char *W, size_t ws, const int
             sx_cpu_q4k_scales(w->scales, u);
             const __m128i sm8 = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]); /* sc0..7 m0..7 */
             const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sm8));
-            __m512i isum = _mm512_setzero_si512();
+            const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_srli_si128(sm8, 8), dup));
+            const float d = f16(w->d), dmin = f16(w->dmin);
+            __m512i isum[4];
 #pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) {
-                const __m256i raw = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * c));
+            for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
                 const __m512i q = _mm512_and_si512(
                     _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
-                const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)(xb + 64 * c)));
-                isum = SX_SFX(dp_s16)(isum, p, _mm512_permutexvar_epi16(sel[c], sc16));
+                const __m512i scv = _mm512_permutexvar_epi16(sel[k], sc16);
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) {
+                    const int8_t *xb = (const int8_t *)(x + c * xs) + 256 * b;
+                    const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)(xb + 64 * k)));
+                    isum[c] = SX_SFX(dp_s16)(isum[c], p, scv);
+                }
             }
-            const __m128i mins8 = _mm_shuffle_epi8(_mm_srli_si128(sm8, 8), dup);
-            const __m256i msum = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins8), bs);
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(f16(w->d) * dx), acc[r]);
-            acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(zext256(msum)), _mm512_set1_ps(f16(w->dmin) * dx), acc[r]);
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *xq = (const int8_t *)(x + c * xs);
+                const float *xd = (const float *)(xq + K);
+                const int16_t *xbs = (const int16_t *)(xd + nb);
+                const __m256i msum = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *)(xbs + 16 * b)));
+                const float dx = xd[b];
+                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_set1_ps(d * dx), acc[r][c]);
+                acc[r][c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(zext256(msum)), _mm512_set1_ps(dmin * dx), acc[r][c]);
+            }
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) out[r] = hsum512(acc[r]);
+    for (int c = 0; c < NC; c++)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum512(acc[r][c]);
 }
-SX_ROWS_FN(dot_q4_k)
+SX_TILE_FN(gemm_q4_k)
 
 /* --------------------------------------------------------- q6_k x q8k */
 
-SX_INLINE void SX_SFX(dot_q6_k_n)(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    const int8_t *xq = (const int8_t *)x;
-    const float *xd = (const float *)(xq + K);
-    const int16_t *xbs = (const int16_t *)(xd + K / 256);
+SX_INLINE void SX_SFX(gemm_q6_k_n)(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                                   const int NC, float *y, int64_t ldy) {
+    const int64_t nb = K / 256;
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     /* qh bits for [g0 | g1]: (qh << 4) and (qh << 2); for [g2 | g3]: qh and (qh >> 2) */
     const __m512i shl = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(4), _mm512_set1_epi16(2));
     const __m512i shr = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(0), _mm512_set1_epi16(2));
-    /* register j (0..3) of the 16 scales: 4 scales, each for 8 int16 lanes */
+    /* register j (0..3) of a super-block: 4 scales, each for 8 int16 lanes */
     __m512i sel[4];
     for (int j = 0; j < 4; j++) {
         short idx[32];
         for (int l = 0; l < 32; l++) idx[l] = (short)(4 * j + l / 8);
         sel[j] = _mm512_loadu_si512((const void *)idx);
     }
-    __m512 acc[4];
+    __m512 acc[4][4];
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
-    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, K / 256);
-    for (int64_t b = 0; b < K / 256; b++) {
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm512_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
+    for (int64_t b = 0; b < nb; b++) {
         sx_cpu_pf_step(&pf, b + 1);
-        const int8_t *xb = xq + 256 * b;
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)(xbs + 16 * b));
-        const float dx = xd[b];
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const sx_block_q6_k *w = (const sx_block_q6_k *)(W + r * ws) + b;
             const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w->scales));
             const __m512i sc = _mm512_castsi256_si512(sc16);
-            /* -32 offset through the activation sums */
-            __m512i isum = zext256(_mm256_sub_epi32(_mm256_setzero_si256(),
-                                                    _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5)));
+            const float d = f16(w->d);
+            __m512i isum[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) { /* -32 offset through the activation sums */
+                const int8_t *xq = (const int8_t *)(x + c * xs);
+                const int16_t *xbs = (const int16_t *)((const float *)(xq + K) + nb);
+                const __m256i o = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(xbs + 16 * b)));
+                isum[c] = zext256(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(o, 5)));
+            }
 #pragma GCC unroll 2
             for (int h = 0; h < 2; h++) {
                 const __m512i L = _mm512_loadu_si512((const void *)(w->ql + 64 * h));
@@ -332,18 +404,268 @@ SX_INLINE void SX_SFX(dot_q6_k_n)(int64_t K, const char *W, size_t ws, const int
                                                   _mm512_and_si512(_mm512_sllv_epi16(H, shl), m30));
                 const __m512i B = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(L, 4), m4),
                                                   _mm512_and_si512(_mm512_srlv_epi16(H, shr), m30));
-                const __m512i pA = _mm512_maddubs_epi16(A, _mm512_loadu_si512((const void *)(xb + 128 * h)));
-                const __m512i pB = _mm512_maddubs_epi16(B, _mm512_loadu_si512((const void *)(xb + 128 * h + 64)));
-                isum = SX_SFX(dp_s16)(isum, pA, _mm512_permutexvar_epi16(sel[2 * h], sc));
-                isum = SX_SFX(dp_s16)(isum, pB, _mm512_permutexvar_epi16(sel[2 * h + 1], sc));
+                const __m512i scA = _mm512_permutexvar_epi16(sel[2 * h], sc);
+                const __m512i scB = _mm512_permutexvar_epi16(sel[2 * h + 1], sc);
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) {
+                    const int8_t *xb = (const int8_t *)(x + c * xs) + 256 * b + 128 * h;
+                    const __m512i pA = _mm512_maddubs_epi16(A, _mm512_loadu_si512((const void *)xb));
+                    const __m512i pB = _mm512_maddubs_epi16(B, _mm512_loadu_si512((const void *)(xb + 64)));
+                    isum[c] = SX_SFX(dp_s16)(SX_SFX(dp_s16)(isum[c], pA, scA), pB, scB);
+                }
             }
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(f16(w->d) * dx), acc[r]);
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const float dx = ((const float *)(x + c * xs + K))[b];
+                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_set1_ps(d * dx), acc[r][c]);
+            }
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) out[r] = hsum512(acc[r]);
+    for (int c = 0; c < NC; c++)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum512(acc[r][c]);
 }
-SX_ROWS_FN(dot_q6_k)
+SX_TILE_FN(gemm_q6_k)
+
+/* ------------------------------------------- wide prefill kernels (VNNI) */
+/* wide */
+#if SX_VNNI
+/* Column tiles (cpu_fast.h): one 64-byte load holds 4 consecutive K values
+ * of 16 activation columns; the 4 matching weight codes of a row, broadcast
+ * to all lanes, make one vpdpbusd compute 16 columns x 4 K. Weight codes are
+ * unpacked per row and block into a small L1 buffer (natural order, unsigned:
+ * q4 codes, q6 codes, q8 codes + 128) and read back as 4-byte broadcasts.
+ * Offsets (q4_0 -8, q8_0 -128, q6_k -32) and q4_1/q4_k mins go through the
+ * activation block sums, per block in f32 (legacy, q4_k) or int (q6_k). */
+
+#define SX_T_FN(name)                                                                         \
+    static void name(int64_t K, const void *W, size_t ws, int nr, const void *xt, int ncols,  \
+                     float *y, int64_t ldy) {                                                 \
+        switch (nr) {                                                                         \
+        case 4: name##_n(K, (const char *)W, ws, 4, (const char *)xt, ncols, y, ldy); break;  \
+        case 3: name##_n(K, (const char *)W, ws, 3, (const char *)xt, ncols, y, ldy); break;  \
+        case 2: name##_n(K, (const char *)W, ws, 2, (const char *)xt, ncols, y, ldy); break;  \
+        default: name##_n(K, (const char *)W, ws, 1, (const char *)xt, ncols, y, ldy); break; \
+        }                                                                                     \
+    }
+
+SX_INLINE __m512i bcast4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* column c of v -> y[c * ldy] for c < ncols */
+SX_INLINE void store_cols(__m512 v, int ncols, float *y, int64_t ldy) {
+    _Alignas(64) float tmp[16];
+    _mm512_store_ps(tmp, v);
+    for (int c = 0; c < ncols; c++) y[c * ldy] = tmp[c];
+}
+
+SX_INLINE void gemm_t_legacy_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                               float *y, int64_t ldy, const int kind) {
+    const int64_t nb = K / 32;
+    const float *xdx = (const float *)(xt + K * SX_CPU_TCOLS), *xsx = xdx + nb * SX_CPU_TCOLS;
+    const size_t bsz = kind == 0 ? sizeof(sx_block_q4_0) : kind == 1 ? sizeof(sx_block_q4_1)
+                                                                     : sizeof(sx_block_q8_0);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    _Alignas(64) uint8_t wb[4][32];
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
+    for (int64_t b = 0; b < nb; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
+        float dw[4], ow[4]; /* scale, offset per unit of s_x */
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const char *blk = W + r * ws + b * bsz;
+            if (kind == 2) {
+                const sx_block_q8_0 *w = (const sx_block_q8_0 *)blk;
+                dw[r] = f16(w->d), ow[r] = -128.0f * dw[r];
+                _mm256_store_si256((__m256i *)wb[r], _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w->qs),
+                                                                      _mm256_set1_epi8((char)0x80)));
+            } else {
+                const uint8_t *qs;
+                if (kind == 1) {
+                    const sx_block_q4_1 *w = (const sx_block_q4_1 *)blk;
+                    dw[r] = f16(w->d), ow[r] = f16(w->m), qs = w->qs;
+                } else {
+                    const sx_block_q4_0 *w = (const sx_block_q4_0 *)blk;
+                    dw[r] = f16(w->d), ow[r] = -8.0f * dw[r], qs = w->qs;
+                }
+                const __m128i raw = _mm_loadu_si128((const __m128i *)qs);
+                _mm_store_si128((__m128i *)wb[r], _mm_and_si128(raw, m4));
+                _mm_store_si128((__m128i *)(wb[r] + 16), _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+            }
+        }
+        __m512i isum[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) isum[r] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            const __m512i xv = _mm512_loadu_si512((const void *)(xt + (8 * b + g) * 64));
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) isum[r] = _mm512_dpbusd_epi32(isum[r], bcast4(wb[r] + 4 * g), xv);
+        }
+        const __m512 dx = _mm512_loadu_ps(xdx + b * SX_CPU_TCOLS), sx = _mm512_loadu_ps(xsx + b * SX_CPU_TCOLS);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(isum[r]), dx), _mm512_set1_ps(dw[r]), acc[r]);
+            acc[r] = _mm512_fmadd_ps(sx, _mm512_set1_ps(ow[r]), acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) store_cols(acc[r], ncols, y + r, ldy);
+}
+
+SX_INLINE void gemm_t_q4_0_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy) {
+    gemm_t_legacy_n(K, W, ws, NR, xt, ncols, y, ldy, 0);
+}
+SX_INLINE void gemm_t_q4_1_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy) {
+    gemm_t_legacy_n(K, W, ws, NR, xt, ncols, y, ldy, 1);
+}
+SX_INLINE void gemm_t_q8_0_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy) {
+    gemm_t_legacy_n(K, W, ws, NR, xt, ncols, y, ldy, 2);
+}
+SX_T_FN(gemm_t_q4_0)
+SX_T_FN(gemm_t_q4_1)
+SX_T_FN(gemm_t_q8_0)
+
+SX_INLINE void gemm_t_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy) {
+    const int64_t nb = K / 256;
+    const float *xdx = (const float *)(xt + K * SX_CPU_TCOLS), *xb32 = xdx + nb * SX_CPU_TCOLS;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    _Alignas(64) uint8_t wb[4][256];
+    _Alignas(32) float scf[4][8], mnf[4][8];
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
+    for (int64_t b = 0; b < nb; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
+        float d[4], dmin[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const sx_block_q4_k *w = (const sx_block_q4_k *)(W + r * ws) + b;
+            uint32_t u[4];
+            sx_cpu_q4k_scales(w->scales, u);
+            const __m128i sm8 = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
+            _mm256_store_ps(scf[r], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm8)));
+            _mm256_store_ps(mnf[r], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm8, 8))));
+            d[r] = f16(w->d), dmin[r] = f16(w->dmin);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
+                _mm256_store_si256((__m256i *)(wb[r] + 64 * k), _mm256_and_si256(raw, m4));
+                _mm256_store_si256((__m256i *)(wb[r] + 64 * k + 32), _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
+            }
+        }
+        __m512 fsb[4], msum[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) fsb[r] = msum[r] = _mm512_setzero_ps();
+        for (int j = 0; j < 8; j++) { /* sub-blocks of 32 */
+            __m512i isum[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) isum[r] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                const __m512i xv = _mm512_loadu_si512((const void *)(xt + (64 * b + 8 * j + g) * 64));
+#pragma GCC unroll 4
+                for (int r = 0; r < NR; r++)
+                    isum[r] = _mm512_dpbusd_epi32(isum[r], bcast4(wb[r] + 32 * j + 4 * g), xv);
+            }
+            const __m512 bs = _mm512_loadu_ps(xb32 + (8 * b + j) * SX_CPU_TCOLS);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) {
+                fsb[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_set1_ps(scf[r][j]), fsb[r]);
+                msum[r] = _mm512_fmadd_ps(bs, _mm512_set1_ps(mnf[r][j]), msum[r]);
+            }
+        }
+        const __m512 dx = _mm512_loadu_ps(xdx + b * SX_CPU_TCOLS);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const __m512 t = _mm512_fnmadd_ps(msum[r], _mm512_set1_ps(dmin[r]),
+                                              _mm512_mul_ps(fsb[r], _mm512_set1_ps(d[r])));
+            acc[r] = _mm512_fmadd_ps(t, dx, acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) store_cols(acc[r], ncols, y + r, ldy);
+}
+SX_T_FN(gemm_t_q4_k)
+
+SX_INLINE void gemm_t_q6_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy) {
+    const int64_t nb = K / 256;
+    const float *xdx = (const float *)(xt + K * SX_CPU_TCOLS);
+    const int32_t *xb16 = (const int32_t *)(xdx + nb * SX_CPU_TCOLS + (K / 32) * SX_CPU_TCOLS);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    _Alignas(64) uint8_t wb[4][256];
+    _Alignas(64) float scf[4][16];
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
+    for (int64_t b = 0; b < nb; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
+        float d[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const sx_block_q6_k *w = (const sx_block_q6_k *)(W + r * ws) + b;
+            _mm512_store_ps(scf[r], _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)w->scales))));
+            d[r] = f16(w->d);
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
+                uint8_t *o = wb[r] + 128 * h;
+                _mm256_store_si256((__m256i *)o, _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                                                                 _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)));
+                _mm256_store_si256((__m256i *)(o + 32), _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                                                        _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)));
+                _mm256_store_si256((__m256i *)(o + 64), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                                                        _mm256_and_si256(qh, m30)));
+                _mm256_store_si256((__m256i *)(o + 96), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)));
+            }
+        }
+        __m512 fsb[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) fsb[r] = _mm512_setzero_ps();
+        for (int i = 0; i < 16; i++) { /* sub-blocks of 16; -32 offset via 32 * bsum16 */
+            const __m512i init = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                  _mm512_loadu_si512((const void *)(xb16 + (16 * b + i) * SX_CPU_TCOLS)));
+            __m512i isum[4];
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++) isum[r] = init;
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                const __m512i xv = _mm512_loadu_si512((const void *)(xt + (64 * b + 4 * i + g) * 64));
+#pragma GCC unroll 4
+                for (int r = 0; r < NR; r++)
+                    isum[r] = _mm512_dpbusd_epi32(isum[r], bcast4(wb[r] + 16 * i + 4 * g), xv);
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; r++)
+                fsb[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_set1_ps(scf[r][i]), fsb[r]);
+        }
+        const __m512 dx = _mm512_loadu_ps(xdx + b * SX_CPU_TCOLS);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) acc[r] = _mm512_fmadd_ps(fsb[r], _mm512_mul_ps(dx, _mm512_set1_ps(d[r])), acc[r]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) store_cols(acc[r], ncols, y + r, ldy);
+}
+SX_T_FN(gemm_t_q6_k)
+#undef SX_T_FN
+#endif /* SX_VNNI */
 
 /* ------------------------------------------------- float weights x f32 */
 
@@ -387,14 +709,19 @@ SX_FLOAT_KERNEL(f16, 2)
 SX_FLOAT_KERNEL(bf16, 2)
 #undef SX_FLOAT_KERNEL
 
-#define SX_ROWS_FN_PLAIN(name)                                                                 \
-    static void name(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) { \
-        switch (nr) {                                                                          \
-        case 4: name##_n(K, (const char *)W, ws, 4, x, out); break;                            \
-        case 3: name##_n(K, (const char *)W, ws, 3, x, out); break;                            \
-        case 2: name##_n(K, (const char *)W, ws, 2, x, out); break;                            \
-        default: name##_n(K, (const char *)W, ws, 1, x, out); break;                           \
-        }                                                                                      \
+#define SX_ROWS_FN_PLAIN(name)                                                                   \
+    static void name(int64_t K, const void *W, size_t ws, int nr, const void *x, size_t xs, int nc, \
+                     float *y, int64_t ldy) {                                                     \
+        for (int c = 0; c < nc; c++) {                                                           \
+            const void *xc = (const char *)x + c * xs;                                           \
+            float *out = y + c * ldy;                                                            \
+            switch (nr) {                                                                        \
+            case 4: name##_n(K, (const char *)W, ws, 4, xc, out); break;                         \
+            case 3: name##_n(K, (const char *)W, ws, 3, xc, out); break;                         \
+            case 2: name##_n(K, (const char *)W, ws, 2, xc, out); break;                         \
+            default: name##_n(K, (const char *)W, ws, 1, xc, out); break;                        \
+            }                                                                                    \
+        }                                                                                        \
     }
 SX_ROWS_FN_PLAIN(dot_f32)
 SX_ROWS_FN_PLAIN(dot_f16)
@@ -422,24 +749,71 @@ static void vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
     }
 }
 
+/* activation quantisers: same float ops as the scalar ones (cpu_simd.c) */
+static void quantize_q8(const float *x, int64_t K, void *dst) {
+    int8_t *qs = (int8_t *)dst;
+    float *ds = (float *)((char *)dst + K);
+    for (int64_t b = 0; b < K / 32; b++) {
+        const __m512 a = _mm512_loadu_ps(x + 32 * b), c = _mm512_loadu_ps(x + 32 * b + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(c)));
+        const __m512 id = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        const __m512i ia = _mm512_cvtps_epi32(_mm512_mul_ps(a, id)), ic = _mm512_cvtps_epi32(_mm512_mul_ps(c, id));
+        _mm_storeu_si128((__m128i *)(qs + 32 * b), _mm512_cvtsepi32_epi8(ia));
+        _mm_storeu_si128((__m128i *)(qs + 32 * b + 16), _mm512_cvtsepi32_epi8(ic));
+        ds[2 * b] = amax / 127.0f;
+        ds[2 * b + 1] = ds[2 * b] * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(ia, ic));
+    }
+}
+
+static void quantize_q8k(const float *x, int64_t K, void *dst) {
+    int8_t *qs = (int8_t *)dst;
+    float *d = (float *)((char *)dst + K);
+    int16_t *bs = (int16_t *)(d + K / 256);
+    for (int64_t b = 0; b < K / 256; b++) {
+        const float *xb = x + 256 * b;
+        __m512 m = _mm512_setzero_ps();
+        for (int g = 0; g < 16; g++) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xb + 16 * g)));
+        const float amax = _mm512_reduce_max_ps(m);
+        const __m512 id = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+        d[b] = amax / 127.0f;
+        for (int g = 0; g < 16; g++) {
+            const __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16 * g), id));
+            _mm_storeu_si128((__m128i *)(qs + 256 * b + 16 * g), _mm512_cvtsepi32_epi8(i));
+            bs[16 * b + g] = (int16_t)_mm512_reduce_add_epi32(i);
+        }
+    }
+}
+
 #endif /* !SX_VNNI */
 
 static const sx_cpu_kernels SX_SFX(k_table) = {
-    .dot = {
+    .gemm = {
         [SX_DTYPE_F32] = dot_f32,
         [SX_DTYPE_F16] = dot_f16,
         [SX_DTYPE_BF16] = dot_bf16,
-        [SX_DTYPE_Q8_0] = SX_SFX(dot_q8_0),
-        [SX_DTYPE_Q4_0] = SX_SFX(dot_q4_0),
-        [SX_DTYPE_Q4_1] = SX_SFX(dot_q4_1),
-        [SX_DTYPE_Q4_K] = SX_SFX(dot_q4_k),
-        [SX_DTYPE_Q6_K] = SX_SFX(dot_q6_k),
+        [SX_DTYPE_Q8_0] = SX_SFX(gemm_q8_0),
+        [SX_DTYPE_Q4_0] = SX_SFX(gemm_q4_0),
+        [SX_DTYPE_Q4_1] = SX_SFX(gemm_q4_1),
+        [SX_DTYPE_Q4_K] = SX_SFX(gemm_q4_k),
+        [SX_DTYPE_Q6_K] = SX_SFX(gemm_q6_k),
     },
+#if SX_VNNI
+    .gemm_t = {
+        [SX_DTYPE_Q8_0] = gemm_t_q8_0,
+        [SX_DTYPE_Q4_0] = gemm_t_q4_0,
+        [SX_DTYPE_Q4_1] = gemm_t_q4_1,
+        [SX_DTYPE_Q4_K] = gemm_t_q4_k,
+        [SX_DTYPE_Q6_K] = gemm_t_q6_k,
+    },
+    .gemm_t_min_m = 12, /* measured crossover vs the 4 x 4 tiles (Zen 4/5) */
+#endif
     .vec_dot_f32 = vec_dot_f32,
     .vec_dot_f16_f32 = vec_dot_f16_f32,
     .vec_axpy_f16 = vec_axpy_f16,
+    .quantize_q8 = quantize_q8,
+    .quantize_q8k = quantize_q8k,
 };
 
-#undef SX_ROWS_FN
+#undef SX_TILE_FN
 
 #endif /* SX_AVX512_TEMPLATE */

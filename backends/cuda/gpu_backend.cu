@@ -76,7 +76,7 @@ static sx_status fill_info(int index, sx_device_info *info) {
     memset(info, 0, sizeof *info);
     cudaDeviceProp p;
     GPU_TRY(cudaGetDeviceProperties(&p, index), "reading device properties");
-    snprintf(info->name, sizeof info->name, "%s", p.name);
+    snprintf(info->name, sizeof info->name, "%.127s", p.name);
     snprintf(info->vendor, sizeof info->vendor, "%s", SX_GPU_VENDOR_DEFAULT);
     int drv = 0, rt = 0;
     (void)cudaDriverGetVersion(&drv);
@@ -86,7 +86,7 @@ static sx_status fill_info(int index, sx_device_info *info) {
     version_str(rt, rv, sizeof rv);
     snprintf(info->driver, sizeof info->driver, SX_GPU_RUNTIME " driver %s, runtime %s", dv, rv);
 #if defined(SX_HIP)
-    snprintf(info->arch, sizeof info->arch, "%s", p.gcnArchName);
+    snprintf(info->arch, sizeof info->arch, "%.63s", p.gcnArchName);
     char *colon = strchr(info->arch, ':'); /* "gfx90a:sramecc+:xnack-" -> "gfx90a" */
     if (colon) *colon = 0;
     const int hw_warp = p.warpSize;

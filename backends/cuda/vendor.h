@@ -57,6 +57,16 @@
 #define cudaStreamSynchronize hipStreamSynchronize
 #define cudaStreamDestroy hipStreamDestroy
 
+#elif defined(SX_EMU) /* CPU emulation for logic checks: emu/gpu_emu.h */
+
+#include "backends/cuda/emu/gpu_emu.h"
+
+#define SX_GPU_NAME "cuda"
+#define SX_GPU_VENDOR_DEFAULT "emulated"
+#define SX_NS sx_cuda
+#define SX_GPU_RUNTIME "emulated CUDA"
+#define sx_shfl_xor(v, m) __shfl_xor_sync(0xffffffffu, (v), (m), SX_WARP)
+
 #else /* CUDA: nvcc or NVRTC */
 
 #if !defined(__CUDACC_RTC__)

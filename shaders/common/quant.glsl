@@ -14,18 +14,28 @@
 
 #include "types.glsl"
 
+/* reads of the weight buffer; the aligned case skips the second word */
+uint w_u32_fn(uint o) {
+    const uint i = o >> 2, sh = (o & 3u) * 8u;
+    if (sh == 0u) return WBUF[i];
+    return (WBUF[i] >> sh) | (WBUF[i + 1u] << (32u - sh));
+}
+#define w_u16(o) RD_U16(WBUF, o)
+#define w_u32(o) RD_U32(WBUF, o)
+#define w_u8(o) RD_U8(WBUF, o)
+
 #if defined(QTYPE_F32)
 #define SX_PLAIN 1
 #define SX_ESIZE 4u
-float dq1(uint rb, uint k) { return uintBitsToFloat(RD_U32(WBUF, rb + 4u * k)); }
+float dq1(uint rb, uint k) { return uintBitsToFloat(w_u32(rb + 4u * k)); }
 #elif defined(QTYPE_F16)
 #define SX_PLAIN 1
 #define SX_ESIZE 2u
-float dq1(uint rb, uint k) { return f16_to_f32(RD_U16(WBUF, rb + 2u * k)); }
+float dq1(uint rb, uint k) { return f16_to_f32(w_u16(rb + 2u * k)); }
 #elif defined(QTYPE_BF16)
 #define SX_PLAIN 1
 #define SX_ESIZE 2u
-float dq1(uint rb, uint k) { return bf16_to_f32(RD_U16(WBUF, rb + 2u * k)); }
+float dq1(uint rb, uint k) { return bf16_to_f32(w_u16(rb + 2u * k)); }
 #endif
 
 #if defined(SX_PLAIN)
@@ -33,12 +43,12 @@ float dq1(uint rb, uint k) { return bf16_to_f32(RD_U16(WBUF, rb + 2u * k)); }
 vec4 dq4k(uint rb, uint k, uint K) {
     if (k + 4u <= K) {
 #if defined(QTYPE_F32)
-        return vec4(uintBitsToFloat(RD_U32(WBUF, rb + 4u * k)), uintBitsToFloat(RD_U32(WBUF, rb + 4u * k + 4u)),
-                    uintBitsToFloat(RD_U32(WBUF, rb + 4u * k + 8u)), uintBitsToFloat(RD_U32(WBUF, rb + 4u * k + 12u)));
+        return vec4(uintBitsToFloat(w_u32(rb + 4u * k)), uintBitsToFloat(w_u32(rb + 4u * k + 4u)),
+                    uintBitsToFloat(w_u32(rb + 4u * k + 8u)), uintBitsToFloat(w_u32(rb + 4u * k + 12u)));
 #elif defined(QTYPE_F16)
-        return vec4(unpackHalf2x16(RD_U32(WBUF, rb + 2u * k)), unpackHalf2x16(RD_U32(WBUF, rb + 2u * k + 4u)));
+        return vec4(unpackHalf2x16(w_u32(rb + 2u * k)), unpackHalf2x16(w_u32(rb + 2u * k + 4u)));
 #else
-        const uint w0 = RD_U32(WBUF, rb + 2u * k), w1 = RD_U32(WBUF, rb + 2u * k + 4u);
+        const uint w0 = w_u32(rb + 2u * k), w1 = w_u32(rb + 2u * k + 4u);
         return vec4(uintBitsToFloat(w0 << 16), uintBitsToFloat(w0 & 0xffff0000u), uintBitsToFloat(w1 << 16),
                     uintBitsToFloat(w1 & 0xffff0000u));
 #endif
@@ -54,23 +64,23 @@ vec4 dq4k(uint rb, uint k, uint K) {
 #define QBLOCK 32u
 vec4 dq4(uint rb, uint k) {
     const uint o = rb + (k >> 5) * 34u;
-    return f16_to_f32(RD_U16(WBUF, o)) * bytes_s(RD_U32(WBUF, o + 2u + (k & 31u)));
+    return f16_to_f32(w_u16(o)) * bytes_s(w_u32(o + 2u + (k & 31u)));
 }
 
 #elif defined(QTYPE_Q4_0) /* {f16 d; u8 qs[16]}: x = (q - 8) * d; low nibbles j < 16 */
 #define QBLOCK 32u
 vec4 dq4(uint rb, uint k) {
     const uint o = rb + (k >> 5) * 18u, j = k & 31u;
-    const uint q = (RD_U32(WBUF, o + 2u + (j & 15u)) >> (j >= 16u ? 4u : 0u)) & 0x0f0f0f0fu;
-    return f16_to_f32(RD_U16(WBUF, o)) * (bytes_u(q) - 8.0);
+    const uint q = (w_u32(o + 2u + (j & 15u)) >> (j >= 16u ? 4u : 0u)) & 0x0f0f0f0fu;
+    return f16_to_f32(w_u16(o)) * (bytes_u(q) - 8.0);
 }
 
 #elif defined(QTYPE_Q4_1) /* {f16 d, m; u8 qs[16]}: x = q * d + m */
 #define QBLOCK 32u
 vec4 dq4(uint rb, uint k) {
     const uint o = rb + (k >> 5) * 20u, j = k & 31u;
-    const vec2 dm = unpackHalf2x16(RD_U32(WBUF, o));
-    const uint q = (RD_U32(WBUF, o + 4u + (j & 15u)) >> (j >= 16u ? 4u : 0u)) & 0x0f0f0f0fu;
+    const vec2 dm = unpackHalf2x16(w_u32(o));
+    const uint q = (w_u32(o + 4u + (j & 15u)) >> (j >= 16u ? 4u : 0u)) & 0x0f0f0f0fu;
     return bytes_u(q) * dm.x + dm.y;
 }
 
@@ -79,18 +89,18 @@ vec4 dq4(uint rb, uint k) {
 vec4 dq4(uint rb, uint k) {
     const uint o = rb + (k >> 8) * 144u, j = k & 255u;
     const uint sub = j >> 5;  /* sub-block of 32: scale/min index */
-    const vec2 dd = unpackHalf2x16(RD_U32(WBUF, o));
+    const vec2 dd = unpackHalf2x16(w_u32(o));
     uint sc, mn;
     if (sub < 4u) {
-        sc = RD_U8(WBUF, o + 4u + sub) & 63u;
-        mn = RD_U8(WBUF, o + 8u + sub) & 63u;
+        sc = w_u8(o + 4u + sub) & 63u;
+        mn = w_u8(o + 8u + sub) & 63u;
     } else {
-        const uint a = RD_U8(WBUF, o + 8u + sub); /* scales[sub + 4] */
-        sc = (a & 0xfu) | ((RD_U8(WBUF, o + sub) >> 6) << 4);
-        mn = (a >> 4) | ((RD_U8(WBUF, o + 4u + sub) >> 6) << 4);
+        const uint a = w_u8(o + 8u + sub); /* scales[sub + 4] */
+        sc = (a & 0xfu) | ((w_u8(o + sub) >> 6) << 4);
+        mn = (a >> 4) | ((w_u8(o + 4u + sub) >> 6) << 4);
     }
     /* 32 bytes of qs per 64 elements: low nibble -> first 32, high -> next 32 */
-    const uint q = (RD_U32(WBUF, o + 16u + (j >> 6) * 32u + (j & 31u)) >> ((sub & 1u) * 4u)) & 0x0f0f0f0fu;
+    const uint q = (w_u32(o + 16u + (j >> 6) * 32u + (j & 31u)) >> ((sub & 1u) * 4u)) & 0x0f0f0f0fu;
     return dd.x * float(sc) * bytes_u(q) - dd.y * float(mn);
 }
 
@@ -99,10 +109,10 @@ vec4 dq4(uint rb, uint k) {
 vec4 dq4(uint rb, uint k) {
     const uint o = rb + (k >> 8) * 210u, j = k & 255u;
     const uint n = j >> 7, r = j & 127u, g = r >> 5, l = r & 31u;
-    const uint ql = (RD_U32(WBUF, o + 64u * n + l + (g & 1u) * 32u) >> ((g >> 1) * 4u)) & 0x0f0f0f0fu;
-    const uint qh = (RD_U32(WBUF, o + 128u + 32u * n + l) >> (2u * g)) & 0x03030303u;
-    const float sc = float(bitfieldExtract(int(RD_U8(WBUF, o + 192u + 8u * n + (l >> 4) + 2u * g)), 0, 8));
-    return f16_to_f32(RD_U16(WBUF, o + 208u)) * sc * (bytes_u(ql | (qh << 4)) - 32.0);
+    const uint ql = (w_u32(o + 64u * n + l + (g & 1u) * 32u) >> ((g >> 1) * 4u)) & 0x0f0f0f0fu;
+    const uint qh = (w_u32(o + 128u + 32u * n + l) >> (2u * g)) & 0x03030303u;
+    const float sc = float(bitfieldExtract(int(w_u8(o + 192u + 8u * n + (l >> 4) + 2u * g)), 0, 8));
+    return f16_to_f32(w_u16(o + 208u)) * sc * (bytes_u(ql | (qh << 4)) - 32.0);
 }
 #endif
 

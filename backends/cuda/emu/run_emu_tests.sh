@@ -1,0 +1,42 @@
+#!/bin/sh
+# backends/cuda/emu/run_emu_tests.sh — builds tests/test_ops against a CPU
+# emulation of the CUDA kernels (gpu_emu.h) and runs `test_ops cuda` with
+# the given arguments. Checks kernel logic on machines without a GPU; slow
+# (one OS thread per GPU thread). Usage: run_emu_tests.sh [test_ops args...]
+# SX_EMU_TEST=tests/test_models.c runs that test program instead (its args
+# follow the backend name, e.g. the tiny models of a meson build).
+set -e
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+out=${SX_EMU_OUT:-/tmp/sx-cuda-emu}
+mkdir -p "$out"
+cd "$root"
+cflags="-O1 -g -std=gnu11 -D_GNU_SOURCE -DSX_HAVE_CUDA -I$root"
+cxxflags="-O1 -g -std=c++20 -DSX_EMU -I$root -Wall -Wextra -Wno-unknown-pragmas -Wno-unused-function"
+libs="-lm -lpthread -lstdc++"
+if pkg-config --exists hwloc 2>/dev/null; then cflags="$cflags -DSX_HAVE_HWLOC"; libs="$libs $(pkg-config --libs hwloc)"; fi
+objs=""
+for f in backends/cuda/*.cu; do
+  b=$(basename "$f" .cu)
+  python3 - "$f" "$out/$b.cpp" <<'PY'
+import re, sys
+s = open(sys.argv[1]).read()
+s = re.sub(r'([A-Za-z_][\w:]*(?:<[^<>;]*>)?)<<<(.*?)>>>\((.*?)\);', r'sx_emu_launch(\2, [&] { \1(\3); });', s, flags=re.S)
+open(sys.argv[2], 'w').write(s)
+PY
+  g++ $cxxflags -c "$out/$b.cpp" -o "$out/$b.o"
+  objs="$objs $out/$b.o"
+done
+prog=${SX_EMU_TEST:-tests/test_ops.c}
+for f in ir/*.c backends/backend.c backends/sched.c backends/cpu/*.c core/*.c "$prog"; do
+  case "$f" in
+    *avx512*) extra="-mavx512f -mavx512bw -mavx512vl -mavx2 -mfma -mf16c" ;;
+    *avx2*) extra="-mavx2 -mfma -mf16c" ;;
+    *) extra="" ;;
+  esac
+  o="$out/$(echo "$f" | tr / _).o"
+  gcc $cflags $extra -c "$f" -o "$o"
+  objs="$objs $o"
+done
+exe="$out/$(basename "$prog" .c)_emu"
+g++ -o "$exe" $objs $libs
+exec "$exe" cuda "$@"

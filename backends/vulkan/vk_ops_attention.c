@@ -1,0 +1,64 @@
+/* backends/vulkan/vk_ops_attention.c — the KV-cache ops (shaders/set_rows.comp,
+ * attention.comp): SET_ROWS writes new K/V rows into the cache; ATTENTION
+ * reads views of it. Their ordering is enforced by the byte-range hazard
+ * tracking of vk_command.c (the write covers the cache root's bytes that the
+ * attention view reads), not by graph edges. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/vulkan/vk_internal.h"
+
+sx_status sx_vk_op_SET_ROWS(sx_device *dev, sx_tensor *node) {
+    vk_device *d = vk_dev(dev);
+    const sx_tensor *src = node->src[1], *ids = node->src[2];
+    const bool f16 = node->dtype == SX_DTYPE_F16;
+    const int sh = sx_vk_shader_find(f16 ? "set_rows_f16" : "set_rows_f32");
+    const size_t unit = f16 ? 2 : 4;
+    sx_pc_set_rows pc = {0};
+    vk_arg args[3];
+    pc.K = (uint32_t)src->ne[0];
+    pc.n = (uint32_t)src->ne[1];
+    pc.R = (uint32_t)node->ne[1];
+    pc.d_nb1 = (uint32_t)(node->nb[1] / unit);
+    pc.s_nb0 = (uint32_t)(src->nb[0] / 4);
+    pc.s_nb1 = (uint32_t)(src->nb[1] / 4);
+    /* node is a view of the cache: its bytes are the cache's */
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, node, unit, true, &args[0], &pc.d_off));
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, src, 4, false, &args[1], &pc.s_off));
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, ids, 4, false, &args[2], &pc.ids_off));
+    const uint64_t total = (uint64_t)pc.K * pc.n;
+    return sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, (uint32_t)((total + (uint64_t)sx_vk_shaders[sh].wg - 1) / (uint64_t)sx_vk_shaders[sh].wg), 1);
+}
+
+sx_status sx_vk_op_ATTENTION(sx_device *dev, sx_tensor *node) {
+    vk_device *d = vk_dev(dev);
+    const sx_tensor *q = node->src[0], *k = node->src[1], *v = node->src[2], *mask = node->src[3];
+    const bool f16 = k->dtype == SX_DTYPE_F16;
+    const size_t unit = f16 ? 2 : 4;
+    const int sh = sx_vk_shader_pick(d, "attention_%s", f16 ? "f16" : "f32");
+    sx_pc_attn pc = {0};
+    vk_arg args[5];
+    pc.d = (uint32_t)q->ne[0];
+    pc.nh = (uint32_t)q->ne[1];
+    pc.T = (uint32_t)q->ne[2];
+    pc.group = (uint32_t)(q->ne[1] / k->ne[1]);
+    pc.n_kv = (uint32_t)k->ne[2];
+    pc.n_past = (uint32_t)node->params.attn.n_past;
+    pc.scale = node->params.attn.scale;
+    pc.q_nb1 = (uint32_t)(q->nb[1] / 4), pc.q_nb2 = (uint32_t)(q->nb[2] / 4);
+    pc.k_nb1 = (uint32_t)(k->nb[1] / unit), pc.k_nb2 = (uint32_t)(k->nb[2] / unit);
+    pc.v_nb1 = (uint32_t)(v->nb[1] / unit), pc.v_nb2 = (uint32_t)(v->nb[2] / unit);
+    pc.d_nb1 = (uint32_t)(node->nb[1] / 4), pc.d_nb2 = (uint32_t)(node->nb[2] / 4);
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, q, 4, false, &args[0], &pc.q_off));
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, k, unit, false, &args[1], &pc.k_off));
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, v, unit, false, &args[2], &pc.v_off));
+    if (mask) {
+        pc.has_mask = 1;
+        pc.m_nb1 = (uint32_t)(mask->nb[1] / 4);
+        SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, mask, 4, false, &args[3], &pc.m_off));
+    } else {
+        args[3] = args[0]; /* unused binding: any valid range */
+    }
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, node, 4, true, &args[4], &pc.d_off));
+    return sx_vk_dispatch(d, sh, args, 5, &pc, sizeof pc, pc.nh * pc.T, 1);
+}

@@ -1,0 +1,92 @@
+/* backends/vulkan/vk_ops_matmul.c — weight-reading ops (shaders/matvec.comp,
+ * matmul_tiled.comp, get_rows.comp): MATMUL and GET_ROWS, any weight dtype.
+ *
+ * MATMUL picks matvec1 (M = 1, decode), matvec8 (M <= 8: short speculative
+ * batches, weights still read once) or the tiled kernel (M > 8). A weight
+ * matrix (or activation) larger than one storage binding is processed in
+ * windows of whole rows / columns, each bound at its own offset; GET_ROWS
+ * over a table above the limit runs once per row window. */
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/vulkan/vk_internal.h"
+
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* one dispatch over w rows [n0, n0 + nc) and x columns [m0, m0 + mc) */
+static sx_status matmul_chunk(vk_device *d, sx_tensor *node, int64_t n0, int64_t nc, int64_t m0, int64_t mc) {
+    const sx_tensor *w = node->src[0], *x = node->src[1];
+    const int64_t K = w->ne[0];
+    const char *dt = sx_dtype_name(w->dtype);
+    int sh;
+    if (mc == 1) sh = sx_vk_shader_pick(d, "matvec1_%s", dt);
+    else if (mc <= 8) sh = sx_vk_shader_pick(d, "matvec8_%s", dt);
+    else sh = sx_vk_shader_pick(d, "matmul_%s", dt);
+    if (sh < 0) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: no matmul shader for %s", dt);
+    sx_pc_matmul pc = {0};
+    vk_arg args[3];
+    pc.K = (uint32_t)K, pc.N = (uint32_t)nc, pc.M = (uint32_t)mc;
+    pc.w_nb1 = (uint32_t)w->nb[1];
+    pc.x_nb1 = (uint32_t)(x->nb[1] / 4);
+    pc.d_nb1 = (uint32_t)(node->nb[1] / 4);
+    const size_t row = sx_dtype_row_size(w->dtype, K);
+    SX_RETURN_IF_ERROR(sx_vk_arg_window(d, w, sx_tensor_buffer_offset(w) + (size_t)n0 * w->nb[1], (size_t)(nc - 1) * w->nb[1] + row, 1, false,
+                                        &args[0], &pc.w_off));
+    SX_RETURN_IF_ERROR(sx_vk_arg_window(d, x, sx_tensor_buffer_offset(x) + (size_t)m0 * x->nb[1], (size_t)(mc - 1) * x->nb[1] + (size_t)K * 4, 4,
+                                        false, &args[1], &pc.x_off));
+    SX_RETURN_IF_ERROR(sx_vk_arg_window(d, node, sx_tensor_buffer_offset(node) + (size_t)m0 * node->nb[1] + (size_t)n0 * 4,
+                                        (size_t)(mc - 1) * node->nb[1] + (size_t)nc * 4, 4, true, &args[2], &pc.d_off));
+    const sx_vk_shader_spv *s = &sx_vk_shaders[sh];
+    if (s->rows > 0) return sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, (uint32_t)((nc + s->rows - 1) / s->rows), 1);
+    return sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, (uint32_t)((nc + 63) / 64), (uint32_t)((mc + 63) / 64));
+}
+
+sx_status sx_vk_op_MATMUL(sx_device *dev, sx_tensor *node) {
+    vk_device *d = vk_dev(dev);
+    const sx_tensor *w = node->src[0], *x = node->src[1];
+    const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
+    const size_t lim = (size_t)(d->max_range - d->align);
+    const size_t row = sx_dtype_row_size(w->dtype, K);
+    /* rows of w per window, then columns per window so x and y fit too */
+    int64_t nc = N;
+    if ((size_t)(N - 1) * w->nb[1] + row > lim) nc = (int64_t)((lim - row) / w->nb[1]) + 1;
+    if ((size_t)nc * 4 > lim) nc = (int64_t)(lim / 4);
+    const size_t col_stride = x->nb[1] > node->nb[1] ? x->nb[1] : node->nb[1];
+    const size_t first = (size_t)K * 4 > (size_t)nc * 4 ? (size_t)K * 4 : (size_t)nc * 4;
+    int64_t mc = M;
+    if ((size_t)(M - 1) * col_stride + first > lim) mc = (int64_t)((lim - first) / col_stride) + 1;
+    if (nc < 1 || mc < 1 || row > lim) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: matmul %s: a single row exceeds the binding limit", node->name);
+    for (int64_t m0 = 0; m0 < M; m0 += mc)
+        for (int64_t n0 = 0; n0 < N; n0 += nc) SX_RETURN_IF_ERROR(matmul_chunk(d, node, n0, min_sz((size_t)nc, (size_t)(N - n0)), m0, min_sz((size_t)mc, (size_t)(M - m0))));
+    return SX_OK;
+}
+
+sx_status sx_vk_op_GET_ROWS(sx_device *dev, sx_tensor *node) {
+    vk_device *d = vk_dev(dev);
+    const sx_tensor *tab = node->src[0], *ids = node->src[1];
+    const int sh = sx_vk_shader_pick(d, "get_rows_%s", sx_dtype_name(tab->dtype));
+    if (sh < 0) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: no get_rows shader for %s", sx_dtype_name(tab->dtype));
+    const int64_t R = tab->ne[1];
+    const size_t row = sx_dtype_row_size(tab->dtype, tab->ne[0]);
+    const size_t lim = (size_t)(d->max_range - d->align);
+    int64_t rc = R;
+    if ((size_t)(R - 1) * tab->nb[1] + row > lim) rc = (int64_t)((lim - row) / tab->nb[1]) + 1;
+    if (rc < 1) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: get_rows %s: a row exceeds the binding limit", node->name);
+    sx_pc_get_rows pc = {0};
+    vk_arg args[3];
+    pc.K = (uint32_t)tab->ne[0];
+    pc.n_ids = (uint32_t)ids->ne[0];
+    pc.t_nb1 = (uint32_t)tab->nb[1];
+    pc.d_nb1 = (uint32_t)(node->nb[1] / 4);
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, ids, 4, false, &args[1], &pc.ids_off));
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, node, 4, true, &args[2], &pc.d_off));
+    for (int64_t r0 = 0; r0 < R; r0 += rc) {
+        const int64_t n = rc < R - r0 ? rc : R - r0;
+        SX_RETURN_IF_ERROR(sx_vk_arg_window(d, tab, sx_tensor_buffer_offset(tab) + (size_t)r0 * tab->nb[1], (size_t)(n - 1) * tab->nb[1] + row, 1,
+                                            false, &args[0], &pc.t_off));
+        pc.row_lo = (uint32_t)r0;
+        pc.row_hi = (uint32_t)(r0 + n);
+        SX_RETURN_IF_ERROR(sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, pc.n_ids, 1));
+    }
+    return SX_OK;
+}

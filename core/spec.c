@@ -1,0 +1,558 @@
+/* core/spec.c — speculative decoding (see spec.h).
+ *
+ * EAGLE-3 state between steps. After a step commits the path P[0..k] of the
+ * verified tree (P[0] = the root), the target's cache holds N + k + 1 tokens
+ * once the moves N+P[j] -> N+j are applied (they run at the start of the
+ * next verify pass), and the target features of the committed tokens sit in
+ * rows P[0..k] of the persistent feature buffer. The draft has not seen
+ * them yet: they are its "pending rows", paired with the token that follows
+ * each (the last with the new root), and are run at the start of the next
+ * step at draft positions draft_past.. (slot = position). The draft's tree
+ * rows of a step live in its cache right after draft_past and are simply
+ * overwritten later. */
+#include "core/spec.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/eagle3.h"
+
+typedef struct tnode {
+    int32_t token;  /* target id */
+    int parent;     /* node index, -1 = the root */
+    int depth;      /* 1 = child of the root */
+    float score;    /* cumulative draft log-probability */
+    int hrow;       /* hidden-buffer row holding the h' of this node's draft row; -1 = not expanded */
+    int drow;       /* draft tree row (kv slot offset) when expanded */
+    int vrow;       /* verify row (0 = root) when selected, -1 otherwise */
+} tnode;
+
+struct sx_spec {
+    sx_session *s;
+    sx_spec_params p;
+    const sx_eagle3 *d;   /* EAGLE-3 draft, or NULL */
+    sx_model *dm;         /* classic draft model, or NULL */
+    sx_kv_cache *dkv;     /* the draft's cache */
+    sx_tensor featbuf;    /* [3*Ht, feat_cap] on the target's device */
+    sx_tensor hbuf;       /* [H, h_cap] on the draft's device */
+    sx_buffer *featbuf_buf, *hbuf_buf;
+    int feat_cap, h_cap;
+    int draft_past;       /* draft positions committed */
+
+    /* pending draft rows (EAGLE-3): feature rows and the tokens after them */
+    int n_pend;
+    int32_t *pend_feat, *pend_tok;
+    bool pend_generated;  /* the pending rows are generated tokens (signals count) */
+
+    /* classic draft: committed tokens the draft has not consumed yet */
+    int32_t *dm_pend;
+    int n_dm_pend;
+
+    /* target cache moves to apply at the next verify */
+    int32_t *move_src, *move_dst;
+    int n_moves;
+
+    /* the last verified tree */
+    tnode nodes[SX_SPEC_MAX_NODES];
+    int n_nodes;
+    int vnode[SX_SPEC_MAX_NODES + 1]; /* verify row -> node (row 0: the root, -1) */
+    int n_vrows;
+    int path[SX_SPEC_MAX_DEPTH + 1];  /* accepted verify rows, path[0] = 0 */
+    int n_path;
+    int32_t root;
+
+    float *row_logits;    /* [n_vocab] scratch */
+    float *probs;         /* [n_out][Vd] scratch for draft distributions */
+    int32_t *tops;
+    double draft_ms, verify_ms;
+};
+
+static int feature_layers(const sx_spec *sp, int out[3]) {
+    if (!sp->d) return 0;
+    memcpy(out, sp->d->hp.target_layers, sizeof(int) * 3);
+    return 3;
+}
+
+static sx_status persistent(sx_device *dev, sx_dtype dt, int64_t ne0, int64_t ne1, const char *name, sx_tensor *t, sx_buffer **buf) {
+    memset(t, 0, sizeof *t);
+    t->dtype = dt;
+    t->ne[0] = ne0, t->ne[1] = ne1, t->ne[2] = t->ne[3] = 1;
+    sx_tensor_set_contiguous_strides(t);
+    t->role = SX_ROLE_KV;
+    t->device = t->index = t->live_from = -1;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    SX_RETURN_IF_ERROR(sx_buffer_alloc(dev, sx_tensor_nbytes(t), buf));
+    t->buffer = *buf;
+    return SX_OK;
+}
+
+void sx_spec_destroy(sx_spec *sp) {
+    if (!sp) return;
+    sx_kv_cache_free(sp->dkv);
+    sx_buffer_free(sp->featbuf_buf);
+    sx_buffer_free(sp->hbuf_buf);
+    free(sp->pend_feat), free(sp->pend_tok), free(sp->dm_pend);
+    free(sp->move_src), free(sp->move_dst);
+    free(sp->row_logits), free(sp->probs), free(sp->tops);
+    free(sp);
+}
+
+sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) {
+    *out = NULL;
+    sx_engine *e = s->e;
+    if (p->kind == SX_SPEC_EAGLE3 && !e->eagle)
+        return sx_set_error(SX_ERR_INVALID_ARG, "--spec eagle3 needs an EAGLE-3 draft (-md DRAFT.gguf with architecture eagle3)");
+    if (p->kind == SX_SPEC_DRAFT && !e->draft)
+        return sx_set_error(SX_ERR_INVALID_ARG, "--spec draft needs a draft model sharing the target's vocabulary (-md MODEL.gguf)");
+    if (p->draft_max < 1 || p->draft_max > SX_SPEC_MAX_DEPTH)
+        return sx_set_error(SX_ERR_INVALID_ARG, "--draft-max must be in [1, %d]", SX_SPEC_MAX_DEPTH);
+    if (p->draft_topk < 1 || p->draft_topk > 32) return sx_set_error(SX_ERR_INVALID_ARG, "--draft-topk must be in [1, 32]");
+    if (p->draft_nodes < 1 || p->draft_nodes > SX_SPEC_MAX_NODES - 1)
+        return sx_set_error(SX_ERR_INVALID_ARG, "--draft-nodes must be in [1, %d]", SX_SPEC_MAX_NODES - 1);
+    sx_spec *sp = calloc(1, sizeof *sp);
+    if (!sp) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+    sp->s = s;
+    sp->p = *p;
+    if (p->kind == SX_SPEC_DRAFT) sp->p.draft_topk = 1; /* classic drafting is a chain */
+    if (sp->p.draft_topk == 1) sp->p.draft_nodes = sp->p.draft_max;
+    sx_device *ddev = e->draft_dev ? e->draft_dev : e->dev;
+    const int n_ctx = s->kv->n_ctx, V = e->model->hp.n_vocab;
+    sx_status st = SX_OK;
+    const int cap_rows = s->n_batch > SX_SPEC_MAX_NODES ? s->n_batch : SX_SPEC_MAX_NODES;
+    sp->pend_feat = malloc(sizeof(int32_t) * (size_t)cap_rows);
+    sp->pend_tok = malloc(sizeof(int32_t) * (size_t)cap_rows);
+    sp->dm_pend = malloc(sizeof(int32_t) * (size_t)(n_ctx + 1));
+    sp->move_src = malloc(sizeof(int32_t) * (SX_SPEC_MAX_DEPTH + 1));
+    sp->move_dst = malloc(sizeof(int32_t) * (SX_SPEC_MAX_DEPTH + 1));
+    sp->row_logits = malloc(sizeof(float) * (size_t)V);
+    if (!sp->pend_feat || !sp->pend_tok || !sp->dm_pend || !sp->move_src || !sp->move_dst || !sp->row_logits)
+        st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+    if (st == SX_OK && p->kind == SX_SPEC_EAGLE3) {
+        sp->d = e->eagle;
+        const int K = sp->p.draft_topk, Vd = sp->d->hp.n_vocab;
+        sp->feat_cap = cap_rows;
+        sp->h_cap = SX_SPEC_MAX_NODES + 1;
+        sp->probs = malloc(sizeof(float) * (size_t)Vd * (size_t)K);
+        sp->tops = malloc(sizeof(int32_t) * (size_t)K * (size_t)K);
+        if (!sp->probs || !sp->tops) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+        if (st == SX_OK)
+            st = persistent(e->dev, SX_DTYPE_F32, 3 * (int64_t)e->model->hp.n_embd, sp->feat_cap, "features", &sp->featbuf, &sp->featbuf_buf);
+        if (st == SX_OK) st = persistent(ddev, SX_DTYPE_F32, sp->d->hp.n_embd, sp->h_cap, "draft_hidden", &sp->hbuf, &sp->hbuf_buf);
+        if (st == SX_OK) st = sx_eagle3_kv_create(sp->d, ddev, n_ctx + SX_SPEC_MAX_NODES + 1, &sp->dkv);
+    } else if (st == SX_OK && p->kind == SX_SPEC_DRAFT) {
+        sp->dm = e->draft;
+        st = sx_kv_cache_create(&sp->dm->hp, ddev, n_ctx + SX_SPEC_MAX_DEPTH + 1, SX_DTYPE_F16, &sp->dkv);
+    }
+    if (st != SX_OK) {
+        sx_spec_destroy(sp);
+        return st;
+    }
+    *out = sp;
+    return SX_OK;
+}
+
+void sx_spec_timing(const sx_spec *sp, double *draft_ms, double *verify_ms) {
+    *draft_ms = sp->draft_ms;
+    *verify_ms = sp->verify_ms;
+}
+
+/* ---- draft passes ---- */
+static sx_status run_draft(sx_spec *sp, const sx_draft_batch *b, sx_draft_out *o) {
+    sx_session *s = sp->s;
+    sx_graph_reset(s->graph);
+    SX_RETURN_IF_ERROR(sx_eagle3_build(sp->d, sp->dkv, s->graph, &sp->featbuf, &sp->hbuf, b, o));
+    return sx_sched_compute(s->sched, s->graph);
+}
+
+/* The pending rows: commits them to the draft's cache, stores the last row's
+ * h' at hidden row 0 and reads the root's candidate children and signals. */
+static sx_status draft_pending(sx_spec *sp, int32_t root, sx_spec_proposal *prop) {
+    const int n = sp->n_pend;
+    sp->pend_tok[n - 1] = root;
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)n);
+    if (!pos) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+    for (int i = 0; i < n; i++) pos[i] = sp->draft_past + i;
+    const int32_t last = n - 1, hrow0 = 0;
+    const bool sig = sp->pend_generated && sp->d->hp.n_signals == 3;
+    sx_draft_batch b = {.n = n, .tokens = sp->pend_tok, .pos = pos, .n_past = sp->draft_past, .slot0 = sp->draft_past,
+                        .feat_rows = sp->pend_feat, .n_hout = 1, .hout_src = &last, .hout_rows = &hrow0, .out_rows = &last, .n_out = 1,
+                        .top_k = sp->p.draft_topk, .signals = sig};
+    sx_draft_out o;
+    sx_status st = run_draft(sp, &b, &o);
+    free(pos);
+    const int Vd = sp->d->hp.n_vocab;
+    if (st == SX_OK) st = sx_tensor_read(o.probs, sp->probs, sizeof(float) * (size_t)Vd);
+    if (st == SX_OK) st = sx_tensor_read(o.top, sp->tops, sizeof(int32_t) * (size_t)o.top->ne[0]);
+    prop->have_signals = false;
+    if (st == SX_OK && sig) {
+        float *a = malloc(sizeof(float) * (size_t)n * 3);
+        if (!a) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+        if (st == SX_OK) st = sx_tensor_read(o.sig_01, a, sizeof(float) * 2 * (size_t)n);
+        if (st == SX_OK) st = sx_tensor_read(o.sig_2, a + 2 * n, sizeof(float) * (size_t)n);
+        if (st == SX_OK) {
+            double m[3] = {0, 0, 0};
+            for (int i = 0; i < n; i++) m[0] += a[2 * i], m[1] += a[2 * i + 1], m[2] += a[2 * n + i];
+            for (int j = 0; j < 3; j++) prop->signals[j] = (float)(m[j] / n);
+            prop->have_signals = true;
+        }
+        free(a);
+    }
+    if (st == SX_OK) sp->draft_past += n;
+    return st;
+}
+
+static int cmp_nodes(const tnode *a, int ia, const tnode *b, int ib) {
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    if (a->depth != b->depth) return a->depth < b->depth ? -1 : 1;
+    return ia < ib ? -1 : ia > ib;
+}
+
+/* indices of the best `k` nodes among idx[0..n) (score desc, depth, index) */
+static void best_k(const tnode *nodes, int *idx, int n, int k) {
+    for (int i = 1; i < n; i++) { /* insertion sort: n <= K*K <= 1024 */
+        int v = idx[i], j = i;
+        while (j > 0 && cmp_nodes(&nodes[v], v, &nodes[idx[j - 1]], idx[j - 1]) < 0) idx[j] = idx[j - 1], j--;
+        idx[j] = v;
+    }
+    (void)k;
+}
+
+static void add_children(sx_spec *sp, int parent, const float *probs, const int32_t *top, int K) {
+    const float base = parent < 0 ? 0.0f : sp->nodes[parent].score;
+    const int depth = parent < 0 ? 1 : sp->nodes[parent].depth + 1;
+    for (int i = 0; i < K && sp->n_nodes < SX_SPEC_MAX_NODES; i++) {
+        const int32_t id = top[i];
+        const float p = probs[id];
+        tnode *t = &sp->nodes[sp->n_nodes++];
+        t->token = sx_eagle3_to_target(sp->d, id);
+        t->parent = parent;
+        t->depth = depth;
+        t->score = base + logf(p > 1e-30f ? p : 1e-30f);
+        t->hrow = -1;
+        t->drow = -1;
+        t->vrow = -1;
+    }
+}
+
+/* EAGLE-2 dynamic tree: expand the K best nodes of each level. */
+static sx_status draft_tree_eagle(sx_spec *sp, int32_t root, sx_spec_proposal *prop) {
+    const int K = sp->p.draft_topk, D = sp->p.draft_max;
+    sp->n_nodes = 0;
+    SX_RETURN_IF_ERROR(draft_pending(sp, root, prop));
+    add_children(sp, -1, sp->probs, sp->tops, K);
+    int level[SX_SPEC_MAX_NODES], n_level = 0, n_rows = 0;
+    for (int i = 0; i < sp->n_nodes; i++) level[n_level++] = i;
+    const int Vd = sp->d->hp.n_vocab;
+    for (int depth = 2; depth <= D; depth++) {
+        best_k(sp->nodes, level, n_level, K);
+        const int n = n_level < K ? n_level : K;
+        if (n == 0 || sp->n_nodes + n * K > SX_SPEC_MAX_NODES || n_rows + n > SX_SPEC_MAX_NODES - 1) break;
+        int32_t tok[64], pos[64], prow[64], hout[64], outr[64];
+        const int M = n_rows + n;
+        float *mask = malloc(sizeof(float) * (size_t)M * (size_t)n);
+        if (!mask) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+        for (int r = 0; r < n; r++) {
+            tnode *t = &sp->nodes[level[r]];
+            t->drow = n_rows + r;
+            t->hrow = 1 + t->drow;
+            tok[r] = t->token;
+            pos[r] = sp->draft_past + depth - 2;
+            prow[r] = t->parent < 0 ? 0 : sp->nodes[t->parent].hrow;
+            hout[r] = t->hrow;
+            outr[r] = r;
+            for (int j = 0; j < M; j++) mask[(size_t)r * M + j] = -INFINITY;
+            for (int a = level[r]; a >= 0; a = sp->nodes[a].parent) mask[(size_t)r * M + sp->nodes[a].drow] = 0;
+        }
+        sx_draft_batch b = {.n = n, .tokens = tok, .pos = pos, .n_past = sp->draft_past, .slot0 = sp->draft_past + n_rows, .mask = mask,
+                            .parent_rows = prow, .n_hout = n, .hout_rows = hout, .out_rows = outr, .n_out = n, .top_k = K};
+        sx_draft_out o;
+        sx_status st = run_draft(sp, &b, &o);
+        free(mask);
+        if (st == SX_OK) st = sx_tensor_read(o.probs, sp->probs, sizeof(float) * (size_t)Vd * (size_t)n);
+        if (st == SX_OK) st = sx_tensor_read(o.top, sp->tops, sizeof(int32_t) * (size_t)K * (size_t)n);
+        if (st != SX_OK) return st;
+        const int first = sp->n_nodes;
+        for (int r = 0; r < n; r++) add_children(sp, level[r], sp->probs + (size_t)r * Vd, sp->tops + (size_t)r * K, K);
+        n_rows += n;
+        n_level = 0;
+        for (int i = first; i < sp->n_nodes; i++) level[n_level++] = i;
+    }
+    return SX_OK;
+}
+
+/* Classic draft model: a greedy chain of D tokens after the committed ones. */
+static sx_status draft_chain_model(sx_spec *sp, int32_t root) {
+    sx_session *s = sp->s;
+    sp->n_nodes = 0;
+    sp->dm_pend[sp->n_dm_pend++] = root;
+    int32_t buf[1];
+    const int D = sp->p.draft_max;
+    for (int i = 0; i < D; i++) {
+        const int32_t *toks = i == 0 ? sp->dm_pend : buf;
+        const int n = i == 0 ? sp->n_dm_pend : 1;
+        const int32_t last = n - 1;
+        sx_batch b = {.tokens = toks, .n = n, .n_past = sp->draft_past, .out_rows = &last, .n_out = 1};
+        sx_forward_out fo;
+        sx_graph_reset(s->graph);
+        SX_RETURN_IF_ERROR(sx_model_build_forward(sp->dm, sp->dkv, s->graph, &b, &fo));
+        SX_RETURN_IF_ERROR(sx_sched_compute(s->sched, s->graph));
+        int32_t next;
+        SX_RETURN_IF_ERROR(sx_tensor_read(fo.argmax, &next, sizeof next));
+        sp->draft_past += n;
+        tnode *t = &sp->nodes[sp->n_nodes++];
+        *t = (tnode){.token = next, .parent = sp->n_nodes - 2, .depth = i + 1, .score = 0, .hrow = -1, .drow = -1, .vrow = -1};
+        buf[0] = next;
+    }
+    sp->n_dm_pend = 0;
+    return SX_OK;
+}
+
+/* ---- verification ---- */
+static sx_status verify(sx_spec *sp, int32_t root, const int *sel, int n_sel, int32_t *argmax, sx_tensor **out_logits) {
+    sx_session *s = sp->s;
+    const int n = n_sel + 1;
+    int32_t tok[SX_SPEC_MAX_NODES + 1], pos[SX_SPEC_MAX_NODES + 1];
+    float *mask = malloc(sizeof(float) * (size_t)n * (size_t)n);
+    if (!mask) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+    tok[0] = root;
+    pos[0] = s->n_past;
+    sp->vnode[0] = -1;
+    for (int i = 0; i < sp->n_nodes; i++) sp->nodes[i].vrow = -1;
+    for (int r = 1; r < n; r++) {
+        tnode *t = &sp->nodes[sel[r - 1]];
+        t->vrow = r;
+        sp->vnode[r] = sel[r - 1];
+        tok[r] = t->token;
+        pos[r] = s->n_past + t->depth;
+    }
+    for (int r = 0; r < n; r++) {
+        for (int j = 0; j < n; j++) mask[(size_t)r * n + j] = -INFINITY;
+        mask[(size_t)r * n + 0] = 0;
+        for (int a = sp->vnode[r]; a >= 0; a = sp->nodes[a].parent) mask[(size_t)r * n + sp->nodes[a].vrow] = 0;
+    }
+    int fl[3];
+    const int nfl = feature_layers(sp, fl);
+    sx_batch b = {.tokens = tok, .pos = pos, .n = n, .n_past = s->n_past, .mask = mask, .feature_layers = fl, .n_feature_layers = nfl,
+                  .feature_buf = nfl ? &sp->featbuf : NULL, .move_src = sp->move_src, .move_dst = sp->move_dst, .n_moves = sp->n_moves};
+    sx_forward_out fo;
+    sx_graph_reset(s->graph);
+    sx_status st = sx_model_build_forward(s->e->model, s->kv, s->graph, &b, &fo);
+    free(mask);
+    if (st == SX_OK) st = sx_sched_compute(s->sched, s->graph);
+    if (st == SX_OK) st = sx_tensor_read(fo.argmax, argmax, sizeof(int32_t) * (size_t)n);
+    if (st == SX_OK) sp->n_moves = 0;
+    sp->n_vrows = n;
+    *out_logits = fo.logits;
+    return st;
+}
+
+/* ---- acceptance ---- */
+static int child_with_token(const sx_spec *sp, int vrow, int32_t token) {
+    const int parent = sp->vnode[vrow];
+    for (int r = 1; r < sp->n_vrows; r++)
+        if (sp->nodes[sp->vnode[r]].parent == parent && sp->nodes[sp->vnode[r]].token == token) return r;
+    return -1;
+}
+
+static sx_status accept_greedy(sx_spec *sp, const int32_t *argmax, int32_t *bonus) {
+    int cur = 0;
+    sp->path[0] = 0;
+    sp->n_path = 1;
+    for (;;) {
+        const int next = child_with_token(sp, cur, argmax[cur]);
+        if (next < 0) break;
+        sp->path[sp->n_path++] = next;
+        cur = next;
+    }
+    *bonus = argmax[cur];
+    return SX_OK;
+}
+
+/* Exact sampling acceptance: at each node the target distribution p; try the
+ * children in draft-score order, accept x with probability p(x), else zero it
+ * and renormalise; the bonus comes from what remains. */
+static sx_status accept_sample(sx_spec *sp, sx_tensor *logits, sx_sampler *smp, int32_t *bonus) {
+    sx_session *s = sp->s;
+    const int V = s->e->model->hp.n_vocab;
+    int cur = 0;
+    sp->path[0] = 0;
+    sp->n_path = 1;
+    /* history = committed tokens + the root + the accepted path */
+    const int base = s->n_past;
+    s->history[base] = sp->root;
+    for (;;) {
+        SX_RETURN_IF_ERROR(sx_tensor_read_at(logits, (size_t)cur * V * sizeof(float), sp->row_logits, sizeof(float) * (size_t)V));
+        const int32_t *ids;
+        const float *p;
+        int n;
+        SX_RETURN_IF_ERROR(sx_sampler_distribution(smp, sp->row_logits, s->history, base + sp->n_path, &ids, &p, &n));
+        float *q = malloc(sizeof(float) * (size_t)n);
+        if (!q) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+        memcpy(q, p, sizeof(float) * (size_t)n);
+        double mass = 1.0;
+        int chosen = -1;
+        /* children of cur in draft-score order */
+        int kids[SX_SPEC_MAX_NODES], nk = 0;
+        for (int r = 1; r < sp->n_vrows; r++)
+            if (sp->nodes[sp->vnode[r]].parent == sp->vnode[cur]) kids[nk++] = sp->vnode[r];
+        best_k(sp->nodes, kids, nk, nk);
+        for (int c = 0; c < nk && chosen < 0; c++) {
+            const int32_t tok = sp->nodes[kids[c]].token;
+            int at = -1;
+            for (int i = 0; i < n; i++)
+                if (ids[i] == tok) at = i;
+            const double px = at >= 0 && mass > 0 ? q[at] / mass : 0.0;
+            if (px > 0 && sx_rng_uniform(sx_sampler_rng(smp)) < px) {
+                chosen = sp->nodes[kids[c]].vrow;
+            } else if (at >= 0) {
+                mass -= q[at];
+                q[at] = 0;
+            }
+        }
+        if (chosen >= 0) {
+            free(q);
+            sp->path[sp->n_path++] = chosen;
+            s->history[base + sp->n_path - 1] = sp->nodes[sp->vnode[chosen]].token;
+            cur = chosen;
+            if (sp->n_path > SX_SPEC_MAX_DEPTH) return sx_set_error(SX_ERR_INVALID_ARG, "spec: path too deep");
+            continue;
+        }
+        /* bonus from the residual distribution */
+        double u = sx_rng_uniform(sx_sampler_rng(smp)) * mass, cum = 0;
+        int32_t pick = -1;
+        for (int i = 0; i < n; i++) {
+            if (q[i] <= 0) continue;
+            cum += q[i];
+            pick = ids[i];
+            if (u < cum) break;
+        }
+        free(q);
+        if (pick < 0) pick = ids[0]; /* every candidate rejected with p == 1: cannot happen, kept safe */
+        *bonus = pick;
+        return SX_OK;
+    }
+}
+
+/* ---- the step ---- */
+sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, sx_spec_proposal *out) {
+    sx_session *s = sp->s;
+    memset(out, 0, sizeof *out);
+    sp->root = root;
+    const int T = sp->p.draft_nodes;
+    double t0 = sx_now_ms();
+    sx_status st = sp->d ? draft_tree_eagle(sp, root, out) : draft_chain_model(sp, root);
+    double t1 = sx_now_ms();
+    sp->draft_ms += t1 - t0;
+    if (st != SX_OK) return st;
+    /* select the T best nodes (closed under ancestors), parents first */
+    int sel[SX_SPEC_MAX_NODES];
+    int n_sel = 0;
+    for (int i = 0; i < sp->n_nodes; i++) sel[n_sel++] = i;
+    best_k(sp->nodes, sel, n_sel, T);
+    if (n_sel > T) n_sel = T;
+    const int room = s->kv->n_ctx - s->n_past - 1; /* verify rows after the root must fit the context */
+    if (n_sel > room) n_sel = room > 0 ? room : 0;
+    for (int i = 1; i < n_sel; i++) { /* order by depth (parents before children), stable */
+        int v = sel[i], j = i;
+        while (j > 0 && sp->nodes[sel[j - 1]].depth > sp->nodes[v].depth) sel[j] = sel[j - 1], j--;
+        sel[j] = v;
+    }
+    out->n_drafted = n_sel;
+    int32_t argmax[SX_SPEC_MAX_NODES + 1];
+    sx_tensor *logits = NULL;
+    st = verify(sp, root, sel, n_sel, argmax, &logits);
+    int32_t bonus = 0;
+    if (st == SX_OK) st = greedy || !smp ? accept_greedy(sp, argmax, &bonus) : accept_sample(sp, logits, smp, &bonus);
+    sp->verify_ms += sx_now_ms() - t1;
+    if (st != SX_OK) return st;
+    out->n = 0;
+    for (int j = 1; j < sp->n_path; j++) out->tokens[out->n++] = sp->nodes[sp->vnode[sp->path[j]]].token;
+    out->tokens[out->n++] = bonus;
+    return SX_OK;
+}
+
+void sx_spec_commit(sx_spec *sp, int n_accepted, int32_t bonus) {
+    sx_session *s = sp->s;
+    if (n_accepted > sp->n_path - 1) n_accepted = sp->n_path - 1;
+    const int N = s->n_past, k = n_accepted;
+    /* target cache: root at N already; accepted node j sits at N + path[j] */
+    sp->n_moves = 0;
+    for (int j = 1; j <= k; j++)
+        if (sp->path[j] != j) {
+            sp->move_src[sp->n_moves] = N + sp->path[j];
+            sp->move_dst[sp->n_moves] = N + j;
+            sp->n_moves++;
+        }
+    s->history[N] = sp->root;
+    for (int j = 1; j <= k; j++) s->history[N + j] = sp->nodes[sp->vnode[sp->path[j]]].token;
+    s->n_past = N + k + 1;
+    if (sp->d) { /* pending draft rows: features of the committed tokens, each with the next token */
+        for (int j = 0; j <= k; j++) {
+            sp->pend_feat[j] = sp->path[j];
+            sp->pend_tok[j] = j < k ? sp->nodes[sp->vnode[sp->path[j + 1]]].token : bonus;
+        }
+        sp->n_pend = k + 1;
+        sp->pend_generated = true;
+    } else { /* classic draft: its cache holds root, d1..d(D-1); keep what was accepted */
+        const int D = sp->p.draft_max;
+        sp->draft_past = N + (k < D ? k + 1 : D);
+        sp->n_dm_pend = 0;
+        if (k == D) sp->dm_pend[sp->n_dm_pend++] = sp->nodes[sp->vnode[sp->path[k]]].token;
+    }
+}
+
+/* ---- prefill ---- */
+sx_status sx_spec_prefill(sx_spec *sp, const int32_t *prompt, int n, float *out_logits) {
+    sx_session *s = sp->s;
+    if ((int64_t)s->n_past + n > s->kv->n_ctx)
+        return sx_set_error(SX_ERR_CONTEXT_FULL, "the prompt has %d tokens but only %d of the %d context slots are free (raise --ctx-size)", n,
+                            s->kv->n_ctx - s->n_past, s->kv->n_ctx);
+    if (sp->dm) { /* classic: the target as usual, the draft reads the prompt at its first step */
+        SX_RETURN_IF_ERROR(sx_session_eval(s, prompt, n, out_logits));
+        sp->n_dm_pend = 0;
+        for (int i = 0; i < n; i++) sp->dm_pend[sp->n_dm_pend++] = prompt[i];
+        sp->draft_past = s->n_past - n;
+        return SX_OK;
+    }
+    int fl[3];
+    feature_layers(sp, fl);
+    for (int done = 0; done < n;) {
+        const int m = n - done < s->n_batch ? n - done : s->n_batch;
+        const bool last = done + m == n;
+        const int32_t last_row = m - 1;
+        sx_batch b = {.tokens = prompt + done, .n = m, .n_past = s->n_past, .out_rows = &last_row, .n_out = 1, .feature_layers = fl,
+                      .n_feature_layers = 3, .feature_buf = &sp->featbuf, .move_src = sp->move_src, .move_dst = sp->move_dst,
+                      .n_moves = sp->n_moves};
+        SX_RETURN_IF_ERROR(sx_session_forward(s, &b, last ? out_logits : NULL, NULL));
+        sp->n_moves = 0;
+        memcpy(s->history + s->n_past, prompt + done, sizeof(int32_t) * (size_t)m);
+        s->n_past += m;
+        /* the draft reads this chunk: row i pairs feature i with the next prompt token */
+        const int rows = last ? m - 1 : m;
+        for (int i = 0; i < m; i++) {
+            sp->pend_feat[i] = i;
+            sp->pend_tok[i] = done + i + 1 < n ? prompt[done + i + 1] : 0;
+        }
+        if (rows > 0) {
+            int32_t *pos = malloc(sizeof(int32_t) * (size_t)rows);
+            if (!pos) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+            for (int i = 0; i < rows; i++) pos[i] = sp->draft_past + i;
+            sx_draft_batch db = {.n = rows, .tokens = sp->pend_tok, .pos = pos, .n_past = sp->draft_past, .slot0 = sp->draft_past,
+                                 .feat_rows = sp->pend_feat};
+            sx_draft_out o;
+            sx_status st = run_draft(sp, &db, &o);
+            free(pos);
+            SX_RETURN_IF_ERROR(st);
+            sp->draft_past += rows;
+        }
+        done += m;
+        if (last) { /* the prompt's last row waits for the first generated token */
+            sp->pend_feat[0] = m - 1;
+            sp->n_pend = 1;
+            sp->pend_generated = false;
+        }
+    }
+    return SX_OK;
+}

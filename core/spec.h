@@ -1,0 +1,47 @@
+/* core/spec.h — speculative decoding for one session: EAGLE-3 tree drafting
+ * (EAGLE-2 dynamic tree) or a classic draft model (chain), verification of
+ * the whole tree in one target pass with a tree mask, lossless acceptance
+ * (greedy and sampling) and KV compaction on the device.
+ *
+ * Per step: sx_spec_step(root) drafts a tree after `root` (the last token
+ * decided, not yet in the target's cache), verifies it and proposes the
+ * accepted tokens plus a bonus token; the caller may shorten the proposal
+ * (exit policy) and then calls sx_spec_commit. Only token ids, a few
+ * probabilities and the three exit signals cross to the host. */
+#ifndef SX_SPEC_H
+#define SX_SPEC_H
+
+#include "core/engine_internal.h"
+
+#define SX_SPEC_MAX_NODES 256
+#define SX_SPEC_MAX_DEPTH 32
+
+typedef struct sx_spec sx_spec;
+
+SX_MUST_USE sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out);
+void sx_spec_destroy(sx_spec *sp);
+
+/* Evaluates the prompt through the target (and the draft); fills the last
+ * token's logits [n_vocab]. */
+SX_MUST_USE sx_status sx_spec_prefill(sx_spec *sp, const int32_t *prompt, int n, float *out_logits);
+
+typedef struct sx_spec_proposal {
+    int32_t tokens[SX_SPEC_MAX_DEPTH + 1]; /* accepted draft tokens, then the bonus */
+    int n;                                 /* accepted + 1 */
+    bool have_signals;                     /* signals of the tokens committed by the previous step */
+    float signals[3];                      /* confidence, progress, remain (mean over those tokens) */
+    int n_drafted;
+} sx_spec_proposal;
+
+/* One step after `root`. smp == NULL or greedy: greedy acceptance; else the
+ * exact sampling acceptance with the sampler's distribution. history: the
+ * committed tokens (for repetition penalties). */
+SX_MUST_USE sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, sx_spec_proposal *out);
+/* Commits the first n_accepted proposed tokens and `bonus` as the next root
+ * (n_accepted <= the proposal's accepted count; bonus may differ from the
+ * proposal's, e.g. a forced end-of-thinking token). */
+void sx_spec_commit(sx_spec *sp, int n_accepted, int32_t bonus);
+
+void sx_spec_timing(const sx_spec *sp, double *draft_ms, double *verify_ms);
+
+#endif

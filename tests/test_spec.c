@@ -1,0 +1,351 @@
+/* tests/test_spec.c — invariants of speculative decoding and the exit.
+ *
+ *   test_spec BACKEND TARGET.gguf EAGLE3.gguf [EAGLE3_D2T.gguf] [--other-draft M.gguf]
+ *             [--bad-draft FILE:SUBSTRING ...]
+ *
+ *  1. greedy speculative output == plain greedy output, token for token, for
+ *     chain and tree drafts of several depths/widths, EAGLE-3 and classic
+ *     drafts, the draft on BACKEND and on another backend (cpu-ref);
+ *  2. with an exit policy, every token equals the target's own greedy choice
+ *     given the tokens before it, except the one forced </think>;
+ *  3. sampling acceptance keeps the target distribution (chi-square test of
+ *     the first verified token, fixed seed, many draws);
+ *  4. bad drafts are rejected at load with a message naming the problem.
+ * Exit 77 when BACKEND has no device. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/specexit.h"
+
+static int g_failed, g_passed;
+
+#define CHECK(cond, ...)                       \
+    do {                                       \
+        if (cond) {                            \
+            g_passed++;                        \
+        } else {                               \
+            g_failed++;                        \
+            printf("FAIL: " __VA_ARGS__);      \
+            printf("\n");                      \
+        }                                      \
+    } while (0)
+
+typedef struct {
+    int32_t v[512];
+    int n;
+} toklist;
+
+static bool collect(int32_t tok, const char *piece, size_t len, void *user) {
+    (void)piece, (void)len;
+    toklist *l = user;
+    if (l->n < 512) l->v[l->n++] = tok;
+    return true;
+}
+
+static sx_engine *open_engine(const char *backend, const char *target, const char *draft, const char *draft_backend) {
+    sx_engine_options eo;
+    sx_engine_options_init(&eo);
+    eo.model_path = target;
+    eo.backend = backend;
+    eo.n_threads = 2;
+    eo.draft_path = draft;
+    eo.draft_backend = draft_backend;
+    sx_engine *e = NULL;
+    sx_status st = sx_engine_create(&eo, &e);
+    if (st != SX_OK) printf("FAIL: open %s (draft %s on %s): %s\n", target, draft ? draft : "-", draft_backend ? draft_backend : backend, sx_last_error()), g_failed++;
+    return e;
+}
+
+static sx_status run(sx_engine *e, const int32_t *prompt, int n_prompt, const sx_generate_params *p, toklist *out, sx_generate_stats *gs) {
+    sx_session *s;
+    sx_session_options so;
+    sx_session_options_init(&so);
+    so.n_ctx = 512;
+    SX_RETURN_IF_ERROR(sx_session_create(e, &so, &s));
+    out->n = 0;
+    sx_status st = sx_generate(s, prompt, n_prompt, p, collect, out, gs);
+    sx_session_destroy(s);
+    return st;
+}
+
+static const int32_t g_prompt[] = {40, 71, 99, 3, 17, 250, 12, 88, 5, 200, 31};
+#define N_PROMPT (int)(sizeof g_prompt / sizeof g_prompt[0])
+
+static void greedy_invariants(const char *backend, const char *target, const char *const *drafts, int n_drafts) {
+    sx_engine *plain = open_engine(backend, target, NULL, NULL);
+    if (!plain) return;
+    sx_generate_params gp;
+    sx_generate_params_init(&gp);
+    gp.n_predict = 48;
+    gp.sampling.temp = 0;
+    gp.ignore_eos = true;
+    toklist ref;
+    sx_generate_stats gs;
+    sx_status st = run(plain, g_prompt, N_PROMPT, &gp, &ref, &gs);
+    CHECK(st == SX_OK && ref.n == 48, "plain greedy on %s: %s", target, sx_last_error());
+    sx_engine_destroy(plain);
+    const struct { int d, k, t; } cfg[] = {{1, 1, 1}, {3, 1, 3}, {3, 2, 6}, {5, 4, 16}, {6, 3, 30}, {4, 8, 40}};
+    const char *dbacks[2] = {NULL, "cpu-ref"};
+    for (int di = 0; di < n_drafts; di++)
+        for (int b = 0; b < 2; b++) {
+            if (b == 1 && !strcmp(backend, "cpu-ref")) continue;
+            sx_engine *e = open_engine(backend, target, drafts[di], dbacks[b]);
+            if (!e) continue;
+            sx_engine_info info;
+            sx_engine_get_info(e, &info);
+            for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+                sx_generate_params sp = gp;
+                sp.spec.kind = !strcmp(info.draft, "eagle3") ? SX_SPEC_EAGLE3 : SX_SPEC_DRAFT;
+                sp.spec.draft_max = cfg[c].d, sp.spec.draft_topk = cfg[c].k, sp.spec.draft_nodes = cfg[c].t;
+                toklist got;
+                st = run(e, g_prompt, N_PROMPT, &sp, &got, &gs);
+                int first_diff = -1;
+                for (int i = 0; i < ref.n && first_diff < 0; i++)
+                    if (i >= got.n || got.v[i] != ref.v[i]) first_diff = i;
+                CHECK(st == SX_OK && got.n == ref.n && first_diff < 0, "%s + %s (%s, draft on %s) D=%d K=%d T=%d: %s; first difference at token %d",
+                      target, drafts[di], info.draft, dbacks[b] ? dbacks[b] : backend, cfg[c].d, cfg[c].k, cfg[c].t,
+                      st == SX_OK ? "ok" : sx_last_error(), first_diff);
+                if (c == sizeof cfg / sizeof cfg[0] - 2)
+                    printf("ok   %s + %s (%s, draft on %s): greedy identical for %zu configs; D=5 K=4 T=16: %.2f tokens/pass, %d/%d accepted\n",
+                           target, drafts[di], info.draft, dbacks[b] ? dbacks[b] : backend, sizeof cfg / sizeof cfg[0], gs.accept_len_mean,
+                           gs.n_accepted, gs.n_drafted);
+            }
+            sx_engine_destroy(e);
+        }
+}
+
+/* Every generated token must be the target's own greedy choice, except the
+ * forced </think>. */
+static void exit_only_forced_token(const char *backend, const char *target, const char *draft) {
+    sx_engine *e = open_engine(backend, target, draft, NULL);
+    if (!e) return;
+    int32_t think = -1;
+    {
+        int32_t *ids;
+        int n;
+        if (sx_tokenize(e, "</think>", false, true, &ids, &n) == SX_OK && n == 1) think = ids[0];
+        free(ids);
+    }
+    int32_t open_id = -1;
+    {
+        int32_t *ids;
+        int n;
+        if (sx_tokenize(e, "<think>", false, true, &ids, &n) == SX_OK && n == 1) open_id = ids[0];
+        free(ids);
+    }
+    CHECK(think >= 0 && open_id >= 0, "%s: the vocabulary lacks <think> / </think>", target);
+    if (think < 0 || open_id < 0) {
+        sx_engine_destroy(e);
+        return;
+    }
+    int32_t prompt[N_PROMPT + 1];
+    memcpy(prompt, g_prompt, sizeof g_prompt);
+    prompt[N_PROMPT] = open_id; /* the prompt opens a thinking section */
+    for (int mode = 0; mode < 2; mode++) {
+        sx_generate_params gp;
+        sx_generate_params_init(&gp);
+        gp.n_predict = 40;
+        gp.sampling.temp = 0;
+        gp.ignore_eos = true;
+        gp.spec.kind = SX_SPEC_EAGLE3;
+        if (mode == 0) { /* hard budget with speculation */
+            gp.exit.kind = SX_EXIT_BUDGET;
+            gp.exit.reasoning_budget = 13;
+        } else { /* signals with thresholds that are always met: cut at the first accepted delimiter */
+            gp.exit.kind = SX_EXIT_SPECEXIT;
+            gp.exit.conf = 0, gp.exit.progress = 0, gp.exit.remain = 1e30f;
+        }
+        toklist got;
+        sx_generate_stats gs;
+        sx_status st = run(e, prompt, N_PROMPT + 1, &gp, &got, &gs);
+        CHECK(st == SX_OK, "exit mode %d: %s", mode, sx_last_error());
+        if (st != SX_OK) continue;
+        if (mode == 0)
+            CHECK(gs.exited_early && gs.thinking_tokens == 13 && gs.exit_token_index == 13 && got.v[13] == think,
+                  "budget 13: exited %d, thinking %d, exit index %d", gs.exited_early, gs.thinking_tokens, gs.exit_token_index);
+        /* teacher-force the target over prompt + generated tokens */
+        sx_session *s;
+        sx_session_options so;
+        sx_session_options_init(&so);
+        so.n_ctx = 512;
+        int diffs = 0, forced_ok = 1;
+        float *logits = malloc(sizeof(float) * 4096 * 64);
+        sx_engine_info info;
+        sx_engine_get_info(e, &info);
+        st = sx_session_create(e, &so, &s);
+        if (st == SX_OK) st = sx_session_eval(s, prompt, N_PROMPT + 1, logits);
+        for (int i = 0; i < got.n && st == SX_OK; i++) {
+            int best = 0;
+            for (int v = 1; v < info.n_vocab; v++)
+                if (logits[v] > logits[best]) best = v;
+            if (got.v[i] != best) {
+                diffs++;
+                if (!(got.v[i] == think && i == gs.exit_token_index)) forced_ok = 0;
+            }
+            st = sx_session_eval(s, &got.v[i], 1, logits);
+        }
+        sx_session_destroy(s);
+        free(logits);
+        CHECK(st == SX_OK && forced_ok && diffs <= 1 && (diffs == 1) == gs.exited_early,
+              "exit mode %d: %d tokens differ from the target's choice (exit at %d, exited %d)", mode, diffs, gs.exit_token_index,
+              gs.exited_early);
+        printf("ok   exit mode %s: %d generated, %d thinking, forced </think> at %d (%s); all other tokens are the target's own\n",
+               mode ? "specexit" : "budget", got.n, gs.thinking_tokens, gs.exit_token_index, gs.exit_reason);
+    }
+    sx_engine_destroy(e);
+}
+
+/* chi-square critical value (Wilson-Hilferty), upper tail alpha = 0.001 */
+static double chi2_crit(int df) {
+    const double z = 3.090232;
+    const double a = 2.0 / (9.0 * df);
+    return df * pow(1 - a + z * sqrt(a), 3);
+}
+
+/* The second generated token comes from speculative acceptance (accepted
+ * draft token or bonus). Its expected counts are the sum over draws of the
+ * target's exact distribution given [prompt, first token]; Pearson's
+ * statistic against them must stay below the chi-square critical value
+ * (alpha 0.001; conservative, as the draws' distributions differ). */
+static void sampling_distribution(const char *backend, const char *target, const char *draft, sx_spec_kind kind, int K) {
+    sx_engine *e = open_engine(backend, target, draft, NULL);
+    if (!e) return;
+    sx_engine_info info;
+    sx_engine_get_info(e, &info);
+    const int V = info.n_vocab;
+    const float temp = 0.7f;
+    double *expect = calloc((size_t)V, sizeof(double)), *cnt = calloc((size_t)V, sizeof(double));
+    double **cache = calloc((size_t)V, sizeof(double *)); /* exact distribution given the first token */
+    float *logits = malloc(sizeof(float) * (size_t)V);
+    sx_generate_params gp;
+    sx_generate_params_init(&gp);
+    gp.n_predict = 2;
+    gp.sampling.temp = temp, gp.sampling.top_k = 0, gp.sampling.top_p = 1, gp.sampling.min_p = 0;
+    gp.ignore_eos = true;
+    gp.spec.kind = kind;
+    gp.spec.draft_max = 3, gp.spec.draft_topk = K, gp.spec.draft_nodes = 3 * K;
+    const int draws = 3000;
+    int n_acc = 0;
+    sx_status st = SX_OK;
+    for (int i = 0; i < draws && st == SX_OK; i++) {
+        toklist got;
+        sx_generate_stats gs;
+        gp.sampling.seed = 77 + (uint64_t)i;
+        st = run(e, g_prompt, N_PROMPT, &gp, &got, &gs);
+        if (st != SX_OK || got.n != 2) break;
+        const int32_t t1 = got.v[0];
+        if (!cache[t1]) {
+            int32_t seq[N_PROMPT + 1];
+            memcpy(seq, g_prompt, sizeof g_prompt);
+            seq[N_PROMPT] = t1;
+            sx_session *s;
+            sx_session_options so;
+            sx_session_options_init(&so);
+            so.n_ctx = 64;
+            st = sx_session_create(e, &so, &s);
+            if (st == SX_OK) st = sx_session_eval(s, seq, N_PROMPT + 1, logits);
+            sx_session_destroy(s);
+            cache[t1] = calloc((size_t)V, sizeof(double));
+            double mx = -1e30, sum = 0;
+            for (int v = 0; v < V; v++) mx = fmax(mx, logits[v] / temp);
+            for (int v = 0; v < V; v++) sum += cache[t1][v] = exp(logits[v] / temp - mx);
+            for (int v = 0; v < V; v++) cache[t1][v] /= sum;
+        }
+        for (int v = 0; v < V; v++) expect[v] += cache[t1][v];
+        cnt[got.v[1]] += 1;
+        n_acc += gs.n_accepted;
+    }
+    CHECK(st == SX_OK, "sampling draws: %s", sx_last_error());
+    /* Pearson over bins with expectation >= 5 (the rest pooled) */
+    double chi = 0, pool_e = 0, pool_c = 0;
+    int bins = 0;
+    for (int v = 0; v < V; v++) {
+        if (expect[v] >= 5) {
+            chi += (cnt[v] - expect[v]) * (cnt[v] - expect[v]) / expect[v];
+            bins++;
+        } else {
+            pool_e += expect[v], pool_c += cnt[v];
+        }
+    }
+    if (pool_e >= 5) chi += (pool_c - pool_e) * (pool_c - pool_e) / pool_e, bins++;
+    const double crit = chi2_crit(bins - 1);
+    CHECK(st == SX_OK && bins > 3 && chi < crit && n_acc > draws / 20,
+          "sampling acceptance (%s, K=%d): chi2 %.1f over %d bins (critical %.1f at alpha 0.001), %d draft tokens accepted in %d draws",
+          sx_spec_kind_name(kind), K, chi, bins, crit, n_acc, draws);
+    printf("ok   sampling acceptance (%s, K=%d): chi2 %.1f, %d bins, critical %.1f; %d draft tokens accepted in %d draws\n",
+           sx_spec_kind_name(kind), K, chi, bins, crit, n_acc, draws);
+    for (int v = 0; v < V; v++) free(cache[v]);
+    free(cache), free(expect), free(cnt), free(logits);
+    sx_engine_destroy(e);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: test_spec BACKEND TARGET.gguf EAGLE3.gguf [EAGLE3_D2T.gguf] [--other-draft M.gguf] [--bad-draft FILE:SUBSTRING ...]\n");
+        return 2;
+    }
+    const char *backend = argv[1], *target = argv[2];
+    const char *drafts[8];
+    int n_drafts = 0;
+    const char *other = NULL;
+    const char *bad[16];
+    int n_bad = 0;
+    for (int i = 3; i < argc; i++) {
+        if (!strcmp(argv[i], "--other-draft") && i + 1 < argc) other = argv[++i];
+        else if (!strcmp(argv[i], "--bad-draft") && i + 1 < argc && n_bad < 16) bad[n_bad++] = argv[++i];
+        else if (n_drafts < 6) drafts[n_drafts++] = argv[i];
+    }
+    /* skip when the backend is absent */
+    sx_engine_options eo;
+    sx_engine_options_init(&eo);
+    eo.model_path = target;
+    eo.backend = backend;
+    sx_engine *probe;
+    sx_status st = sx_engine_create(&eo, &probe);
+    if (st == SX_ERR_NO_DEVICE || st == SX_ERR_UNSUPPORTED || st == SX_ERR_BACKEND) {
+        printf("SKIP: backend %s: %s\n", backend, sx_last_error());
+        return 77;
+    }
+    sx_engine_destroy(probe);
+    drafts[n_drafts++] = target; /* the target as its own classic draft: long accepted chains */
+    if (other) drafts[n_drafts++] = other;
+    greedy_invariants(backend, target, drafts, n_drafts);
+    exit_only_forced_token(backend, target, drafts[0]);
+    for (int i = 0; i < n_bad; i++) {
+        char spec[1024], patched[1100];
+        snprintf(spec, sizeof spec, "%s", bad[i]);
+        char *colon = strchr(spec, ':');
+        if (!colon) continue;
+        *colon = 0;
+        eo.draft_path = spec;
+        if (!strncmp(colon + 1, "missing tensor", 14)) { /* a copy of the draft with ffn_up renamed */
+            FILE *f = fopen(spec, "rb");
+            snprintf(patched, sizeof patched, "%s.missing.gguf", spec);
+            FILE *o = fopen(patched, "wb");
+            char buf[1 << 16];
+            size_t n, total = 0;
+            while (f && o && (n = fread(buf, 1, sizeof buf, f)) > 0) {
+                if (total == 0)
+                    for (size_t k = 0; k + 14 <= n; k++)
+                        if (!memcmp(buf + k, "ffn_up.weight", 13)) buf[k + 12] = 'x';
+                fwrite(buf, 1, n, o);
+                total += n;
+            }
+            if (f) fclose(f);
+            if (o) fclose(o);
+            eo.draft_path = patched;
+        }
+        sx_engine *e = NULL;
+        st = sx_engine_create(&eo, &e);
+        CHECK(st != SX_OK && strstr(sx_last_error(), colon + 1), "bad draft %s: status %s, message '%s' (wanted '%s')", spec, sx_status_str(st),
+              sx_last_error(), colon + 1);
+        if (st != SX_OK) printf("ok   bad draft rejected: %s\n", sx_last_error());
+        sx_engine_destroy(e);
+    }
+    sampling_distribution(backend, target, target, SX_SPEC_DRAFT, 1);
+    sampling_distribution(backend, target, drafts[0], SX_SPEC_EAGLE3, 4);
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed ? 1 : 0;
+}

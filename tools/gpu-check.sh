@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# tools/gpu-check.sh OUTDIR — the one prepared run for a machine with an NVIDIA
+# GPU (sized for one H200 and well under 10 minutes):
+#   1. builds with CUDA only (meson + ninja, nv_archs=sm_90 unless SX_NV_ARCHS)
+#   2. runs the cuda suite (op conformance, tiny-model goldens on cuda), the
+#      NVRTC compile check and the model (golden) suites
+#   3. writes synthetic-weight models with the layer shapes of Llama-3-8B and
+#      Qwen3-8B in Q4_0, Q4_K and F16 (tools/mkmodel.c) and benchmarks each with
+#      `specexit bench --backend cuda -p 512 -n 128 -r 3 --json`
+#   4. writes a roofline summary: weight bytes x decode tok/s against the
+#      peak memory bandwidth (SX_PEAK_BW, default 4.8e12 B/s for an H200).
+# Everything (JSON, logs, summary) goes to OUTDIR. Exit status: non-zero when
+# the build or a test failed; benchmarks failing are reported in the summary.
+#
+# Knobs (environment):
+#   SX_BENCH_LAYERS  layers per synthetic model: "full" (32 / 36, the real
+#                    depth; ~5 min of single-threaded weight generation per
+#                    model) or a number (default 8: same per-layer shapes, so
+#                    the same bandwidth ratio; about 1/4 of the time and disk)
+#   SX_BENCH_TYPES   default "q4_0 q4_k f16"
+#   SX_BUILD_DIR     default build-gpu-check (under the repository root)
+#   SX_NV_ARCHS      default sm_90
+#   SX_PEAK_BW       bytes/s for the roofline, default 4.8e12
+#   SX_SKIP_TESTS=1  benchmarks only
+set -uo pipefail
+
+out=${1:?usage: tools/gpu-check.sh OUTDIR}
+root=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+build=${SX_BUILD_DIR:-$root/build-gpu-check}
+layers=${SX_BENCH_LAYERS:-8}
+types=${SX_BENCH_TYPES:-q4_0 q4_k f16}
+archs=${SX_NV_ARCHS:-sm_90}
+peak=${SX_PEAK_BW:-4.8e12}
+models=$out/models
+status=0
+t_start=$(date +%s)
+
+log() { echo "[gpu-check $(($(date +%s) - t_start))s] $*" | tee -a "$out/gpu-check.log"; }
+
+log "repository $root, build $build, output $out"
+{ nvidia-smi 2>&1 || echo "nvidia-smi not available"; } > "$out/nvidia-smi.txt"
+(cd "$root" && git rev-parse HEAD 2>/dev/null && git status --short 2>/dev/null) > "$out/git.txt" 2>&1
+
+# ---- 1. build ----
+export PATH=/usr/local/cuda/bin:$PATH
+if [ ! -d "$build" ]; then
+  meson setup "$build" "$root" -Dvulkan=disabled -Dhip=disabled -Dcuda=enabled -Dnv_archs="$archs" -Dbuildtype=release \
+    > "$out/meson-setup.log" 2>&1 || { log "meson setup failed (see meson-setup.log)"; exit 1; }
+else
+  meson configure "$build" -Dnv_archs="$archs" > "$out/meson-setup.log" 2>&1
+fi
+if ! timeout 300 ninja -C "$build" > "$out/build.log" 2>&1; then
+  log "build failed (see build.log)"; tail -30 "$out/build.log"; exit 1
+fi
+grep -iE "warning" "$out/build.log" | grep -E "backends/cuda|tests/test_cuda" > "$out/build-warnings-cuda.txt" || true
+log "build ok ($(wc -l < "$out/build-warnings-cuda.txt") warnings in CUDA sources)"
+"$build/specexit" devices --json > "$out/devices.json" 2>&1 || true
+
+# ---- 2. tests ----
+if [ "${SX_SKIP_TESTS:-0}" != 1 ]; then
+  for suite in cuda cuda-compile model; do
+    if timeout 420 meson test -C "$build" --suite "$suite" --print-errorlogs > "$out/test-$suite.log" 2>&1; then
+      log "suite $suite: ok ($(grep -E '^(Ok|Skipped|Fail):' "$out/test-$suite.log" | tr -s ' ' | tr '\n' ' '))"
+    elif grep -q "No suitable tests defined" "$out/test-$suite.log"; then
+      log "suite $suite: no tests defined"
+    else
+      log "suite $suite: FAILED (see test-$suite.log)"; status=1
+    fi
+    [ -f "$build/meson-logs/testlog.json" ] && cp "$build/meson-logs/testlog.json" "$out/testlog-$suite.json"
+  done
+  # the op matrix once more in full (bigger matmuls, 300 past KV slots)
+  if timeout 300 "$build/tests/test_ops" cuda --full --xfail "$root/tests/xfail/cuda.txt" > "$out/test-ops-cuda-full.log" 2>&1; then
+    log "test_ops cuda --full: $(tail -1 "$out/test-ops-cuda-full.log")"
+  else
+    log "test_ops cuda --full FAILED: $(tail -1 "$out/test-ops-cuda-full.log")"; status=1
+  fi
+fi
+
+# ---- 3. synthetic models and benchmarks ----
+mkdir -p "$models"
+vocab_llama=() vocab_qwen=()
+if "$build/specexit-mkmodel" --help 2>&1 | grep -q -- "--vocab"; then
+  vocab_llama=(--vocab 128256) vocab_qwen=(--vocab 151936)
+else
+  log "note: specexit-mkmodel has no --vocab option: models use its small built-in vocabulary (no 128k/152k lm_head)"
+fi
+llama_layers=32 qwen_layers=36
+if [ "$layers" != full ]; then llama_layers=$layers qwen_layers=$layers; fi
+# name arch layers embd heads kv_heads head_dim ff
+shapes=("llama3-8b llama $llama_layers 4096 32 8 128 14336" "qwen3-8b qwen3 $qwen_layers 4096 32 8 128 12288")
+
+make_model() { # name arch layers embd heads kvh hd ff type -> path
+  local name=$1 arch=$2 nl=$3 embd=$4 nh=$5 nkv=$6 hd=$7 ff=$8 type=$9
+  local path="$models/$name-L$nl-$type.gguf" extra=()
+  if [ "$arch" = llama ]; then extra=("${vocab_llama[@]}"); else extra=("${vocab_qwen[@]}"); fi
+  "$build/specexit-mkmodel" --arch "$arch" --type "$type" --layers "$nl" --embd "$embd" --heads "$nh" --kv-heads "$nkv" \
+    --head-dim "$hd" --ff "$ff" --ctx 4096 --seed 7 "${extra[@]}" -o "$path" > "$path.log" 2>&1 && echo "$path"
+}
+
+bench_one() { # path tag
+  local path=$1 tag=$2
+  if timeout 240 "$build/specexit" bench -m "$path" --backend cuda -p 512 -n 128 -r 3 --json > "$out/bench-$tag.json" 2> "$out/bench-$tag.log"; then
+    log "bench $tag: $(grep -E 'rep 3/3' "$out/bench-$tag.log" | tail -1 | sed 's/^\[bench\] //')"
+  else
+    log "bench $tag FAILED (see bench-$tag.log)"; rm -f "$out/bench-$tag.json"
+  fi
+}
+
+if [ "$layers" = full ]; then
+  # one model at a time: a full-depth F16 model is ~16 GB of disk and RAM
+  for s in "${shapes[@]}"; do
+    set -- $s
+    for type in $types; do
+      log "writing $1 $type ($3 layers)"
+      p=$(make_model "$@" "$type") || { log "mkmodel failed for $1 $type"; continue; }
+      bench_one "$p" "$1-$type"
+      rm -f "$p"
+    done
+  done
+else
+  # shallow models: write them all in parallel (mkmodel is single-threaded)
+  log "writing $(( ${#shapes[@]} * $(echo $types | wc -w) )) models of $layers layers in parallel"
+  pids=()
+  for s in "${shapes[@]}"; do
+    for type in $types; do
+      (set -- $s; make_model "$@" "$type" > /dev/null) & pids+=($!)
+    done
+  done
+  for p in "${pids[@]}"; do wait "$p" || log "a mkmodel run failed (see $models/*.log)"; done
+  for s in "${shapes[@]}"; do
+    set -- $s
+    for type in $types; do
+      p="$models/$1-L$3-$type.gguf"
+      [ -f "$p" ] && bench_one "$p" "$1-$type"
+    done
+  done
+  rm -f "$models"/*.gguf
+fi
+
+# ---- 4. roofline summary ----
+python3 - "$out" "$peak" <<'PY' > "$out/roofline.txt" 2>&1 || log "roofline summary failed (see roofline.txt)"
+import glob, json, os, sys
+out, peak = sys.argv[1], float(sys.argv[2])
+rows = []
+for f in sorted(glob.glob(os.path.join(out, "bench-*.json"))):
+    try:
+        j = json.load(open(f))
+    except Exception as e:
+        rows.append((os.path.basename(f), None, str(e)))
+        continue
+    c = j["configs"][0]
+    tg, pp = c["decode_tok_s"]["mean"], c["prefill_tok_s"]["mean"]
+    wb, npar = j.get("weight_bytes", 0), j.get("n_params", 0)
+    bw = wb * tg  # every weight byte read once per decoded token
+    rows.append((os.path.basename(f)[6:-5], dict(device=c.get("device", "?"), quant=j.get("quant"), weight_gb=wb / 1e9,
+                 decode=tg, prefill=pp, bw=bw, frac=bw / peak, ms=1e3 / tg if tg else 0,
+                 ideal_ms=1e3 * wb / peak, tflops=2.0 * npar * pp / 1e12), None))
+print("roofline: weight bytes x decode tok/s vs peak %.2f TB/s (decode reads every weight once per token;" % (peak / 1e12))
+print("KV-cache and activation traffic are not counted, so the fraction is a lower bound)\n")
+print("%-16s %-6s %9s %10s %9s %9s %8s %8s %9s" % ("model", "quant", "weights", "decode", "ms/tok", "ideal", "GB/s", "of peak", "prefill"))
+for name, r, err in rows:
+    if r is None:
+        print("%-16s error: %s" % (name, err)); continue
+    print("%-16s %-6s %7.2fGB %7.1ft/s %9.2f %9.2f %8.0f %7.1f%% %7.0ft/s (%.1f TFLOP/s)" % (
+        name, r["quant"], r["weight_gb"], r["decode"], r["ms"], r["ideal_ms"], r["bw"] / 1e9, 100 * r["frac"], r["prefill"], r["tflops"]))
+if rows:
+    print("\ndevice: %s" % next((r["device"] for _, r, _ in rows if r), "?"))
+PY
+cat "$out/roofline.txt" | tee -a "$out/gpu-check.log"
+log "done in $(($(date +%s) - t_start)) s, status $status"
+exit $status
