@@ -89,7 +89,9 @@ typedef struct sx_batch {
     const int32_t *pos;    /* [n] rope positions; NULL = n_past + i */
     int n;
     int n_past;            /* kv slots already filled; tokens go to slots n_past.. */
-    const float *mask;     /* [n][n] 0 / -inf among the new tokens; NULL = causal */
+    const float *mask;     /* [n][M] 0 / -inf over the slots after n_past; NULL = causal */
+    int mask_width;        /* M (0 = n): the new tokens occupy the last n of the M slots
+                              after n_past (earlier ones: e.g. upper levels of a draft tree) */
     const int32_t *out_rows; /* rows (0..n-1) whose logits are wanted; NULL = all */
     int n_out;
     const int *feature_layers; /* residual entering these layers is output too */

@@ -86,7 +86,8 @@ static sx_tensor *build_layer(const sx_model *m, sx_kv_cache *kv, sx_graph *g, i
                               sx_tensor *mask, const sx_batch *b) {
     const sx_hparams *hp = &m->hp;
     const sx_layer *ly = &m->layers[il];
-    const int64_t n = b->n, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, n_kv = b->n_past + b->n;
+    const int64_t M = b->mask_width > 0 ? b->mask_width : b->n;
+    const int64_t n = b->n, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, n_kv = b->n_past + M;
 
     sx_tensor *h = sx_graph_add_rms_norm(g, x, ly->attn_norm, hp->norm_eps); // [n_embd, n]
     sx_tensor *q = reshape3(g, linear(g, ly->wq, ly->bq, h), hd, nh, n);     // [hd, nh, n]
@@ -115,8 +116,10 @@ sx_status sx_model_build_forward(const sx_model *m, sx_kv_cache *kv, sx_graph *g
     memset(out, 0, sizeof *out);
     const sx_hparams *hp = &m->hp;
     if (b->n < 1) return sx_set_error(SX_ERR_INVALID_ARG, "forward: empty batch");
-    if (b->n_past < 0 || (int64_t)b->n_past + b->n > kv->n_ctx)
-        return sx_set_error(SX_ERR_CONTEXT_FULL, "forward: %d cached + %d new tokens exceed the context of %d", b->n_past, b->n, kv->n_ctx);
+    const int M = b->mask_width > 0 ? b->mask_width : b->n;
+    if (b->mask_width && (!b->mask || b->mask_width < b->n)) return sx_set_error(SX_ERR_INVALID_ARG, "forward: mask width needs a mask of at least n");
+    if (b->n_past < 0 || (int64_t)b->n_past + M > kv->n_ctx)
+        return sx_set_error(SX_ERR_CONTEXT_FULL, "forward: %d cached + %d new tokens exceed the context of %d", b->n_past, M, kv->n_ctx);
     if (b->n_feature_layers < 0 || b->n_feature_layers > SX_MAX_FEATURE_LAYERS)
         return sx_set_error(SX_ERR_INVALID_ARG, "forward: at most %d feature layers", SX_MAX_FEATURE_LAYERS);
     for (int i = 0; i < b->n; i++)
@@ -130,14 +133,14 @@ sx_status sx_model_build_forward(const sx_model *m, sx_kv_cache *kv, sx_graph *g
     int32_t *pos_v = tmp, *slot_v = tmp + b->n;
     for (int i = 0; i < b->n; i++) {
         pos_v[i] = b->pos ? b->pos[i] : b->n_past + i;
-        slot_v[i] = b->n_past + i;
+        slot_v[i] = b->n_past + (M - b->n) + i;
     }
     if (b->n_moves > 0) SX_RETURN_IF_ERROR(sx_kv_cache_build_move(kv, g, b->move_src, b->move_dst, b->n_moves));
     sx_tensor *tokens = sx_graph_input_i32(g, b->tokens, b->n, "tokens");
     sx_tensor *pos = sx_graph_input_i32(g, pos_v, b->n, "pos");
     sx_tensor *slots = sx_graph_input_i32(g, slot_v, b->n, "slots");
     free(tmp);
-    sx_tensor *mask = b->mask ? sx_graph_input_f32(g, b->mask, 2, (int64_t[]){b->n, b->n}, "mask") : NULL;
+    sx_tensor *mask = b->mask ? sx_graph_input_f32(g, b->mask, 2, (int64_t[]){M, b->n}, "mask") : NULL;
 
     sx_tensor *x = sx_graph_add_get_rows(g, m->tok_embd, tokens); // [n_embd, n]
     for (int il = 0; il < hp->n_layer; il++) {

@@ -115,7 +115,6 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
     if (!sp) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
     sp->s = s;
     sp->p = *p;
-    if (p->kind == SX_SPEC_DRAFT) sp->p.draft_topk = 1; /* classic drafting is a chain */
     if (sp->p.draft_topk == 1) sp->p.draft_nodes = sp->p.draft_max;
     sx_device *ddev = e->draft_dev ? e->draft_dev : e->dev;
     const int n_ctx = s->kv->n_ctx, V = e->model->hp.n_vocab;
@@ -143,7 +142,11 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
         if (st == SX_OK) st = sx_eagle3_kv_create(sp->d, ddev, n_ctx + SX_SPEC_MAX_NODES + 1, &sp->dkv);
     } else if (st == SX_OK && p->kind == SX_SPEC_DRAFT) {
         sp->dm = e->draft;
-        st = sx_kv_cache_create(&sp->dm->hp, ddev, n_ctx + SX_SPEC_MAX_DEPTH + 1, SX_DTYPE_F16, &sp->dkv);
+        const int K = sp->p.draft_topk;
+        sp->probs = malloc(sizeof(float) * (size_t)sp->dm->hp.n_vocab * (size_t)K);
+        sp->tops = malloc(sizeof(int32_t) * (size_t)K * (size_t)K);
+        if (!sp->probs || !sp->tops) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+        if (st == SX_OK) st = sx_kv_cache_create(&sp->dm->hp, ddev, n_ctx + SX_SPEC_MAX_NODES + 1, SX_DTYPE_F16, &sp->dkv);
     }
     if (st != SX_OK) {
         sx_spec_destroy(sp);
@@ -203,6 +206,59 @@ static sx_status draft_pending(sx_spec *sp, int32_t root, sx_spec_proposal *prop
     return st;
 }
 
+/* A pass of the classic draft model over rows; fills probs [n][V] and the
+ * top-K ids [n][K] of every row. mask_width 0: causal rows at n_past. */
+static sx_status run_model_rows(sx_spec *sp, const int32_t *tok, const int32_t *pos, int n, int n_past, const float *mask, int mask_width) {
+    sx_session *s = sp->s;
+    sx_batch b = {.tokens = tok, .pos = pos, .n = n, .n_past = n_past, .mask = mask, .mask_width = mask_width};
+    sx_forward_out fo;
+    sx_graph_reset(s->graph);
+    SX_RETURN_IF_ERROR(sx_model_build_forward(sp->dm, sp->dkv, s->graph, &b, &fo));
+    sx_tensor *probs = sx_graph_add_softmax(s->graph, fo.logits);
+    sx_tensor *top = sx_graph_add_top_k(s->graph, fo.logits, sp->p.draft_topk);
+    sx_graph_set_output(s->graph, probs);
+    sx_graph_set_output(s->graph, top);
+    SX_RETURN_IF_ERROR(sx_sched_compute(s->sched, s->graph));
+    SX_RETURN_IF_ERROR(sx_tensor_read(probs, sp->probs, sizeof(float) * (size_t)sp->dm->hp.n_vocab * (size_t)n));
+    return sx_tensor_read(top, sp->tops, sizeof(int32_t) * (size_t)sp->p.draft_topk * (size_t)n);
+}
+
+/* Classic draft: the committed tokens it has not seen, then the root; the
+ * last row's distribution gives the root's children. */
+static sx_status model_pending(sx_spec *sp, int32_t root) {
+    sp->dm_pend[sp->n_dm_pend++] = root;
+    const int n = sp->n_dm_pend, V = sp->dm->hp.n_vocab, K = sp->p.draft_topk;
+    for (int done = 0; done < n;) { /* in chunks of n_batch; only the last row's distribution is kept */
+        const int m = n - done < sp->s->n_batch ? n - done : sp->s->n_batch;
+        int32_t *pos = malloc(sizeof(int32_t) * (size_t)m);
+        if (!pos) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+        for (int i = 0; i < m; i++) pos[i] = sp->draft_past + i;
+        const int32_t last = m - 1;
+        sx_session *s = sp->s;
+        sx_batch b = {.tokens = sp->dm_pend + done, .pos = pos, .n = m, .n_past = sp->draft_past, .out_rows = &last, .n_out = 1};
+        sx_forward_out fo;
+        sx_graph_reset(s->graph);
+        sx_status st = sx_model_build_forward(sp->dm, sp->dkv, s->graph, &b, &fo);
+        free(pos);
+        SX_RETURN_IF_ERROR(st);
+        sx_tensor *probs = sx_graph_add_softmax(s->graph, fo.logits);
+        sx_tensor *top = sx_graph_add_top_k(s->graph, fo.logits, K);
+        sx_graph_set_output(s->graph, probs);
+        sx_graph_set_output(s->graph, top);
+        SX_RETURN_IF_ERROR(sx_sched_compute(s->sched, s->graph));
+        if (done + m == n) {
+            SX_RETURN_IF_ERROR(sx_tensor_read(probs, sp->probs, sizeof(float) * (size_t)V));
+            SX_RETURN_IF_ERROR(sx_tensor_read(top, sp->tops, sizeof(int32_t) * (size_t)K));
+        }
+        sp->draft_past += m;
+        done += m;
+    }
+    sp->n_dm_pend = 0;
+    return SX_OK;
+}
+
+static int32_t to_target(const sx_spec *sp, int32_t draft_id) { return sp->d ? sx_eagle3_to_target(sp->d, draft_id) : draft_id; }
+
 static int cmp_nodes(const tnode *a, int ia, const tnode *b, int ib) {
     if (a->score != b->score) return a->score > b->score ? -1 : 1;
     if (a->depth != b->depth) return a->depth < b->depth ? -1 : 1;
@@ -226,7 +282,7 @@ static void add_children(sx_spec *sp, int parent, const float *probs, const int3
         const int32_t id = top[i];
         const float p = probs[id];
         tnode *t = &sp->nodes[sp->n_nodes++];
-        t->token = sx_eagle3_to_target(sp->d, id);
+        t->token = to_target(sp, id);
         t->parent = parent;
         t->depth = depth;
         t->score = base + logf(p > 1e-30f ? p : 1e-30f);
@@ -236,15 +292,17 @@ static void add_children(sx_spec *sp, int parent, const float *probs, const int3
     }
 }
 
-/* EAGLE-2 dynamic tree: expand the K best nodes of each level. */
-static sx_status draft_tree_eagle(sx_spec *sp, int32_t root, sx_spec_proposal *prop) {
+/* EAGLE-2 dynamic tree: expand the K best nodes of each level. The rows of
+ * a level attend to the committed draft cache, their ancestors' rows and
+ * themselves. Works with the EAGLE-3 head and with a classic draft model. */
+static sx_status draft_tree(sx_spec *sp, int32_t root, sx_spec_proposal *prop) {
     const int K = sp->p.draft_topk, D = sp->p.draft_max;
     sp->n_nodes = 0;
-    SX_RETURN_IF_ERROR(draft_pending(sp, root, prop));
+    SX_RETURN_IF_ERROR(sp->d ? draft_pending(sp, root, prop) : model_pending(sp, root));
     add_children(sp, -1, sp->probs, sp->tops, K);
     int level[SX_SPEC_MAX_NODES], n_level = 0, n_rows = 0;
     for (int i = 0; i < sp->n_nodes; i++) level[n_level++] = i;
-    const int Vd = sp->d->hp.n_vocab;
+    const int Vd = sp->d ? sp->d->hp.n_vocab : sp->dm->hp.n_vocab;
     for (int depth = 2; depth <= D; depth++) {
         best_k(sp->nodes, level, n_level, K);
         const int n = n_level < K ? n_level : K;
@@ -258,20 +316,26 @@ static sx_status draft_tree_eagle(sx_spec *sp, int32_t root, sx_spec_proposal *p
             t->drow = n_rows + r;
             t->hrow = 1 + t->drow;
             tok[r] = t->token;
-            pos[r] = sp->draft_past + depth - 2;
+            /* EAGLE row of a depth-d node: position draft_past + d - 1; a model row holds the node's own token */
+            pos[r] = sp->d ? sp->draft_past + depth - 2 : sp->draft_past - 1 + t->depth;
             prow[r] = t->parent < 0 ? 0 : sp->nodes[t->parent].hrow;
             hout[r] = t->hrow;
             outr[r] = r;
             for (int j = 0; j < M; j++) mask[(size_t)r * M + j] = -INFINITY;
             for (int a = level[r]; a >= 0; a = sp->nodes[a].parent) mask[(size_t)r * M + sp->nodes[a].drow] = 0;
         }
-        sx_draft_batch b = {.n = n, .tokens = tok, .pos = pos, .n_past = sp->draft_past, .slot0 = sp->draft_past + n_rows, .mask = mask,
-                            .parent_rows = prow, .n_hout = n, .hout_rows = hout, .out_rows = outr, .n_out = n, .top_k = K};
-        sx_draft_out o;
-        sx_status st = run_draft(sp, &b, &o);
+        sx_status st;
+        if (sp->d) {
+            sx_draft_batch b = {.n = n, .tokens = tok, .pos = pos, .n_past = sp->draft_past, .slot0 = sp->draft_past + n_rows, .mask = mask,
+                                .parent_rows = prow, .n_hout = n, .hout_rows = hout, .out_rows = outr, .n_out = n, .top_k = K};
+            sx_draft_out o;
+            st = run_draft(sp, &b, &o);
+            if (st == SX_OK) st = sx_tensor_read(o.probs, sp->probs, sizeof(float) * (size_t)Vd * (size_t)n);
+            if (st == SX_OK) st = sx_tensor_read(o.top, sp->tops, sizeof(int32_t) * (size_t)K * (size_t)n);
+        } else {
+            st = run_model_rows(sp, tok, pos, n, sp->draft_past, mask, M);
+        }
         free(mask);
-        if (st == SX_OK) st = sx_tensor_read(o.probs, sp->probs, sizeof(float) * (size_t)Vd * (size_t)n);
-        if (st == SX_OK) st = sx_tensor_read(o.top, sp->tops, sizeof(int32_t) * (size_t)K * (size_t)n);
         if (st != SX_OK) return st;
         const int first = sp->n_nodes;
         for (int r = 0; r < n; r++) add_children(sp, level[r], sp->probs + (size_t)r * Vd, sp->tops + (size_t)r * K, K);
@@ -279,33 +343,6 @@ static sx_status draft_tree_eagle(sx_spec *sp, int32_t root, sx_spec_proposal *p
         n_level = 0;
         for (int i = first; i < sp->n_nodes; i++) level[n_level++] = i;
     }
-    return SX_OK;
-}
-
-/* Classic draft model: a greedy chain of D tokens after the committed ones. */
-static sx_status draft_chain_model(sx_spec *sp, int32_t root) {
-    sx_session *s = sp->s;
-    sp->n_nodes = 0;
-    sp->dm_pend[sp->n_dm_pend++] = root;
-    int32_t buf[1];
-    const int D = sp->p.draft_max;
-    for (int i = 0; i < D; i++) {
-        const int32_t *toks = i == 0 ? sp->dm_pend : buf;
-        const int n = i == 0 ? sp->n_dm_pend : 1;
-        const int32_t last = n - 1;
-        sx_batch b = {.tokens = toks, .n = n, .n_past = sp->draft_past, .out_rows = &last, .n_out = 1};
-        sx_forward_out fo;
-        sx_graph_reset(s->graph);
-        SX_RETURN_IF_ERROR(sx_model_build_forward(sp->dm, sp->dkv, s->graph, &b, &fo));
-        SX_RETURN_IF_ERROR(sx_sched_compute(s->sched, s->graph));
-        int32_t next;
-        SX_RETURN_IF_ERROR(sx_tensor_read(fo.argmax, &next, sizeof next));
-        sp->draft_past += n;
-        tnode *t = &sp->nodes[sp->n_nodes++];
-        *t = (tnode){.token = next, .parent = sp->n_nodes - 2, .depth = i + 1, .score = 0, .hrow = -1, .drow = -1, .vrow = -1};
-        buf[0] = next;
-    }
-    sp->n_dm_pend = 0;
     return SX_OK;
 }
 
@@ -442,7 +479,7 @@ sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, 
     sp->root = root;
     const int T = sp->p.draft_nodes;
     double t0 = sx_now_ms();
-    sx_status st = sp->d ? draft_tree_eagle(sp, root, out) : draft_chain_model(sp, root);
+    sx_status st = draft_tree(sp, root, out);
     double t1 = sx_now_ms();
     sp->draft_ms += t1 - t0;
     if (st != SX_OK) return st;
@@ -495,11 +532,9 @@ void sx_spec_commit(sx_spec *sp, int n_accepted, int32_t bonus) {
         }
         sp->n_pend = k + 1;
         sp->pend_generated = true;
-    } else { /* classic draft: its cache holds root, d1..d(D-1); keep what was accepted */
-        const int D = sp->p.draft_max;
-        sp->draft_past = N + (k < D ? k + 1 : D);
+    } else { /* classic draft: its cache holds everything up to the root; the accepted tokens come next */
         sp->n_dm_pend = 0;
-        if (k == D) sp->dm_pend[sp->n_dm_pend++] = sp->nodes[sp->vnode[sp->path[k]]].token;
+        for (int j = 1; j <= k; j++) sp->dm_pend[sp->n_dm_pend++] = sp->nodes[sp->vnode[sp->path[j]]].token;
     }
 }
 

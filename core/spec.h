@@ -3,6 +3,7 @@
  * the whole tree in one target pass with a tree mask, lossless acceptance
  * (greedy and sampling) and KV compaction on the device.
  *
+ * Both draft kinds build the same EAGLE-2 dynamic tree (a chain when K = 1).
  * Per step: sx_spec_step(root) drafts a tree after `root` (the last token
  * decided, not yet in the target's cache), verifies it and proposes the
  * accepted tokens plus a bonus token; the caller may shorten the proposal

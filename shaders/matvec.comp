@@ -47,24 +47,11 @@ void main() {
         const uint rb = pc.w_off + row * pc.w_nb1;
         float acc[MAXC];
         for (uint c = 0u; c < MAXC; c++) acc[c] = 0.0;
-#if 1
         for (uint k = lane * 4u; k < K; k += width * 4u) {
             const vec4 w = dq4k(rb, k, K);
             for (uint c = 0u; c < MAXC; c++)
                 if (c < M) acc[c] += dot(w, ldx(pc.x_off + c * pc.x_nb1, k, K));
         }
-#else
-        /* a lane takes 32 weights at a time (one legacy block or one
-         * sub-block of a K-quant): the block header is read once per unit */
-        for (uint u = lane; u < K / 32u; u += width) {
-            for (uint q = 0u; q < 8u; q++) {
-                const uint k = 32u * u + 4u * q;
-                const vec4 w = dq4(rb, k);
-                for (uint c = 0u; c < MAXC; c++)
-                    if (c < M) acc[c] += dot(w, ldx(pc.x_off + c * pc.x_nb1, k, K));
-            }
-        }
-#endif
         for (uint c = 0u; c < MAXC; c++) {
             if (c >= M) break;
             const float s = subgroupAdd(acc[c]);

@@ -47,8 +47,11 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
         char name[48];
         snprintf(name, sizeof name, "%s_%s", node->op == SX_OP_MATMUL ? "matmul" : "get_rows", sx_dtype_name(a->dtype));
         if (sx_vk_shader_find(name) < 0) return false;
+        /* windows hold whole rows: one row of the weights / activations must fit */
+        const size_t lim = (size_t)(d->max_range - d->align), row = sx_dtype_row_size(a->dtype, a->ne[0]);
+        if (row > lim || a->nb[1] >= ((size_t)1 << 32)) return false;
         if (node->op == SX_OP_GET_ROWS) return sx_vk_fits(d, node) && node->nb[0] == 4;
-        return node->src[1]->nb[0] == 4 && node->nb[0] == 4 && a->nb[1] < ((size_t)1 << 32);
+        return node->src[1]->nb[0] == 4 && node->nb[0] == 4 && (size_t)a->ne[0] * 4 <= lim && (size_t)a->ne[1] * 4 <= lim;
     }
     case SX_OP_COPY:
     case SX_OP_SET_ROWS: return node->dtype == SX_DTYPE_F32 || d->storage16;

@@ -186,7 +186,7 @@ sx_status sx_vk_dispatch(vk_device *d, int shader, const vk_arg *args, int n_arg
     bool hazard = false;
     for (int i = 0; i < n_args && !hazard; i++)
         hazard = overlaps(d->hz_wr, d->n_wr, &args[i]) || (args[i].write && overlaps(d->hz_rd, d->n_rd, &args[i]));
-    if (hazard && !getenv("SX_VK_TEST_NOBARRIER")) {
+    if (hazard) {
         barrier(d, f->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT);
         d->n_rd = d->n_wr = 0;
     }

@@ -54,8 +54,8 @@ sx_status sx_vk_op_MATMUL(sx_device *dev, sx_tensor *node) {
     const size_t col_stride = x->nb[1] > node->nb[1] ? x->nb[1] : node->nb[1];
     const size_t first = (size_t)K * 4 > (size_t)nc * 4 ? (size_t)K * 4 : (size_t)nc * 4;
     int64_t mc = M;
-    if ((size_t)(M - 1) * col_stride + first > lim) mc = (int64_t)((lim - first) / col_stride) + 1;
-    if (nc < 1 || mc < 1 || row > lim) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: matmul %s: a single row exceeds the binding limit", node->name);
+    if (first <= lim && (size_t)(M - 1) * col_stride + first > lim) mc = (int64_t)((lim - first) / col_stride) + 1;
+    if (nc < 1 || mc < 1 || row > lim || first > lim) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: matmul %s: a single row exceeds the binding limit", node->name);
     for (int64_t m0 = 0; m0 < M; m0 += mc)
         for (int64_t n0 = 0; n0 < N; n0 += nc) SX_RETURN_IF_ERROR(matmul_chunk(d, node, n0, min_sz((size_t)nc, (size_t)(N - n0)), m0, min_sz((size_t)mc, (size_t)(M - m0))));
     return SX_OK;

@@ -8,18 +8,13 @@
  * are those of ir/dtype.c (sx_dtype_dequantize_row); every 4-element group of
  * every format comes from one 32-bit word of quants, so each call reads one
  * or two words plus the block's scales. Plain types also take the row length
- * (DQ4_TAIL) so that K need not be a multiple of 4. */
+ * (dq4k(rb, k, K)) so that K need not be a multiple of 4. */
 #ifndef SX_QUANT_GLSL
 #define SX_QUANT_GLSL
 
 #include "types.glsl"
 
-/* reads of the weight buffer; the aligned case skips the second word */
-uint w_u32_fn(uint o) {
-    const uint i = o >> 2, sh = (o & 3u) * 8u;
-    if (sh == 0u) return WBUF[i];
-    return (WBUF[i] >> sh) | (WBUF[i + 1u] << (32u - sh));
-}
+/* reads of the weight buffer (byte offsets; any alignment) */
 #define w_u16(o) RD_U16(WBUF, o)
 #define w_u32(o) RD_U32(WBUF, o)
 #define w_u8(o) RD_U8(WBUF, o)
