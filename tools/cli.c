@@ -102,7 +102,7 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (IS("--raw")) { c->raw = true; c->chat = false; }
         else if (IS("--chat-template")) { NEED(); c->chat_template = v; }
         else if (IS("--no-think")) c->no_think = true;
-        else if (IS("--temp")) { NEED(); if (!parse_float(a, v, 0, 100, &c->sampling.temp)) return false; }
+        else if (IS("--temp")) { NEED(); if (!parse_float(a, v, 0, 100, &c->sampling.temp)) return false; c->sampling_set = true; }
         else if (IS("--top-k")) { NEED(); if (!parse_int(a, v, 0, 1 << 24, &c->sampling.top_k)) return false; }
         else if (IS("--top-p")) { NEED(); if (!parse_float(a, v, 1e-6, 1, &c->sampling.top_p)) return false; }
         else if (IS("--min-p")) { NEED(); if (!parse_float(a, v, 0, 1, &c->sampling.min_p)) return false; }

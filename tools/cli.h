@@ -31,6 +31,7 @@ typedef struct sx_cli {
     sx_exit_params exit;
     bool spec_set;   /* --spec given explicitly */
     bool exit_set;   /* --exit given explicitly */
+    bool sampling_set; /* --temp given */
     bool trace;      /* --json: include the signal trace */
     /* bench */
     int bench_prompt;
@@ -60,6 +61,7 @@ void sx_cli_add_spec_json(struct cJSON *j, const sx_generate_params *gp, const s
 
 int sx_cmd_run(int argc, char **argv);
 int sx_cmd_bench(int argc, char **argv);
+int sx_cmd_bench_problems(sx_cli *c);
 int sx_cmd_devices(int argc, char **argv);
 
 #endif

@@ -15,14 +15,22 @@
 
 typedef struct {
     char backend[64];
+    char label[160];
+    int spec;        /* 0: --spec none, 1: the draft's speculation */
+    bool shared;     /* engine owned by the previous config */
     sx_engine *e;
-    double *pp, *tg; /* [repetitions] tok/s */
+    double *pp, *tg, *al; /* [repetitions] tok/s, tok/s, tokens per pass */
 } bench_cfg;
 
 static void help(void) {
-    printf("usage: specexit bench -m MODEL.gguf [--backend B[,B2...]] [-pp 512] [-tg 128] [-r 3] [--json]\n\n"
-           "Measures prefill (-pp tokens) and decode (-tg tokens, greedy) speed per backend,\n"
-           "interleaving repetitions, and reports mean/stddev and ratios to the first backend.\n"
+    printf("usage: specexit bench -m MODEL.gguf [--backend B[,B2...]] [-p 512] [-n 128] [-r 3] [--json]\n"
+           "       specexit bench -m MODEL.gguf -md DRAFT.gguf --problems FILE.jsonl [--modes plain,eagle3,budget,first-answer,specexit]\n\n"
+           "Speed: prefill (-p tokens) and decode (-n tokens, greedy) per backend, repetitions\n"
+           "interleaved, mean/stddev and ratios to the first backend; with -md and --spec, the\n"
+           "speculative decode is measured against --spec none in the same run.\n"
+           "Problems: each mode on each problem (JSON lines {\"prompt\", \"answer\"}), greedy unless\n"
+           "--temp is given; accuracy, mean generated and thinking tokens, acceptance length and time\n"
+           "per mode, ratios to eagle3, as JSON on stdout and a Markdown table on stderr.\n"
            "Progress goes to stderr.\n\n");
     sx_cli_print_common_help(stdout);
 }
@@ -45,6 +53,8 @@ static cJSON *stat_json(const double *v, int n) {
     return o;
 }
 
+static const char *DEFAULT_SPEC_PROMPT = "Write a detailed story about a robot who learns to paint.";
+
 int sx_cmd_bench(int argc, char **argv) {
     for (int i = 0; i < argc; i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -63,103 +73,147 @@ int sx_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "error: no model given (-m MODEL.gguf)\n");
         return 1;
     }
+    if (c.problems) {
+        if (!c.sampling_set) c.sampling.temp = 0; /* greedy unless asked */
+        if (c.n_predict == 128) c.n_predict = 1024;
+        return sx_cmd_bench_problems(&c);
+    }
     if (c.bench_prompt < 1 || c.bench_gen < 2) {
         fprintf(stderr, "error: bench needs -p >= 1 and -n >= 2\n");
         return 1;
     }
+    /* configurations: every backend, each without and (with a draft) with speculation */
     bench_cfg cfg[MAX_CONFIGS];
     int n_cfg = 0, rc = 0;
     memset(cfg, 0, sizeof cfg);
     char list[256];
     snprintf(list, sizeof list, "%s", c.backend);
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n_cfg == MAX_CONFIGS) {
-            fprintf(stderr, "error: at most %d backends\n", MAX_CONFIGS);
-            return 1;
+        for (int sp = 0; sp < (c.draft_model ? 2 : 1); sp++) {
+            if (n_cfg == MAX_CONFIGS) {
+                fprintf(stderr, "error: at most %d configurations\n", MAX_CONFIGS);
+                return 1;
+            }
+            snprintf(cfg[n_cfg].backend, sizeof cfg[0].backend, "%s", tok);
+            cfg[n_cfg].spec = sp;
+            n_cfg++;
         }
-        snprintf(cfg[n_cfg++].backend, sizeof cfg[0].backend, "%s", tok);
     }
     const int R = c.repetitions;
     for (int k = 0; k < n_cfg && rc == 0; k++) {
-        sx_engine_options eo;
-        sx_engine_options_init(&eo);
-        eo.model_path = c.model;
-        eo.backend = cfg[k].backend;
-        eo.n_threads = c.n_threads;
-        sx_status st = sx_engine_create(&eo, &cfg[k].e);
-        if (st != SX_OK) rc = sx_cli_fail(cfg[k].backend, st);
+        if (k > 0 && cfg[k].spec && !strcmp(cfg[k].backend, cfg[k - 1].backend)) { /* same engine, with speculation */
+            cfg[k].e = cfg[k - 1].e;
+            cfg[k].shared = true;
+        } else {
+            sx_engine_options eo;
+            sx_engine_options_init(&eo);
+            eo.model_path = c.model;
+            eo.backend = cfg[k].backend;
+            eo.n_threads = c.n_threads;
+            eo.draft_path = c.draft_model;
+            eo.draft_backend = c.draft_backend;
+            sx_status st = sx_engine_create(&eo, &cfg[k].e);
+            if (st != SX_OK) rc = sx_cli_fail(cfg[k].backend, st);
+        }
         cfg[k].pp = calloc((size_t)R, sizeof(double));
         cfg[k].tg = calloc((size_t)R, sizeof(double));
+        cfg[k].al = calloc((size_t)R, sizeof(double));
     }
-    int n_vocab = 0;
+    sx_engine_info info;
+    int32_t *prompt = NULL;
+    int n_prompt = 0;
     if (rc == 0) {
-        sx_engine_info info;
         sx_engine_get_info(cfg[0].e, &info);
-        n_vocab = info.n_vocab;
+        if (c.draft_model) { /* speculation needs real text to be meaningful */
+            char *formatted = NULL;
+            sx_status st = sx_chat_prompt(cfg[0].e, c.system, c.prompt ? c.prompt : DEFAULT_SPEC_PROMPT, !c.no_think, &formatted);
+            if (st == SX_OK) st = sx_tokenize(cfg[0].e, formatted, true, true, &prompt, &n_prompt);
+            free(formatted);
+            if (st != SX_OK) rc = sx_cli_fail("prompt", st);
+        } else {
+            n_prompt = c.bench_prompt;
+            prompt = malloc(sizeof(int32_t) * (size_t)n_prompt);
+            sx_rng rng;
+            sx_rng_seed(&rng, 1234);
+            for (int i = 0; i < n_prompt && prompt; i++) prompt[i] = (int32_t)(sx_rng_uniform(&rng) * (info.n_vocab - 1));
+        }
     }
-    int32_t *prompt = malloc(sizeof(int32_t) * (size_t)(c.bench_prompt > 0 ? c.bench_prompt : 1));
-    sx_rng rng;
-    sx_rng_seed(&rng, 1234);
-    for (int i = 0; i < c.bench_prompt && prompt; i++) prompt[i] = (int32_t)(sx_rng_uniform(&rng) * (n_vocab - 1));
     for (int r = 0; r < R && rc == 0; r++) {
         for (int k = 0; k < n_cfg && rc == 0; k++) {
             sx_session_options so;
             sx_session_options_init(&so);
-            so.n_ctx = c.n_ctx ? c.n_ctx : c.bench_prompt + c.bench_gen + 8;
+            so.n_ctx = c.n_ctx ? c.n_ctx : n_prompt + c.bench_gen + 300;
             so.n_batch = c.n_batch;
             so.kv_f32 = c.kv_f32;
             sx_session *s = NULL;
             sx_status st = sx_session_create(cfg[k].e, &so, &s);
+            sx_engine_info ki;
+            sx_engine_get_info(cfg[k].e, &ki);
+            sx_cli gc = c;
+            gc.spec_set = gc.exit_set = true;
+            gc.spec.kind = !cfg[k].spec ? SX_SPEC_NONE : c.spec_set ? c.spec.kind : !strcmp(ki.draft, "eagle3") ? SX_SPEC_EAGLE3 : SX_SPEC_DRAFT;
+            gc.exit.kind = SX_EXIT_NONE;
+            gc.n_predict = c.bench_gen;
+            gc.ignore_eos = true;
+            gc.sampling.temp = 0;
             sx_generate_params gp;
-            sx_generate_params_init(&gp);
-            gp.n_predict = c.bench_gen;
-            gp.ignore_eos = true;
-            gp.sampling.temp = 0;
+            sx_cli_generate_params(&gc, &ki, &gp);
+            snprintf(cfg[k].label, sizeof cfg[k].label, "%s%s%s", cfg[k].backend, cfg[k].spec ? "+" : "", cfg[k].spec ? sx_spec_kind_name(gp.spec.kind) : "");
             sx_generate_stats gs;
-            if (st == SX_OK) st = sx_generate(s, prompt, c.bench_prompt, &gp, NULL, NULL, &gs);
+            if (st == SX_OK) st = sx_generate(s, prompt, n_prompt, &gp, NULL, NULL, &gs);
             sx_session_destroy(s);
             if (st != SX_OK) {
-                rc = sx_cli_fail(cfg[k].backend, st);
+                rc = sx_cli_fail(cfg[k].label, st);
                 break;
             }
             cfg[k].pp[r] = gs.prefill_tok_s;
             cfg[k].tg[r] = gs.decode_tok_s;
-            fprintf(stderr, "[bench] rep %d/%d %-10s prefill %8.1f tok/s  decode %7.1f tok/s\n", r + 1, R, cfg[k].backend, gs.prefill_tok_s,
-                    gs.decode_tok_s);
+            cfg[k].al[r] = gs.accept_len_mean;
+            fprintf(stderr, "[bench] rep %d/%d %-16s prefill %8.1f tok/s  decode %7.1f tok/s  (%.2f tokens per target pass)\n", r + 1, R,
+                    cfg[k].label, gs.prefill_tok_s, gs.decode_tok_s, gs.accept_len_mean);
+            sx_generate_stats_free(&gs);
         }
     }
     if (rc == 0) {
-        sx_engine_info info;
-        sx_engine_get_info(cfg[0].e, &info);
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "model", info.model_name);
         cJSON_AddStringToObject(j, "arch", info.arch);
         cJSON_AddStringToObject(j, "quant", info.quant);
         cJSON_AddNumberToObject(j, "n_params", (double)info.n_params);
         cJSON_AddNumberToObject(j, "weight_bytes", (double)info.weight_bytes);
-        cJSON_AddNumberToObject(j, "n_prompt", c.bench_prompt);
+        cJSON_AddNumberToObject(j, "n_prompt", n_prompt);
         cJSON_AddNumberToObject(j, "n_gen", c.bench_gen);
         cJSON_AddNumberToObject(j, "repetitions", R);
+        if (c.draft_model) cJSON_AddStringToObject(j, "draft", c.draft_model);
         cJSON *arr = cJSON_AddArrayToObject(j, "configs");
         double base_pp = 0, base_tg = 0, sd;
         for (int k = 0; k < n_cfg; k++) {
             sx_engine_info ki;
             sx_engine_get_info(cfg[k].e, &ki);
             cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "config", cfg[k].label);
             cJSON_AddStringToObject(o, "backend", cfg[k].backend);
             cJSON_AddStringToObject(o, "device", ki.device);
+            cJSON_AddStringToObject(o, "driver", ki.backend);
             cJSON_AddItemToObject(o, "prefill_tok_s", stat_json(cfg[k].pp, R));
             cJSON_AddItemToObject(o, "decode_tok_s", stat_json(cfg[k].tg, R));
-            double mpp, mtg;
+            double mpp, mtg, mal;
             mean_std(cfg[k].pp, R, &mpp, &sd);
             mean_std(cfg[k].tg, R, &mtg, &sd);
+            mean_std(cfg[k].al, R, &mal, &sd);
             if (k == 0) base_pp = mpp, base_tg = mtg;
+            cJSON_AddNumberToObject(o, "accept_len_mean", mal);
             cJSON_AddNumberToObject(o, "prefill_ratio", base_pp > 0 ? mpp / base_pp : 0);
             cJSON_AddNumberToObject(o, "decode_ratio", base_tg > 0 ? mtg / base_tg : 0);
+            if (cfg[k].spec && k > 0) {
+                double m0, s0;
+                mean_std(cfg[k - 1].tg, R, &m0, &s0);
+                cJSON_AddNumberToObject(o, "speedup_vs_spec_none", m0 > 0 ? mtg / m0 : 0);
+            }
             cJSON_AddItemToArray(arr, o);
             if (!c.json)
-                printf("%-12s %-40s prefill %8.1f tok/s (x%.2f)  decode %7.1f tok/s (x%.2f)\n", cfg[k].backend, ki.device, mpp,
-                       base_pp > 0 ? mpp / base_pp : 0, mtg, base_tg > 0 ? mtg / base_tg : 0);
+                printf("%-18s %-36s prefill %8.1f tok/s (x%.2f)  decode %7.1f tok/s (x%.2f)  %.2f tok/pass\n", cfg[k].label, ki.device, mpp,
+                       base_pp > 0 ? mpp / base_pp : 0, mtg, base_tg > 0 ? mtg / base_tg : 0, mal);
         }
         cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)sx_cli_peak_rss());
         if (c.json) {
@@ -170,9 +224,10 @@ int sx_cmd_bench(int argc, char **argv) {
         cJSON_Delete(j);
     }
     for (int k = 0; k < n_cfg; k++) {
-        sx_engine_destroy(cfg[k].e);
+        if (!cfg[k].shared) sx_engine_destroy(cfg[k].e);
         free(cfg[k].pp);
         free(cfg[k].tg);
+        free(cfg[k].al);
     }
     free(prompt);
     return rc;
