@@ -158,7 +158,7 @@ int sx_cmd_bench(int argc, char **argv) {
             gc.sampling.temp = 0;
             sx_generate_params gp;
             sx_cli_generate_params(&gc, &ki, &gp);
-            snprintf(cfg[k].label, sizeof cfg[k].label, "%s%s%s", cfg[k].backend, cfg[k].spec ? "+" : "", cfg[k].spec ? sx_spec_kind_name(gp.spec.kind) : "");
+            snprintf(cfg[k].label, sizeof cfg[k].label, "%.63s%s%.15s", cfg[k].backend, cfg[k].spec ? "+" : "", cfg[k].spec ? sx_spec_kind_name(gp.spec.kind) : "");
             sx_generate_stats gs;
             if (st == SX_OK) st = sx_generate(s, prompt, n_prompt, &gp, NULL, NULL, &gs);
             sx_session_destroy(s);
