@@ -63,5 +63,6 @@ int sx_cmd_run(int argc, char **argv);
 int sx_cmd_bench(int argc, char **argv);
 int sx_cmd_bench_problems(sx_cli *c);
 int sx_cmd_devices(int argc, char **argv);
+int sx_cmd_convert(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ static void usage(FILE *f) {
             "  run       generate text from a prompt (streams to stdout)\n"
             "  bench     measure prefill/decode speed and memory (JSON)\n"
             "  devices   list backends, devices and the CPU topology\n"
+            "  convert   convert an EAGLE-3 draft checkpoint to GGUF (convert eagle3 DIR -o DRAFT.gguf)\n"
             "\n`specexit COMMAND --help` shows a command's options.\n",
             SPECEXIT_VERSION);
 }
@@ -25,6 +26,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return sx_cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench")) return sx_cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "devices")) return sx_cmd_devices(argc - 2, argv + 2);
+    if (!strcmp(cmd, "convert")) return sx_cmd_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;
