@@ -9,6 +9,7 @@
  * to the next, usually the CPU). A node pinned by the caller (node->device set
  * before compute) stays where it is. A source that lives on another device is
  * copied whole into a proxy tensor just before the segment that first needs it. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,9 @@ struct sx_sched {
     sx_buffer *arena[SX_SCHED_MAX_DEVICES];
     int last_segments, last_copies;
     size_t guard;
+    sx_device *check;  /* SPECEXIT_CHECK_RESULTS=1: the reference device */
+    bool check_reported;
+    long checked, diverged;
 };
 
 #define SX_GUARD_BYTE 0xA5
@@ -65,12 +69,20 @@ sx_status sx_sched_create(sx_device *const *devices, int n_devices, sx_sched **o
     s->n_devs = n_devices;
     const char *env = getenv("SPECEXIT_GUARD");
     if (env && atoi(env) > 0) s->guard = 64;
+    env = getenv("SPECEXIT_CHECK_RESULTS");
+    if (env && atoi(env) > 0) {
+        sx_device_options o;
+        sx_device_options_init(&o);
+        if (sx_device_open_by_name("cpu-ref", &o, &s->check) != SX_OK) SX_LOGW("SPECEXIT_CHECK_RESULTS: no reference device: %s", sx_last_error());
+    }
     *out_sched = s;
     return SX_OK;
 }
 
 void sx_sched_destroy(sx_sched *s) {
     if (!s) return;
+    if (s->check) SX_LOGI("SPECEXIT_CHECK_RESULTS: %ld nodes checked, %ld diverged", s->checked, s->diverged);
+    sx_device_close(s->check);
     for (int i = 0; i < s->n_devs; i++) sx_buffer_free(s->arena[i]);
     free(s);
 }
@@ -215,6 +227,110 @@ static sx_status insert_proxies(sx_sched *s, sx_graph *g, proxy_rec **out_recs, 
     return SX_OK;
 }
 
+/* ---- SPECEXIT_CHECK_RESULTS: every node against the CPU reference ----
+ * Before a node runs, its source roots (and, for in-place writers, the
+ * destination) are read back to host memory; the reference kernel runs on a
+ * shadow node over those copies; after the device ran the node, both
+ * outputs are compared. The first divergence is reported with its node. */
+typedef struct {
+    sx_tensor t;        /* shadow root */
+    sx_buffer *buf;     /* host copy on the reference device */
+} shadow_root;
+
+static sx_status shadow_of(sx_sched *s, const sx_tensor *root, shadow_root *out) {
+    const size_t bytes = sx_tensor_nbytes(root);
+    SX_RETURN_IF_ERROR(sx_buffer_alloc(s->check, bytes + 64, &out->buf));
+    void *host = out->buf->host_ptr;
+    sx_status st = root->buffer->dev->vt->buffer_read(root->buffer, root->offset, host, bytes);
+    out->t = *root;
+    out->t.buffer = out->buf;
+    out->t.offset = 0;
+    return st;
+}
+
+static double node_tolerance(const sx_tensor *node) {
+    if (node->op == SX_OP_MATMUL && sx_dtype_get(node->src[0]->dtype)->quantized) return 5e-2; /* 8-bit activations, relative to max |ref| */
+    if (node->op == SX_OP_ARGMAX || node->op == SX_OP_TOP_K) return 0;
+    return 1e-3;
+}
+
+static sx_status compute_checked(sx_sched *s, sx_device *d, sx_tensor *const *nodes, int n) {
+    for (int i = 0; i < n; i++) {
+        sx_tensor *node = nodes[i];
+        shadow_root roots[SX_MAX_SRC + 1];
+        int n_roots = 0;
+        sx_tensor shadow = *node, srcs[SX_MAX_SRC];
+        sx_status st = SX_OK;
+        /* sources (and the in-place destination) as host copies */
+        for (int j = 0; j <= SX_MAX_SRC && st == SX_OK; j++) {
+            const sx_tensor *t = j < SX_MAX_SRC ? node->src[j] : node;
+            if (!t) continue;
+            const sx_tensor *r = t->view_src ? t->view_src : t;
+            if (j == SX_MAX_SRC && r == t) break; /* the output of a normal node is written fresh */
+            int found = -1;
+            for (int k = 0; k < n_roots; k++)
+                if (roots[k].t.name == r->name || !strcmp(roots[k].t.name, r->name)) found = k;
+            if (found < 0) {
+                st = shadow_of(s, r, &roots[n_roots]);
+                found = n_roots++;
+            }
+            if (j < SX_MAX_SRC) {
+                srcs[j] = *t;
+                if (t->view_src) srcs[j].view_src = &roots[found].t;
+                else srcs[j] = roots[found].t;
+                shadow.src[j] = &srcs[j];
+            } else {
+                shadow.view_src = &roots[found].t;
+            }
+        }
+        shadow_root out_root = {0};
+        if (st == SX_OK && !node->view_src) { /* a fresh output buffer for the reference */
+            st = sx_buffer_alloc(s->check, sx_tensor_nbytes(node) + 64, &out_root.buf);
+            shadow.buffer = out_root.buf;
+            shadow.offset = 0;
+        }
+        if (st == SX_OK) st = s->check->vt->compute(s->check, (sx_tensor *const[]){&shadow}, 1);
+        if (st == SX_OK) st = d->vt->compute(d, &nodes[i], 1);
+        /* compare as floats */
+        const int64_t ne = sx_tensor_nelements(node), rows = ne / node->ne[0];
+        const size_t bytes = sx_tensor_nbytes(node);
+        void *a = st == SX_OK ? malloc(bytes) : NULL, *b = st == SX_OK ? malloc(bytes) : NULL;
+        float *fa = a ? malloc(sizeof(float) * (size_t)ne) : NULL, *fb = a ? malloc(sizeof(float) * (size_t)ne) : NULL;
+        if (st == SX_OK && (!a || !b || !fa || !fb)) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "check results: out of memory");
+        if (st == SX_OK) st = sx_tensor_read(node, a, bytes);
+        if (st == SX_OK) st = sx_tensor_read(&shadow, b, bytes);
+        if (st == SX_OK && sx_tensor_is_contiguous(node)) {
+            for (int64_t r = 0; r < rows; r++) {
+                sx_dtype_dequantize_row(node->dtype, (char *)a + (size_t)r * node->nb[1], fa + r * node->ne[0], node->ne[0]);
+                sx_dtype_dequantize_row(node->dtype, (char *)b + (size_t)r * node->nb[1], fb + r * node->ne[0], node->ne[0]);
+            }
+            double maxref = 0, maxerr = 0;
+            int64_t at = 0;
+            for (int64_t k = 0; k < ne; k++) {
+                maxref = fmax(maxref, fabs(fb[k]));
+                const double e = fabs((double)fa[k] - fb[k]);
+                if (e > maxerr || isnan(fa[k])) maxerr = isnan(fa[k]) ? INFINITY : e, at = k;
+            }
+            s->checked++;
+            if (maxerr > node_tolerance(node) * (maxref + 1e-6)) {
+                s->diverged++;
+                if (!s->check_reported) {
+                    s->check_reported = true;
+                    SX_LOGE("SPECEXIT_CHECK_RESULTS: first divergence at node %s (op %s, %s) on %s: element %lld is %g, reference %g "
+                            "(max |error| %g, max |ref| %g)",
+                            node->name, sx_op_name(node->op), sx_dtype_name(node->src[0] ? node->src[0]->dtype : node->dtype), d->info.name,
+                            (long long)at, fa[at], fb[at], maxerr, maxref);
+                }
+            }
+        }
+        free(a), free(b), free(fa), free(fb);
+        for (int k = 0; k < n_roots; k++) sx_buffer_free(roots[k].buf);
+        sx_buffer_free(out_root.buf);
+        if (st != SX_OK) return st;
+    }
+    return SX_OK;
+}
+
 static sx_status copy_across(const sx_tensor *from, sx_tensor *to) {
     const size_t n = sx_tensor_nbytes(from);
     void *tmp = malloc(n ? n : 1);
@@ -284,7 +400,7 @@ sx_status sx_sched_compute(sx_sched *s, sx_graph *g) {
             break;
         }
         for (int i = k; i < e; i++) nodes[i - k] = sx_graph_node(g, i);
-        st = d->vt->compute(d, nodes, e - k);
+        st = s->check ? compute_checked(s, d, nodes, e - k) : d->vt->compute(d, nodes, e - k);
         free(nodes);
         segments++;
         k = e;

@@ -96,11 +96,14 @@ def evaluate(model, V, problems, batch=64):
     return stats, gens
 
 
-def lr_at(step, steps, peak, warmup):
+def lr_at(step, steps, peak, warmup, decay):
+    """Linear warmup, constant, then a linear decay to 10% over the last
+    `decay` steps (so a checkpoint before the decay does not depend on
+    --steps, and a run can be extended by resuming it)."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    t = (step - (steps - decay)) / max(1, decay)
+    return peak if t < 0 else peak * (1.0 - 0.9 * t)
 
 
 def main(argv=None):
@@ -108,13 +111,19 @@ def main(argv=None):
     ap.add_argument("--work", required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--steps", type=int, default=1200)
-    ap.add_argument("--tokens-per-step", type=int, default=6144)
-    ap.add_argument("--micro-tokens", type=int, default=3072)
-    ap.add_argument("--prefix-frac", type=float, default=0.6)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--warmup", type=int, default=60)
-    ap.add_argument("--eval-every", type=int, default=200)
-    ap.add_argument("--eval-n", type=int, default=64)
+    ap.add_argument("--tokens-per-step", type=int, default=4096)
+    ap.add_argument("--micro-tokens", type=int, default=4096)
+    ap.add_argument("--prefix-frac", type=float, default=0.7)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--warmup", type=int, default=40)
+    ap.add_argument("--decay", type=int, default=300)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--kv-heads", type=int, default=1)
+    ap.add_argument("--ffn", type=int, default=384)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--eval-every", type=int, default=150)
+    ap.add_argument("--eval-n", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true")
     a = ap.parse_args(argv)
@@ -125,7 +134,8 @@ def main(argv=None):
     exclude = set(sumchain.read_problem_file(os.path.join(a.work, "heldout.jsonl")))
     dev = sumchain.read_problem_file(os.path.join(a.work, "dev.jsonl"))
     exclude |= set(dev)
-    cfg = models.TargetConfig(vocab=V.n)
+    cfg = models.TargetConfig(vocab=V.n, hidden=a.hidden, n_layer=a.layers, n_head=a.heads, n_head_kv=a.kv_heads,
+                              head_dim=64, ffn=a.ffn)
     model = models.Target(cfg)
     model.init_weights(torch.Generator().manual_seed(a.seed))
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.05)
@@ -143,7 +153,7 @@ def main(argv=None):
     for step in range(start, a.steps):
         model.train()
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, a.steps, a.lr, a.warmup)
+            g["lr"] = lr_at(step, a.steps, a.lr, a.warmup, a.decay)
         mbs = batches_for_step(V, rng, exclude, a.tokens_per_step, a.prefix_frac, a.micro_tokens)
         n_loss = sum(int((y != -100).sum()) for _, y in mbs)
         opt.zero_grad(set_to_none=True)
@@ -153,7 +163,7 @@ def main(argv=None):
                 logits, _ = model(x)
             loss = F.cross_entropy(logits.float().reshape(-1, V.n), y.reshape(-1), ignore_index=-100, reduction="sum")
             (loss / n_loss).backward()
-            tot += float(loss)
+            tot += float(loss.detach())
             ntok += x.numel()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -161,6 +171,11 @@ def main(argv=None):
             dt = time.time() - t0
             print(f"step {step} loss {tot / n_loss:.4f} lr {opt.param_groups[0]['lr']:.2e} "
                   f"{ntok / dt:.0f} tok/s elapsed {dt:.0f}s", flush=True)
+        if (step + 1) % 50 == 0:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.getstate(), "step": step + 1},
+                       ck + ".ckpt")
+            torch.save({"model": model.state_dict(), "config": cfg.to_dict(), "step": step + 1},
+                       ck + f".step{step + 1}")
         if (step + 1) % a.eval_every == 0 or step == a.steps - 1:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng.getstate(), "step": step + 1},
                        ck + ".ckpt")
