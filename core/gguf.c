@@ -582,7 +582,7 @@ static sx_status place_data(sx_cursor *c, sx_gguf *g) {
 
 static sx_status parse_all(sx_gguf *g) {
     sx_cursor c = {g->base, g->size, 0, g->name, NULL};
-    uint64_t n_tensors, n_kv;
+    uint64_t n_tensors = 0, n_kv = 0;
     SX_RETURN_IF_ERROR(parse_header(&c, g, &n_tensors, &n_kv));
     SX_RETURN_IF_ERROR(parse_kvs(&c, g, n_kv));
     SX_RETURN_IF_ERROR(parse_tensor_infos(&c, g, n_tensors));
@@ -606,7 +606,7 @@ static sx_status gguf_new(const char *name, sx_gguf **out) {
 sx_status sx_gguf_open_memory(const void *data, size_t size, const char *name_for_errors, sx_gguf **out) {
     if (!out || (!data && size)) return sx_set_error(SX_ERR_INVALID_ARG, "sx_gguf_open_memory: NULL argument");
     *out = NULL;
-    sx_gguf *g;
+    sx_gguf *g = NULL;
     SX_RETURN_IF_ERROR(gguf_new(name_for_errors, &g));
     g->base = data ? data : (const uint8_t *)"";
     g->size = size;
@@ -658,7 +658,7 @@ sx_status sx_gguf_open(const char *path, sx_gguf **out) {
     const uint8_t *base = NULL;
     size_t size = 0;
     SX_RETURN_IF_ERROR(map_file(path, &base, &size));
-    sx_gguf *g;
+    sx_gguf *g = NULL;
     sx_status s = gguf_new(path, &g);
     if (s != SX_OK) {
         if (base) munmap((void *)base, size);

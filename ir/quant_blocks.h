@@ -24,10 +24,15 @@ typedef struct { sx_fp16_bits d, dmin; uint8_t scales[12]; uint8_t qs[SX_QK_K / 
  * x = d * scales[sub] * q */
 typedef struct { uint8_t ql[SX_QK_K / 2]; uint8_t qh[SX_QK_K / 4]; int8_t scales[SX_QK_K / 16]; sx_fp16_bits d; } sx_block_q6_k;
 
-_Static_assert(sizeof(sx_block_q4_0) == 18, "q4_0 block size");
-_Static_assert(sizeof(sx_block_q4_1) == 20, "q4_1 block size");
-_Static_assert(sizeof(sx_block_q8_0) == 34, "q8_0 block size");
-_Static_assert(sizeof(sx_block_q4_k) == 144, "q4_k block size");
-_Static_assert(sizeof(sx_block_q6_k) == 210, "q6_k block size");
+#ifdef __cplusplus
+#define SX_STATIC_ASSERT(c, m) static_assert(c, m)
+#else
+#define SX_STATIC_ASSERT(c, m) _Static_assert(c, m)
+#endif
+SX_STATIC_ASSERT(sizeof(sx_block_q4_0) == 18, "q4_0 block size");
+SX_STATIC_ASSERT(sizeof(sx_block_q4_1) == 20, "q4_1 block size");
+SX_STATIC_ASSERT(sizeof(sx_block_q8_0) == 34, "q8_0 block size");
+SX_STATIC_ASSERT(sizeof(sx_block_q4_k) == 144, "q4_k block size");
+SX_STATIC_ASSERT(sizeof(sx_block_q6_k) == 210, "q6_k block size");
 
 #endif

@@ -216,6 +216,8 @@ static void make_cases(caselist *l, bool full) {
         add(l, SX_OP_MATMUL, t, K, 7, 1, 1, 0, 0);   /* decode shape */
         add(l, SX_OP_MATMUL, t, K, 33, 5, 1, 1, 0);  /* strided x */
         add(l, SX_OP_MATMUL, t, K * 2, 17, 19, 1, 0, 0);
+        add(l, SX_OP_MATMUL, t, K, 37, 3, 1, 0, 0);      /* small batches (tree verify): GPU matvec paths for M <= 8 */
+        add(l, SX_OP_MATMUL, t, K * 2, 37, 8, 1, 0, 0);
         if (full) add(l, SX_OP_MATMUL, t, K * 4, 130, 67, 1, 0, 0);
     }
     for (int v = 0; v < 3; v++) {

@@ -20,6 +20,7 @@ typedef struct {
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx;
     bool tied;
     int extra_tokens;
+    int vocab; /* total vocabulary (padded with extra tokens), 0 = the base one */
 } mk_opts;
 
 static sx_rng g_rng;
@@ -100,7 +101,9 @@ static sx_status write_model(const mk_opts *o) {
     const char *specials[] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"};
     const int first_special = tokens.n;
     for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) push(&tokens, specials[i]);
-    for (int i = 0; i < o->extra_tokens; i++) { /* a different vocabulary, for mismatch tests */
+    const int base = tokens.n + o->extra_tokens;
+    const int extra = o->vocab > base ? o->vocab - tokens.n : o->extra_tokens;
+    for (int i = 0; i < extra; i++) { /* a different or real-sized vocabulary (shapes of large models) */
         char t[32];
         snprintf(t, sizeof t, "<extra_%d>", i);
         push(&tokens, t);
@@ -245,6 +248,7 @@ static sx_status write_eagle3(const mk_opts *o, const char *target_path, int dra
 static void usage(void) {
     fprintf(stderr, "usage: specexit-mkmodel --arch llama|qwen2|qwen3 -o OUT.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|q4_k|q6_k]\n"
                     "       [--seed S] [--layers N] [--embd N] [--heads N] [--kv-heads N] [--head-dim N] [--ff N] [--ctx N] [--tied]\n"
+                    "       [--vocab N (pad the vocabulary to N tokens)] [--extra-tokens N]\n"
                     "       specexit-mkmodel --arch eagle3 --target TARGET.gguf -o DRAFT.gguf [--draft-vocab N] [--own-embd]\n"
                     "       [--type T] [--seed S] [--heads N] [--kv-heads N] [--head-dim N] [--ff N]   (a random EAGLE-3 draft)\n");
 }
@@ -275,6 +279,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--target")) target = v;
         else if (!strcmp(a, "--draft-vocab")) draft_vocab = atoi(v);
         else if (!strcmp(a, "--extra-tokens")) o.extra_tokens = atoi(v);
+        else if (!strcmp(a, "--vocab")) o.vocab = atoi(v);
         else { usage(); return 1; }
         if (takes) i++;
     }

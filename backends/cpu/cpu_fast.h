@@ -27,8 +27,11 @@ typedef struct sx_threadpool sx_threadpool;
 
 /* Creates a pool of n_threads threads (0 = physical cores). The calling
  * thread of sx_threadpool_run() is thread 0, so n_threads - 1 workers are
- * spawned. With pin, worker i is bound to physical core i (i >= 1; core 0 is
- * left to the caller). Caller owns *out; free with sx_threadpool_destroy().
+ * spawned. With pin, worker i is bound to physical core i (i >= 1) and the
+ * thread that calls sx_threadpool_run() is bound to core 0 (its affinity
+ * stays changed). Pinning helps on a quiet machine and hurts when other
+ * processes compete for the cores (a pinned thread cannot move to a free
+ * one). Caller owns *out; free with sx_threadpool_destroy().
  * Errors: SX_ERR_INVALID_ARG (n_threads < 0 or > 1024), SX_ERR_OUT_OF_MEMORY,
  * SX_ERR_BACKEND (thread creation failed). Pinning failure is only logged. */
 SX_MUST_USE sx_status sx_threadpool_create(int n_threads, bool pin, sx_threadpool **out);
@@ -39,10 +42,15 @@ int sx_threadpool_size(const sx_threadpool *tp);
 
 typedef void (*sx_parallel_fn)(void *ctx, int ith, int nth);
 
-/* Runs fn(ctx, i, n) for i in [0, n) on the n pool threads (the caller runs
- * i = 0) and returns when all have returned. Everything written by the caller
- * before the call is visible to fn, and everything fn wrote is visible to the
- * caller after it. Workers spin briefly after each run, then sleep.
+/* Runs fn(ctx, i, n) once for each i in [0, n), n = pool size, and returns
+ * when all have returned. The shares are claimed by whichever pool threads
+ * (the caller included) get to them first: usually one share per thread, but
+ * a late thread's share is run by another, so no two threads ever run the
+ * same i at once, but one thread may run several i one after the other
+ * (per-i scratch is safe; per-thread state keyed by i is not needed).
+ * Everything written by the caller before the call is visible to fn, and
+ * everything fn wrote is visible to the caller after it. Workers spin
+ * briefly after each run, then sleep.
  * Not reentrant: one run at a time per pool, and fn must not call run on the
  * same pool. tp == NULL runs fn(ctx, 0, 1) on the caller. */
 void sx_threadpool_run(sx_threadpool *tp, sx_parallel_fn fn, void *ctx);

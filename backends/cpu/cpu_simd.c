@@ -42,11 +42,14 @@ static sx_cpu_simd g_detected = SX_CPU_SIMD_SCALAR;
 static sx_cpu_simd g_default = SX_CPU_SIMD_SCALAR; /* detected, or env-forced lower */
 static _Atomic int g_active = SX_CPU_SIMD_SCALAR;
 
+/* cpu_simd_avx2.c / cpu_simd_avx512.c are only built for x86-64. */
 static const sx_cpu_kernels *table_of(sx_cpu_simd l) {
     switch (l) {
+#if defined(__x86_64__)
     case SX_CPU_SIMD_AVX512VNNI: return sx_cpu_kernels_avx512vnni();
     case SX_CPU_SIMD_AVX512: return sx_cpu_kernels_avx512();
     case SX_CPU_SIMD_AVX2: return sx_cpu_kernels_avx2();
+#endif
     default: return sx_cpu_kernels_scalar();
     }
 }

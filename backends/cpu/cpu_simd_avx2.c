@@ -1,7 +1,8 @@
 /* backends/cpu/cpu_simd_avx2.c — AVX2 + FMA + F16C matmul kernels.
  * Compiled with -mavx2 -mfma -mf16c; only called after the run-time check in
- * cpu_simd.c. Each kernel computes nr (1..4) weight rows against one
- * activation row, so the activation block is loaded once per 4 rows.
+ * cpu_simd.c. Kernels compute tiles of nr (1..4) weight rows x nc (1..2)
+ * activation rows: the activation block is loaded once per 4 rows (decode)
+ * and the weight unpacking is shared by 2 activation rows (prefill).
  *
  * Integer products: _mm256_maddubs_epi16 needs an unsigned first operand.
  * 4-bit and 6-bit weights are unsigned (offsets are applied through the
@@ -46,6 +47,28 @@ SX_INLINE float f16(uint16_t h) { return _cvtsh_ss(h); }
             default: name##_n(K, (const char *)W, ws, 1, xc, out); break;                      \
             }                                                                                  \
         }                                                                                      \
+    }
+
+/* Tile dispatch for kernels with an activation-row dimension: NR in {4, 1}
+ * (a short last row group runs row by row), NC in {2, 1} (16 ymm registers
+ * hold a 4 x 2 tile and its operands). */
+#define SX_TILE_FN(name)                                                                           \
+    static void name(int64_t K, const void *W, size_t ws, int nr, const void *x, size_t xs, int nc, \
+                     float *y, int64_t ldy) {                                                      \
+        const char *w = (const char *)W, *xc = (const char *)x;                                    \
+        while (nc > 0) {                                                                           \
+            const int c = nc >= 2 ? 2 : 1;                                                         \
+            if (nr == 4) {                                                                         \
+                if (c == 2) name##_n(K, w, ws, 4, xc, xs, 2, y, ldy);                              \
+                else name##_n(K, w, ws, 4, xc, xs, 1, y, ldy);                                     \
+            } else {                                                                               \
+                for (int r = 0; r < nr; r++) {                                                     \
+                    if (c == 2) name##_n(K, w + r * ws, ws, 1, xc, xs, 2, y + r, ldy);             \
+                    else name##_n(K, w + r * ws, ws, 1, xc, xs, 1, y + r, ldy);                    \
+                }                                                                                  \
+            }                                                                                      \
+            xc += c * xs, y += c * ldy, nc -= c;                                                   \
+        }                                                                                          \
     }
 
 /* ------------------------------------------------ q4_0, q4_1, q8_0 x q8 */
@@ -114,40 +137,113 @@ SX_INLINE void dot_legacy_n(int64_t K, const char *W, size_t ws, const int NR, c
         out[r] = hsum_ps(acc[r]) + off * _mm_cvtss_f32(_mm_movehdup_ps(corr[r]));
 }
 
-SX_INLINE void dot_q4_0_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    dot_legacy_n(K, W, ws, NR, x, out, 0);
+/* Several activation rows (prefill): the per-row weight work (unpacking,
+ * scales) is shared by NC columns. Offsets enter per column: q4_0 as
+ * -8 * (sum of each 4 activations) in the int32 lanes, q4_1's min as
+ * min * that sum in f32; q8_0 uses |w| and sign(w) x. */
+SX_INLINE void tile_legacy_n(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                             const int NC, float *y, int64_t ldy, const int kind) {
+    if (NC == 1) { /* decode kernel */
+        dot_legacy_n(K, W, ws, NR, x, y, kind);
+        return;
+    }
+    const size_t bsz = kind == 0 ? sizeof(sx_block_q4_0) : kind == 1 ? sizeof(sx_block_q4_1)
+                                                                     : sizeof(sx_block_q8_0);
+    const __m256i ones16 = _mm256_set1_epi16(1), ones8 = _mm256_set1_epi8(1);
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, K / 32);
+    for (int64_t b = 0; b < K / 32; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
+        __m256i xv[2], base[2];
+        __m256 dx[2], s4f[2];
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) {
+            const int8_t *xq = (const int8_t *)(x + c * xs);
+            xv[c] = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+            dx[c] = _mm256_set1_ps(((const float *)(xq + K))[2 * b]);
+            const __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xv[c]), ones16);
+            base[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(s4, 3));
+            s4f[c] = _mm256_cvtepi32_ps(s4);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const char *blk = W + r * ws + b * bsz;
+            __m256i wv;
+            __m256 dw, mw = _mm256_setzero_ps();
+            if (kind == 2) {
+                wv = _mm256_loadu_si256((const __m256i *)((const sx_block_q8_0 *)blk)->qs);
+                dw = _mm256_set1_ps(f16(((const sx_block_q8_0 *)blk)->d));
+            } else if (kind == 1) {
+                const sx_block_q4_1 *w = (const sx_block_q4_1 *)blk;
+                wv = unpack_nibbles_32(w->qs);
+                dw = _mm256_set1_ps(f16(w->d));
+                mw = _mm256_set1_ps(f16(w->m));
+            } else {
+                const sx_block_q4_0 *w = (const sx_block_q4_0 *)blk;
+                wv = unpack_nibbles_32(w->qs);
+                dw = _mm256_set1_ps(f16(w->d));
+            }
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) {
+                __m256i dot;
+                if (kind == 2)
+                    dot = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv[c], wv)), ones16);
+                else
+                    dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv[c]), ones16);
+                if (kind == 0) dot = _mm256_add_epi32(dot, base[c]);
+                const __m256 part = kind == 1 ? _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), dw, _mm256_mul_ps(s4f[c], mw))
+                                              : _mm256_mul_ps(_mm256_cvtepi32_ps(dot), dw);
+                acc[r][c] = _mm256_fmadd_ps(part, dx[c], acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum_ps(acc[r][c]);
 }
-SX_INLINE void dot_q4_1_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    dot_legacy_n(K, W, ws, NR, x, out, 1);
+
+SX_INLINE void tile_q4_0_n(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                           const int NC, float *y, int64_t ldy) {
+    tile_legacy_n(K, W, ws, NR, x, xs, NC, y, ldy, 0);
 }
-SX_INLINE void dot_q8_0_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    dot_legacy_n(K, W, ws, NR, x, out, 2);
+SX_INLINE void tile_q4_1_n(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                           const int NC, float *y, int64_t ldy) {
+    tile_legacy_n(K, W, ws, NR, x, xs, NC, y, ldy, 1);
 }
-SX_ROWS_FN(dot_q4_0)
-SX_ROWS_FN(dot_q4_1)
-SX_ROWS_FN(dot_q8_0)
+SX_INLINE void tile_q8_0_n(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                           const int NC, float *y, int64_t ldy) {
+    tile_legacy_n(K, W, ws, NR, x, xs, NC, y, ldy, 2);
+}
+SX_TILE_FN(tile_q4_0)
+SX_TILE_FN(tile_q4_1)
+SX_TILE_FN(tile_q8_0)
 
 /* --------------------------------------------------------- q4_k x q8k */
 
-SX_INLINE void dot_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    const int8_t *xq = (const int8_t *)x;
-    const float *xd = (const float *)(xq + K);
-    const int16_t *xbs = (const int16_t *)(xd + K / 256);
+/* Rows outer: per row and super-block, the int sums of the NC activation
+ * rows, then into the f32 tile accumulators. */
+SX_INLINE void tile_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                           const int NC, float *y, int64_t ldy) {
+    const int64_t nb = K / 256;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     /* duplicates each of 8 bytes: m0 m0 m1 m1 ... m7 m7 */
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     /* pshufb controls broadcasting 16-bit lane j to all lanes of a half */
     __m256i bsel[8];
     for (int j = 0; j < 8; j++) bsel[j] = _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j));
-    __m256 acc[4];
+    __m256 acc[4][2];
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
-    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, K / 256);
-    for (int64_t b = 0; b < K / 256; b++) {
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
+    for (int64_t b = 0; b < nb; b++) {
         sx_cpu_pf_step(&pf, b + 1);
-        const int8_t *xb = xq + 256 * b;
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)(xbs + 16 * b));
-        const float dx = xd[b];
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const sx_block_q4_k *w = (const sx_block_q4_k *)(W + r * ws) + b;
@@ -155,56 +251,78 @@ SX_INLINE void dot_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, con
             sx_cpu_q4k_scales(w->scales, u);
             /* the 8 scales as 16-bit lanes, in both 128-bit halves (pshufb is per half) */
             const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_setr_epi32((int)u[0], (int)u[1], 0, 0)));
-            __m256i isum = _mm256_setzero_si256();
+            const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_setr_epi32((int)u[2], (int)u[3], 0, 0), dup));
+            const float d = f16(w->d), dmin = f16(w->dmin);
+            __m256i isum[2];
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
 #pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) {
-                const __m256i raw = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * c));
+            for (int k = 0; k < 4; k++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
                 const __m256i lo = _mm256_and_si256(raw, m4);
                 const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xb + 64 * c)));
-                const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xb + 64 * c + 32)));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(sc16, bsel[2 * c])));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(sc16, bsel[2 * c + 1])));
+                const __m256i slo = _mm256_shuffle_epi8(sc16, bsel[2 * k]);
+                const __m256i shi = _mm256_shuffle_epi8(sc16, bsel[2 * k + 1]);
+#pragma GCC unroll 2
+                for (int c = 0; c < NC; c++) {
+                    const int8_t *xb = (const int8_t *)(x + c * xs) + 256 * b + 64 * k;
+                    const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)xb));
+                    const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xb + 32)));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(plo, slo),
+                                                                         _mm256_madd_epi16(phi, shi)));
+                }
             }
-            const __m128i mins8 = _mm_shuffle_epi8(_mm_setr_epi32((int)u[2], (int)u[3], 0, 0), dup);
-            const __m256i msum = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins8), bs);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w->d) * dx), acc[r]);
-            acc[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(f16(w->dmin) * dx), acc[r]);
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) {
+                const int8_t *xq = (const int8_t *)(x + c * xs);
+                const float *xd = (const float *)(xq + K);
+                const int16_t *xbs = (const int16_t *)(xd + nb);
+                const __m256i msum = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *)(xbs + 16 * b)));
+                const float dx = xd[b];
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(d * dx), acc[r][c]);
+                acc[r][c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(dmin * dx), acc[r][c]);
+            }
         }
     }
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++)
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) out[r] = hsum_ps(acc[r]);
+        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum_ps(acc[r][c]);
 }
-SX_ROWS_FN(dot_q4_k)
+SX_TILE_FN(tile_q4_k)
 
 /* --------------------------------------------------------- q6_k x q8k */
 
-SX_INLINE void dot_q6_k_n(int64_t K, const char *W, size_t ws, const int NR, const void *x, float *out) {
-    const int8_t *xq = (const int8_t *)x;
-    const float *xd = (const float *)(xq + K);
-    const int16_t *xbs = (const int16_t *)(xd + K / 256);
+SX_INLINE void tile_q6_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                           const int NC, float *y, int64_t ldy) {
+    const int64_t nb = K / 256;
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     /* shuffle control selecting scale 2g in the low 8 bytes, 2g+1 in the high 8 */
     __m128i sel[8];
     for (int g = 0; g < 8; g++)
         sel[g] = _mm_or_si128(_mm_set1_epi8((char)(2 * g)),
                               _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
-    __m256 acc[4];
+    __m256 acc[4][2];
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
-    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, K / 256);
-    for (int64_t b = 0; b < K / 256; b++) {
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
+    for (int64_t b = 0; b < nb; b++) {
         sx_cpu_pf_step(&pf, b + 1);
-        const int8_t *xb = xq + 256 * b;
-        const __m256i bs = _mm256_loadu_si256((const __m256i *)(xbs + 16 * b));
-        const float dx = xd[b];
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const sx_block_q6_k *w = (const sx_block_q6_k *)(W + r * ws) + b;
             const __m128i sc8 = _mm_loadu_si128((const __m128i *)w->scales);
-            /* -32 offset: isum starts at -32 * sum_i sc[i] * bsum[i] */
-            __m256i isum = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), bs), 5);
-            isum = _mm256_sub_epi32(_mm256_setzero_si256(), isum);
+            const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+            const float d = f16(w->d);
+            __m256i isum[2];
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) { /* -32 offset: start at -32 * sum_i sc[i] * bsum[i] */
+                const int16_t *xbs = (const int16_t *)((const float *)(x + c * xs + K) + nb);
+                const __m256i o = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(xbs + 16 * b)));
+                isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(o, 5));
+            }
 #pragma GCC unroll 2
             for (int h = 0; h < 2; h++) {
                 const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
@@ -218,19 +336,28 @@ SX_INLINE void dot_q6_k_n(int64_t K, const char *W, size_t ws, const int NR, con
                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
 #pragma GCC unroll 4
                 for (int i = 0; i < 4; i++) {
-                    const __m256i p = _mm256_maddubs_epi16(
-                        g[i], _mm256_loadu_si256((const __m256i *)(xb + 128 * h + 32 * i)));
-                    const __m256i s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, sel[4 * h + i]));
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, s));
+                    const __m256i sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, sel[4 * h + i]));
+#pragma GCC unroll 2
+                    for (int c = 0; c < NC; c++) {
+                        const int8_t *xb = (const int8_t *)(x + c * xs) + 256 * b + 128 * h + 32 * i;
+                        const __m256i p = _mm256_maddubs_epi16(g[i], _mm256_loadu_si256((const __m256i *)xb));
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, sc));
+                    }
                 }
             }
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w->d) * dx), acc[r]);
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) {
+                const float dx = ((const float *)(x + c * xs + K))[b];
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(d * dx), acc[r][c]);
+            }
         }
     }
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++)
 #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) out[r] = hsum_ps(acc[r]);
+        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum_ps(acc[r][c]);
 }
-SX_ROWS_FN(dot_q6_k)
+SX_TILE_FN(tile_q6_k)
 
 /* ------------------------------------------------- float weights x f32 */
 
@@ -370,11 +497,11 @@ static const sx_cpu_kernels k_avx2 = {
         [SX_DTYPE_F32] = dot_f32,
         [SX_DTYPE_F16] = dot_f16,
         [SX_DTYPE_BF16] = dot_bf16,
-        [SX_DTYPE_Q8_0] = dot_q8_0,
-        [SX_DTYPE_Q4_0] = dot_q4_0,
-        [SX_DTYPE_Q4_1] = dot_q4_1,
-        [SX_DTYPE_Q4_K] = dot_q4_k,
-        [SX_DTYPE_Q6_K] = dot_q6_k,
+        [SX_DTYPE_Q8_0] = tile_q8_0,
+        [SX_DTYPE_Q4_0] = tile_q4_0,
+        [SX_DTYPE_Q4_1] = tile_q4_1,
+        [SX_DTYPE_Q4_K] = tile_q4_k,
+        [SX_DTYPE_Q6_K] = tile_q6_k,
     },
     .vec_dot_f32 = vec_dot_f32,
     .vec_dot_f16_f32 = vec_dot_f16_f32,

@@ -1,20 +1,26 @@
 /* backends/cpu/threadpool.c — a fork-join pool for the CPU kernels.
  *
  * A decode step runs ~300 parallel regions of a few microseconds each, so a
- * run must cost well under a microsecond when the workers are awake:
- *  - the caller publishes (fn, ctx) and bumps `gen` (release); workers spin on
- *    `gen` (acquire), run their share, then decrement `pending` (acq_rel);
- *  - the caller runs share 0 and spins until `pending` is 0 (acquire), which
- *    makes every worker's writes visible to it;
- *  - a worker that has spun SX_TP_SPIN_NS without new work sleeps on a
- *    condition variable. The caller wakes sleepers only when `n_sleeping` > 0:
- *    the worker increments n_sleeping and then re-reads gen under the mutex,
- *    the caller stores gen and then reads n_sleeping (both seq_cst), so at
- *    least one of them sees the other's write and no wake-up is lost;
- *  - spinning threads yield the CPU after SX_TP_YIELD_NS (every thread, when
- *    there are more threads than cores), so a preempted thread can run;
- *  - the caller, when a worker is very late, sleeps on done_cv.
- * Tested by tests/test_cpu_fast.c (10k runs, counter and visibility checks).
+ * run must cost well under a microsecond when the workers are awake, and must
+ * not stall when a worker is late (asleep, or preempted on a busy machine):
+ *  - a run has n shares (fn(ctx, i, n) for i < n). The caller publishes
+ *    (fn, ctx), resets `done` and `next_share`, and bumps `gen`. Every
+ *    thread, the caller included, claims shares with fetch_add(next_share)
+ *    until they run out, so each share runs exactly once, on whichever
+ *    thread gets to it first; a worker that wakes late finds none left and
+ *    the caller never waits for a thread that has not started;
+ *  - the caller returns when `done` (shares finished) reaches n. Ordering:
+ *    fn/ctx are written before the release reset of next_share, a claim is
+ *    an acquire RMW on it; each finished share is a release RMW on done, the
+ *    caller reads done with acquire, so all writes of fn are visible after;
+ *  - idle workers spin on `gen`, yield the CPU after SX_TP_YIELD_NS (at once
+ *    when there are more threads than cores), and sleep on work_cv after
+ *    SX_TP_SPIN_NS. Sleepers are woken only when n_sleeping > 0: a worker
+ *    increments n_sleeping then re-reads gen under the mutex, the caller bumps
+ *    gen then reads n_sleeping (both seq_cst), so no wake-up is lost. The
+ *    caller waiting on a long share sleeps on done_cv the same way.
+ * Tested by tests/test_cpu_fast.c (10k runs, counter and visibility checks,
+ * TSan clean).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -55,6 +61,8 @@ typedef struct sx_tp_worker {
 struct sx_threadpool {
     int n; /* threads including the caller */
     bool pin;
+    bool caller_pinned;       /* pin: caller_thread is bound to core 0 */
+    pthread_t caller_thread;
     bool oversubscribed; /* more threads than CPUs: yield while spinning */
     sx_tp_worker *workers; /* [n - 1], worker i has index i + 1 */
 
@@ -64,9 +72,10 @@ struct sx_threadpool {
 
     _Alignas(64) _Atomic unsigned gen; /* bumped once per run */
     _Atomic int stop;
-    _Alignas(64) _Atomic int pending;  /* workers not yet done with the current run */
-    _Alignas(64) _Atomic int n_sleeping;   /* workers waiting on work_cv */
-    _Atomic int caller_sleeping;           /* caller waiting on done_cv */
+    _Alignas(64) _Atomic int next_share; /* next share index to claim (>= n: none left) */
+    _Alignas(64) _Atomic int done;       /* shares finished in the current run */
+    _Alignas(64) _Atomic int n_sleeping; /* workers waiting on work_cv */
+    _Atomic int caller_sleeping;         /* caller waiting on done_cv */
 
     pthread_mutex_t mu;
     pthread_cond_t work_cv, done_cv;
@@ -105,6 +114,22 @@ static unsigned wait_for_work(sx_threadpool *tp, unsigned seen) {
     return g;
 }
 
+/* Claims and runs shares of the current run until none are left. */
+static void run_shares(sx_threadpool *tp) {
+    const int n = tp->n;
+    for (;;) {
+        const int i = atomic_fetch_add_explicit(&tp->next_share, 1, memory_order_acq_rel);
+        if (i >= n) return;
+        tp->fn(tp->ctx, i, n);
+        if (atomic_fetch_add(&tp->done, 1) + 1 == n && /* seq_cst: pairs with wait_done */
+            atomic_load(&tp->caller_sleeping)) {
+            pthread_mutex_lock(&tp->mu);
+            pthread_cond_signal(&tp->done_cv);
+            pthread_mutex_unlock(&tp->mu);
+        }
+    }
+}
+
 static void *worker_main(void *arg) {
     sx_tp_worker *w = (sx_tp_worker *)arg;
     sx_threadpool *tp = w->tp;
@@ -114,13 +139,7 @@ static void *worker_main(void *arg) {
     for (;;) {
         seen = wait_for_work(tp, seen);
         if (atomic_load_explicit(&tp->stop, memory_order_acquire)) break;
-        tp->fn(tp->ctx, w->index, tp->n);
-        if (atomic_fetch_sub(&tp->pending, 1) == 1 && /* seq_cst: pairs with wait_done */
-            atomic_load(&tp->caller_sleeping)) {
-            pthread_mutex_lock(&tp->mu);
-            pthread_cond_signal(&tp->done_cv);
-            pthread_mutex_unlock(&tp->mu);
-        }
+        run_shares(tp);
     }
     return NULL;
 }
@@ -136,7 +155,7 @@ static void wake_workers(sx_threadpool *tp) {
 static void wait_done(sx_threadpool *tp) {
     int64_t t0 = 0;
     for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&tp->pending, memory_order_acquire) == 0) return;
+        if (atomic_load_explicit(&tp->done, memory_order_acquire) == tp->n) return;
         SX_CPU_RELAX();
         if ((i & 255) == 0) {
             int64_t t = now_ns();
@@ -146,8 +165,8 @@ static void wait_done(sx_threadpool *tp) {
         }
     }
     pthread_mutex_lock(&tp->mu);
-    atomic_store(&tp->caller_sleeping, 1); /* seq_cst: pairs with the worker's decrement */
-    while (atomic_load(&tp->pending) != 0) pthread_cond_wait(&tp->done_cv, &tp->mu);
+    atomic_store(&tp->caller_sleeping, 1); /* seq_cst: pairs with the worker's increment */
+    while (atomic_load(&tp->done) != tp->n) pthread_cond_wait(&tp->done_cv, &tp->mu);
     atomic_store(&tp->caller_sleeping, 0);
     pthread_mutex_unlock(&tp->mu);
 }
@@ -157,12 +176,19 @@ void sx_threadpool_run(sx_threadpool *tp, sx_parallel_fn fn, void *ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    if (tp->pin && (!tp->caller_pinned || !pthread_equal(tp->caller_thread, pthread_self()))) {
+        /* Workers own cores 1..n-1; the caller takes core 0, else it may sit
+         * on a worker's core and the two take turns (measured: 8x slower). */
+        tp->caller_pinned = sx_cpu_pin_current_thread(0);
+        tp->caller_thread = pthread_self();
+    }
     tp->fn = fn;
     tp->ctx = ctx;
-    atomic_store_explicit(&tp->pending, tp->n - 1, memory_order_relaxed);
-    atomic_fetch_add(&tp->gen, 1); /* seq_cst (release for fn, ctx, pending) */
+    atomic_store_explicit(&tp->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&tp->next_share, 0, memory_order_release); /* publishes fn, ctx, done */
+    atomic_fetch_add(&tp->gen, 1);                                   /* seq_cst: pairs with n_sleeping */
     wake_workers(tp);
-    fn(ctx, 0, tp->n);
+    run_shares(tp);
     wait_done(tp);
 }
 
@@ -181,7 +207,8 @@ sx_status sx_threadpool_create(int n_threads, bool pin, sx_threadpool **out) {
     tp->oversubscribed = n_threads > sx_cpu_physical_cores();
     atomic_init(&tp->gen, 0);
     atomic_init(&tp->stop, 0);
-    atomic_init(&tp->pending, 0);
+    atomic_init(&tp->next_share, n_threads); /* nothing to claim before the first run */
+    atomic_init(&tp->done, 0);
     atomic_init(&tp->n_sleeping, 0);
     atomic_init(&tp->caller_sleeping, 0);
     pthread_mutex_init(&tp->mu, NULL);

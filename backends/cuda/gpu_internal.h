@@ -11,10 +11,6 @@
 #error "gpu_internal.h is host code"
 #endif
 
-/* ir/quant_blocks.h uses C11's _Static_assert, which C++ spells static_assert */
-#if !defined(_Static_assert)
-#define _Static_assert static_assert
-#endif
 
 #include <stddef.h>
 #include <stdint.h>

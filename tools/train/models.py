@@ -100,12 +100,18 @@ class Block(nn.Module):
     def forward(self, x, cos, sin, kv=None):
         c = self.c
         B, T, _ = x.shape
-        h = self.attn_norm(x)
-        q = self.wq(h).view(B, T, c.n_head, c.head_dim)
-        k = self.wk(h).view(B, T, c.n_head_kv, c.head_dim)
-        v = self.wv(h).view(B, T, c.n_head_kv, c.head_dim)
+        nq, nk = c.n_head * c.head_dim, c.n_head_kv * c.head_dim
+        h = F.rms_norm(x, (c.hidden,), self.attn_norm.weight.to(x.dtype), c.eps)
+        # one matmul for q, k, v (fewer ops: this trains on a busy 2-core CPU)
+        w = torch.cat([self.wq.weight, self.wk.weight, self.wv.weight])
+        b = torch.cat([self.wq.bias, self.wk.bias, self.wv.bias]) if self.wq.bias is not None else None
+        qkv = F.linear(h, w.to(h.dtype), None if b is None else b.to(h.dtype))
+        q = qkv[..., :nq].view(B, T, c.n_head, c.head_dim)
+        k = qkv[..., nq:nq + nk].view(B, T, c.n_head_kv, c.head_dim)
+        v = qkv[..., nq + nk:].view(B, T, c.n_head_kv, c.head_dim)
         if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
+            q = F.rms_norm(q, (c.head_dim,), self.q_norm.weight.to(q.dtype), c.eps)
+            k = F.rms_norm(k, (c.head_dim,), self.k_norm.weight.to(k.dtype), c.eps)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         neox = c.arch != "llama"
         q, k = apply_rope(q, cos, sin, neox), apply_rope(k, cos, sin, neox)
@@ -114,20 +120,18 @@ class Block(nn.Module):
                 k = torch.cat([kv["k"], k], dim=2)
                 v = torch.cat([kv["v"], v], dim=2)
             kv["k"], kv["v"] = k, v
-        grp = c.n_head // c.n_head_kv
-        if grp > 1:
-            k = k.repeat_interleave(grp, dim=1)
-            v = v.repeat_interleave(grp, dim=1)
         S = k.shape[2]
+        gqa = c.n_head != c.n_head_kv
         if T == S:
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         else:  # T new tokens after S - T cached ones
             mask = torch.ones(T, S, dtype=torch.bool).tril(S - T)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        o = o.transpose(1, 2).reshape(B, T, c.n_head * c.head_dim)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        o = o.transpose(1, 2).reshape(B, T, nq)
         x = x + self.wo(o)
-        h = self.ffn_norm(x)
-        return x + self.w_down(F.silu(self.w_gate(h)) * self.w_up(h))
+        h = F.rms_norm(x, (c.hidden,), self.ffn_norm.weight.to(x.dtype), c.eps)
+        g, u = F.linear(h, torch.cat([self.w_gate.weight, self.w_up.weight]).to(h.dtype)).chunk(2, dim=-1)
+        return x + self.w_down(F.silu(g) * u)
 
 
 class Target(nn.Module):
