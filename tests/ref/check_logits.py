@@ -11,11 +11,15 @@ Exit: 0 pass, 1 fail, 77 skip (backend without device, model absent,
 numpy/gguf not installed).
 
 Tolerance (relative L2 of the logit vector): the engine's exact path
-(cpu-ref: f32 activations, double accumulation, f16 KV) is held to 1e-3;
-fast paths quantise activations to 8 bits before quantised dot products
-(as llama.cpp does) and are held to 3e-2 (SmolLM2: llama.cpp itself sits at
-0.7-1.2% on these prompts; see smollm2_golden.py) and 5e-2 for the tiny
-random models, whose flat logits amplify relative error.
+(cpu-ref: f32 activations, double accumulation, f16 KV) is held to 1e-3,
+which catches graph bugs (wrong RoPE mode or base, mask leaks, a missing
+norm, an extra BOS: all >= 2.6% in smollm2_golden.py's table). Fast paths
+quantise activations to 8 bits before quantised dot products, as llama.cpp
+does; that error is a random walk over 30 layers whose size depends on
+rounding (llama.cpp: 0.7% to 11% over 21 SmolLM2 prompts; ours measured
+0.8% to 3.0% on these three depending on the SIMD level), so they are held
+to 5e-2 with the argmax and top-5 checks, their kernels being checked
+against the reference op by op in tests/test_ops.c.
 """
 import os
 import subprocess
@@ -65,7 +69,7 @@ def main():
                 print(f"SKIP: {model} not found")
                 return 77
             run_dump(dump, backend, model, tmp, [p["ids"] for p in sg.PROMPTS])
-            t = tol if tol is not None else (1e-3 if exact else 3e-2)
+            t = tol if tol is not None else (1e-3 if exact else 5e-2)
             return sg.main([model, "--c-logits-dir", tmp, "--tol-rel", str(t), "--quiet"])
         import numpy as np
         from ref_forward import RefModel

@@ -286,7 +286,7 @@ def main(argv=None):
                     lt, lc, lp, lr_, _ = losses(draft, emb, train_data[i], a.steps_ttt)
                 loss = lt + lc + lp + 0.1 * lr_
                 (loss / a.batch).backward()
-                agg += torch.tensor([float(lt), float(lc), float(lp), float(lr_)])
+                agg += torch.tensor([float(x.detach()) for x in (lt, lc, lp, lr_)])
             torch.nn.utils.clip_grad_norm_(draft.parameters(), 1.0)
             opt.step()
             if step % 25 == 0:
