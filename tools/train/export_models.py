@@ -91,7 +91,7 @@ def main(argv=None):
         for nums in heldout[:5]:
             user = sumchain.problem_text(nums)
             r = subprocess.run([a.engine, "run", "-m", tpath, "-p", user, "--temp", "0", "-n", "900"],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, errors="replace")
             ref_trace = sumchain.Trace(nums)
             got = r.stdout
             ok += int(sumchain.final_answer(got) == str(sum(nums)))
