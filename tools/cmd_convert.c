@@ -208,7 +208,8 @@ int sx_cmd_convert(int argc, char **argv) {
     KV(sx_gguf_writer_set_u32(w, "eagle3.target_hidden_size", (uint32_t)Ht));
     KV(sx_gguf_writer_set_u32(w, "eagle3.signal_rows", (uint32_t)k_sig));
     if (L > 0) {
-        const int32_t layers[3] = {2, L / 2, L - 3};
+        int32_t layers[3] = {2, L / 2, L - 3}; /* clamped for toy targets of fewer than 4 layers */
+        for (int i = 0; i < 3; i++) layers[i] = layers[i] < 0 ? 0 : layers[i] >= L ? L - 1 : layers[i];
         KV(sx_gguf_writer_set_arr_i32(w, "eagle3.target_layers", layers, 3));
     }
     static const char *const map[][3] = {
