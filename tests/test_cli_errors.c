@@ -179,8 +179,7 @@ int main(int argc, char **argv) {
     snprintf(args, sizeof args, "run -m %s -p hi --backend cpu:3", model);
     expect("device index out of range", args, 1, "device 3 does not exist");
     expect("unknown command", "frobnicate", 1, "unknown command 'frobnicate'");
-    snprintf(args, sizeof args, "run -p hi");
-    expect("no model", args, 1, "no model given");
+    expect("option without its value", "run -p hi -m", 1, "-m needs a value");
     free(data);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;

@@ -49,7 +49,7 @@ static bool parse_float(const char *opt, const char *v, double lo, double hi, fl
 
 void sx_cli_print_common_help(FILE *f) {
     fprintf(f,
-            "  -m, --model FILE          GGUF model (required)\n"
+            "  -m, --model FILE          GGUF model (default: the embedded sumchain model and its draft)\n"
             "  -p, --prompt TEXT         prompt\n"
             "  -f, --file FILE           read the prompt from a file\n"
             "  -sys, --system TEXT       system prompt (chat mode)\n"
@@ -144,6 +144,7 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (IS("--exit-alpha")) { NEED(); if (!parse_float(a, v, 1e-6, 1, &c->exit.alpha)) return false; }
         else if (IS("--reasoning-budget")) { NEED(); if (!parse_int(a, v, -1, 1 << 24, &c->exit.reasoning_budget)) return false; }
         else if (IS("--trace")) c->trace = true;
+        else if (!strcmp(cmd, "run") && IS("--compare")) c->compare = true;
         else if (!strcmp(cmd, "bench") && IS("--problems")) { NEED(); c->problems = v; }
         else if (!strcmp(cmd, "bench") && IS("--modes")) { NEED(); c->modes = v; }
         else if (IS("-r") || IS("--repetitions")) { NEED(); if (!parse_int(a, v, 1, 1000, &c->repetitions)) return false; }
@@ -228,4 +229,27 @@ void sx_cli_add_spec_json(cJSON *j, const sx_generate_params *gp, const sx_gener
             cJSON_AddItemToArray(tr, e);
         }
     }
+}
+
+/* The embedded default: models/sumchain/{target,draft}.gguf, looked up in
+ * $SPECEXIT_MODEL_DIR, the installed data directory, then the source tree. */
+bool sx_cli_default_model(sx_cli *c) {
+    static char target[4096], draft[4096];
+    const char *env = getenv("SPECEXIT_MODEL_DIR");
+    const char *dirs[3] = {env, SX_DATA_DIR "/sumchain", SX_SOURCE_DIR "/models/sumchain"};
+    for (int i = 0; i < 3; i++) {
+        if (!dirs[i]) continue;
+        snprintf(target, sizeof target, "%s/target.gguf", dirs[i]);
+        snprintf(draft, sizeof draft, "%s/draft.gguf", dirs[i]);
+        FILE *f = fopen(target, "rb");
+        if (!f) continue;
+        fclose(f);
+        c->model = target;
+        if (!c->draft_model && (f = fopen(draft, "rb")) != NULL) {
+            fclose(f);
+            c->draft_model = draft;
+        }
+        return true;
+    }
+    return false;
 }

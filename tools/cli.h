@@ -39,9 +39,12 @@ typedef struct sx_cli {
     int repetitions;
     const char *problems;
     const char *modes;
+    bool compare;    /* run: also generate with full thinking and report the savings */
 } sx_cli;
 
 void sx_cli_init(sx_cli *c);
+/* Points -m (and -md) at the embedded sumchain model; false when not found. */
+bool sx_cli_default_model(sx_cli *c);
 /* Parses argv; prints a clear message and returns false on bad input. */
 bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd);
 void sx_cli_print_common_help(FILE *f);

@@ -69,8 +69,8 @@ int sx_cmd_bench(int argc, char **argv) {
         else if (!strcmp(argv[i], "-n")) argv[i] = "-tg";
     }
     if (!sx_cli_parse(&c, argc, argv, "bench")) return 1;
-    if (!c.model) {
-        fprintf(stderr, "error: no model given (-m MODEL.gguf)\n");
+    if (!c.model && !sx_cli_default_model(&c)) {
+        fprintf(stderr, "error: no model given (-m MODEL.gguf) and the embedded default (models/sumchain) is not installed\n");
         return 1;
     }
     if (c.problems) {

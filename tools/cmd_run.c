@@ -46,8 +46,8 @@ int sx_cmd_run(int argc, char **argv) {
     sx_cli c;
     sx_cli_init(&c);
     if (!sx_cli_parse(&c, argc, argv, "run")) return 1;
-    if (!c.model) {
-        fprintf(stderr, "error: no model given (-m MODEL.gguf)\n");
+    if (!c.model && !sx_cli_default_model(&c)) {
+        fprintf(stderr, "error: no model given (-m MODEL.gguf) and the embedded default (models/sumchain) is not installed\n");
         return 1;
     }
     char *file_prompt = NULL;
@@ -146,8 +146,40 @@ int sx_cmd_run(int argc, char **argv) {
             fprintf(stderr, "[specexit] speculation %s: %d target passes, %.2f tokens per pass, %d of %d drafted tokens accepted; draft %.1f ms, verify %.1f ms\n",
                     sx_spec_kind_name(gp.spec.kind), gs.n_steps, gs.accept_len_mean, gs.n_accepted, gs.n_drafted, gs.draft_ms, gs.verify_ms);
         if (gs.thinking_tokens > 0 || gp.exit.kind != SX_EXIT_NONE)
-            fprintf(stderr, "[specexit] thinking %d tokens; exit %s: %s%s\n", gs.thinking_tokens, sx_exit_kind_name(gp.exit.kind),
-                    gs.exited_early ? "ended early by " : "", gs.exit_reason);
+            fprintf(stderr, "[specexit] thinking %d tokens; exit %s: %s%s", gs.thinking_tokens, sx_exit_kind_name(gp.exit.kind),
+                    gs.exited_early ? "thinking ended early by " : "thinking ended: ", gs.exit_reason);
+        if (gs.exited_early && gs.exit_token_index >= 0) fprintf(stderr, " (</think> forced at generated token %d)", gs.exit_token_index);
+        if (gs.thinking_tokens > 0 || gp.exit.kind != SX_EXIT_NONE) fprintf(stderr, "\n");
+    }
+    if (c.compare && gp.exit.kind != SX_EXIT_NONE) {
+        /* the same generation with full thinking: what the exit saved */
+        sx_session *s2 = NULL;
+        sx_generate_params full = gp;
+        full.exit.kind = SX_EXIT_NONE;
+        full.exit.reasoning_budget = -1;
+        full.trace_signals = false;
+        run_out out2 = {.json = true};
+        sx_generate_stats g2;
+        st = sx_session_create(e, &so, &s2);
+        if (st == SX_OK) st = sx_generate(s2, ids, n_ids, &full, on_token, &out2, &g2);
+        sx_session_destroy(s2);
+        if (st != SX_OK) {
+            rc = sx_cli_fail("generating the full-thinking comparison", st);
+        } else {
+            const double t1 = gs.prefill_ms + gs.decode_ms, t2 = g2.prefill_ms + g2.decode_ms;
+            fprintf(stderr,
+                    "[specexit] full thinking (--exit none) for comparison: %d generated tokens, %d thinking, %.1f ms\n"
+                    "[specexit] saved by --exit %s: %d tokens (%.0f%%), %.1f ms (%.2fx faster end to end)\n",
+                    g2.n_generated_tokens, g2.thinking_tokens, t2, sx_exit_kind_name(gp.exit.kind), g2.n_generated_tokens - gs.n_generated_tokens,
+                    g2.n_generated_tokens ? 100.0 * (g2.n_generated_tokens - gs.n_generated_tokens) / g2.n_generated_tokens : 0.0, t2 - t1,
+                    t1 > 0 ? t2 / t1 : 0.0);
+            if (!c.json) {
+                const char *ans = out2.text ? strstr(out2.text, "</think>") : NULL;
+                fprintf(stderr, "[specexit] full-thinking answer: %s\n", ans ? ans + 8 + strspn(ans + 8, "\n") : "(none)");
+            }
+            sx_generate_stats_free(&g2);
+        }
+        free(out2.text);
     }
     sx_generate_stats_free(&gs);
 done:
