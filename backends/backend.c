@@ -34,7 +34,7 @@ static const backend_getter g_backends[] = {
 
 void sx_device_options_init(sx_device_options *opts) {
     memset(opts, 0, sizeof *opts);
-    opts->pin_threads = true;
+    opts->pin_threads = false; /* pinning hurts when other processes share the cores; --pin-threads */
 }
 
 int sx_backend_count(void) { return (int)(sizeof g_backends / sizeof g_backends[0]); }

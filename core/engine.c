@@ -70,6 +70,7 @@ sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
     sx_device_options dopts;
     sx_device_options_init(&dopts);
     dopts.n_threads = o->n_threads;
+    dopts.pin_threads = o->pin_threads;
     sx_status s = sx_device_open_by_name(backend, &dopts, &e->dev);
     if (s == SX_OK && !e->dev->info.host_visible) s = sx_device_open_by_name("cpu", &dopts, &e->cpu);
     if (s == SX_OK) s = sx_model_load(o->model_path, e->dev, &e->model);

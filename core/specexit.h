@@ -35,6 +35,7 @@ typedef struct sx_engine_options {
     const char *model_path;    /* GGUF file (required) */
     const char *backend;       /* "cpu" (default), "cpu-ref", "vulkan", "vulkan:1", "cuda:0", "hip" */
     int n_threads;             /* CPU threads; 0 = physical cores */
+    bool pin_threads;          /* bind CPU threads to physical cores (hwloc) */
     const char *chat_template; /* "chatml", "llama3", "deepseek-r1"; NULL = detect from the file */
     const char *draft_path;    /* optional draft: an EAGLE-3 draft GGUF (architecture "eagle3")
                                   or a small model sharing the target's vocabulary */

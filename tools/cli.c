@@ -67,6 +67,7 @@ void sx_cli_print_common_help(FILE *f) {
             "      --ignore-eos          keep generating past end-of-generation tokens\n"
             "      --backend NAME[:N]    cpu (default), cpu-ref, vulkan, cuda, hip; see `specexit devices`\n"
             "  -t, --threads N           CPU threads (default: physical cores)\n"
+            "      --pin-threads         bind CPU threads to physical cores (hwloc); best on an otherwise idle machine\n"
             "  -c, --ctx-size N          context size (default: min(model, 4096))\n"
             "  -b, --batch-size N        prompt tokens per forward pass (default 512)\n"
             "      --kv-f32              keep the KV cache in f32 (default f16)\n"
@@ -118,6 +119,7 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         }
         else if (IS("--ignore-eos")) c->ignore_eos = true;
         else if (IS("--backend") || IS("-dev") || IS("--device")) { NEED(); c->backend = v; }
+        else if (IS("--pin-threads")) c->pin_threads = true;
         else if (IS("-t") || IS("--threads")) { NEED(); if (!parse_int(a, v, 0, 1024, &c->n_threads)) return false; }
         else if (IS("-c") || IS("--ctx-size")) { NEED(); if (!parse_int(a, v, 0, 1 << 24, &c->n_ctx)) return false; }
         else if (IS("-b") || IS("--batch-size")) { NEED(); if (!parse_int(a, v, 0, 1 << 16, &c->n_batch)) return false; }

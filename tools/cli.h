@@ -16,6 +16,7 @@ typedef struct sx_cli {
     const char *chat_template;
     int n_predict;
     int n_threads;
+    bool pin_threads;
     int n_ctx;
     int n_batch;
     bool chat;     /* apply the chat template (default when the model has one) */

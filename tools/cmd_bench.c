@@ -110,6 +110,7 @@ int sx_cmd_bench(int argc, char **argv) {
             eo.model_path = c.model;
             eo.backend = cfg[k].backend;
             eo.n_threads = c.n_threads;
+            eo.pin_threads = c.pin_threads;
             eo.draft_path = c.draft_model;
             eo.draft_backend = c.draft_backend;
             sx_status st = sx_engine_create(&eo, &cfg[k].e);

@@ -130,6 +130,7 @@ int sx_cmd_bench_problems(sx_cli *c) {
     eo.model_path = c->model;
     eo.backend = c->backend;
     eo.n_threads = c->n_threads;
+    eo.pin_threads = c->pin_threads;
     eo.draft_path = c->draft_model;
     eo.draft_backend = c->draft_backend;
     eo.chat_template = c->chat_template;

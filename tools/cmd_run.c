@@ -69,6 +69,7 @@ int sx_cmd_run(int argc, char **argv) {
     eo.model_path = c.model;
     eo.backend = c.backend;
     eo.n_threads = c.n_threads;
+    eo.pin_threads = c.pin_threads;
     eo.chat_template = c.chat_template;
     eo.draft_path = c.draft_model;
     eo.draft_backend = c.draft_backend;
