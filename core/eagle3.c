@@ -36,6 +36,11 @@ static sx_status read_hparams(const sx_gguf *g, const sx_model *t, sx_eagle3_hpa
     SX_RETURN_IF_ERROR(get_u32(g, "eagle3.target_hidden_size", false, (uint32_t)hp->n_embd, 1, big, &hp->n_embd_target));
     SX_RETURN_IF_ERROR(get_u32(g, "eagle3.signal_rows", false, 0, 0, SX_EAGLE3_MAX_SIGNALS, &hp->n_signals));
     hp->norm_eps = sx_gguf_get_f32_or(g, "eagle3.attention.layer_norm_rms_epsilon", 1e-6f);
+    hp->exit_conf = sx_gguf_get_f32_or(g, "eagle3.exit.conf", NAN);
+    hp->exit_progress = sx_gguf_get_f32_or(g, "eagle3.exit.progress", NAN);
+    hp->exit_remain = sx_gguf_get_f32_or(g, "eagle3.exit.remain", NAN);
+    hp->exit_alpha = sx_gguf_get_f32_or(g, "eagle3.exit.alpha", NAN);
+    if (!(hp->exit_alpha > 0 && hp->exit_alpha <= 1)) hp->exit_alpha = NAN;
     hp->rope_base = sx_gguf_get_f32_or(g, "eagle3.rope.freq_base", 10000.0f);
     if (!(hp->norm_eps > 0) || !(hp->rope_base > 0)) return sx_set_error(SX_ERR_FORMAT, "%s: bad norm epsilon or rope base", sx_gguf_name(g));
     if (hp->n_signals != 0 && hp->n_signals != 3)

@@ -20,6 +20,9 @@
  *                                              stream is a feature (2, L/2, L-3)
  *     eagle3.signal_rows                  u32  k_sig: 3 with SpecExit signals
  *                                              (confidence, progress, remain), 0 without
+ *     eagle3.exit.conf / .progress / .remain / .alpha   f32, optional: the exit
+ *                                              thresholds and EWMA weight this draft's
+ *                                              signals were tuned for (dev set)
  *   tensors
  *     fc.weight             [3*Ht, H + k_sig]  rows 0..H-1: fusion; H..H+2: signals
  *     fc.bias               [H + k_sig]        optional
@@ -70,6 +73,9 @@ typedef struct sx_eagle3_hparams {
     int n_embd_target;  /* Ht */
     int target_layers[SX_EAGLE3_N_FEATURES];
     int n_signals;      /* k_sig: 0 or 3 */
+    /* recommended exit settings (optional keys eagle3.exit.conf / .progress /
+     * .remain / .alpha, tuned on a development set); NAN when absent */
+    float exit_conf, exit_progress, exit_remain, exit_alpha;
 } sx_eagle3_hparams;
 
 typedef struct sx_eagle3 {

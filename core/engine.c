@@ -1,4 +1,5 @@
 /* core/engine.c — engine and session objects behind core/specexit.h. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,10 @@ void sx_engine_get_info(const sx_engine *e, sx_engine_info *out) {
     out->chat_template = sx_chat_kind_name(e->chat_kind);
     out->draft = e->eagle ? "eagle3" : e->draft ? "draft" : "none";
     out->draft_signals = e->eagle && e->eagle->hp.n_signals == 3;
+    out->draft_exit[0] = e->eagle ? e->eagle->hp.exit_conf : NAN;
+    out->draft_exit[1] = e->eagle ? e->eagle->hp.exit_progress : NAN;
+    out->draft_exit[2] = e->eagle ? e->eagle->hp.exit_remain : NAN;
+    out->draft_exit[3] = e->eagle ? e->eagle->hp.exit_alpha : NAN;
     out->draft_device = e->draft_dev ? e->draft_dev->info.name : e->dev->info.name;
 }
 

@@ -61,6 +61,7 @@ typedef struct sx_engine_info {
     const char *chat_template; /* detected template family */
     const char *draft;      /* "eagle3", "draft" or "none" */
     bool draft_signals;     /* the EAGLE-3 draft predicts the exit signals */
+    float draft_exit[4];    /* the draft's recommended conf, progress, remain, alpha (NAN: none) */
     const char *draft_device;
 } sx_engine_info;
 void sx_engine_get_info(const sx_engine *e, sx_engine_info *out_info);

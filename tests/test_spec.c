@@ -33,14 +33,14 @@ static int g_failed, g_passed;
     } while (0)
 
 typedef struct {
-    int32_t v[512];
+    int32_t v[2048];
     int n;
 } toklist;
 
 static bool collect(int32_t tok, const char *piece, size_t len, void *user) {
     (void)piece, (void)len;
     toklist *l = user;
-    if (l->n < 512) l->v[l->n++] = tok;
+    if (l->n < 2048) l->v[l->n++] = tok;
     return true;
 }
 
@@ -70,10 +70,11 @@ static sx_status run(sx_engine *e, const int32_t *prompt, int n_prompt, const sx
     return st;
 }
 
-static const int32_t g_prompt[] = {40, 71, 99, 3, 17, 250, 12, 88, 5, 200, 31};
+static int32_t g_prompt[] = {40, 71, 99, 3, 17, 250, 12, 88, 5, 200, 31};
 #define N_PROMPT (int)(sizeof g_prompt / sizeof g_prompt[0])
 
-static bool g_quick; /* GPU backends on slow emulators: fewer configurations, no sampling draws */
+static bool g_quick;       /* GPU backends on slow emulators: fewer configurations, no sampling draws */
+static bool g_no_sampling; /* skip the sampling draws (covered on the tiny models) */
 
 static void greedy_invariants(const char *backend, const char *target, const char *const *drafts, int n_drafts) {
     sx_engine *plain = open_engine(backend, target, NULL, NULL);
@@ -123,6 +124,8 @@ static void greedy_invariants(const char *backend, const char *target, const cha
 
 /* Every generated token must be the target's own greedy choice, except the
  * forced </think>. */
+static const char *g_chat_prompt; /* --chat-prompt: a real question for a trained pair */
+
 static void exit_only_forced_token(const char *backend, const char *target, const char *draft) {
     sx_engine *e = open_engine(backend, target, draft, NULL);
     if (!e) return;
@@ -145,10 +148,17 @@ static void exit_only_forced_token(const char *backend, const char *target, cons
         sx_engine_destroy(e);
         return;
     }
-    int32_t prompt[N_PROMPT + 1];
-    memcpy(prompt, g_prompt, sizeof g_prompt);
-    prompt[N_PROMPT] = open_id; /* the prompt opens a thinking section */
-    for (int mode = 0; mode < 2; mode++) {
+    int32_t prompt_buf[N_PROMPT + 1], *prompt = prompt_buf, *chat_ids = NULL;
+    int n_prompt = N_PROMPT + 1;
+    memcpy(prompt_buf, g_prompt, sizeof g_prompt);
+    prompt_buf[N_PROMPT] = open_id; /* the prompt opens a thinking section */
+    if (g_chat_prompt) {
+        char *text = NULL;
+        if (sx_chat_prompt(e, NULL, g_chat_prompt, true, &text) == SX_OK && sx_tokenize(e, text, true, true, &chat_ids, &n_prompt) == SX_OK)
+            prompt = chat_ids;
+        free(text);
+    }
+    for (int mode = 0; mode < (g_chat_prompt ? 3 : 2); mode++) {
         sx_generate_params gp;
         sx_generate_params_init(&gp);
         gp.n_predict = 40;
@@ -158,13 +168,17 @@ static void exit_only_forced_token(const char *backend, const char *target, cons
         if (mode == 0) { /* hard budget with speculation */
             gp.exit.kind = SX_EXIT_BUDGET;
             gp.exit.reasoning_budget = 13;
-        } else { /* signals with thresholds that are always met: cut at the first accepted delimiter */
+        } else if (mode == 1) { /* signals with thresholds that are always met: cut at the first accepted delimiter */
             gp.exit.kind = SX_EXIT_SPECEXIT;
             gp.exit.conf = 0, gp.exit.progress = 0, gp.exit.remain = 1e30f;
+        } else { /* a trained draft with the default thresholds must exit on its own */
+            gp.exit.kind = SX_EXIT_SPECEXIT;
+            gp.n_predict = 1024;
+            gp.ignore_eos = false;
         }
         toklist got;
         sx_generate_stats gs;
-        sx_status st = run(e, prompt, N_PROMPT + 1, &gp, &got, &gs);
+        sx_status st = run(e, prompt, n_prompt, &gp, &got, &gs);
         CHECK(st == SX_OK, "exit mode %d: %s", mode, sx_last_error());
         if (st != SX_OK) continue;
         if (mode == 0)
@@ -180,7 +194,7 @@ static void exit_only_forced_token(const char *backend, const char *target, cons
         sx_engine_info info;
         sx_engine_get_info(e, &info);
         st = sx_session_create(e, &so, &s);
-        if (st == SX_OK) st = sx_session_eval(s, prompt, N_PROMPT + 1, logits);
+        if (st == SX_OK) st = sx_session_eval(s, prompt, n_prompt, logits);
         for (int i = 0; i < got.n && st == SX_OK; i++) {
             int best = 0;
             for (int v = 1; v < info.n_vocab; v++)
@@ -193,12 +207,15 @@ static void exit_only_forced_token(const char *backend, const char *target, cons
         }
         sx_session_destroy(s);
         free(logits);
+        if (mode == 2) CHECK(gs.exited_early, "the trained draft's signals never ended the thinking (%d thinking tokens)", gs.thinking_tokens);
         CHECK(st == SX_OK && forced_ok && diffs <= 1 && (diffs == 1) == gs.exited_early,
               "exit mode %d: %d tokens differ from the target's choice (exit at %d, exited %d)", mode, diffs, gs.exit_token_index,
               gs.exited_early);
         printf("ok   exit mode %s: %d generated, %d thinking, forced </think> at %d (%s); all other tokens are the target's own\n",
-               mode ? "specexit" : "budget", got.n, gs.thinking_tokens, gs.exit_token_index, gs.exit_reason);
+               mode == 0 ? "budget" : mode == 1 ? "specexit (thresholds always met)" : "specexit (default thresholds)", got.n, gs.thinking_tokens,
+               gs.exit_token_index, gs.exit_reason);
     }
+    free(chat_ids);
     sx_engine_destroy(e);
 }
 
@@ -300,6 +317,8 @@ int main(int argc, char **argv) {
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--other-draft") && i + 1 < argc) other = argv[++i];
         else if (!strcmp(argv[i], "--quick")) g_quick = true;
+        else if (!strcmp(argv[i], "--no-sampling")) g_no_sampling = true;
+        else if (!strcmp(argv[i], "--chat-prompt") && i + 1 < argc) g_chat_prompt = argv[++i];
         else if (!strcmp(argv[i], "--bad-draft") && i + 1 < argc && n_bad < 16) bad[n_bad++] = argv[++i];
         else if (n_drafts < 6) drafts[n_drafts++] = argv[i];
     }
@@ -314,6 +333,9 @@ int main(int argc, char **argv) {
         printf("SKIP: backend %s: %s\n", backend, sx_last_error());
         return 77;
     }
+    sx_engine_info pinfo;
+    sx_engine_get_info(probe, &pinfo);
+    for (int i = 0; i < N_PROMPT; i++) g_prompt[i] %= pinfo.n_vocab - 8; /* valid ids for any vocabulary */
     sx_engine_destroy(probe);
     drafts[n_drafts++] = target; /* the target as its own classic draft: long accepted chains */
     if (other && !g_quick) drafts[n_drafts++] = other;
@@ -350,7 +372,7 @@ int main(int argc, char **argv) {
         if (st != SX_OK) printf("ok   bad draft rejected: %s\n", sx_last_error());
         sx_engine_destroy(e);
     }
-    if (!g_quick) {
+    if (!g_quick && !g_no_sampling) {
         sampling_distribution(backend, target, target, SX_SPEC_DRAFT, 1);
         sampling_distribution(backend, target, target, SX_SPEC_DRAFT, 3);
         sampling_distribution(backend, target, drafts[0], SX_SPEC_EAGLE3, 4);

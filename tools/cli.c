@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -18,6 +19,8 @@ void sx_cli_init(sx_cli *c) {
     sx_generate_params_init(&gp);
     c->spec = gp.spec;
     c->exit = gp.exit;
+    /* unset: the draft's recommendation, else the library default */
+    c->exit.conf = c->exit.progress = c->exit.remain = c->exit.alpha = NAN;
     c->bench_prompt = 512;
     c->bench_gen = 128;
     c->repetitions = 3;
@@ -81,10 +84,10 @@ void sx_cli_print_common_help(FILE *f) {
             "      --draft-backend B     device of the draft (default: the target's)\n"
             "ending the thinking section:\n"
             "      --exit specexit|budget|first-answer|none   (default: specexit with an EAGLE-3 draft that has signals, else none)\n"
-            "      --exit-conf X         confidence threshold (default 0.8)\n"
-            "      --exit-progress X     progress threshold (default 0.3)\n"
-            "      --exit-remain N       remaining-tokens threshold (default 200)\n"
-            "      --exit-alpha A        EWMA weight of the newest step (default 0.1)\n"
+            "      --exit-conf X         confidence threshold (default: the draft's eagle3.exit.conf, else 0.8)\n"
+            "      --exit-progress X     progress threshold (default: the draft's, else 0.3)\n"
+            "      --exit-remain N       remaining-tokens threshold (default: the draft's, else 200)\n"
+            "      --exit-alpha A        EWMA weight of the newest step (default: the draft's, else 0.1)\n"
             "      --reasoning-budget N  max thinking tokens (-1 = unlimited, default; 0 = no thinking)\n");
 }
 
@@ -199,7 +202,12 @@ void sx_cli_generate_params(const sx_cli *c, const sx_engine_info *info, sx_gene
     gp->sampling = c->sampling;
     gp->ignore_eos = c->ignore_eos;
     gp->spec = c->spec;
+    const sx_exit_params lib = gp->exit;
     gp->exit = c->exit;
+    float *f[4] = {&gp->exit.conf, &gp->exit.progress, &gp->exit.remain, &gp->exit.alpha};
+    const float lib_v[4] = {lib.conf, lib.progress, lib.remain, lib.alpha};
+    for (int i = 0; i < 4; i++)
+        if (isnan(*f[i])) *f[i] = isnan(info->draft_exit[i]) ? lib_v[i] : info->draft_exit[i];
     gp->trace_signals = c->trace;
     if (!c->spec_set) gp->spec.kind = !strcmp(info->draft, "eagle3") ? SX_SPEC_EAGLE3 : !strcmp(info->draft, "draft") ? SX_SPEC_DRAFT : SX_SPEC_NONE;
     if (!c->exit_set) gp->exit.kind = gp->spec.kind == SX_SPEC_EAGLE3 && info->draft_signals ? SX_EXIT_SPECEXIT

@@ -6,12 +6,12 @@
   3. train_draft.py    the EAGLE-3 draft + signal rows on the target's own
                        greedy generations
   4. export_models.py  OUT/target.gguf, OUT/draft.gguf, validation report
-  5. export_angelslim.py  the draft as an AngelSlim checkpoint (WORK/sumchain-angelslim)
+  5. export_angelslim.py  the draft as an AngelSlim checkpoint (WORK/../sumchain-angelslim)
 
 Usage (from the repository root):
   python tools/train/train_all.py --seed 1 --out models/sumchain \\
       [--work /opt/specexit-train-work/s1] [--engine /tmp/build-train/specexit] \\
-      [--target-steps 1500]
+      [--target-steps 1900]
 
 Steps whose outputs exist in WORK are skipped (delete WORK to start over).
 Everything is seeded; on the same machine type and torch version the files
@@ -39,10 +39,10 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(ROOT, "models", "sumchain"))
     ap.add_argument("--work", default=None)
     ap.add_argument("--engine", default=None)
-    ap.add_argument("--target-steps", type=int, default=1500)
-    ap.add_argument("--target-decay", type=int, default=300)
-    ap.add_argument("--draft-epochs", type=int, default=4)
-    ap.add_argument("--draft-n-train", type=int, default=600)
+    ap.add_argument("--target-steps", type=int, default=1900)
+    ap.add_argument("--target-decay", type=int, default=600)
+    ap.add_argument("--draft-epochs", type=int, default=6)
+    ap.add_argument("--draft-n-train", type=int, default=1000)
     a = ap.parse_args(argv)
     work = a.work or f"/opt/specexit-train-work/s{a.seed}"
     os.makedirs(work, exist_ok=True)
@@ -62,7 +62,8 @@ def main(argv=None):
     if a.engine:
         exp += ["--engine", a.engine]
     run(exp)
-    run([os.path.join(HERE, "export_angelslim.py"), "--work", work, "--out", os.path.join(work, "sumchain-angelslim")])
+    run([os.path.join(HERE, "export_angelslim.py"), "--work", work,
+         "--out", os.path.join(os.path.dirname(os.path.abspath(work)), "sumchain-angelslim")])
     print(f"train_all: done in {(time.time() - t0) / 60:.1f} min")
 
 
