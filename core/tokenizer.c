@@ -291,9 +291,12 @@ static sx_status copy_vocab(sx_tokenizer *t, const sx_tokenizer_desc *d) {
     for (int32_t i = 0; i < n; i++) {
         if (t->text_len[i]) memcpy(t->text + t->text_off[i], d->tokens[i], t->text_len[i]);
         t->text[t->text_off[i] + t->text_len[i]] = 0;
-        t->score[i] = d->scores ? d->scores[i] : 0.0f;
+        /* arrays may point into a GGUF mapping, where they need not be aligned */
+        if (d->scores) memcpy(&t->score[i], (const char *)d->scores + sizeof(float) * (size_t)i, sizeof(float));
+        else t->score[i] = 0.0f;
         if (d->token_types) {
-            int32_t ty = d->token_types[i];
+            int32_t ty;
+            memcpy(&ty, (const char *)d->token_types + sizeof(int32_t) * (size_t)i, sizeof ty);
             if (ty < SX_TOKEN_TYPE_UNDEFINED || ty > SX_TOKEN_TYPE_BYTE)
                 return sx_set_error(SX_ERR_FORMAT, "tokenizer: token %d has unknown token type %d (expected 0..6)",
                                     i, ty);
@@ -665,7 +668,7 @@ sx_status sx_tokenizer_encode(const sx_tokenizer *t, const char *text, size_t le
         p += t->text_len[hit];
         start = p;
     }
-    if (st == SX_OK) st = encode_raw(t, text + start, len - start, &prev_special, &sc, &iv);
+    if (st == SX_OK && len > start) st = encode_raw(t, text + start, len - start, &prev_special, &sc, &iv);
     if (st == SX_OK && iv.v == NULL) { /* never hand back NULL on success */
         iv.v = malloc(sizeof *iv.v);
         if (!iv.v) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "encode: out of memory");
