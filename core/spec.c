@@ -109,8 +109,8 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
     if (p->draft_max < 1 || p->draft_max > SX_SPEC_MAX_DEPTH)
         return sx_set_error(SX_ERR_INVALID_ARG, "--draft-max must be in [1, %d]", SX_SPEC_MAX_DEPTH);
     if (p->draft_topk < 1 || p->draft_topk > 32) return sx_set_error(SX_ERR_INVALID_ARG, "--draft-topk must be in [1, 32]");
-    if (p->draft_nodes < 1 || p->draft_nodes > SX_SPEC_MAX_NODES - 1)
-        return sx_set_error(SX_ERR_INVALID_ARG, "--draft-nodes must be in [1, %d]", SX_SPEC_MAX_NODES - 1);
+    if (p->draft_nodes < 1 || p->draft_nodes > SX_SPEC_MAX_VERIFY - 1) /* verify batches stay batch-invariant (cpu_fast.h) */
+        return sx_set_error(SX_ERR_INVALID_ARG, "--draft-nodes must be in [1, %d]", SX_SPEC_MAX_VERIFY - 1);
     sx_spec *sp = calloc(1, sizeof *sp);
     if (!sp) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
     sp->s = s;

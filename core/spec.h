@@ -16,6 +16,10 @@
 
 #define SX_SPEC_MAX_NODES 256
 #define SX_SPEC_MAX_DEPTH 32
+/* Rows of a verification pass (root + nodes). Backends compute batches up to
+ * this size exactly as single tokens, so greedy speculation reproduces plain
+ * greedy decoding bit for bit. */
+#define SX_SPEC_MAX_VERIFY 64
 
 typedef struct sx_spec sx_spec;
 

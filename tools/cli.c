@@ -80,7 +80,7 @@ void sx_cli_print_common_help(FILE *f) {
             "      --spec eagle3|draft|none  (default: eagle3 or draft from the draft file, none without one)\n"
             "      --draft-max D         draft depth (default 5)\n"
             "      --draft-topk K        children per expanded node (default 4; 1 = chain)\n"
-            "      --draft-nodes T       tree nodes verified per step (default 16)\n"
+            "      --draft-nodes T       tree nodes verified per step (default 16, at most 63)\n"
             "      --draft-backend B     device of the draft (default: the target's)\n"
             "ending the thinking section:\n"
             "      --exit specexit|budget|first-answer|none   (default: specexit with an EAGLE-3 draft that has signals, else none)\n"
@@ -136,7 +136,7 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         }
         else if (IS("--draft-max") || IS("--draft")) { NEED(); if (!parse_int(a, v, 1, 32, &c->spec.draft_max)) return false; }
         else if (IS("--draft-topk")) { NEED(); if (!parse_int(a, v, 1, 32, &c->spec.draft_topk)) return false; }
-        else if (IS("--draft-nodes")) { NEED(); if (!parse_int(a, v, 1, 255, &c->spec.draft_nodes)) return false; }
+        else if (IS("--draft-nodes")) { NEED(); if (!parse_int(a, v, 1, 63, &c->spec.draft_nodes)) return false; }
         else if (IS("--draft-backend") || IS("-devd") || IS("--device-draft")) { NEED(); c->draft_backend = v; }
         else if (IS("--exit")) {
             NEED();

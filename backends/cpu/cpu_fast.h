@@ -97,6 +97,13 @@ void sx_cpu_simd_reset(void);
 
 /* ----------------------------------------------------------------- matmul */
 
+/* Batch invariance: for M <= SX_CPU_INVARIANT_M every output row is computed
+ * exactly as a call with M = 1 would compute it, so a speculative
+ * verification batch reproduces plain decoding bit for bit (greedy
+ * speculative == plain greedy even at near ties). Larger M (prefill chunks)
+ * may use faster kernels with another summation order. */
+#define SX_CPU_INVARIANT_M 64
+
 /* Y[m][n] = sum_k W[n][k] * X[m][k] for m < M, n < N.
  * W: N rows of K elements of dtype wtype (F32, F16, BF16, Q8_0, Q4_0, Q4_1,
  *    Q4_K, Q6_K); row n starts at (const char *)W + n * w_row_stride bytes.
@@ -179,6 +186,7 @@ typedef struct sx_cpu_kernels {
     sx_cpu_gemm_fn gemm[SX_DTYPE_COUNT];     /* NULL where unsupported */
     sx_cpu_gemm_t_fn gemm_t[SX_DTYPE_COUNT]; /* wide prefill kernels, NULL where absent */
     int gemm_t_min_m;                        /* use gemm_t from this M on */
+    bool tiles_exact;                        /* gemm over nc columns == nc calls with one column, bit for bit */
     float (*vec_dot_f32)(int64_t n, const float *a, const float *b);
     float (*vec_dot_f16_f32)(int64_t n, const uint16_t *a, const float *b);
     void (*vec_axpy_f16)(int64_t n, float alpha, const uint16_t *x, float *y);

@@ -420,6 +420,7 @@ SX_GEMM_BY_COLUMN(dot_q4_k_scalar)
 SX_GEMM_BY_COLUMN(dot_q6_k_scalar)
 
 static const sx_cpu_kernels k_scalar = {
+    .tiles_exact = true,
     .gemm = {
         [SX_DTYPE_F32] = dot_f32_scalar_gemm,
         [SX_DTYPE_F16] = dot_f16_scalar_gemm,
@@ -477,6 +478,7 @@ typedef struct mm_ctx {
     char *xt;          /* [n_groups] tiles (layout in cpu_fast.h) */
     size_t xt_stride;
     int64_t n_groups;
+    bool one_column; /* one activation column per kernel call (kernels whose tiles are not exact) */
 } mm_ctx;
 
 /* Rows of W kept hot while a tile of activation rows passes over them. */
@@ -555,8 +557,9 @@ static void mm_block(const mm_ctx *c, int64_t n0, int64_t n1, int64_t m0, int64_
         int64_t me = mb + mt < m1 ? mb + mt : m1;
         for (int64_t nb = n0; nb < n1; nb += nt) {
             int64_t ne = nb + nt < n1 ? nb + nt : n1;
-            for (int64_t m = mb; m < me; m += SX_CPU_TILE_M) {
-                const int nc = me - m < SX_CPU_TILE_M ? (int)(me - m) : SX_CPU_TILE_M;
+            const int tile_m = c->one_column ? 1 : SX_CPU_TILE_M;
+            for (int64_t m = mb; m < me; m += tile_m) {
+                const int nc = me - m < tile_m ? (int)(me - m) : tile_m;
                 const char *xa = c->xa + m * c->xa_stride;
                 float *y = c->Y + m * c->ldy;
                 for (int64_t n = nb; n < ne; n += SX_CPU_TILE_N) {
@@ -618,6 +621,7 @@ sx_status sx_cpu_matmul(sx_threadpool *tp, sx_dtype wtype, const void *W, size_t
     mm_ctx c = {
         .gemm = gemm, .W = (const char *)W, .ws = w_row_stride, .w_row_bytes = row_bytes,
         .K = K, .N = N, .M = M, .X = X, .ldx = ldx, .Y = Y, .ldy = ldy,
+        .one_column = !kt->tiles_exact && M <= SX_CPU_INVARIANT_M, /* batch invariance (cpu_fast.h) */
     };
     int nth = sx_threadpool_size(tp);
     switch (wtype) {
@@ -631,7 +635,7 @@ sx_status sx_cpu_matmul(sx_threadpool *tp, sx_dtype wtype, const void *W, size_t
     } else {
         c.xa_stride = c.act == ACT_Q8 ? sx_cpu_q8_row_bytes(K) : sx_cpu_q8k_row_bytes(K);
         c.quant = c.act == ACT_Q8 ? kt->quantize_q8 : kt->quantize_q8k;
-        const bool wide = kt->gemm_t[wtype] && kt->gemm_t_min_m > 0 && M >= kt->gemm_t_min_m;
+        const bool wide = kt->gemm_t[wtype] && kt->gemm_t_min_m > 0 && M >= kt->gemm_t_min_m && M > SX_CPU_INVARIANT_M;
         if (wide) {
             c.gemm_t = kt->gemm_t[wtype];
             c.n_groups = (M + SX_CPU_TCOLS - 1) / SX_CPU_TCOLS;

@@ -493,6 +493,7 @@ static void quantize_q8k(const float *x, int64_t K, void *dst) {
 }
 
 static const sx_cpu_kernels k_avx2 = {
+    .tiles_exact = false, /* the 4 x 2 tiles sum in another order than one column */
     .gemm = {
         [SX_DTYPE_F32] = dot_f32,
         [SX_DTYPE_F16] = dot_f16,

@@ -156,6 +156,19 @@ template <int T> static bool matvec_fits(const mm_args &a) {
 
 template <int T> static void mm_launch(const mm_args &a, cudaStream_t st) {
     typedef qchunk<T> Q;
+    if (a.M > 8 && a.M <= 64) { /* batch invariance: verification batches as matvec chunks, each column computed like M = 1 */
+        mm_args c = a;
+        c.M = 8;
+        if (matvec_fits<T>(c)) {
+            for (int m0 = 0; m0 < a.M; m0 += 8) {
+                c.M = a.M - m0 < 8 ? a.M - m0 : 8;
+                c.x = a.x + (sx_i64)m0 * a.x_ld;
+                c.y = a.y + (sx_i64)m0 * a.y_ld;
+                mm_launch<T>(c, st);
+            }
+            return;
+        }
+    }
     if (matvec_fits<T>(a)) {
         const dim3 grid(cdiv(a.N, MV_WARPS)), block(MV_WARPS * SX_WARP);
         const int nch = a.K / Q::CH;

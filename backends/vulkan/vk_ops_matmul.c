@@ -2,7 +2,9 @@
  * matmul_tiled.comp, get_rows.comp): MATMUL and GET_ROWS, any weight dtype.
  *
  * MATMUL picks matvec1 (M = 1, decode), matvec8 (M <= 8: short speculative
- * batches, weights still read once) or the tiled kernel (M > 8). A weight
+ * batches, weights still read once) or the tiled kernel (M > 64); batches of
+ * 9..64 columns run as matvec8 chunks so every column is computed exactly as
+ * in decoding (batch invariance: tests/test_batch_invariance.c). A weight
  * matrix (or activation) larger than one storage binding is processed in
  * windows of whole rows / columns, each bound at its own offset; GET_ROWS
  * over a table above the limit runs once per row window. */
@@ -55,6 +57,9 @@ sx_status sx_vk_op_MATMUL(sx_device *dev, sx_tensor *node) {
     const size_t first = (size_t)K * 4 > (size_t)nc * 4 ? (size_t)K * 4 : (size_t)nc * 4;
     int64_t mc = M;
     if (first <= lim && (size_t)(M - 1) * col_stride + first > lim) mc = (int64_t)((lim - first) / col_stride) + 1;
+    /* batch invariance: up to 64 columns (speculative verification) run as
+     * matvec chunks of <= 8, which compute every column exactly like M = 1 */
+    if (M <= 64 && mc > 8) mc = 8;
     if (nc < 1 || mc < 1 || row > lim || first > lim) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: matmul %s: a single row exceeds the binding limit", node->name);
     for (int64_t m0 = 0; m0 < M; m0 += mc)
         for (int64_t n0 = 0; n0 < N; n0 += nc) SX_RETURN_IF_ERROR(matmul_chunk(d, node, n0, min_sz((size_t)nc, (size_t)(N - n0)), m0, min_sz((size_t)mc, (size_t)(M - m0))));

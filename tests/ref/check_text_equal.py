@@ -5,7 +5,8 @@ token; it is accepted only at a near tie, i.e. when backend B's top-2 logit
 gap at that position is below --tie (default 0.05 logits), measured with
 dump_logits on the shared prefix.
 
-  check_text_equal.py SPECEXIT MODEL.gguf A B [--dump DUMP_LOGITS] [--tie X]
+  check_text_equal.py SPECEXIT MODEL.gguf A B [--b-args "-md DRAFT.gguf ..."]
+(with --b-args: plain greedy on A against speculative greedy on B)
 Exit 77 when either backend is unavailable or the model is absent."""
 import json
 import os
@@ -16,8 +17,8 @@ import tempfile
 PROMPTS = ["What is the capital of France?", "Write a short story about a robot.", "Explain gravity to a child."]
 
 
-def run(exe, model, prompt, backend):
-    r = subprocess.run([exe, "run", "-m", model, "-p", prompt, "-n", "64", "--temp", "0", "--ignore-eos", "--backend", backend, "--json"],
+def run(exe, model, prompt, backend, extra=()):
+    r = subprocess.run([exe, "run", "-m", model, "-p", prompt, "-n", "64", "--temp", "0", "--ignore-eos", "--backend", backend, "--json"] + list(extra),
                        capture_output=True, text=True)
     if r.returncode != 0:
         if "not compiled into this build" in r.stderr or "no device" in r.stderr or "no Vulkan" in r.stderr:
@@ -34,12 +35,13 @@ def main():
         print(__doc__)
         return 2
     exe, model, ba, bb = a[:4]
+    b_args = a[a.index("--b-args") + 1].split() if "--b-args" in a else []
     if not os.path.exists(model):
         print(f"SKIP: {model} not found")
         return 77
     fails = 0
     for p in PROMPTS:
-        ta, tb = run(exe, model, p, ba), run(exe, model, p, bb)
+        ta, tb = run(exe, model, p, ba), run(exe, model, p, bb, b_args)
         if ta == tb:
             print(f"ok   {p!r}: identical on {ba} and {bb}: {ta[:60]!r}...")
             continue
