@@ -233,6 +233,7 @@ static sx_status insert_proxies(sx_sched *s, sx_graph *g, proxy_rec **out_recs, 
  * shadow node over those copies; after the device ran the node, both
  * outputs are compared. The first divergence is reported with its node. */
 typedef struct {
+    const sx_tensor *orig; /* the device's root */
     sx_tensor t;        /* shadow root */
     sx_buffer *buf;     /* host copy on the reference device */
 } shadow_root;
@@ -242,6 +243,7 @@ static sx_status shadow_of(sx_sched *s, const sx_tensor *root, shadow_root *out)
     SX_RETURN_IF_ERROR(sx_buffer_alloc(s->check, bytes + 64, &out->buf));
     void *host = out->buf->host_ptr;
     sx_status st = root->buffer->dev->vt->buffer_read(root->buffer, root->offset, host, bytes);
+    out->orig = root;
     out->t = *root;
     out->t.buffer = out->buf;
     out->t.offset = 0;
@@ -269,7 +271,7 @@ static sx_status compute_checked(sx_sched *s, sx_device *d, sx_tensor *const *no
             if (j == SX_MAX_SRC && r == t) break; /* the output of a normal node is written fresh */
             int found = -1;
             for (int k = 0; k < n_roots; k++)
-                if (roots[k].t.name == r->name || !strcmp(roots[k].t.name, r->name)) found = k;
+                if (roots[k].orig == r) found = k;
             if (found < 0) {
                 st = shadow_of(s, r, &roots[n_roots]);
                 found = n_roots++;

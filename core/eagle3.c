@@ -90,7 +90,7 @@ static sx_status copy_embedding(sx_eagle3 *d, const sx_model *t, sx_device *dev)
     e->buffer = buf;
     e->offset = 0;
     d->tok_embd = e;
-    if (s != SX_OK) sx_buffer_free(buf), e->buffer = NULL;
+    d->embd_buf = buf;
     return s;
 }
 
@@ -161,8 +161,7 @@ sx_status sx_eagle3_load(const char *path, const sx_model *target, sx_device *de
 
 void sx_eagle3_free(sx_eagle3 *d) {
     if (!d) return;
-    for (int i = 0; i < d->n_tensors; i++)
-        if (d->tensors[i].buffer && d->tensors[i].buffer != d->weights && &d->tensors[i] == d->tok_embd) sx_buffer_free(d->tensors[i].buffer);
+    sx_buffer_free(d->embd_buf);
     sx_buffer_free(d->weights);
     free(d->d2t_host);
     sx_gguf_close(d->gguf);

@@ -92,6 +92,7 @@ typedef struct sx_eagle3 {
     sx_tensor *out_norm, *output;
     sx_tensor *d2t;       /* I32 [Vd] or NULL */
     sx_tensor *tok_embd;  /* own or the target's */
+    sx_buffer *embd_buf;  /* the target's embedding copied to the draft's device, or NULL */
     int32_t *d2t_host;    /* [Vd] host copy of the offsets (NULL = identity) */
 } sx_eagle3;
 

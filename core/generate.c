@@ -147,7 +147,7 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
     if (rc == SX_OK) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &toks[0]);
     t0 = sx_now_ms();
     st->stop_reason = SX_STOP_LENGTH;
-    int n_committed_steps = 0, n_committed_tokens = 0;
+    int n_committed_tokens = 0; /* by target passes after the first token */
     while (rc == SX_OK) {
         /* the policy may cut the step's tokens; then commit and emit them */
         n = sx_exit_apply(&L.ex, toks, n, spec != NULL && st->n_steps > 0);
@@ -189,13 +189,12 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
             n = 1;
         }
         st->n_steps++;
-        n_committed_steps++;
         n_committed_tokens += n;
     }
     st->decode_ms = sx_now_ms() - t0;
     st->prefill_tok_s = st->prefill_ms > 0 ? n_prompt / (st->prefill_ms / 1e3) : 0;
     st->decode_tok_s = st->decode_ms > 0 && st->n_steps ? (st->n_generated_tokens - 1) / (st->decode_ms / 1e3) : 0;
-    st->accept_len_mean = n_committed_steps ? (double)n_committed_tokens / n_committed_steps : 0.0;
+    st->accept_len_mean = st->n_steps ? (double)n_committed_tokens / st->n_steps : 0.0;
     st->thinking_tokens = L.ex.thinking_tokens;
     st->exited_early = L.ex.exited;
     st->exit_reason = L.ex.reason;
