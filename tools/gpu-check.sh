@@ -7,8 +7,11 @@
 #   3. writes synthetic-weight models with the layer shapes of Llama-3-8B and
 #      Qwen3-8B in Q4_0, Q4_K and F16 (tools/mkmodel.c) and benchmarks each with
 #      `specexit bench --backend cuda -p 512 -n 128 -r 3 --json`
+#      and the Llama-3-8B-shaped Q4_0 model once more with CUDA graphs off
+#      (SPECEXIT_CUDA_GRAPHS=0; everything else runs with the default, on)
 #   4. writes a roofline summary: weight bytes x decode tok/s against the
-#      peak memory bandwidth (SX_PEAK_BW, default 4.8e12 B/s for an H200).
+#      peak memory bandwidth (SX_PEAK_BW, default 4.8e12 B/s for an H200),
+#      and the decode tok/s ratio of graphs on / off.
 # Everything (JSON, logs, summary) goes to OUTDIR. Exit status: non-zero when
 # the build or a test failed; benchmarks failing are reported in the summary.
 #
@@ -101,14 +104,24 @@ make_model() { # name arch layers embd heads kvh hd ff type -> path
     --head-dim "$hd" --ff "$ff" --ctx 4096 --seed 7 "${extra[@]}" -o "$path" > "$path.log" 2>&1 && echo "$path"
 }
 
-bench_one() { # path tag
+bench_one() { # path tag [VAR=value...] (environment of the bench run)
   local path=$1 tag=$2
-  if timeout 240 "$build/specexit" bench -m "$path" --backend cuda -p 512 -n 128 -r 3 --json > "$out/bench-$tag.json" 2> "$out/bench-$tag.log"; then
+  shift 2
+  if timeout 240 env "$@" "$build/specexit" bench -m "$path" --backend cuda -p 512 -n 128 -r 3 --json > "$out/bench-$tag.json" 2> "$out/bench-$tag.log"; then
     log "bench $tag: $(grep -E 'rep 3/3' "$out/bench-$tag.log" | tail -1 | sed 's/^\[bench\] //')"
   else
     log "bench $tag FAILED (see bench-$tag.log)"; rm -f "$out/bench-$tag.json"
   fi
 }
+
+# graphs A/B: the same bench of one model with SPECEXIT_CUDA_GRAPHS=0 (the run
+# above had the default, graphs on); the summary prints the decode ratio
+ab_tag=llama3-8b-q4_0
+bench_model() { # path tag
+  bench_one "$1" "$2"
+  if [ "$2" = "$ab_tag" ]; then bench_one "$1" "$2-nographs" SPECEXIT_CUDA_GRAPHS=0; fi
+}
+case " $types " in *" q4_0 "*) ;; *) log "note: q4_0 not in SX_BENCH_TYPES: no graphs on/off comparison" ;; esac
 
 if [ "$layers" = full ]; then
   # one model at a time: a full-depth F16 model is ~16 GB of disk and RAM
@@ -117,7 +130,7 @@ if [ "$layers" = full ]; then
     for type in $types; do
       log "writing $1 $type ($3 layers)"
       p=$(make_model "$@" "$type") || { log "mkmodel failed for $1 $type"; continue; }
-      bench_one "$p" "$1-$type"
+      bench_model "$p" "$1-$type"
       rm -f "$p"
     done
   done
@@ -135,16 +148,16 @@ else
     set -- $s
     for type in $types; do
       p="$models/$1-L$3-$type.gguf"
-      [ -f "$p" ] && bench_one "$p" "$1-$type"
+      [ -f "$p" ] && bench_model "$p" "$1-$type"
     done
   done
   rm -f "$models"/*.gguf
 fi
 
 # ---- 4. roofline summary ----
-python3 - "$out" "$peak" <<'PY' > "$out/roofline.txt" 2>&1 || log "roofline summary failed (see roofline.txt)"
+python3 - "$out" "$peak" "$ab_tag" <<'PY' > "$out/roofline.txt" 2>&1 || log "roofline summary failed (see roofline.txt)"
 import glob, json, os, sys
-out, peak = sys.argv[1], float(sys.argv[2])
+out, peak, ab = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 rows = []
 for f in sorted(glob.glob(os.path.join(out, "bench-*.json"))):
     try:
@@ -161,14 +174,20 @@ for f in sorted(glob.glob(os.path.join(out, "bench-*.json"))):
                  ideal_ms=1e3 * wb / peak, tflops=2.0 * npar * pp / 1e12), None))
 print("roofline: weight bytes x decode tok/s vs peak %.2f TB/s (decode reads every weight once per token;" % (peak / 1e12))
 print("KV-cache and activation traffic are not counted, so the fraction is a lower bound)\n")
-print("%-16s %-6s %9s %10s %9s %9s %8s %8s %9s" % ("model", "quant", "weights", "decode", "ms/tok", "ideal", "GB/s", "of peak", "prefill"))
+print("%-24s %-6s %9s %10s %9s %9s %8s %8s %9s" % ("model", "quant", "weights", "decode", "ms/tok", "ideal", "GB/s", "of peak", "prefill"))
 for name, r, err in rows:
     if r is None:
-        print("%-16s error: %s" % (name, err)); continue
-    print("%-16s %-6s %7.2fGB %7.1ft/s %9.2f %9.2f %8.0f %7.1f%% %7.0ft/s (%.1f TFLOP/s)" % (
+        print("%-24s error: %s" % (name, err)); continue
+    print("%-24s %-6s %7.2fGB %7.1ft/s %9.2f %9.2f %8.0f %7.1f%% %7.0ft/s (%.1f TFLOP/s)" % (
         name, r["quant"], r["weight_gb"], r["decode"], r["ms"], r["ideal_ms"], r["bw"] / 1e9, 100 * r["frac"], r["prefill"], r["tflops"]))
 if rows:
     print("\ndevice: %s" % next((r["device"] for _, r, _ in rows if r), "?"))
+on, off = (next((r for name, r, _ in rows if name == n and r), None) for n in (ab, ab + "-nographs"))
+if on and off and off["decode"]:
+    print("\nCUDA graphs (%s): decode %.1f t/s on, %.1f t/s off: on/off %.3f; prefill on/off %.3f" % (
+        ab, on["decode"], off["decode"], on["decode"] / off["decode"], on["prefill"] / off["prefill"] if off["prefill"] else 0))
+else:
+    print("\nCUDA graphs (%s): no on/off comparison (a bench is missing or failed)" % ab)
 PY
 cat "$out/roofline.txt" | tee -a "$out/gpu-check.log"
 log "done in $(($(date +%s) - t_start)) s, status $status"

@@ -4,6 +4,17 @@
  * buffer_read and synchronize wait for the stream and then report any error
  * a kernel raised (ids out of range) or the runtime recorded (faults).
  *
+ * Graphs: compute() of GPU_GRAPH_MIN_NODES nodes or more captures its
+ * launches into a CUDA/HIP graph and launches that instead (one launch
+ * instead of hundreds: decode of a small model is bound by launch overhead
+ * and the gaps between kernels). The device keeps the last executable graph
+ * and updates its kernel arguments in place when the new capture has the
+ * same shape (every decode step), instantiating anew only when it changed.
+ * SPECEXIT_CUDA_GRAPHS=0 (read at device open; both backends) launches
+ * directly; the device's features say "graphs=on" or "graphs=off", and
+ * closing it logs how many graphs were launched and instantiated
+ * (SPECEXIT_LOG=info; instantiations close to launches = shapes alternate).
+ *
  * No device (no driver, no GPU): device_count fails with SX_ERR_NO_DEVICE
  * and a message naming the runtime error, so callers can skip cleanly. */
 #include <stdio.h>
@@ -72,7 +83,14 @@ static void version_str(int v, char *buf, size_t n) {
 #endif
 }
 
-static sx_status fill_info(int index, sx_device_info *info) {
+/* SPECEXIT_CUDA_GRAPHS: "0" turns graphs off; unset or anything else keeps the default. */
+static bool graphs_wanted(void) {
+    const char *v = getenv("SPECEXIT_CUDA_GRAPHS");
+    if (v && *v) return strcmp(v, "0") != 0;
+    return SX_GPU_GRAPHS_DEFAULT != 0;
+}
+
+static sx_status fill_info(int index, bool graphs, sx_device_info *info) {
     memset(info, 0, sizeof *info);
     cudaDeviceProp p;
     GPU_TRY(cudaGetDeviceProperties(&p, index), "reading device properties");
@@ -99,8 +117,8 @@ static sx_status fill_info(int index, sx_device_info *info) {
     (void)cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, index);
     (void)cudaGetLastError();
     const double peak_gbs = 2.0 * mem_khz * 1e3 * (bus_bits / 8.0) / 1e9; /* double data rate */
-    snprintf(info->features, sizeof info->features, "f16 bf16 int8 warp=%d cus=%d smem/block=%zuKiB bus=%dbit peak_bw=%.0fGB/s", hw_warp,
-             p.multiProcessorCount, (size_t)p.sharedMemPerBlock / 1024, bus_bits, peak_gbs);
+    snprintf(info->features, sizeof info->features, "f16 bf16 int8 warp=%d cus=%d smem/block=%zuKiB bus=%dbit peak_bw=%.0fGB/s graphs=%s",
+             hw_warp, p.multiProcessorCount, (size_t)p.sharedMemPerBlock / 1024, bus_bits, peak_gbs, graphs ? "on" : "off");
     info->memory_total = (uint64_t)p.totalGlobalMem;
     size_t free_b = 0, total_b = 0;
     if (cudaSetDevice(index) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) info->memory_free = (uint64_t)free_b;
@@ -113,7 +131,7 @@ static sx_status gpu_device_info(int index, sx_device_info *out) {
     int n = 0;
     SX_RETURN_IF_ERROR(gpu_device_count(&n));
     if (index < 0 || index >= n) return sx_set_error(SX_ERR_NOT_FOUND, SX_GPU_NAME ": device %d does not exist (%d devices)", index, n);
-    return fill_info(index, out);
+    return fill_info(index, graphs_wanted(), out);
 }
 
 static const sx_backend_vtbl *vtbl(void);
@@ -122,7 +140,12 @@ static void gpu_device_close(sx_device *dev) {
     if (!dev) return;
     gpu_device *d = (gpu_device *)dev;
     (void)cudaSetDevice(d->ordinal);
-    if (d->stream) (void)cudaStreamSynchronize(d->stream), (void)cudaStreamDestroy(d->stream);
+    if (d->stream) (void)cudaStreamSynchronize(d->stream);
+    if (d->graph_exec) (void)cudaGraphExecDestroy(d->graph_exec);
+    if (d->n_graph_launches)
+        SX_LOGI(SX_GPU_NAME ": device %d: %ld graph launches, %ld instantiated, the rest updated in place", d->ordinal, d->n_graph_launches,
+                d->n_graph_instantiations);
+    if (d->stream) (void)cudaStreamDestroy(d->stream);
     if (d->err_dev) (void)cudaFree(d->err_dev);
     if (d->err_host) (void)cudaFreeHost(d->err_host);
     (void)cudaGetLastError();
@@ -140,7 +163,8 @@ static sx_status gpu_device_open(int index, const sx_device_options *opts, sx_de
     d->base.vt = vtbl();
     d->base.index = index;
     d->ordinal = index;
-    sx_status s = fill_info(index, &d->base.info);
+    d->graphs = graphs_wanted();
+    sx_status s = fill_info(index, d->graphs, &d->base.info);
     cudaError_t e = cudaSuccess;
     const char *what = "";
     if (s == SX_OK) {
@@ -270,9 +294,10 @@ static sx_status check_on_device(const sx_device *dev, const sx_tensor *node, co
     return SX_OK;
 }
 
-static sx_status gpu_compute(sx_device *dev, sx_tensor *const *nodes, int n_nodes) {
-    gpu_device *d = (gpu_device *)dev;
-    GPU_TRY(cudaSetDevice(d->ordinal), "selecting the device");
+/* Checks each node and enqueues its kernels on d->stream (or into the
+ * stream's capture); stops at the first error, whose message it sets. */
+static sx_status launch_nodes(gpu_device *d, sx_tensor *const *nodes, int n_nodes) {
+    sx_device *dev = &d->base;
     for (int i = 0; i < n_nodes; i++) {
         sx_tensor *node = nodes[i];
         if (!gpu_supports_op(dev, node))
@@ -290,6 +315,80 @@ static sx_status gpu_compute(sx_device *dev, sx_tensor *const *nodes, int n_node
         }
     }
     return SX_OK;
+}
+
+/* Fewer nodes than this (the scheduler's single-node copies, checked runs)
+ * launch directly: a capture and graph launch would cost more than it saves. */
+static const int GPU_GRAPH_MIN_NODES = 4;
+
+/* Ends a capture that failed part-way: the stream leaves capture mode, the
+ * partial graph (NULL when the capture was invalidated) is dropped and the
+ * runtime's last error cleared. Keeps the message already set. */
+static void capture_abort(gpu_device *d) {
+    cudaGraph_t g = NULL;
+    (void)cudaStreamEndCapture(d->stream, &g);
+    if (g) (void)cudaGraphDestroy(g);
+    (void)cudaGetLastError();
+}
+
+/* Captures the nodes' launches and launches the graph. Thread-local mode:
+ * only calls unsafe during capture (synchronous copies, malloc, syncs) made
+ * by this thread invalidate it; the launchers make none, they only launch
+ * kernels on d->stream. The cached executable graph is updated when the
+ * capture has its topology (a chain of the same number of kernels whose
+ * functions, grids and arguments may differ), otherwise replaced. A launch
+ * of it still running from the last step is not affected by the update
+ * (CUDA: updates apply to later launches; a destroyed graph in flight is
+ * freed on completion). */
+static sx_status launch_graph(gpu_device *d, sx_tensor *const *nodes, int n_nodes) {
+    GPU_TRY(cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal), "starting a graph capture");
+    const sx_status st = launch_nodes(d, nodes, n_nodes);
+    if (st != SX_OK) {
+        capture_abort(d);
+        return st;
+    }
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(d->stream, &g);
+    if (e != cudaSuccess) { /* e.g. invalidated by an illegal call: g is NULL */
+        if (g) (void)cudaGraphDestroy(g);
+        (void)cudaGetLastError();
+        return gpu_error(e, "ending the graph capture");
+    }
+    if (d->graph_exec && sx_graph_exec_update(d->graph_exec, g) != cudaSuccess) {
+        (void)cudaGetLastError(); /* the update's own failure, not a fault */
+#if defined(SX_HIP)
+        /* HIP does not document destroying a graph still running (CUDA frees
+         * it when done): wait for it; the shape rarely changes */
+        (void)cudaStreamSynchronize(d->stream);
+        (void)cudaGetLastError(); /* a fault stays sticky: the next sync reports it */
+#endif
+        (void)cudaGraphExecDestroy(d->graph_exec);
+        d->graph_exec = NULL;
+    }
+    if (!d->graph_exec) {
+        if ((e = cudaGraphInstantiateWithFlags(&d->graph_exec, g, 0)) != cudaSuccess) {
+            d->graph_exec = NULL;
+            (void)cudaGraphDestroy(g);
+            (void)cudaGetLastError();
+            return gpu_error(e, "instantiating the graph");
+        }
+        d->n_graph_instantiations++;
+    }
+    e = cudaGraphLaunch(d->graph_exec, d->stream);
+    (void)cudaGraphDestroy(g); /* the executable graph does not need it */
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return gpu_error(e, "launching the graph");
+    }
+    d->n_graph_launches++;
+    return SX_OK;
+}
+
+static sx_status gpu_compute(sx_device *dev, sx_tensor *const *nodes, int n_nodes) {
+    gpu_device *d = (gpu_device *)dev;
+    GPU_TRY(cudaSetDevice(d->ordinal), "selecting the device");
+    if (d->graphs && n_nodes >= GPU_GRAPH_MIN_NODES) return launch_graph(d, nodes, n_nodes);
+    return launch_nodes(d, nodes, n_nodes);
 }
 
 #if defined(SX_HIP)

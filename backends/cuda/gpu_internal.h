@@ -27,6 +27,11 @@ typedef struct gpu_device {
     int *err_dev;         /* error word kernels set (SX_GPU_ERR_*) */
     int *err_host;        /* pinned copy of it, read at synchronisation */
     int n_sm;
+    bool graphs;                /* compute() captures its launches into a graph
+                                   (SPECEXIT_CUDA_GRAPHS, read at open) */
+    cudaGraphExec_t graph_exec; /* last compute()'s graph, updated in place while
+                                   its shape repeats (decode steps); NULL if none */
+    long n_graph_launches, n_graph_instantiations; /* logged at close (SPECEXIT_LOG=info) */
 } gpu_device;
 
 typedef struct gpu_buffer {

@@ -56,6 +56,33 @@
 #define cudaStreamNonBlocking hipStreamNonBlocking
 #define cudaStreamSynchronize hipStreamSynchronize
 #define cudaStreamDestroy hipStreamDestroy
+/* graphs (compute() captures its launches; gpu_backend.cu). Two calls are
+ * not mapped because HIP keeps their CUDA 11 signatures: cudaGraphInstantiate
+ * (5 arguments in HIP; we call cudaGraphInstantiateWithFlags, the same in
+ * both) and cudaGraphExecUpdate (wrapped by sx_graph_exec_update below). */
+#define cudaGraph_t hipGraph_t
+#define cudaGraphExec_t hipGraphExec_t
+#define cudaStreamBeginCapture hipStreamBeginCapture
+#define cudaStreamEndCapture hipStreamEndCapture
+#define cudaStreamCaptureModeGlobal hipStreamCaptureModeGlobal
+#define cudaStreamCaptureModeThreadLocal hipStreamCaptureModeThreadLocal
+#define cudaStreamCaptureModeRelaxed hipStreamCaptureModeRelaxed
+#define cudaGraphInstantiateWithFlags hipGraphInstantiateWithFlags
+#define cudaGraphLaunch hipGraphLaunch
+#define cudaGraphDestroy hipGraphDestroy
+#define cudaGraphExecDestroy hipGraphExecDestroy
+
+/* Graphs default on: the hipGraph* calls above compile with ROCm 5.2's hipcc
+ * (Debian), where the API is marked beta; SPECEXIT_CUDA_GRAPHS=0 turns them off. */
+#define SX_GPU_GRAPHS_DEFAULT 1
+
+/* Updates exec in place from graph (same topology, new kernel arguments);
+ * hipSuccess, or an error when the topology changed (then re-instantiate). */
+static inline hipError_t sx_graph_exec_update(hipGraphExec_t exec, hipGraph_t graph) {
+    hipGraphNode_t error_node = NULL;
+    hipGraphExecUpdateResult result;
+    return hipGraphExecUpdate(exec, graph, &error_node, &result);
+}
 
 #elif defined(SX_EMU) /* CPU emulation for logic checks: emu/gpu_emu.h */
 
@@ -66,6 +93,8 @@
 #define SX_NS sx_cuda
 #define SX_GPU_RUNTIME "emulated CUDA"
 #define sx_shfl_xor(v, m) __shfl_xor_sync(0xffffffffu, (v), (m), SX_WARP)
+/* graphs on: gpu_emu.h's stand-ins run captured launches at once (see there) */
+#define SX_GPU_GRAPHS_DEFAULT 1
 
 #else /* CUDA: nvcc or NVRTC */
 
@@ -79,7 +108,24 @@
 #define SX_NS sx_cuda
 #define SX_GPU_RUNTIME "CUDA"
 #define sx_shfl_xor(v, m) __shfl_xor_sync(0xffffffffu, (v), (m), SX_WARP)
+#define SX_GPU_GRAPHS_DEFAULT 1
 
+#endif
+
+#if !defined(SX_HIP) && !defined(__CUDACC_RTC__)
+/* Updates exec in place from graph (same topology, new kernel arguments);
+ * cudaSuccess, or an error when the topology changed (then re-instantiate).
+ * CUDA 12 replaced the error-node/result pair by one result struct. */
+static inline cudaError_t sx_graph_exec_update(cudaGraphExec_t exec, cudaGraph_t graph) {
+#if defined(CUDART_VERSION) && CUDART_VERSION < 12000
+    cudaGraphNode_t error_node = NULL;
+    cudaGraphExecUpdateResult result;
+    return cudaGraphExecUpdate(exec, graph, &error_node, &result);
+#else
+    cudaGraphExecUpdateResultInfo info;
+    return cudaGraphExecUpdate(exec, graph, &info);
+#endif
+}
 #endif
 
 #define SX_WARP 32 /* logical warp: lanes that cooperate through shuffles */

@@ -117,6 +117,26 @@ static inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, int) { *s =
 static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return 0; }
 static inline cudaError_t cudaStreamDestroy(cudaStream_t) { return 0; }
 
+/* Graphs: stand-ins where capture = run directly. Launches made while a
+ * stream "captures" run at once (sx_emu_launch ignores the stream), so the
+ * captured graph is an empty token and launching it does nothing. This keeps
+ * gpu_backend.cu's capture/update/instantiate path compiled and its error
+ * handling exercised, with the same results as direct launches; it checks
+ * nothing about real graph semantics (that needs a GPU run). */
+struct sx_emu_graph { int unused; };
+inline sx_emu_graph sx_emu_graph_token;
+typedef sx_emu_graph *cudaGraph_t;
+typedef sx_emu_graph *cudaGraphExec_t;
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2 };
+struct cudaGraphExecUpdateResultInfo { int result; };
+static inline cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) { return 0; }
+static inline cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g) { *g = &sx_emu_graph_token; return 0; }
+static inline cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *e, cudaGraph_t, unsigned long long) { *e = &sx_emu_graph_token; return 0; }
+static inline cudaError_t cudaGraphExecUpdate(cudaGraphExec_t, cudaGraph_t, cudaGraphExecUpdateResultInfo *r) { r->result = 0; return 0; }
+static inline cudaError_t cudaGraphLaunch(cudaGraphExec_t, cudaStream_t) { return 0; }
+static inline cudaError_t cudaGraphDestroy(cudaGraph_t) { return 0; }
+static inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t) { return 0; }
+
 template <class F> static void sx_emu_launch(dim3 grid, dim3 block, size_t, cudaStream_t, F fn) {
     gridDim = grid;
     blockDim = block;
