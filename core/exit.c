@@ -12,6 +12,13 @@ bool sx_exit_is_delim(const sx_exit_state *st, int32_t token) {
     return false;
 }
 
+void sx_exit_scan(sx_exit_state *st, const int32_t *toks, int n) {
+    for (int i = 0; i < n; i++) {
+        if (toks[i] == st->think_open && st->think_open >= 0) st->thinking = true;
+        if (toks[i] == st->think_close && st->think_close >= 0) st->thinking = false;
+    }
+}
+
 sx_status sx_exit_init(sx_exit_state *st, const sx_exit_params *p, const sx_tokenizer *tok, const int32_t *prompt, int n_prompt) {
     memset(st, 0, sizeof *st);
     st->p = *p;
@@ -28,10 +35,7 @@ sx_status sx_exit_init(sx_exit_state *st, const sx_exit_params *p, const sx_toke
             st->delims[st->n_delims++] = ids[0];
         free(ids);
     }
-    for (int i = 0; i < n_prompt; i++) {
-        if (prompt[i] == st->think_open && st->think_open >= 0) st->thinking = true;
-        if (prompt[i] == st->think_close && st->think_close >= 0) st->thinking = false;
-    }
+    sx_exit_scan(st, prompt, n_prompt);
     if (p->kind != SX_EXIT_NONE && st->think_close < 0)
         return sx_set_error(SX_ERR_UNSUPPORTED, "--exit %s: the model's vocabulary has no </think> token", sx_exit_kind_name(p->kind));
     if (p->kind == SX_EXIT_SPECEXIT && st->n_delims == 0)

@@ -38,6 +38,9 @@ typedef struct sx_exit_state {
 /* Finds the delimiter and think tokens; thinking starts true when the prompt
  * leaves a <think> section open. */
 SX_MUST_USE sx_status sx_exit_init(sx_exit_state *st, const sx_exit_params *p, const sx_tokenizer *tok, const int32_t *prompt, int n_prompt);
+/* Follows <think> / </think> in more context tokens (in order after the ones
+ * seen so far) to know whether a thinking section is open. */
+void sx_exit_scan(sx_exit_state *st, const int32_t *toks, int n);
 /* Signals (confidence, progress, remain) of the tokens committed last step. */
 void sx_exit_observe(sx_exit_state *st, const float raw[3]);
 /* Applies the policy to the step's tokens (last = bonus; `speculative`: the

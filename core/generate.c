@@ -127,6 +127,7 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
         return sx_set_error(SX_ERR_INVALID_ARG, "--exit specexit needs --spec eagle3 (the signals come from the EAGLE-3 draft)");
     if (p->exit.kind == SX_EXIT_SPECEXIT && s->e->eagle && s->e->eagle->hp.n_signals != 3)
         return sx_set_error(SX_ERR_INVALID_ARG, "--exit specexit: the draft has no signal rows (eagle3.signal_rows = 0)");
+    const int n_past0 = s->n_past;
     const bool greedy = p->sampling.temp <= 0;
     const bool argmax_only = greedy && p->sampling.repeat_penalty == 1.0f;
     loop_state L = {.s = s, .p = p, .cb = cb, .user = user, .st = st};
@@ -134,7 +135,9 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
     sx_sampler *smp = NULL;
     sx_spec *spec = NULL;
     sx_status rc = logits ? sx_sampler_create(&p->sampling, V, &smp) : sx_set_error(SX_ERR_OUT_OF_MEMORY, "generate: out of memory");
-    if (rc == SX_OK) rc = sx_exit_init(&L.ex, &p->exit, s->e->tok, prompt, n_prompt);
+    /* the context so far, then the prompt: a <think> opened in an earlier turn counts */
+    if (rc == SX_OK) rc = sx_exit_init(&L.ex, &p->exit, s->e->tok, s->history, s->n_past);
+    if (rc == SX_OK) sx_exit_scan(&L.ex, prompt, n_prompt);
     if (rc == SX_OK && p->spec.kind != SX_SPEC_NONE) rc = sx_spec_create(s, &p->spec, &spec);
     st->n_prompt_tokens = n_prompt;
 
@@ -199,6 +202,11 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
     st->exited_early = L.ex.exited;
     st->exit_reason = L.ex.reason;
     if (spec) sx_spec_timing(spec, &st->draft_ms, &st->verify_ms);
+    if (spec && rc == SX_OK) rc = sx_spec_finish(spec); /* the context stays usable for the next turn */
+    /* the context ends with the emitted tokens but the last (as plain decoding leaves it): a step
+     * may have committed accepted tokens that were never emitted (length, stop, end token) */
+    const int keep = n_past0 + n_prompt + (st->n_generated_tokens > 0 ? st->n_generated_tokens - 1 : 0);
+    if (rc == SX_OK && s->n_past > keep) s->n_past = keep;
     sx_spec_destroy(spec);
     sx_sampler_destroy(smp);
     free(logits);

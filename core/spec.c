@@ -156,6 +156,16 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
     return SX_OK;
 }
 
+sx_status sx_spec_finish(sx_spec *sp) {
+    if (sp->n_moves == 0) return SX_OK;
+    sx_session *s = sp->s;
+    sx_graph_reset(s->graph);
+    SX_RETURN_IF_ERROR(sx_kv_cache_build_move(s->kv, s->graph, sp->move_src, sp->move_dst, sp->n_moves));
+    SX_RETURN_IF_ERROR(sx_sched_compute(s->sched, s->graph));
+    sp->n_moves = 0;
+    return SX_OK;
+}
+
 void sx_spec_timing(const sx_spec *sp, double *draft_ms, double *verify_ms) {
     *draft_ms = sp->draft_ms;
     *verify_ms = sp->verify_ms;
@@ -544,11 +554,11 @@ sx_status sx_spec_prefill(sx_spec *sp, const int32_t *prompt, int n, float *out_
     if ((int64_t)s->n_past + n > s->kv->n_ctx)
         return sx_set_error(SX_ERR_CONTEXT_FULL, "the prompt has %d tokens but only %d of the %d context slots are free (raise --ctx-size)", n,
                             s->kv->n_ctx - s->n_past, s->kv->n_ctx);
-    if (sp->dm) { /* classic: the target as usual, the draft reads the prompt at its first step */
+    if (sp->dm) { /* classic: the target as usual; the draft's cache starts empty, so it reads the whole context at its first step */
         SX_RETURN_IF_ERROR(sx_session_eval(s, prompt, n, out_logits));
-        sp->n_dm_pend = 0;
-        for (int i = 0; i < n; i++) sp->dm_pend[sp->n_dm_pend++] = prompt[i];
-        sp->draft_past = s->n_past - n;
+        memcpy(sp->dm_pend, s->history, sizeof(int32_t) * (size_t)s->n_past);
+        sp->n_dm_pend = s->n_past;
+        sp->draft_past = 0;
         return SX_OK;
     }
     int fl[3];

@@ -25,6 +25,10 @@ typedef struct sx_spec sx_spec;
 
 SX_MUST_USE sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out);
 void sx_spec_destroy(sx_spec *sp);
+/* Applies the KV moves of the last commit now (they normally run at the start
+ * of the next verify pass), so the session's context holds its committed
+ * tokens in order when generation ends. */
+SX_MUST_USE sx_status sx_spec_finish(sx_spec *sp);
 
 /* Evaluates the prompt through the target (and the draft); fills the last
  * token's logits [n_vocab]. */

@@ -10,7 +10,10 @@
  *     given the tokens before it, except the one forced </think>;
  *  3. sampling acceptance keeps the target distribution (chi-square test of
  *     the first verified token, fixed seed, many draws);
- *  4. bad drafts are rejected at load with a message naming the problem.
+ *  4. bad drafts are rejected at load with a message naming the problem;
+ *  5. a conversation continued on the same session (a second sx_generate)
+ *     gives the same tokens with speculation as without: the context left by
+ *     a speculative turn holds its tokens in order (KV moves applied).
  * Exit 77 when BACKEND has no device. */
 #include <math.h>
 #include <stdio.h>
@@ -120,6 +123,46 @@ static void greedy_invariants(const char *backend, const char *target, const cha
             }
             sx_engine_destroy(e);
         }
+}
+
+/* Two turns on one session: the second turn reads the KV the first one left. */
+static void multi_turn(const char *backend, const char *target, const char *const *drafts, int n_drafts) {
+    static const int32_t turn2[] = {7, 19, 64, 2, 33};
+    sx_generate_params gp;
+    sx_generate_params_init(&gp);
+    gp.n_predict = 24;
+    gp.sampling.temp = 0;
+    gp.ignore_eos = true;
+    toklist ref[2], got[2];
+    for (int di = -1; di < n_drafts; di++) {
+        sx_engine *e = open_engine(backend, target, di < 0 ? NULL : drafts[di], NULL);
+        if (!e) continue;
+        sx_engine_info info;
+        sx_engine_get_info(e, &info);
+        sx_generate_params p = gp;
+        p.spec.kind = di < 0 ? SX_SPEC_NONE : !strcmp(info.draft, "eagle3") ? SX_SPEC_EAGLE3 : SX_SPEC_DRAFT;
+        toklist *out = di < 0 ? ref : got;
+        sx_session_options so;
+        sx_session_options_init(&so);
+        so.n_ctx = 512;
+        sx_session *s = NULL;
+        sx_generate_stats gs;
+        sx_status st = sx_session_create(e, &so, &s);
+        out[0].n = out[1].n = 0;
+        if (st == SX_OK) st = sx_generate(s, g_prompt, N_PROMPT, &p, collect, &out[0], &gs);
+        if (st == SX_OK) st = sx_generate(s, turn2, 5, &p, collect, &out[1], &gs);
+        CHECK(st == SX_OK, "two turns on %s (%s): %s", target, sx_spec_kind_name(p.spec.kind), sx_last_error());
+        sx_session_destroy(s);
+        sx_engine_destroy(e);
+        if (di < 0 || st != SX_OK) continue;
+        int diff = -1;
+        for (int t = 0; t < 2 && diff < 0; t++)
+            for (int i = 0; i < ref[t].n && diff < 0; i++)
+                if (i >= got[t].n || got[t].v[i] != ref[t].v[i]) diff = t * 1000 + i;
+        CHECK(diff < 0 && got[1].n == ref[1].n, "two turns, %s + %s (%s): first difference in turn %d at token %d", target, drafts[di],
+              info.draft, diff / 1000 + 1, diff % 1000);
+        if (diff < 0) printf("ok   two turns on one session, %s + %s (%s): both turns identical to plain greedy\n", target, drafts[di], info.draft);
+    }
 }
 
 /* Every generated token must be the target's own greedy choice, except the
@@ -341,6 +384,7 @@ int main(int argc, char **argv) {
     if (other && !g_quick) drafts[n_drafts++] = other;
     greedy_invariants(backend, target, drafts, n_drafts);
     exit_only_forced_token(backend, target, drafts[0]);
+    multi_turn(backend, target, drafts, n_drafts);
     for (int i = 0; i < n_bad; i++) {
         char spec[1024], patched[1100];
         snprintf(spec, sizeof spec, "%s", bad[i]);
