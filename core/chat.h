@@ -37,6 +37,7 @@
 
 #include <stdbool.h>
 
+#include "core/specexit.h"
 #include "ir/status.h"
 
 #ifdef __cplusplus
@@ -51,10 +52,9 @@ typedef enum sx_chat_template_kind {
     SX_CHAT_DEEPSEEK_R1,
 } sx_chat_template_kind;
 
-typedef struct sx_chat_msg {
-    const char *role;    /* "system", "user", "assistant", "tool", ...: [A-Za-z0-9_-]+ */
-    const char *content; /* NUL-terminated UTF-8 */
-} sx_chat_msg;
+/* one message: role ("system", "user", "assistant", "tool", ...: [A-Za-z0-9_-]+)
+ * and NUL-terminated UTF-8 content; the public sx_chat_message */
+typedef sx_chat_message sx_chat_msg;
 
 /* Family of a GGUF tokenizer.chat_template string, from its markers:
  * <｜Assistant｜>/<｜User｜> -> DEEPSEEK_R1, <|start_header_id|> -> LLAMA3,

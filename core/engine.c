@@ -111,6 +111,9 @@ void sx_engine_destroy(sx_engine *e) {
     free(e);
 }
 
+/* A reasoning model: its template family opens a <think> section. */
+static bool engine_thinks(const sx_engine *e) { return e->chat_kind == SX_CHAT_CHATML_THINK || e->chat_kind == SX_CHAT_DEEPSEEK_R1; }
+
 void sx_engine_get_info(const sx_engine *e, sx_engine_info *out) {
     const sx_model *m = e->model;
     memset(out, 0, sizeof *out);
@@ -135,6 +138,7 @@ void sx_engine_get_info(const sx_engine *e, sx_engine_info *out) {
     out->draft_exit[2] = e->eagle ? e->eagle->hp.exit_remain : NAN;
     out->draft_exit[3] = e->eagle ? e->eagle->hp.exit_alpha : NAN;
     out->draft_device = e->draft_dev ? e->draft_dev->info.name : e->dev->info.name;
+    out->thinking = engine_thinks(e);
 }
 
 /* ---- text ---- */
@@ -163,12 +167,16 @@ sx_status sx_detokenize(const sx_engine *e, const int32_t *ids, int n, char **ou
 
 bool sx_token_is_eog(const sx_engine *e, int32_t token) { return sx_tokenizer_is_eog(e->tok, token); }
 
+sx_status sx_chat_apply(const sx_engine *e, const sx_chat_message *msgs, int n, bool add_generation_prompt, bool think, char **out_text) {
+    return sx_chat_format(e->chat_kind, msgs, n, add_generation_prompt, think && engine_thinks(e), e->default_system, out_text);
+}
+
 sx_status sx_chat_prompt(const sx_engine *e, const char *system, const char *user, bool think, char **out_text) {
-    sx_chat_msg msgs[2];
+    sx_chat_message msgs[2];
     int n = 0;
-    if (system) msgs[n++] = (sx_chat_msg){"system", system};
-    msgs[n++] = (sx_chat_msg){"user", user};
-    return sx_chat_format(e->chat_kind, msgs, n, true, think, e->default_system, out_text);
+    if (system) msgs[n++] = (sx_chat_message){"system", system};
+    msgs[n++] = (sx_chat_message){"user", user};
+    return sx_chat_apply(e, msgs, n, true, think, out_text);
 }
 
 /* ---- sessions ---- */
@@ -216,6 +224,11 @@ void sx_session_destroy(sx_session *s) {
 void sx_session_reset(sx_session *s) { s->n_past = 0; }
 int sx_session_n_past(const sx_session *s) { return s->n_past; }
 int sx_session_n_ctx(const sx_session *s) { return s->kv->n_ctx; }
+const int32_t *sx_session_tokens(const sx_session *s) { return s->history; }
+void sx_session_truncate(sx_session *s, int n) {
+    if (n < 0) n = 0;
+    if (n < s->n_past) s->n_past = n; /* slots past n_past are overwritten by the next pass */
+}
 
 sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax) {
     sx_forward_out fo;

@@ -63,6 +63,7 @@ typedef struct sx_engine_info {
     bool draft_signals;     /* the EAGLE-3 draft predicts the exit signals */
     float draft_exit[4];    /* the draft's recommended conf, progress, remain, alpha (NAN: none) */
     const char *draft_device;
+    bool thinking;          /* a reasoning model: its template opens a <think> section (chatml-think, deepseek-r1) */
 } sx_engine_info;
 void sx_engine_get_info(const sx_engine *e, sx_engine_info *out_info);
 
@@ -75,9 +76,27 @@ SX_MUST_USE sx_status sx_token_to_piece(const sx_engine *e, int32_t token, char 
 /* Detokenizes a whole sequence into a NUL-terminated string. */
 SX_MUST_USE sx_status sx_detokenize(const sx_engine *e, const int32_t *ids, int n, char **out_text);
 /* Formats one user turn with the model's chat template, ending with the
- * opening of the assistant turn (plus "<think>\n" when think is set).
+ * opening of the assistant turn (plus "<think>\n" when think is set and the
+ * model is a reasoning model, sx_engine_info.thinking; other models ignore it).
  * system may be NULL (the template's default system prompt applies). */
 SX_MUST_USE sx_status sx_chat_prompt(const sx_engine *e, const char *system, const char *user, bool think, char **out_text);
+
+/* One message of a conversation. role: "system", "user", "assistant", "tool"
+ * ([A-Za-z0-9_-]+); content: UTF-8. An assistant message of a reasoning model
+ * may hold its reasoning as "<think>...</think>answer" (the template keeps or
+ * drops it as the model family does). */
+typedef struct sx_chat_message {
+    const char *role;
+    const char *content;
+} sx_chat_message;
+
+/* Formats a whole conversation with the model's chat template; with
+ * add_generation_prompt it ends with the opening of the assistant turn (and
+ * "<think>\n" as for sx_chat_prompt). Encode the result with
+ * sx_tokenize(e, text, true, true, ...). SX_ERR_INVALID_ARG for a role the
+ * template has no place for or a NULL field. */
+SX_MUST_USE sx_status sx_chat_apply(const sx_engine *e, const sx_chat_message *msgs, int n, bool add_generation_prompt, bool think,
+                                    char **out_text);
 bool sx_token_is_eog(const sx_engine *e, int32_t token);
 
 /* ---- sessions ---- */
@@ -94,6 +113,13 @@ void sx_session_destroy(sx_session *s);
 void sx_session_reset(sx_session *s);
 int sx_session_n_past(const sx_session *s);
 int sx_session_n_ctx(const sx_session *s);
+/* The tokens in the context, [sx_session_n_past]; borrowed, valid until the
+ * session is next used. */
+const int32_t *sx_session_tokens(const sx_session *s);
+/* Keeps the first n tokens of the context and forgets the rest (n >= n_past:
+ * no change). With sx_session_tokens this reuses a cached prefix: keep the
+ * common prefix of the old and the new prompt, evaluate only the rest. */
+void sx_session_truncate(sx_session *s, int n);
 
 /* Appends tokens to the context and runs them through the model (in chunks of
  * n_batch). out_logits, if not NULL, receives the last token's logits
@@ -197,7 +223,10 @@ typedef bool (*sx_token_callback)(int32_t token, const char *piece, size_t len, 
 
 /* Evaluates the prompt (appended to the session's context) and generates.
  * The end token, when reached, is reported to the callback and counted but
- * not appended to the context. */
+ * not appended to the context. Every other generated token but the last is in
+ * the context afterwards (the last one was sampled, not yet evaluated), so a
+ * conversation continues with another sx_generate on the same session; a
+ * <think> opened earlier in the context counts for the exit policy. */
 SX_MUST_USE sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const sx_generate_params *p, sx_token_callback cb,
                                   void *user, sx_generate_stats *out_stats);
 
