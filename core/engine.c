@@ -225,6 +225,11 @@ void sx_session_reset(sx_session *s) { s->n_past = 0; }
 int sx_session_n_past(const sx_session *s) { return s->n_past; }
 int sx_session_n_ctx(const sx_session *s) { return s->kv->n_ctx; }
 const int32_t *sx_session_tokens(const sx_session *s) { return s->history; }
+int sx_session_common_prefix(const sx_session *s, const int32_t *ids, int n) {
+    int i = 0;
+    while (i < n && i < s->n_past && s->history[i] == ids[i]) i++;
+    return i;
+}
 void sx_session_truncate(sx_session *s, int n) {
     if (n < 0) n = 0;
     if (n < s->n_past) s->n_past = n; /* slots past n_past are overwritten by the next pass */

@@ -116,9 +116,12 @@ int sx_session_n_ctx(const sx_session *s);
 /* The tokens in the context, [sx_session_n_past]; borrowed, valid until the
  * session is next used. */
 const int32_t *sx_session_tokens(const sx_session *s);
+/* How many leading tokens of ids[0..n) the context already holds. */
+int sx_session_common_prefix(const sx_session *s, const int32_t *ids, int n);
 /* Keeps the first n tokens of the context and forgets the rest (n >= n_past:
- * no change). With sx_session_tokens this reuses a cached prefix: keep the
- * common prefix of the old and the new prompt, evaluate only the rest. */
+ * no change). Reusing a cached prefix: keep = min(common prefix, n_ids - 1),
+ * truncate to keep, then generate from ids + keep (at least one token is
+ * evaluated: its logits start the generation). */
 void sx_session_truncate(sx_session *s, int n);
 
 /* Appends tokens to the context and runs them through the model (in chunks of

@@ -24,6 +24,48 @@ void sx_cli_init(sx_cli *c) {
     c->bench_prompt = 512;
     c->bench_gen = 128;
     c->repetitions = 3;
+    c->host = "127.0.0.1";
+    c->port = 8080;
+    c->n_parallel = 4;
+}
+
+bool sx_cli_wants_help(int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return true;
+    return false;
+}
+
+int sx_cli_begin(sx_cli *c, int argc, char **argv, const char *cmd, int n_predict, void (*help)(void)) {
+    if (sx_cli_wants_help(argc, argv)) {
+        help();
+        return 0;
+    }
+    sx_cli_init(c);
+    c->n_predict = n_predict;
+    if (!sx_cli_parse(c, argc, argv, cmd)) return 1;
+    if (!c->model && !sx_cli_default_model(c)) {
+        fprintf(stderr, "error: no model given (-m MODEL.gguf) and the embedded default (models/sumchain) is not installed\n");
+        return 1;
+    }
+    return -1;
+}
+
+void sx_cli_engine_options(const sx_cli *c, sx_engine_options *eo) {
+    sx_engine_options_init(eo);
+    eo->model_path = c->model;
+    eo->backend = c->backend;
+    eo->n_threads = c->n_threads;
+    eo->pin_threads = c->pin_threads;
+    eo->chat_template = c->chat_template;
+    eo->draft_path = c->draft_model;
+    eo->draft_backend = c->draft_backend;
+}
+
+void sx_cli_session_options(const sx_cli *c, sx_session_options *so) {
+    sx_session_options_init(so);
+    so->n_ctx = c->n_ctx;
+    so->n_batch = c->n_batch;
+    so->kv_f32 = c->kv_f32;
 }
 
 static bool parse_int(const char *opt, const char *v, long lo, long hi, int *out) {
@@ -150,6 +192,11 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (IS("--reasoning-budget")) { NEED(); if (!parse_int(a, v, -1, 1 << 24, &c->exit.reasoning_budget)) return false; }
         else if (IS("--trace")) c->trace = true;
         else if (!strcmp(cmd, "run") && IS("--compare")) c->compare = true;
+        else if (!strcmp(cmd, "serve") && IS("--host")) { NEED(); c->host = v; }
+        else if (!strcmp(cmd, "serve") && IS("--port")) { NEED(); if (!parse_int(a, v, 0, 65535, &c->port)) return false; }
+        else if (!strcmp(cmd, "serve") && (IS("-np") || IS("--parallel"))) { NEED(); if (!parse_int(a, v, 1, 256, &c->n_parallel)) return false; }
+        else if (!strcmp(cmd, "serve") && IS("--api-key")) { NEED(); c->api_key = v; }
+        else if (!strcmp(cmd, "serve") && IS("--alias")) { NEED(); c->alias = v; }
         else if (!strcmp(cmd, "bench") && IS("--problems")) { NEED(); c->problems = v; }
         else if (!strcmp(cmd, "bench") && IS("--modes")) { NEED(); c->modes = v; }
         else if (IS("-r") || IS("--repetitions")) { NEED(); if (!parse_int(a, v, 1, 1000, &c->repetitions)) return false; }

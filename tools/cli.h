@@ -41,9 +41,25 @@ typedef struct sx_cli {
     const char *problems;
     const char *modes;
     bool compare;    /* run: also generate with full thinking and report the savings */
+    /* serve */
+    const char *host;
+    int port;
+    int n_parallel;
+    const char *api_key;
+    const char *alias;
 } sx_cli;
 
 void sx_cli_init(sx_cli *c);
+/* true when argv asks for help (-h, --help) */
+bool sx_cli_wants_help(int argc, char **argv);
+/* The start of a model command: help (prints it, returns 0), the defaults
+ * (n_predict), parsing, the embedded model when -m is absent. Returns -1
+ * when the command goes on, else its exit status. */
+int sx_cli_begin(sx_cli *c, int argc, char **argv, const char *cmd, int n_predict, void (*help)(void));
+/* Engine options from the parsed flags (model, backend, threads, template, draft). */
+void sx_cli_engine_options(const sx_cli *c, sx_engine_options *eo);
+/* Session options from the parsed flags (context, batch, KV type). */
+void sx_cli_session_options(const sx_cli *c, sx_session_options *so);
 /* Points -m (and -md) at the embedded sumchain model; false when not found. */
 bool sx_cli_default_model(sx_cli *c);
 /* Parses argv; prints a clear message and returns false on bad input. */
@@ -68,5 +84,7 @@ int sx_cmd_bench(int argc, char **argv);
 int sx_cmd_bench_problems(sx_cli *c);
 int sx_cmd_devices(int argc, char **argv);
 int sx_cmd_convert(int argc, char **argv);
+int sx_cmd_serve(int argc, char **argv);
+int sx_cmd_chat(int argc, char **argv);
 
 #endif

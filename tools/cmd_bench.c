@@ -56,11 +56,10 @@ static cJSON *stat_json(const double *v, int n) {
 static const char *DEFAULT_SPEC_PROMPT = "Write a detailed story about a robot who learns to paint.";
 
 int sx_cmd_bench(int argc, char **argv) {
-    for (int i = 0; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            help();
-            return 0;
-        }
+    if (sx_cli_wants_help(argc, argv)) {
+        help();
+        return 0;
+    }
     sx_cli c;
     sx_cli_init(&c);
     /* llama-bench spelling: -p / -n mean prompt and generation lengths here */
@@ -106,13 +105,8 @@ int sx_cmd_bench(int argc, char **argv) {
             cfg[k].shared = true;
         } else {
             sx_engine_options eo;
-            sx_engine_options_init(&eo);
-            eo.model_path = c.model;
+            sx_cli_engine_options(&c, &eo);
             eo.backend = cfg[k].backend;
-            eo.n_threads = c.n_threads;
-            eo.pin_threads = c.pin_threads;
-            eo.draft_path = c.draft_model;
-            eo.draft_backend = c.draft_backend;
             sx_status st = sx_engine_create(&eo, &cfg[k].e);
             if (st != SX_OK) rc = sx_cli_fail(cfg[k].backend, st);
         }
@@ -142,10 +136,8 @@ int sx_cmd_bench(int argc, char **argv) {
     for (int r = 0; r < R && rc == 0; r++) {
         for (int k = 0; k < n_cfg && rc == 0; k++) {
             sx_session_options so;
-            sx_session_options_init(&so);
-            so.n_ctx = c.n_ctx ? c.n_ctx : n_prompt + c.bench_gen + 300;
-            so.n_batch = c.n_batch;
-            so.kv_f32 = c.kv_f32;
+            sx_cli_session_options(&c, &so);
+            if (!so.n_ctx) so.n_ctx = n_prompt + c.bench_gen + 300;
             sx_session *s = NULL;
             sx_status st = sx_session_create(cfg[k].e, &so, &s);
             sx_engine_info ki;

@@ -126,14 +126,7 @@ int sx_cmd_bench_problems(sx_cli *c) {
         return 1;
     }
     sx_engine_options eo;
-    sx_engine_options_init(&eo);
-    eo.model_path = c->model;
-    eo.backend = c->backend;
-    eo.n_threads = c->n_threads;
-    eo.pin_threads = c->pin_threads;
-    eo.draft_path = c->draft_model;
-    eo.draft_backend = c->draft_backend;
-    eo.chat_template = c->chat_template;
+    sx_cli_engine_options(c, &eo);
     sx_engine *e = NULL;
     int rc = 0;
     sx_status st = sx_engine_create(&eo, &e);
@@ -155,8 +148,7 @@ int sx_cmd_bench_problems(sx_cli *c) {
         for (int m = 0; st == SX_OK && m < n_modes; m++) {
             sx_session *s = NULL;
             sx_session_options so;
-            sx_session_options_init(&so);
-            so.n_ctx = c->n_ctx;
+            sx_cli_session_options(c, &so); /* -b and --kv-f32 apply here too */
             st = sx_session_create(e, &so, &s);
             sx_cli gc = *c;
             gc.spec_set = gc.exit_set = true;

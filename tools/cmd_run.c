@@ -38,18 +38,9 @@ static void help(void) {
 }
 
 int sx_cmd_run(int argc, char **argv) {
-    for (int i = 0; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            help();
-            return 0;
-        }
     sx_cli c;
-    sx_cli_init(&c);
-    if (!sx_cli_parse(&c, argc, argv, "run")) return 1;
-    if (!c.model && !sx_cli_default_model(&c)) {
-        fprintf(stderr, "error: no model given (-m MODEL.gguf) and the embedded default (models/sumchain) is not installed\n");
-        return 1;
-    }
+    const int begun = sx_cli_begin(&c, argc, argv, "run", 128, help);
+    if (begun >= 0) return begun;
     char *file_prompt = NULL;
     if (c.prompt_file) {
         file_prompt = sx_cli_read_file(c.prompt_file);
@@ -65,14 +56,7 @@ int sx_cmd_run(int argc, char **argv) {
         return 1;
     }
     sx_engine_options eo;
-    sx_engine_options_init(&eo);
-    eo.model_path = c.model;
-    eo.backend = c.backend;
-    eo.n_threads = c.n_threads;
-    eo.pin_threads = c.pin_threads;
-    eo.chat_template = c.chat_template;
-    eo.draft_path = c.draft_model;
-    eo.draft_backend = c.draft_backend;
+    sx_cli_engine_options(&c, &eo);
     sx_engine *e = NULL;
     sx_session *s = NULL;
     char *formatted = NULL;
@@ -85,10 +69,7 @@ int sx_cmd_run(int argc, char **argv) {
         goto done;
     }
     sx_session_options so;
-    sx_session_options_init(&so);
-    so.n_ctx = c.n_ctx;
-    so.n_batch = c.n_batch;
-    so.kv_f32 = c.kv_f32;
+    sx_cli_session_options(&c, &so);
     if ((st = sx_session_create(e, &so, &s)) != SX_OK) {
         rc = sx_cli_fail("creating session", st);
         goto done;

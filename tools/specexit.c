@@ -10,6 +10,8 @@ static void usage(FILE *f) {
             "usage: specexit COMMAND [options]\n\n"
             "commands:\n"
             "  run       generate text from a prompt (streams to stdout)\n"
+            "  chat      a conversation in the terminal (one line per turn)\n"
+            "  serve     OpenAI-compatible HTTP server (chat/completions, streaming, SpecExit per request)\n"
             "  bench     measure prefill/decode speed and memory (JSON)\n"
             "  devices   list backends, devices and the CPU topology\n"
             "  convert   convert an EAGLE-3 draft checkpoint to GGUF (convert eagle3 DIR -o DRAFT.gguf)\n"
@@ -24,6 +26,8 @@ int main(int argc, char **argv) {
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run")) return sx_cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "chat")) return sx_cmd_chat(argc - 2, argv + 2);
+    if (!strcmp(cmd, "serve")) return sx_cmd_serve(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench")) return sx_cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "devices")) return sx_cmd_devices(argc - 2, argv + 2);
     if (!strcmp(cmd, "convert")) return sx_cmd_convert(argc - 2, argv + 2);

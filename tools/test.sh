@@ -20,5 +20,5 @@ ninja -C build-asan
 # under the sanitizers: the unit and fuzz suites and the CPU model/op tests
 # (lavapipe under ASan would take hours; the Vulkan suites ran above)
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-meson test -C build-asan --print-errorlogs --num-processes 2 --logbase asan-unit --suite unit --suite fuzz || true
+meson test -C build-asan --print-errorlogs --num-processes 2 --logbase asan-unit --suite unit --suite fuzz --suite server || true
 meson test -C build-asan --print-errorlogs --num-processes 2 --logbase asan-cpu ops-cpu models-cpu spec-qwen3-cpu ref-tiny-cpu || true

@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""tests/server/test_server.py — `specexit serve` driven as a client would:
+real HTTP requests (standard library only), streaming, malformed requests,
+concurrent clients, a client that disconnects mid-stream, prompt caching,
+the API key and a clean shutdown.
+
+    test_server.py SPECEXIT TARGET.gguf DRAFT.gguf
+
+Greedy generation on the embedded sumchain pair is deterministic, so the
+server's answers are compared exactly: with `specexit run --json` (same
+prompt, same settings), streamed against whole, concurrent against
+sequential, cached prefix against a fresh one.
+"""
+import http.client
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+EXE, TARGET, DRAFT = sys.argv[1:4]
+PASSED = FAILED = 0
+
+
+def check(cond, what):
+    global PASSED, FAILED
+    if cond:
+        PASSED += 1
+    else:
+        FAILED += 1
+        print("FAIL:", what, flush=True)
+    return cond
+
+
+class Server:
+    def __init__(self, *extra):
+        self.proc = subprocess.Popen([EXE, "serve", "-m", TARGET, "-md", DRAFT, "--port", "0", "--temp", "0", "-c", "1024", "-t", "1", *extra],
+                                     stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        self.log = []
+        self.port = None
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.log.append(line)
+            m = re.search(r"listening on http://[^:]+:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        if self.port is None:
+            raise SystemExit("server did not start:\n" + "".join(self.log))
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def request(self, method, path, body=None, headers=None, raw=None, timeout=120):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        payload = r.read()
+        c.close()
+        return r.status, payload, r.getheader("Content-Type") or ""
+
+    def json(self, method, path, body=None, **kw):
+        status, payload, _ = self.request(method, path, body, **kw)
+        try:
+            return status, json.loads(payload)
+        except ValueError:
+            return status, {"unparsable": payload[:200].decode("latin-1")}
+
+    def stream(self, path, body):
+        """All SSE events of a streamed request: parsed JSON objects, and '[DONE]'."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        c.request("POST", path, body=json.dumps(dict(body, stream=True)).encode(), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        ctype = r.getheader("Content-Type")
+        events = []
+        for line in r.read().decode().split("\n"):
+            if line.startswith("data: "):
+                d = line[6:]
+                events.append(d if d == "[DONE]" else json.loads(d))
+        c.close()
+        return r.status, ctype, events
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return None
+
+
+def chat(q, **kw):
+    return dict({"messages": [{"role": "user", "content": q}]}, **kw)
+
+
+def joined(events, key):
+    return "".join(e["choices"][0]["delta"].get(key, "") for e in events if isinstance(e, dict) and e.get("choices"))
+
+
+QUESTIONS = ["What is 17+5+38+9+64+23?", "What is 4+8?", "What is 51+7+30?", "What is 9+9+9+9?", "What is 33+44+11+2+5?", "What is 60+12+3?"]
+
+
+def main():
+    s = Server("-np", "2")
+    try:
+        # ---- basics ----
+        st, h = s.json("GET", "/health")
+        check(st == 200 and h.get("status") == "ok", f"/health: {st} {h}")
+        st, m = s.json("GET", "/v1/models")
+        check(st == 200 and m["data"][0]["meta"]["draft"] == "eagle3" and m["data"][0]["meta"]["thinking"], f"/v1/models: {st} {m}")
+
+        # ---- one chat completion equals `specexit run` with the same settings ----
+        q = QUESTIONS[0]
+        st, r = s.json("POST", "/v1/chat/completions", chat(q))
+        ok = check(st == 200, f"chat completion: {st} {r}")
+        cli = json.loads(subprocess.run([EXE, "run", "-m", TARGET, "-md", DRAFT, "-p", q, "--temp", "0", "-n", "-1", "-c", "1024", "-t", "1", "--json"],
+                                        capture_output=True, text=True, check=True).stdout)
+        if ok:
+            msg = r["choices"][0]["message"]
+            reasoning, content = msg.get("reasoning_content"), msg["content"]
+            m2 = re.fullmatch(r"(.*)</think>\s*(.*)", cli["text"], re.S)
+            check(m2 is not None and m2.group(1) == reasoning and m2.group(2) == content,
+                  f"server text equals `specexit run`: server {reasoning!r} / {content!r}, cli {cli['text']!r}")
+            check(r["usage"]["completion_tokens"] == cli["n_generated_tokens"], f"completion tokens {r['usage']} vs cli {cli['n_generated_tokens']}")
+            check(r["specexit"]["exited_early"] and r["specexit"]["exit_reason"] == "signals" and r["specexit"]["spec"] == "eagle3",
+                  f"SpecExit ended the thinking: {r['specexit']}")
+            check(r["usage"]["completion_tokens_details"]["reasoning_tokens"] == cli["thinking_tokens"], "reasoning tokens = thinking tokens")
+            check(r["choices"][0]["finish_reason"] == "stop" and r["object"] == "chat.completion", "finish_reason stop")
+            print(f"ok   chat completion == specexit run: {r['usage']['completion_tokens']} tokens, answer {content!r}", flush=True)
+        full = r
+
+        # ---- streaming gives the same bytes ----
+        st, ctype, ev = s.stream("/v1/chat/completions", chat(q, stream_options={"include_usage": True}))
+        check(st == 200 and ctype.startswith("text/event-stream"), f"stream status {st} {ctype}")
+        check(ev and ev[-1] == "[DONE]" and ev[0]["choices"][0]["delta"].get("role") == "assistant", "stream starts with the role, ends with [DONE]")
+        if ok:
+            check(joined(ev, "reasoning_content") == full["choices"][0]["message"]["reasoning_content"] and
+                  joined(ev, "content") == full["choices"][0]["message"]["content"], "streamed deltas == whole response")
+            usage = [e for e in ev if isinstance(e, dict) and "usage" in e]
+            check(len(usage) == 1 and usage[0]["usage"]["completion_tokens"] == full["usage"]["completion_tokens"], f"include_usage chunk: {usage}")
+            fin = [e for e in ev if isinstance(e, dict) and e.get("choices") and e["choices"][0].get("finish_reason")]
+            check(len(fin) == 1 and fin[0]["choices"][0]["finish_reason"] == "stop", "one final chunk with finish_reason")
+            print(f"ok   streaming: {len(ev)} events, identical text", flush=True)
+
+        # ---- per-request speculation and exit settings ----
+        st, r_none = s.json("POST", "/v1/chat/completions", chat(q, exit="none", cache_prompt=False))
+        check(st == 200 and not r_none["specexit"]["exited_early"] and
+              r_none["usage"]["completion_tokens"] > full["usage"]["completion_tokens"], f"exit none thinks longer: {r_none.get('usage')}")
+        st, r_b = s.json("POST", "/v1/chat/completions", chat(q, exit="budget", reasoning_budget=20))
+        check(st == 200 and r_b["specexit"]["exit_reason"] == "budget" and r_b["usage"]["completion_tokens_details"]["reasoning_tokens"] <= 21,
+              f"reasoning_budget 20: {r_b.get('specexit')}")
+        st, r_p = s.json("POST", "/v1/chat/completions", chat(q, spec="none", exit="none"))
+        check(st == 200 and r_p["specexit"]["accept_len_mean"] == 1 and r_p["choices"][0]["message"] == r_none["choices"][0]["message"],
+              "spec none == eagle3 without exit (greedy)")
+        st, r_l = s.json("POST", "/v1/chat/completions", chat(q, max_tokens=10))
+        check(st == 200 and r_l["choices"][0]["finish_reason"] == "length" and r_l["usage"]["completion_tokens"] == 10, f"max_tokens 10: {r_l}")
+        if ok:
+            first_par = full["choices"][0]["message"]["reasoning_content"].split("\n\n")[0]
+            st, r_s = s.json("POST", "/v1/chat/completions", chat(q, stop=["\n\n"]))
+            check(st == 200 and r_s["choices"][0]["finish_reason"] == "stop" and r_s["choices"][0]["message"]["reasoning_content"] == first_par
+                  and r_s["choices"][0]["message"]["content"] == "", f"stop string: {r_s}")
+            st, ctype, ev = s.stream("/v1/chat/completions", chat(q, stop=["\n\n"]))
+            check(joined(ev, "reasoning_content") == first_par, "stop string, streamed")
+        st, r_nt = s.json("POST", "/v1/chat/completions", chat(q, chat_template_kwargs={"enable_thinking": False}, max_tokens=30))
+        check(st == 200 and "reasoning_content" not in r_nt["choices"][0]["message"], f"enable_thinking false: no reasoning {r_nt}")
+        print("ok   per-request exit/spec/budget/stop/max_tokens/enable_thinking", flush=True)
+
+        # ---- /v1/completions ----
+        body = {"prompt": "<|im_start|>user\nWhat is 4+8?<|im_end|>\n<|im_start|>assistant\n<think>\n", "max_tokens": 40}
+        st, rc = s.json("POST", "/v1/completions", body)
+        check(st == 200 and rc["object"] == "text_completion" and len(rc["choices"][0]["text"]) > 0, f"completion: {rc}")
+        st, _, ev = s.stream("/v1/completions", body)
+        check(st == 200 and "".join(e["choices"][0]["text"] for e in ev if isinstance(e, dict)) == rc["choices"][0]["text"], "completion streamed == whole")
+
+        # ---- tokenize / detokenize / metrics ----
+        st, t = s.json("POST", "/tokenize", {"content": "What is 4+8?"})
+        st2, d = s.json("POST", "/detokenize", {"tokens": t.get("tokens", [])})
+        check(st == 200 and st2 == 200 and d["content"] == "What is 4+8?" and len(t["tokens"]) > 1, f"tokenize round trip: {t} {d}")
+
+        # ---- malformed requests: clear 4xx errors, the server goes on ----
+        bad = [
+            (b"{", 400, "not valid JSON"), (b"[]", 400, "JSON object"), (b'{"messages": 3}', 400, "messages"),
+            (b'{"messages": []}', 400, "at least one"), (b'{"messages": [{"role": "user"}]}', 200, None),
+            (b'{"messages": [{"content": "hi"}]}', 400, "role"), (b'{"messages": [{"role": "us er", "content": "hi"}]}', 400, "role"),
+            (b'{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}', 400, "text"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}', 400, "temperature"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": -1}', 400, "temperature"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1.5}', 400, "max_tokens"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "n": 2}', 400, "'n'"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "logprobs": true}', 400, "logprobs"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "stop": [1]}', 400, "stop"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "spec": "medusa"}', 400, "spec"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "spec": "none", "exit": "specexit"}', 400, "specexit"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "spec": "draft"}', 400, "draft"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}', 400, "tools"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "seed": -5}', 400, "seed"),
+            (b'\xff\xfe', 400, "JSON"),
+        ]
+        for raw, want, needle in bad:
+            st, payload, _ = s.request("POST", "/v1/chat/completions", raw=raw)
+            if want == 200:
+                check(st == 200, f"{raw!r}: {st}")
+                continue
+            err = json.loads(payload).get("error", {})
+            check(st == want and err.get("type") and needle in err.get("message", "") + str(err.get("param")),
+                  f"{raw!r}: wanted {want} mentioning {needle!r}, got {st} {payload[:200]!r}")
+        long_prompt = "+".join(["12"] * 1500)
+        st, e = s.json("POST", "/v1/chat/completions", chat(long_prompt))
+        check(st == 400 and e["error"]["type"] == "exceed_context_size_error", f"prompt over the context: {st} {e}")
+        st, payload, _ = s.request("POST", "/v1/chat/completions", raw=b"x" * (17 << 20))
+        check(st == 413, f"17 MiB body: {st}")
+        st, e = s.json("GET", "/v1/nothing")
+        check(st == 404 and e["error"]["type"] == "not_found_error", f"unknown endpoint: {st}")
+        st, e = s.json("GET", "/v1/chat/completions")
+        check(st == 405, f"GET on a POST endpoint: {st}")
+        st, r2 = s.json("POST", "/v1/chat/completions", chat(q))
+        check(st == 200 and r2["choices"] == full["choices"], "after the bad requests the same answer")
+        print(f"ok   {len(bad) + 4} malformed requests answered with clear errors; the server goes on", flush=True)
+
+        # ---- concurrent clients == sequential ----
+        seq = {}
+        for qq in QUESTIONS:
+            st, rr = s.json("POST", "/v1/chat/completions", chat(qq, cache_prompt=False))
+            seq[qq] = rr["choices"][0]["message"] if st == 200 else None
+        got, streamed = {}, {}
+
+        def client(qq, stream):
+            if stream:
+                _, _, ev2 = s.stream("/v1/chat/completions", chat(qq, cache_prompt=False))
+                streamed[qq] = {"reasoning_content": joined(ev2, "reasoning_content"), "content": joined(ev2, "content")}
+            else:
+                st3, rr3 = s.json("POST", "/v1/chat/completions", chat(qq, cache_prompt=False))
+                got[qq] = rr3["choices"][0]["message"] if st3 == 200 else st3
+
+        threads = [threading.Thread(target=client, args=(qq, i % 2 == 1)) for i, qq in enumerate(QUESTIONS)]
+        threads += [threading.Thread(target=client, args=(qq, False)) for qq in QUESTIONS[:2]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, qq in enumerate(QUESTIONS):
+            res = streamed.get(qq) if i % 2 == 1 else got.get(qq)
+            want = {"reasoning_content": seq[qq]["reasoning_content"], "content": seq[qq]["content"]} if i % 2 == 1 else seq[qq]
+            check(res == want, f"concurrent {qq!r}: {res} != sequential {want}")
+        st, met, _ = s.request("GET", "/metrics")
+        check(st == 200 and b"specexit:requests_total" in met, "metrics")
+        print(f"ok   {len(threads)} concurrent clients (2 slots) got exactly their sequential answers", flush=True)
+
+        # ---- a client that leaves mid-stream ----
+        sock = socket.create_connection(("127.0.0.1", s.port))
+        req = json.dumps(chat(QUESTIONS[0], stream=True, exit="none", cache_prompt=False)).encode()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(req) + req)
+        sock.recv(512)
+        sock.close()
+        time.sleep(0.5)
+        st, r3 = s.json("POST", "/v1/chat/completions", chat(QUESTIONS[1], cache_prompt=False))
+        check(st == 200 and r3["choices"][0]["message"] == seq[QUESTIONS[1]], "after a client left mid-stream")
+        for _ in range(50):
+            _, met, _ = s.request("GET", "/metrics")
+            if b"specexit:requests_processing 0" in met:
+                break
+            time.sleep(0.1)
+        check(b"specexit:requests_processing 0" in met, "the abandoned generation was cancelled")
+        print("ok   a client leaving mid-stream cancels only its own generation", flush=True)
+
+        # ---- prompt cache: a follow-up turn reuses the slot's context ----
+        conv = [{"role": "user", "content": QUESTIONS[2]}]
+        st, a = s.json("POST", "/v1/chat/completions", {"messages": conv})
+        conv += [{"role": "assistant", "content": a["choices"][0]["message"]["content"]}, {"role": "user", "content": QUESTIONS[3]}]
+        st, b1 = s.json("POST", "/v1/chat/completions", {"messages": conv})
+        st2, b2 = s.json("POST", "/v1/chat/completions", {"messages": conv, "cache_prompt": False})
+        cached = b1["usage"]["prompt_tokens_details"]["cached_tokens"]
+        check(st == 200 and st2 == 200 and cached > 10 and b2["usage"]["prompt_tokens_details"]["cached_tokens"] == 0 and
+              b1["choices"] == b2["choices"], f"cached follow-up: cached {cached}, same answer {b1['choices'] == b2['choices']}")
+        print(f"ok   follow-up turn reused {cached} of {b1['usage']['prompt_tokens']} prompt tokens, same answer as uncached", flush=True)
+    finally:
+        rc = s.stop()
+    check(rc == 0, f"SIGTERM: exit status {rc}")
+    check(any("shutting down" in line for line in s.log), "shutdown logged")
+
+    # ---- API key ----
+    k = Server("-np", "1", "--api-key", "sekrit")
+    try:
+        st, _ = k.json("GET", "/health")
+        check(st == 200, "health needs no key")
+        st, e = k.json("POST", "/v1/chat/completions", chat("What is 4+8?"))
+        check(st == 401 and e["error"]["type"] == "authentication_error", f"no key: {st}")
+        st, e = k.json("POST", "/v1/chat/completions", chat("What is 4+8?"), headers={"Authorization": "Bearer wrong"})
+        check(st == 401, f"wrong key: {st}")
+        st, e = k.json("POST", "/v1/chat/completions", chat("What is 4+8?"), headers={"Authorization": "Bearer sekrit"})
+        check(st == 200, f"right key: {st}")
+    finally:
+        check(k.stop() == 0, "second server stops")
+    # a bad address fails before the model loads
+    p = subprocess.run([EXE, "serve", "-m", TARGET, "--host", "not-an-ip"], capture_output=True, text=True, timeout=60)
+    check(p.returncode == 1 and "--host" in p.stderr, f"bad --host: {p.returncode} {p.stderr}")
+
+    # ---- `specexit chat`: turns on one session, the cache, /reset, a turn too long for the context ----
+    long_line = "+".join(["12"] * 200)
+    p = subprocess.run([EXE, "chat", "-m", TARGET, "-md", DRAFT, "--temp", "0", "-c", "256", "-t", "1"], capture_output=True, text=True, timeout=120,
+                       input=f"What is 4+8?\n{long_line}\nWhat is 51+7+30?\n/reset\nWhat is 4+8?\n/exit\nignored\n")
+    turns = re.findall(r"prompt (\d+) tokens \((\d+) cached\)", p.stderr)
+    check(p.returncode == 0 and p.stdout.count("The answer is 12.") == 2, f"chat: answers {p.stdout!r}")
+    check(len(turns) == 3 and turns[0][1] == "0" and int(turns[1][1]) > 0 and turns[2][1] == "0", f"chat: cached prefixes {turns}")
+    check("raise --ctx-size" in p.stderr, "chat: a turn longer than the context is refused, the chat goes on")
+    print(f"ok   specexit chat: 3 turns, cached {turns[1][1] if len(turns) > 1 else '?'} tokens on the second, /reset, an oversized turn refused",
+          flush=True)
+    print(f"{PASSED} passed, {FAILED} failed")
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,870 @@
+/* tools/cmd_serve.c — `specexit serve`: an OpenAI-compatible HTTP server
+ * (libmicrohttpd + cJSON) with speculative decoding and the SpecExit policy
+ * per request.
+ *
+ * Endpoints: POST /v1/chat/completions, /v1/completions (streaming as
+ * server-sent events, like OpenAI and llama-server), /tokenize, /detokenize;
+ * GET /health, /v1/models, /metrics (Prometheus text).
+ *
+ * Threads:
+ *  - libmicrohttpd runs a thread per connection: it reads the body, parses
+ *    and validates the request (tools/server_req.c), formats and tokenizes
+ *    the prompt (the tokenizer is pure), rejects what cannot run (400 with an
+ *    OpenAI-style error object) and queues a job; it then waits for the
+ *    job's result, or streams its events as the worker produces them.
+ *  - one worker thread per slot (-np N), each with its own session (KV
+ *    cache); a queued job goes to the idle slot whose context shares the
+ *    longest prefix with the prompt (the matching KV is reused, as
+ *    llama-server's cache_prompt), else waits in FIFO order.
+ *  - the workers share one engine (weights, devices), so they take turns on
+ *    it through a fair ticket lock: a worker holds the turn for its prompt
+ *    and yields it after every emitted token, so concurrent requests advance
+ *    token by token instead of one after the other.
+ * A failing request (bad JSON, context exceeded, a device error in its
+ * generation) answers that client with an error and a non-zero status; the
+ * other requests and the server go on. A client that disconnects during
+ * streaming cancels its generation at the next token. SIGINT/SIGTERM stop
+ * the server cleanly. */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tools/cli.h"
+#include "tools/server_req.h"
+#include "tools/server_text.h"
+
+#define MAX_BODY (16u << 20)
+#define FINGERPRINT "specexit-" SPECEXIT_VERSION
+
+typedef struct job job;
+typedef struct server server;
+
+typedef struct slot {
+    server *S;
+    int id;
+    sx_session *s;
+    pthread_t thread;
+    job *job; /* assigned, under S->mu */
+} slot;
+
+struct server {
+    sx_engine *e;
+    sx_engine_info info;
+    sx_generate_params defaults;
+    bool default_think;
+    const char *alias, *api_key;
+    int n_ctx, n_slots;
+    slot *slots;
+    pthread_mutex_t mu; /* jobs, queue, slots, metrics */
+    pthread_cond_t work_cv; /* a slot got a job, or the server stops */
+    job *qhead, *qtail;
+    int n_queued, n_running;
+    bool stopping;
+    pthread_mutex_t tmu; /* the engine turn: a fair ticket lock */
+    pthread_cond_t tcv;
+    unsigned long next_ticket, serving;
+    unsigned long long next_id;
+    /* metrics, under mu */
+    unsigned long long m_requests, m_errors, m_prompt, m_cached, m_generated, m_thinking, m_exits, m_steps, m_committed;
+    double m_prompt_ms, m_decode_ms;
+};
+
+struct job {
+    server *S;
+    int refs; /* connection + worker, under S->mu */
+    pthread_cond_t cv;
+    sx_req req;
+    int32_t *ids;
+    int n_ids;
+    bool thinking_open;
+    char id[48];
+    long long created;
+    /* state, under S->mu */
+    bool done, cancelled, failed;
+    int slot, n_cached;
+    int fail_status;
+    char err[512];
+    sx_sbuf sse; /* events not yet sent */
+    size_t sse_off;
+    /* the worker's */
+    sx_text_asm text;
+    sx_sbuf d_reasoning, d_content;
+    bool stop_hit;
+    sx_generate_stats gs;
+    job *next;
+};
+
+/* ---- the engine turn ---- */
+static void turn_acquire(server *S) {
+    pthread_mutex_lock(&S->tmu);
+    const unsigned long t = S->next_ticket++;
+    while (S->serving != t) pthread_cond_wait(&S->tcv, &S->tmu);
+    pthread_mutex_unlock(&S->tmu);
+}
+
+static void turn_release(server *S) {
+    pthread_mutex_lock(&S->tmu);
+    S->serving++;
+    pthread_cond_broadcast(&S->tcv);
+    pthread_mutex_unlock(&S->tmu);
+}
+
+/* Lets every worker already waiting go first; returns holding the turn. */
+static void turn_yield(server *S) {
+    pthread_mutex_lock(&S->tmu);
+    if (S->next_ticket - S->serving > 1) {
+        S->serving++;
+        const unsigned long t = S->next_ticket++;
+        pthread_cond_broadcast(&S->tcv);
+        while (S->serving != t) pthread_cond_wait(&S->tcv, &S->tmu);
+    }
+    pthread_mutex_unlock(&S->tmu);
+}
+
+/* ---- jobs ---- */
+static void job_release_locked(job *j) {
+    if (--j->refs > 0) return;
+    sx_req_free(&j->req);
+    free(j->ids);
+    sx_sbuf_free(&j->sse);
+    sx_text_free(&j->text);
+    sx_sbuf_free(&j->d_reasoning);
+    sx_sbuf_free(&j->d_content);
+    sx_generate_stats_free(&j->gs);
+    pthread_cond_destroy(&j->cv);
+    free(j);
+}
+
+static void job_release(job *j) {
+    server *S = j->S;
+    pthread_mutex_lock(&S->mu);
+    job_release_locked(j);
+    pthread_mutex_unlock(&S->mu);
+}
+
+/* Hands queued jobs to idle slots (the one with the longest matching prefix). Under mu. */
+static void dispatch_locked(server *S) {
+    while (S->qhead) {
+        job *j = S->qhead;
+        int best = -1, best_len = -1;
+        for (int i = 0; i < S->n_slots; i++) {
+            if (S->slots[i].job) continue;
+            const sx_session *s = S->slots[i].s;
+            const int len = j->req.cache_prompt ? sx_session_common_prefix(s, j->ids, j->n_ids) : 0;
+            if (len > best_len) best = i, best_len = len;
+        }
+        if (best < 0) return;
+        S->qhead = j->next;
+        if (!S->qhead) S->qtail = NULL;
+        j->next = NULL;
+        S->n_queued--;
+        S->n_running++;
+        j->slot = best;
+        S->slots[best].job = j;
+        pthread_cond_broadcast(&S->work_cv);
+    }
+}
+
+/* Events for the client, under mu: wakes its connection. */
+static void push_event_locked(job *j, const char *data) {
+    sx_sbuf_adds(&j->sse, "data: ");
+    sx_sbuf_adds(&j->sse, data);
+    sx_sbuf_adds(&j->sse, "\n\n");
+    pthread_cond_broadcast(&j->cv);
+}
+
+/* Prints o (and deletes it) as one event. */
+static void push_json(job *j, cJSON *o) {
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    pthread_mutex_lock(&j->S->mu);
+    if (s) push_event_locked(j, s);
+    pthread_mutex_unlock(&j->S->mu);
+    free(s);
+}
+
+/* OpenAI's error object: {"error": {"code", "message", "type", "param"}} */
+static cJSON *error_object(unsigned status, const char *type, const char *msg, const char *param) {
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddNumberToObject(e, "code", status);
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", type);
+    if (param && param[0]) cJSON_AddStringToObject(e, "param", param);
+    else cJSON_AddNullToObject(e, "param");
+    return o;
+}
+
+static cJSON *chunk_base(const job *j) {
+    const server *S = j->S;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", j->id);
+    cJSON_AddStringToObject(o, "object", j->req.kind == SX_REQ_CHAT ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddNumberToObject(o, "created", (double)j->created);
+    cJSON_AddStringToObject(o, "model", S->alias);
+    cJSON_AddStringToObject(o, "system_fingerprint", FINGERPRINT);
+    return o;
+}
+
+/* One streamed chunk: a delta (chat) or a piece of text (completion). */
+static void push_delta(job *j, const char *role, const sx_sbuf *reasoning, const sx_sbuf *content, const char *finish, cJSON *extra) {
+    cJSON *o = chunk_base(j);
+    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddNumberToObject(c, "index", 0);
+    if (j->req.kind == SX_REQ_CHAT) {
+        cJSON *d = cJSON_AddObjectToObject(c, "delta");
+        if (role) cJSON_AddStringToObject(d, "role", role), cJSON_AddStringToObject(d, "content", "");
+        if (reasoning && reasoning->len) cJSON_AddStringToObject(d, "reasoning_content", reasoning->s);
+        if (content && content->len) cJSON_AddStringToObject(d, "content", content->s);
+    } else {
+        cJSON_AddStringToObject(c, "text", content && content->len ? content->s : "");
+    }
+    cJSON_AddNullToObject(c, "logprobs");
+    if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
+    else cJSON_AddNullToObject(c, "finish_reason");
+    cJSON_AddItemToArray(choices, c);
+    if (extra) {
+        cJSON *it = extra->child;
+        while (it) {
+            cJSON *nx = it->next;
+            cJSON_AddItemToObject(o, it->string, cJSON_DetachItemViaPointer(extra, it));
+            it = nx;
+        }
+    }
+    push_json(j, o);
+}
+
+static bool on_token(int32_t token, const char *piece, size_t len, void *user) {
+    (void)token;
+    job *j = user;
+    server *S = j->S;
+    sx_sbuf_clear(&j->d_reasoning);
+    sx_sbuf_clear(&j->d_content);
+    const bool go = sx_text_push(&j->text, piece, len, &j->d_reasoning, &j->d_content);
+    if (!go) j->stop_hit = true;
+    if (j->req.stream && (j->d_reasoning.len || j->d_content.len)) push_delta(j, NULL, &j->d_reasoning, &j->d_content, NULL, NULL);
+    pthread_mutex_lock(&S->mu);
+    const bool cancel = j->cancelled || S->stopping;
+    pthread_mutex_unlock(&S->mu);
+    if (cancel) return false;
+    turn_yield(S);
+    return go;
+}
+
+static const char *finish_reason(const job *j) {
+    if (j->stop_hit) return "stop";
+    return j->gs.stop_reason == SX_STOP_EOG ? "stop" : "length";
+}
+
+/* usage, timings and the engine's own statistics of a finished job */
+static void add_stats(cJSON *o, const job *j, bool usage) {
+    const sx_generate_stats *g = &j->gs;
+    if (usage) {
+        cJSON *u = cJSON_AddObjectToObject(o, "usage");
+        cJSON_AddNumberToObject(u, "prompt_tokens", j->n_ids);
+        cJSON_AddNumberToObject(u, "completion_tokens", g->n_generated_tokens);
+        cJSON_AddNumberToObject(u, "total_tokens", j->n_ids + g->n_generated_tokens);
+        cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "prompt_tokens_details"), "cached_tokens", j->n_cached);
+        cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "completion_tokens_details"), "reasoning_tokens", g->thinking_tokens);
+    }
+    cJSON *t = cJSON_AddObjectToObject(o, "timings");
+    cJSON_AddNumberToObject(t, "cache_n", j->n_cached);
+    cJSON_AddNumberToObject(t, "prompt_n", g->n_prompt_tokens);
+    cJSON_AddNumberToObject(t, "prompt_ms", g->prefill_ms);
+    cJSON_AddNumberToObject(t, "prompt_per_second", g->prefill_tok_s);
+    cJSON_AddNumberToObject(t, "predicted_n", g->n_generated_tokens);
+    cJSON_AddNumberToObject(t, "predicted_ms", g->decode_ms);
+    cJSON_AddNumberToObject(t, "predicted_per_second", g->decode_tok_s);
+    cJSON *x = cJSON_AddObjectToObject(o, "specexit");
+    cJSON_AddNumberToObject(x, "slot", j->slot);
+    sx_cli_add_spec_json(x, &j->req.gp, g);
+}
+
+static void run_job(server *S, slot *sl, job *j) {
+    sx_session *s = sl->s;
+    turn_acquire(S);
+    int keep = j->req.cache_prompt ? sx_session_common_prefix(s, j->ids, j->n_ids) : 0;
+    if (keep >= j->n_ids) keep = j->n_ids - 1; /* at least one token is evaluated: its logits start the generation */
+    sx_session_truncate(s, keep);
+    j->n_cached = keep;
+    sx_text_init(&j->text, j->thinking_open, j->req.stops, j->req.n_stops);
+    if (j->req.stream && j->req.kind == SX_REQ_CHAT) push_delta(j, "assistant", NULL, NULL, NULL, NULL);
+    const sx_status st = sx_generate(s, j->ids + keep, j->n_ids - keep, &j->req.gp, on_token, j, &j->gs);
+    char err[512];
+    snprintf(err, sizeof err, "%s", sx_last_error());
+    if (st != SX_OK) sx_session_reset(s); /* its context is unknown after a failure */
+    turn_release(S);
+    sx_sbuf_clear(&j->d_reasoning);
+    sx_sbuf_clear(&j->d_content);
+    if (st == SX_OK) sx_text_finish(&j->text, &j->d_reasoning, &j->d_content);
+    if (j->req.stream) {
+        if (st != SX_OK) {
+            push_json(j, error_object(500, "server_error", err, NULL));
+        } else {
+            cJSON *extra = cJSON_CreateObject();
+            add_stats(extra, j, false);
+            push_delta(j, NULL, &j->d_reasoning, &j->d_content, finish_reason(j), extra);
+            cJSON_Delete(extra);
+            if (j->req.include_usage) {
+                cJSON *o = chunk_base(j);
+                cJSON_AddArrayToObject(o, "choices");
+                add_stats(o, j, true);
+                push_json(j, o);
+            }
+        }
+        pthread_mutex_lock(&S->mu);
+        push_event_locked(j, "[DONE]");
+        pthread_mutex_unlock(&S->mu);
+    }
+    pthread_mutex_lock(&S->mu);
+    if (st != SX_OK) {
+        j->failed = true;
+        j->fail_status = st == SX_ERR_INVALID_ARG || st == SX_ERR_UNSUPPORTED || st == SX_ERR_CONTEXT_FULL ? 400 : 500;
+        snprintf(j->err, sizeof j->err, "%s", err);
+        S->m_errors++;
+    } else {
+        const sx_generate_stats *g = &j->gs;
+        S->m_prompt += (unsigned long long)g->n_prompt_tokens;
+        S->m_cached += (unsigned long long)j->n_cached;
+        S->m_generated += (unsigned long long)g->n_generated_tokens;
+        S->m_thinking += (unsigned long long)g->thinking_tokens;
+        S->m_exits += g->exited_early;
+        S->m_steps += (unsigned long long)g->n_steps;
+        S->m_committed += (unsigned long long)(g->accept_len_mean * g->n_steps + 0.5);
+        S->m_prompt_ms += g->prefill_ms;
+        S->m_decode_ms += g->decode_ms;
+    }
+    pthread_mutex_unlock(&S->mu);
+    fprintf(stderr, "[serve] %s slot %d: prompt %d tokens (%d cached), generated %d in %.0f ms, %.2f tokens/pass%s%s%s\n", j->id, sl->id,
+            j->n_ids, j->n_cached, j->gs.n_generated_tokens, j->gs.prefill_ms + j->gs.decode_ms, j->gs.accept_len_mean,
+            j->gs.exited_early ? ", thinking ended by " : "", j->gs.exited_early ? j->gs.exit_reason : "", st != SX_OK ? ", FAILED" : "");
+}
+
+static void *worker_main(void *arg) {
+    slot *sl = arg;
+    server *S = sl->S;
+    for (;;) {
+        pthread_mutex_lock(&S->mu);
+        while (!sl->job && !S->stopping) pthread_cond_wait(&S->work_cv, &S->mu);
+        job *j = sl->job;
+        pthread_mutex_unlock(&S->mu);
+        if (!j) break; /* stopping, nothing assigned */
+        pthread_mutex_lock(&S->mu);
+        const bool gone = j->cancelled; /* its client left while it waited */
+        pthread_mutex_unlock(&S->mu);
+        if (!gone) run_job(S, sl, j);
+        pthread_mutex_lock(&S->mu);
+        j->done = true;
+        pthread_cond_broadcast(&j->cv);
+        sl->job = NULL;
+        S->n_running--;
+        job_release_locked(j);
+        dispatch_locked(S);
+        pthread_mutex_unlock(&S->mu);
+    }
+    return NULL;
+}
+
+/* ---- HTTP ---- */
+typedef struct conn_ctx {
+    sx_sbuf body;
+    bool too_large;
+} conn_ctx;
+
+static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, const char *type, char *body) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+    const enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *j) {
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!s) return MHD_NO;
+    return send_body(c, status, "application/json; charset=utf-8", s);
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *type, const char *msg, const char *param) {
+    fprintf(stderr, "[serve] %u %s: %s\n", status, type, msg);
+    return send_json(c, status, error_object(status, type, msg, param));
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    job *j = cls;
+    server *S = j->S;
+    pthread_mutex_lock(&S->mu);
+    while (j->sse_off == j->sse.len && !j->done) pthread_cond_wait(&j->cv, &S->mu);
+    if (j->sse_off == j->sse.len) {
+        pthread_mutex_unlock(&S->mu);
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    size_t n = j->sse.len - j->sse_off;
+    if (n > max) n = max;
+    memcpy(buf, j->sse.s + j->sse_off, n);
+    j->sse_off += n;
+    if (j->sse_off == j->sse.len) j->sse_off = 0, sx_sbuf_clear(&j->sse);
+    pthread_mutex_unlock(&S->mu);
+    return (ssize_t)n;
+}
+
+/* The stream's response is gone (finished, or the client disconnected). */
+static void sse_free(void *cls) {
+    job *j = cls;
+    server *S = j->S; /* j may be freed below */
+    pthread_mutex_lock(&S->mu);
+    j->cancelled = true;
+    job_release_locked(j);
+    pthread_mutex_unlock(&S->mu);
+}
+
+static enum MHD_Result reply_completion(struct MHD_Connection *c, job *j) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", j->id);
+    cJSON_AddStringToObject(o, "object", j->req.kind == SX_REQ_CHAT ? "chat.completion" : "text_completion");
+    cJSON_AddNumberToObject(o, "created", (double)j->created);
+    cJSON_AddStringToObject(o, "model", j->S->alias);
+    cJSON_AddStringToObject(o, "system_fingerprint", FINGERPRINT);
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", 0);
+    const char *content = j->text.content_text.s ? j->text.content_text.s : "";
+    if (j->req.kind == SX_REQ_CHAT) {
+        cJSON *m = cJSON_AddObjectToObject(ch, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", content);
+        if (j->text.saw_reasoning) cJSON_AddStringToObject(m, "reasoning_content", j->text.reasoning_text.s ? j->text.reasoning_text.s : "");
+    } else {
+        cJSON_AddStringToObject(ch, "text", content);
+    }
+    cJSON_AddNullToObject(ch, "logprobs");
+    cJSON_AddStringToObject(ch, "finish_reason", finish_reason(j));
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+    add_stats(o, j, true);
+    return send_json(c, 200, o);
+}
+
+/* POST /v1/chat/completions and /v1/completions */
+static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, sx_req_kind kind, const sx_sbuf *body) {
+    job *j = calloc(1, sizeof *j);
+    if (!j) return send_error(c, 500, "server_error", "out of memory", NULL);
+    j->S = S;
+    j->refs = 1;
+    pthread_cond_init(&j->cv, NULL);
+    char err[512], param[64];
+    if (!sx_req_parse(body->s ? body->s : "", body->len, kind, &S->defaults, &j->req, err, sizeof err, param, sizeof param)) {
+        job_release(j);
+        return send_error(c, 400, "invalid_request_error", err, param);
+    }
+    /* the prompt */
+    char *text = NULL;
+    sx_status st = SX_OK;
+    const bool think = j->req.think >= 0 ? j->req.think == 1 : S->default_think;
+    if (kind == SX_REQ_CHAT) {
+        st = sx_chat_apply(S->e, j->req.msgs, j->req.n_msgs, true, think, &text);
+        j->thinking_open = think && S->info.thinking;
+    }
+    if (st == SX_OK) st = sx_tokenize(S->e, kind == SX_REQ_CHAT ? text : j->req.prompt, true, true, &j->ids, &j->n_ids);
+    free(text);
+    if (st != SX_OK) {
+        snprintf(err, sizeof err, "%s", sx_last_error());
+        job_release(j);
+        return send_error(c, 400, "invalid_request_error", err, kind == SX_REQ_CHAT ? "messages" : "prompt");
+    }
+    if (j->n_ids < 1) {
+        job_release(j);
+        return send_error(c, 400, "invalid_request_error", "the prompt has no tokens", NULL);
+    }
+    if (j->n_ids >= S->n_ctx) {
+        snprintf(err, sizeof err, "the request exceeds the available context size: the prompt has %d tokens, the context %d (raise --ctx-size)",
+                 j->n_ids, S->n_ctx);
+        job_release(j);
+        return send_error(c, 400, "exceed_context_size_error", err, kind == SX_REQ_CHAT ? "messages" : "prompt");
+    }
+    const sx_generate_params *g = &j->req.gp;
+    const char *need = g->spec.kind == SX_SPEC_EAGLE3 && strcmp(S->info.draft, "eagle3") ? "an EAGLE-3 draft"
+                       : g->spec.kind == SX_SPEC_DRAFT && strcmp(S->info.draft, "draft") ? "a draft model"
+                       : g->exit.kind == SX_EXIT_SPECEXIT && !S->info.draft_signals   ? "an EAGLE-3 draft with exit signals"
+                                                                                      : NULL;
+    if (need) {
+        snprintf(err, sizeof err, "\"spec\": \"%s\" / \"exit\": \"%s\" needs %s; this server has %s (start it with -md DRAFT.gguf)",
+                 sx_spec_kind_name(g->spec.kind), sx_exit_kind_name(g->exit.kind), need, strcmp(S->info.draft, "none") ? S->info.draft : "no draft");
+        job_release(j);
+        return send_error(c, 400, "invalid_request_error", err, "spec");
+    }
+    /* queue it */
+    pthread_mutex_lock(&S->mu);
+    if (S->stopping) {
+        pthread_mutex_unlock(&S->mu);
+        job_release(j);
+        return send_error(c, 503, "unavailable_error", "the server is shutting down", NULL);
+    }
+    snprintf(j->id, sizeof j->id, "%s-%llu", kind == SX_REQ_CHAT ? "chatcmpl" : "cmpl", ++S->next_id);
+    j->created = (long long)time(NULL);
+    j->refs = 2; /* this connection and the worker */
+    S->m_requests++;
+    if (S->qtail) S->qtail->next = j;
+    else S->qhead = j;
+    S->qtail = j;
+    S->n_queued++;
+    dispatch_locked(S);
+    if (j->req.stream) {
+        pthread_mutex_unlock(&S->mu);
+        struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, j, sse_free);
+        if (!r) {
+            sse_free(j);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, "Content-Type", "text/event-stream");
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+        const enum MHD_Result ret = MHD_queue_response(c, 200, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    while (!j->done) pthread_cond_wait(&j->cv, &S->mu);
+    pthread_mutex_unlock(&S->mu);
+    enum MHD_Result ret;
+    if (j->failed) ret = send_error(c, (unsigned)j->fail_status, j->fail_status == 400 ? "invalid_request_error" : "server_error", j->err, NULL);
+    else ret = reply_completion(c, j);
+    job_release(j);
+    return ret;
+}
+
+static enum MHD_Result handle_tokenize(server *S, struct MHD_Connection *c, const sx_sbuf *body, bool detok) {
+    cJSON *in = cJSON_ParseWithLength(body->s ? body->s : "", body->len);
+    if (!cJSON_IsObject(in)) {
+        cJSON_Delete(in);
+        return send_error(c, 400, "invalid_request_error", "the request body must be a JSON object", NULL);
+    }
+    cJSON *out = cJSON_CreateObject();
+    sx_status st = SX_OK;
+    const char *bad = NULL;
+    if (!detok) {
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(in, "content");
+        const cJSON *add = cJSON_GetObjectItemCaseSensitive(in, "add_special");
+        const cJSON *parse = cJSON_GetObjectItemCaseSensitive(in, "parse_special");
+        if (!cJSON_IsString(content)) bad = "'content' must be a string";
+        int32_t *ids = NULL;
+        int n = 0;
+        if (!bad) st = sx_tokenize(S->e, content->valuestring, cJSON_IsTrue(add), parse ? cJSON_IsTrue(parse) : true, &ids, &n);
+        if (!bad && st == SX_OK) {
+            cJSON *arr = cJSON_AddArrayToObject(out, "tokens");
+            for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(ids[i]));
+        }
+        free(ids);
+    } else {
+        const cJSON *toks = cJSON_GetObjectItemCaseSensitive(in, "tokens"), *t;
+        const int n = cJSON_IsArray(toks) ? cJSON_GetArraySize(toks) : -1;
+        int32_t *ids = n >= 0 ? malloc(sizeof(int32_t) * (size_t)(n + 1)) : NULL;
+        if (n < 0) bad = "'tokens' must be an array of token ids";
+        int i = 0;
+        if (!bad && ids)
+            cJSON_ArrayForEach(t, toks) {
+                if (!cJSON_IsNumber(t) || t->valuedouble < 0 || t->valuedouble >= S->info.n_vocab || t->valuedouble != (int32_t)t->valuedouble) {
+                    bad = "'tokens' must hold integer ids within the vocabulary";
+                    break;
+                }
+                ids[i++] = (int32_t)t->valuedouble;
+            }
+        char *text = NULL;
+        if (!bad && ids) st = sx_detokenize(S->e, ids, n, &text);
+        if (!bad && st == SX_OK && text) {
+            sx_sbuf clean = {0};
+            sx_utf8_sanitize_into(&clean, text, strlen(text));
+            cJSON_AddStringToObject(out, "content", clean.s ? clean.s : "");
+            sx_sbuf_free(&clean);
+        }
+        free(text);
+        free(ids);
+    }
+    cJSON_Delete(in);
+    if (bad || st != SX_OK) {
+        cJSON_Delete(out);
+        return send_error(c, 400, "invalid_request_error", bad ? bad : sx_last_error(), detok ? "tokens" : "content");
+    }
+    return send_json(c, 200, out);
+}
+
+static enum MHD_Result handle_models(server *S, struct MHD_Connection *c) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", S->alias);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", 0);
+    cJSON_AddStringToObject(m, "owned_by", "specexit");
+    cJSON *meta = cJSON_AddObjectToObject(m, "meta");
+    cJSON_AddStringToObject(meta, "arch", S->info.arch);
+    cJSON_AddStringToObject(meta, "quant", S->info.quant);
+    cJSON_AddNumberToObject(meta, "n_params", (double)S->info.n_params);
+    cJSON_AddNumberToObject(meta, "n_vocab", S->info.n_vocab);
+    cJSON_AddNumberToObject(meta, "n_ctx", S->n_ctx);
+    cJSON_AddNumberToObject(meta, "n_slots", S->n_slots);
+    cJSON_AddStringToObject(meta, "backend", S->info.backend);
+    cJSON_AddStringToObject(meta, "device", S->info.device);
+    cJSON_AddStringToObject(meta, "chat_template", S->info.chat_template);
+    cJSON_AddBoolToObject(meta, "thinking", S->info.thinking);
+    cJSON_AddStringToObject(meta, "draft", S->info.draft);
+    cJSON_AddStringToObject(meta, "spec", sx_spec_kind_name(S->defaults.spec.kind));
+    cJSON_AddStringToObject(meta, "exit", sx_exit_kind_name(S->defaults.exit.kind));
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "data"), m);
+    return send_json(c, 200, o);
+}
+
+static enum MHD_Result handle_metrics(server *S, struct MHD_Connection *c) {
+    sx_sbuf b = {0};
+    char line[256];
+    pthread_mutex_lock(&S->mu);
+    const struct {
+        const char *name, *type, *help;
+        double v;
+    } m[] = {
+        {"requests_total", "counter", "Generation requests accepted.", (double)S->m_requests},
+        {"requests_errors_total", "counter", "Generation requests that failed while running.", (double)S->m_errors},
+        {"prompt_tokens_total", "counter", "Prompt tokens evaluated (cached ones excluded).", (double)S->m_prompt},
+        {"prompt_tokens_cached_total", "counter", "Prompt tokens reused from a slot's context.", (double)S->m_cached},
+        {"tokens_predicted_total", "counter", "Tokens generated.", (double)S->m_generated},
+        {"thinking_tokens_total", "counter", "Generated tokens inside a thinking section.", (double)S->m_thinking},
+        {"thinking_exits_total", "counter", "Generations whose thinking the exit policy ended early.", (double)S->m_exits},
+        {"target_passes_total", "counter", "Target decode passes.", (double)S->m_steps},
+        {"tokens_per_pass", "gauge", "Generated tokens committed per target pass (speculative acceptance).",
+         S->m_steps ? (double)S->m_committed / (double)S->m_steps : 0.0},
+        {"prompt_seconds_total", "counter", "Time spent evaluating prompts.", S->m_prompt_ms / 1e3},
+        {"decode_seconds_total", "counter", "Time spent generating.", S->m_decode_ms / 1e3},
+        {"requests_processing", "gauge", "Requests running in a slot.", (double)S->n_running},
+        {"requests_deferred", "gauge", "Requests waiting for a slot.", (double)S->n_queued},
+    };
+    pthread_mutex_unlock(&S->mu);
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        snprintf(line, sizeof line, "# HELP specexit:%s %s\n# TYPE specexit:%s %s\nspecexit:%s %.17g\n", m[i].name, m[i].help, m[i].name, m[i].type,
+                 m[i].name, m[i].v);
+        sx_sbuf_adds(&b, line);
+    }
+    if (b.oom) {
+        sx_sbuf_free(&b);
+        return send_error(c, 500, "server_error", "out of memory", NULL);
+    }
+    return send_body(c, 200, "text/plain; version=0.0.4", b.s);
+}
+
+static bool authorized(const server *S, struct MHD_Connection *c) {
+    if (!S->api_key) return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    return h && !strncmp(h, "Bearer ", 7) && !strcmp(h + 7, S->api_key);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method, const char *version,
+                                  const char *upload, size_t *upload_size, void **con_cls) {
+    (void)version;
+    server *S = cls;
+    conn_ctx *cc = *con_cls;
+    if (!cc) { /* first call: headers only */
+        if (!(cc = calloc(1, sizeof *cc))) return MHD_NO;
+        *con_cls = cc;
+        return MHD_YES;
+    }
+    if (*upload_size) { /* body bytes */
+        if (cc->body.len + *upload_size > MAX_BODY) cc->too_large = true;
+        else sx_sbuf_add(&cc->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    const bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    if (!strcmp(method, "OPTIONS")) { /* CORS preflight */
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        MHD_add_response_header(r, "Access-Control-Allow-Headers", "Content-Type, Authorization");
+        const enum MHD_Result ret = MHD_queue_response(c, 204, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    static const struct {
+        const char *path;
+        int get; /* 1 GET, 0 POST */
+    } routes[] = {{"/health", 1},           {"/v1/health", 1},     {"/v1/models", 1},    {"/models", 1},    {"/metrics", 1},
+                  {"/v1/chat/completions", 0}, {"/chat/completions", 0}, {"/v1/completions", 0}, {"/completions", 0}, {"/tokenize", 0},
+                  {"/detokenize", 0}};
+    int route = -1;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (!strcmp(url, routes[i].path)) route = (int)i;
+    if (route < 0) return send_error(c, 404, "not_found_error", "no such endpoint", NULL);
+    if (routes[route].get ? !get : !post) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s takes %s", url, routes[route].get ? "GET" : "POST");
+        return send_error(c, 405, "invalid_request_error", msg, NULL);
+    }
+    const char *path = routes[route].path;
+    if (!strcmp(path, "/health") || !strcmp(path, "/v1/health")) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "status", "ok");
+        return send_json(c, 200, o);
+    }
+    if (!authorized(S, c)) return send_error(c, 401, "authentication_error", "invalid API key", NULL);
+    if (cc->too_large) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the request body is larger than %u bytes", MAX_BODY);
+        return send_error(c, 413, "invalid_request_error", msg, NULL);
+    }
+    if (cc->body.oom) return send_error(c, 500, "server_error", "out of memory reading the request", NULL);
+    if (strstr(path, "models")) return handle_models(S, c);
+    if (!strcmp(path, "/metrics")) return handle_metrics(S, c);
+    if (!strcmp(path, "/tokenize")) return handle_tokenize(S, c, &cc->body, false);
+    if (!strcmp(path, "/detokenize")) return handle_tokenize(S, c, &cc->body, true);
+    return handle_generate(S, c, strstr(path, "chat") ? SX_REQ_CHAT : SX_REQ_COMPLETION, &cc->body);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code) {
+    (void)cls, (void)c, (void)code;
+    conn_ctx *cc = *con_cls;
+    if (!cc) return;
+    sx_sbuf_free(&cc->body);
+    free(cc);
+    *con_cls = NULL;
+}
+
+static void help(void) {
+    printf("usage: specexit serve [-m MODEL.gguf] [options]\n\n"
+           "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions (\"stream\": true for\n"
+           "server-sent events), /tokenize, /detokenize; GET /health, /v1/models, /metrics.\n"
+           "Requests may set the OpenAI fields and spec, draft_max, draft_topk, draft_nodes, exit, exit_conf,\n"
+           "exit_progress, exit_remain, exit_alpha, reasoning_budget, cache_prompt, chat_template_kwargs.enable_thinking.\n\n"
+           "server:\n"
+           "      --host ADDR           address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
+           "      --port N              port (default 8080; 0 = any free port, printed at start)\n"
+           "  -np, --parallel N         slots: requests generated at the same time (default 4)\n"
+           "      --api-key KEY         require \"Authorization: Bearer KEY\" (all but /health)\n"
+           "      --alias NAME          model name reported by /v1/models (default: the model's)\n"
+           "  -c, --ctx-size N          context per slot (default: min(model, 4096))\n"
+           "  -n, --n-predict N         default max tokens per request (default -1: until the end or a full context)\n\n"
+           "generation defaults (a request's fields override them):\n");
+    sx_cli_print_common_help(stdout);
+}
+
+int sx_cmd_serve(int argc, char **argv) {
+    sx_cli c;
+    const int begun = sx_cli_begin(&c, argc, argv, "serve", -1, help);
+    if (begun >= 0) return begun;
+    /* the address first: a bad one fails before the model loads */
+    struct sockaddr_storage addr;
+    memset(&addr, 0, sizeof addr);
+    const bool v6 = strchr(c.host, ':') != NULL;
+    if (v6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)c.port);
+        if (inet_pton(AF_INET6, c.host, &a6->sin6_addr) != 1) {
+            fprintf(stderr, "error: --host '%s' is not an IPv4 or IPv6 address\n", c.host);
+            return 1;
+        }
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)c.port);
+        if (inet_pton(AF_INET, !strcmp(c.host, "localhost") ? "127.0.0.1" : c.host, &a4->sin_addr) != 1) {
+            fprintf(stderr, "error: --host '%s' is not an IPv4 or IPv6 address\n", c.host);
+            return 1;
+        }
+    }
+    server S;
+    memset(&S, 0, sizeof S);
+    pthread_mutex_init(&S.mu, NULL);
+    pthread_cond_init(&S.work_cv, NULL);
+    pthread_mutex_init(&S.tmu, NULL);
+    pthread_cond_init(&S.tcv, NULL);
+    sx_engine_options eo;
+    sx_cli_engine_options(&c, &eo);
+    int rc = 0;
+    sx_status st = sx_engine_create(&eo, &S.e);
+    if (st != SX_OK) return sx_cli_fail("loading model", st);
+    sx_engine_get_info(S.e, &S.info);
+    sx_cli_generate_params(&c, &S.info, &S.defaults);
+    S.default_think = !c.no_think;
+    S.api_key = c.api_key;
+    S.alias = c.alias ? c.alias : S.info.model_name && S.info.model_name[0] ? S.info.model_name : "specexit";
+    S.n_slots = c.n_parallel;
+    S.slots = calloc((size_t)S.n_slots, sizeof *S.slots);
+    if (!S.slots) {
+        sx_engine_destroy(S.e);
+        fprintf(stderr, "error: out of memory\n");
+        return 1;
+    }
+    sx_session_options so;
+    sx_cli_session_options(&c, &so);
+    for (int i = 0; i < S.n_slots && st == SX_OK; i++) {
+        S.slots[i].S = &S;
+        S.slots[i].id = i;
+        st = sx_session_create(S.e, &so, &S.slots[i].s);
+    }
+    if (st != SX_OK) {
+        rc = sx_cli_fail("creating the slots' sessions", st);
+        goto done_sessions;
+    }
+    S.n_ctx = sx_session_n_ctx(S.slots[0].s);
+    /* signals go to the main thread only (sigwait below): block them before any thread starts */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int started = 0;
+    for (; started < S.n_slots; started++)
+        if (pthread_create(&S.slots[started].thread, NULL, worker_main, &S.slots[started]) != 0) break;
+    struct MHD_Daemon *d = NULL;
+    if (started == S.n_slots)
+        d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0),
+                             (uint16_t)c.port, NULL, NULL, on_request, &S, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, &S, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "error: cannot listen on %s:%d (%s)\n", c.host, c.port,
+                started < S.n_slots ? "cannot start the worker threads" : "address in use, or not allowed");
+        rc = 1;
+    } else {
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+        const int port = di ? (int)di->port : c.port;
+        fprintf(stderr, "[serve] model %s (%s, %s) on %s (%s); draft %s; spec %s, exit %s; %d slots x %d context\n", S.alias, S.info.arch,
+                S.info.quant, S.info.backend, S.info.device, S.info.draft, sx_spec_kind_name(S.defaults.spec.kind),
+                sx_exit_kind_name(S.defaults.exit.kind), S.n_slots, S.n_ctx);
+        fprintf(stderr, "[serve] listening on http://%s%s%s:%d\n", v6 ? "[" : "", c.host, v6 ? "]" : "", port);
+        fflush(stderr);
+        int sig = 0;
+        sigwait(&sigs, &sig);
+        fprintf(stderr, "[serve] %s: shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    /* stop: fail what waits, cancel what runs, then close the connections */
+    pthread_mutex_lock(&S.mu);
+    S.stopping = true;
+    for (job *j = S.qhead, *nx; j; j = nx) {
+        nx = j->next;
+        j->failed = true, j->fail_status = 503, j->done = true;
+        snprintf(j->err, sizeof j->err, "the server is shutting down");
+        pthread_cond_broadcast(&j->cv);
+        job_release_locked(j); /* the worker's reference: no worker will take it */
+    }
+    S.qhead = S.qtail = NULL;
+    S.n_queued = 0;
+    pthread_cond_broadcast(&S.work_cv);
+    pthread_mutex_unlock(&S.mu);
+    for (int i = 0; i < started; i++) pthread_join(S.slots[i].thread, NULL);
+    if (d) MHD_stop_daemon(d);
+done_sessions:
+    for (int i = 0; i < S.n_slots; i++) sx_session_destroy(S.slots[i].s);
+    free(S.slots);
+    sx_engine_destroy(S.e);
+    return rc;
+}

@@ -1,0 +1,283 @@
+/* tools/server_req.c — see server_req.h. */
+#include "tools/server_req.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pctx {
+    char *err, *param;
+    size_t err_cap, param_cap;
+} pctx;
+
+static bool fail(pctx *c, const char *param, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, c->err_cap, fmt, ap);
+    va_end(ap);
+    snprintf(c->param, c->param_cap, "%s", param);
+    return false;
+}
+
+static const cJSON *field(const cJSON *o, const char *name) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+    return f && !cJSON_IsNull(f) ? f : NULL; /* null means "not given", as OpenAI's SDKs send it */
+}
+
+/* A number in [lo, hi]; *set stays false when absent. */
+static bool get_num(pctx *c, const cJSON *o, const char *name, double lo, double hi, double *out, bool *set) {
+    const cJSON *f = field(o, name);
+    if (set) *set = false;
+    if (!f) return true;
+    if (!cJSON_IsNumber(f) || !(f->valuedouble >= lo && f->valuedouble <= hi))
+        return fail(c, name, "'%s' must be a number in [%g, %g]", name, lo, hi);
+    *out = f->valuedouble;
+    if (set) *set = true;
+    return true;
+}
+
+static bool get_int(pctx *c, const cJSON *o, const char *name, double lo, double hi, int *out, bool *set) {
+    const cJSON *f = field(o, name);
+    if (set) *set = false;
+    if (!f) return true;
+    if (!cJSON_IsNumber(f) || !(f->valuedouble >= lo && f->valuedouble <= hi) || f->valuedouble != floor(f->valuedouble))
+        return fail(c, name, "'%s' must be an integer in [%.0f, %.0f]", name, lo, hi);
+    *out = (int)f->valuedouble;
+    if (set) *set = true;
+    return true;
+}
+
+static bool get_bool(pctx *c, const cJSON *o, const char *name, bool *out) {
+    const cJSON *f = field(o, name);
+    if (!f) return true;
+    if (!cJSON_IsBool(f)) return fail(c, name, "'%s' must be true or false", name);
+    *out = cJSON_IsTrue(f);
+    return true;
+}
+
+static bool get_float(pctx *c, const cJSON *o, const char *name, double lo, double hi, float *out) {
+    double v;
+    bool set;
+    if (!get_num(c, o, name, lo, hi, &v, &set)) return false;
+    if (set) *out = (float)v;
+    return true;
+}
+
+/* content: a string, or an array of {"type":"text","text":...} parts */
+static bool message_content(pctx *c, sx_req *r, const cJSON *m, int i, const char **out) {
+    const cJSON *ct = field(m, "content");
+    char name[48];
+    snprintf(name, sizeof name, "messages[%d].content", i);
+    if (!ct) return *out = "", true; /* an assistant turn that only called tools */
+    if (cJSON_IsString(ct)) return *out = ct->valuestring, true;
+    if (!cJSON_IsArray(ct)) return fail(c, name, "'%s' must be a string or an array of text parts", name);
+    sx_sbuf b = {0};
+    sx_sbuf_adds(&b, "");
+    const cJSON *part;
+    cJSON_ArrayForEach(part, ct) {
+        const cJSON *type = field(part, "type"), *text = field(part, "text");
+        if (!cJSON_IsObject(part) || !cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0 || !cJSON_IsString(text)) {
+            sx_sbuf_free(&b);
+            return fail(c, name, "'%s': only parts of type \"text\" with a \"text\" string are supported", name);
+        }
+        sx_sbuf_adds(&b, text->valuestring);
+    }
+    if (b.oom) {
+        sx_sbuf_free(&b);
+        return fail(c, name, "out of memory");
+    }
+    r->joined[i] = b.s;
+    *out = b.s;
+    return true;
+}
+
+static bool parse_messages(pctx *c, sx_req *r) {
+    const cJSON *ms = field(r->root, "messages");
+    if (!ms) return fail(c, "messages", "'messages' is required");
+    if (!cJSON_IsArray(ms)) return fail(c, "messages", "'messages' must be an array");
+    const int n = cJSON_GetArraySize(ms);
+    if (n < 1) return fail(c, "messages", "'messages' must hold at least one message");
+    r->msgs = calloc((size_t)n, sizeof *r->msgs);
+    r->joined = calloc((size_t)n, sizeof *r->joined);
+    if (!r->msgs || !r->joined) return fail(c, "messages", "out of memory");
+    r->n_joined = n;
+    int i = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, ms) {
+        char name[48];
+        snprintf(name, sizeof name, "messages[%d]", i);
+        if (!cJSON_IsObject(m)) return fail(c, name, "'%s' must be an object with \"role\" and \"content\"", name);
+        const cJSON *role = field(m, "role");
+        if (!cJSON_IsString(role) || !role->valuestring[0]) return fail(c, name, "'%s.role' must be a non-empty string", name);
+        for (const char *p = role->valuestring; *p; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+                return fail(c, name, "'%s.role' may only hold letters, digits, '_' and '-'", name);
+        r->msgs[i].role = role->valuestring;
+        if (!message_content(c, r, m, i, &r->msgs[i].content)) return false;
+        i++;
+    }
+    r->n_msgs = n;
+    return true;
+}
+
+static bool parse_prompt(pctx *c, sx_req *r) {
+    const cJSON *p = field(r->root, "prompt");
+    if (!p) return fail(c, "prompt", "'prompt' is required");
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(cJSON_GetArrayItem(p, 0))) p = cJSON_GetArrayItem(p, 0);
+    if (!cJSON_IsString(p)) return fail(c, "prompt", "'prompt' must be a string (or an array of one string)");
+    if (!p->valuestring[0]) return fail(c, "prompt", "'prompt' is empty");
+    r->prompt = p->valuestring;
+    return true;
+}
+
+static bool parse_stop(pctx *c, sx_req *r) {
+    const cJSON *s = field(r->root, "stop");
+    if (!s) return true;
+    if (cJSON_IsString(s)) {
+        if (s->valuestring[0]) r->stops[r->n_stops++] = s->valuestring;
+        return true;
+    }
+    if (!cJSON_IsArray(s)) return fail(c, "stop", "'stop' must be a string or an array of strings");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, s) {
+        if (!cJSON_IsString(e)) return fail(c, "stop", "'stop' must be a string or an array of strings");
+        if (!e->valuestring[0]) continue;
+        if (r->n_stops == SX_TEXT_MAX_STOPS) return fail(c, "stop", "'stop' holds more than %d strings", SX_TEXT_MAX_STOPS);
+        r->stops[r->n_stops++] = e->valuestring;
+    }
+    return true;
+}
+
+/* Fields a client may send that this server cannot honour: refused, not ignored. */
+static bool unsupported(pctx *c, const cJSON *o) {
+    double v;
+    bool set;
+    int n = 1;
+    if (!get_int(c, o, "n", 1, 1, &n, NULL)) return fail(c, "n", "'n' must be 1 (one choice per request)");
+    const char *zero[] = {"presence_penalty", "frequency_penalty"};
+    for (int i = 0; i < 2; i++) {
+        if (!get_num(c, o, zero[i], -2, 2, &v, &set)) return false;
+        if (set && v != 0) return fail(c, zero[i], "'%s' is not supported (use repeat_penalty)", zero[i]);
+    }
+    bool lp = false;
+    if (!get_bool(c, o, "logprobs", &lp)) return false;
+    if (lp) return fail(c, "logprobs", "'logprobs' is not supported");
+    bool echo = false;
+    if (!get_bool(c, o, "echo", &echo)) return false;
+    if (echo) return fail(c, "echo", "'echo' is not supported");
+    const cJSON *tools = field(o, "tools");
+    if (tools && (!cJSON_IsArray(tools) || cJSON_GetArraySize(tools) > 0)) return fail(c, "tools", "'tools' (function calling) is not supported");
+    const cJSON *rf = field(o, "response_format");
+    if (rf) {
+        const cJSON *t = cJSON_IsObject(rf) ? field(rf, "type") : NULL;
+        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
+            return fail(c, "response_format", "'response_format': only {\"type\": \"text\"} is supported");
+    }
+    return true;
+}
+
+static bool parse_sampling(pctx *c, sx_req *r) {
+    const cJSON *o = r->root;
+    sx_generate_params *g = &r->gp;
+    bool set;
+    int n = 0;
+    /* max_tokens (OpenAI), max_completion_tokens (its newer name), n_predict (llama.cpp) */
+    const char *lim[] = {"max_tokens", "max_completion_tokens", "n_predict"};
+    for (int i = 0; i < 3; i++) {
+        if (!get_int(c, o, lim[i], -1, 1 << 24, &n, &set)) return false;
+        if (set) g->n_predict = n;
+    }
+    if (!get_float(c, o, "temperature", 0, 100, &g->sampling.temp)) return false;
+    if (!get_float(c, o, "top_p", 0, 1, &g->sampling.top_p)) return false;
+    if (g->sampling.top_p <= 0) return fail(c, "top_p", "'top_p' must be in (0, 1]");
+    if (!get_int(c, o, "top_k", 0, 1 << 24, &g->sampling.top_k, NULL)) return false;
+    if (!get_float(c, o, "min_p", 0, 1, &g->sampling.min_p)) return false;
+    if (!get_float(c, o, "repeat_penalty", 1e-3, 100, &g->sampling.repeat_penalty)) return false;
+    if (!get_int(c, o, "repeat_last_n", 0, 1 << 24, &g->sampling.repeat_last_n, NULL)) return false;
+    double seed;
+    if (!get_num(c, o, "seed", -1, 18446744073709549568.0, &seed, &set)) return false; /* below 2^64 */
+    if (set) {
+        if (seed != floor(seed)) return fail(c, "seed", "'seed' must be an integer");
+        g->sampling.seed = seed < 0 ? SX_SEED_RANDOM : (uint64_t)seed;
+    }
+    return get_bool(c, o, "ignore_eos", &g->ignore_eos);
+}
+
+static bool parse_spec_exit(pctx *c, sx_req *r) {
+    const cJSON *o = r->root;
+    sx_generate_params *g = &r->gp;
+    const cJSON *f = field(o, "spec");
+    bool spec_set = false, exit_set = false, budget_set = false;
+    if (f) {
+        if (!cJSON_IsString(f) || sx_spec_kind_from_name(f->valuestring, &g->spec.kind) != SX_OK)
+            return fail(c, "spec", "'spec' must be \"eagle3\", \"draft\" or \"none\"");
+        spec_set = true;
+    }
+    if (!get_int(c, o, "draft_max", 1, 32, &g->spec.draft_max, NULL)) return false;
+    if (!get_int(c, o, "draft_topk", 1, 32, &g->spec.draft_topk, NULL)) return false;
+    if (!get_int(c, o, "draft_nodes", 1, 63, &g->spec.draft_nodes, NULL)) return false;
+    if ((f = field(o, "exit"))) {
+        if (!cJSON_IsString(f) || sx_exit_kind_from_name(f->valuestring, &g->exit.kind) != SX_OK)
+            return fail(c, "exit", "'exit' must be \"specexit\", \"budget\", \"first-answer\" or \"none\"");
+        exit_set = true;
+    }
+    if (!get_float(c, o, "exit_conf", 0, 1, &g->exit.conf)) return false;
+    if (!get_float(c, o, "exit_progress", 0, 1, &g->exit.progress)) return false;
+    if (!get_float(c, o, "exit_remain", 0, 1e9, &g->exit.remain)) return false;
+    if (!get_float(c, o, "exit_alpha", 1e-6, 1, &g->exit.alpha)) return false;
+    if (!get_int(c, o, "reasoning_budget", -1, 1 << 24, &g->exit.reasoning_budget, &budget_set)) return false;
+    if (!get_bool(c, o, "trace_signals", &g->trace_signals)) return false;
+    /* defaults that follow from the request's choices, as on the command line */
+    if (!exit_set && spec_set && g->spec.kind != SX_SPEC_EAGLE3 && g->exit.kind == SX_EXIT_SPECEXIT)
+        g->exit.kind = g->exit.reasoning_budget >= 0 ? SX_EXIT_BUDGET : SX_EXIT_NONE;
+    if (!exit_set && budget_set && g->exit.reasoning_budget >= 0 && g->exit.kind == SX_EXIT_NONE) g->exit.kind = SX_EXIT_BUDGET;
+    if (g->exit.kind == SX_EXIT_SPECEXIT && g->spec.kind != SX_SPEC_EAGLE3)
+        return fail(c, exit_set ? "exit" : "spec", "\"exit\": \"specexit\" needs \"spec\": \"eagle3\" (the signals come from the EAGLE-3 draft)");
+    return true;
+}
+
+bool sx_req_parse(const char *body, size_t len, sx_req_kind kind, const sx_generate_params *def, sx_req *r, char *err, size_t err_cap,
+                  char *param, size_t param_cap) {
+    pctx c = {err, param, err_cap, param_cap};
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    r->cache_prompt = true;
+    r->think = -1;
+    r->gp = *def;
+    if (err_cap) err[0] = 0;
+    if (param_cap) param[0] = 0;
+    r->root = cJSON_ParseWithLength(body, len);
+    if (!r->root) return fail(&c, "", "the request body is not valid JSON");
+    if (!cJSON_IsObject(r->root)) return fail(&c, "", "the request body must be a JSON object");
+    if (kind == SX_REQ_CHAT ? !parse_messages(&c, r) : !parse_prompt(&c, r)) return false;
+    if (!get_bool(&c, r->root, "stream", &r->stream)) return false;
+    const cJSON *so = field(r->root, "stream_options");
+    if (so) {
+        if (!cJSON_IsObject(so)) return fail(&c, "stream_options", "'stream_options' must be an object");
+        if (!get_bool(&c, so, "include_usage", &r->include_usage)) return false;
+    }
+    if (!get_bool(&c, r->root, "cache_prompt", &r->cache_prompt)) return false;
+    const cJSON *kw = field(r->root, "chat_template_kwargs");
+    if (kw) {
+        if (!cJSON_IsObject(kw)) return fail(&c, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+        bool think = true;
+        if (field(kw, "enable_thinking")) {
+            if (!get_bool(&c, kw, "enable_thinking", &think)) return false;
+            r->think = think;
+        }
+    }
+    const cJSON *model = field(r->root, "model");
+    if (model && !cJSON_IsString(model)) return fail(&c, "model", "'model' must be a string");
+    return unsupported(&c, r->root) && parse_stop(&c, r) && parse_sampling(&c, r) && parse_spec_exit(&c, r);
+}
+
+void sx_req_free(sx_req *r) {
+    for (int i = 0; r->joined && i < r->n_joined; i++) free(r->joined[i]);
+    free(r->joined);
+    free(r->msgs);
+    cJSON_Delete(r->root);
+    memset(r, 0, sizeof *r);
+}

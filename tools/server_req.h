@@ -1,0 +1,43 @@
+/* tools/server_req.h — an OpenAI-style request body to generation settings.
+ *
+ * Parses and validates the JSON of POST /v1/chat/completions and
+ * /v1/completions (the OpenAI fields, llama-server's extensions and this
+ * engine's speculation/exit fields; see the README's server section) on top
+ * of the server's defaults. Every problem is reported with the offending
+ * field and a message; nothing here touches the engine, so it is fuzzed on
+ * its own (tests/fuzz/fuzz_request.c). */
+#ifndef SX_SERVER_REQ_H
+#define SX_SERVER_REQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/specexit.h"
+#include "tools/server_text.h"
+
+typedef enum sx_req_kind { SX_REQ_CHAT, SX_REQ_COMPLETION } sx_req_kind;
+
+typedef struct sx_req {
+    sx_req_kind kind;
+    struct cJSON *root;     /* owns every string below */
+    sx_chat_message *msgs;  /* chat: the conversation */
+    char **joined;          /* contents assembled from text parts (owned), [n_joined] */
+    int n_msgs, n_joined;
+    const char *prompt;     /* completion: the prompt text */
+    bool stream, include_usage;
+    bool cache_prompt;      /* reuse a slot's matching prefix (default true) */
+    int think;              /* chat_template_kwargs.enable_thinking: -1 unset, 0, 1 */
+    const char *stops[SX_TEXT_MAX_STOPS];
+    int n_stops;
+    sx_generate_params gp;  /* the server defaults with the request's overrides */
+} sx_req;
+
+/* Parses body[0..len) (not NUL-terminated) for an endpoint of `kind` over
+ * the defaults `def`. On failure returns false and writes the message and
+ * the offending field ("" when none) into err/param. The request must be
+ * released with sx_req_free in both cases. */
+bool sx_req_parse(const char *body, size_t len, sx_req_kind kind, const sx_generate_params *def, sx_req *out, char *err, size_t err_cap,
+                  char *param, size_t param_cap);
+void sx_req_free(sx_req *r);
+
+#endif
