@@ -95,7 +95,12 @@ int sx_cmd_chat(int argc, char **argv) {
     sx_cli_generate_params(&c, &info, &gp);
     const bool tty_in = isatty(STDIN_FILENO), tty_out = isatty(STDOUT_FILENO);
     conversation conv = {0};
-    if (c.system && !conv_add(&conv, "system", c.system)) return fprintf(stderr, "error: out of memory\n"), 1;
+    if (c.system && !conv_add(&conv, "system", c.system)) {
+        fprintf(stderr, "error: out of memory\n");
+        sx_session_destroy(s);
+        sx_engine_destroy(e);
+        return 1;
+    }
     const int n_fixed = conv.n;
     fprintf(stderr, "[specexit] chat with %s (%s, %s) on %s; draft %s, spec %s, exit %s. /reset forgets, /exit quits.\n", info.model_name,
             info.arch, info.quant, info.backend, info.draft, sx_spec_kind_name(gp.spec.kind), sx_exit_kind_name(gp.exit.kind));

@@ -27,10 +27,13 @@
  * the server cleanly. */
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +44,8 @@
 #include "tools/server_text.h"
 
 #define MAX_BODY (16u << 20)
+#define PING_SECONDS 10     /* an idle stream sends an SSE comment this often (keeps proxies and MHD's timeout at bay) */
+#define DRAIN_SECONDS 10    /* at shutdown, how long answers in flight may take to reach their clients */
 #define FINGERPRINT "specexit-" SPECEXIT_VERSION
 
 typedef struct job job;
@@ -66,6 +71,8 @@ struct server {
     pthread_cond_t work_cv; /* a slot got a job, or the server stops */
     job *qhead, *qtail;
     int n_queued, n_running;
+    int n_conns;            /* requests whose connection has not completed */
+    pthread_cond_t conns_cv;
     bool stopping;
     pthread_mutex_t tmu; /* the engine turn: a fair ticket lock */
     pthread_cond_t tcv;
@@ -86,8 +93,9 @@ struct job {
     bool thinking_open;
     char id[48];
     long long created;
+    int fd; /* the client's socket (to notice a client that left), -1 unknown */
     /* state, under S->mu */
-    bool done, cancelled, failed;
+    bool queued, done, cancelled, failed;
     int slot, n_cached;
     int fail_status;
     char err[512];
@@ -98,8 +106,15 @@ struct job {
     sx_sbuf d_reasoning, d_content;
     bool stop_hit;
     sx_generate_stats gs;
+    double wait_ms; /* time spent waiting for other slots' turns inside the generation */
     job *next;
 };
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 /* ---- the engine turn ---- */
 static void turn_acquire(server *S) {
@@ -164,12 +179,54 @@ static void dispatch_locked(server *S) {
         S->qhead = j->next;
         if (!S->qhead) S->qtail = NULL;
         j->next = NULL;
+        j->queued = false;
         S->n_queued--;
         S->n_running++;
         j->slot = best;
         S->slots[best].job = j;
         pthread_cond_broadcast(&S->work_cv);
     }
+}
+
+/* The peer closed its end (or the socket failed). */
+static bool client_gone(int fd) {
+    if (fd < 0) return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) return true;
+    char c;
+    const ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static void push_event_locked(job *j, const char *data);
+static cJSON *error_object(unsigned status, const char *type, const char *msg, const char *param);
+
+/* Ends a job that has not started: out of the queue, answered with `status`
+ * (a stream gets an error event and [DONE]); drops the worker's reference.
+ * Under mu. */
+static void fail_queued_locked(server *S, job *j, unsigned status, const char *msg) {
+    if (!j->queued) return;
+    job **pp = &S->qhead;
+    while (*pp && *pp != j) pp = &(*pp)->next;
+    if (*pp) *pp = j->next;
+    S->qtail = NULL;
+    for (job *q = S->qhead; q; q = q->next) S->qtail = q;
+    j->next = NULL;
+    j->queued = false;
+    S->n_queued--;
+    j->failed = true, j->fail_status = (int)status, j->done = true;
+    snprintf(j->err, sizeof j->err, "%s", msg);
+    if (j->req.stream) {
+        cJSON *o = error_object(status, status == 503 ? "unavailable_error" : "server_error", msg, NULL);
+        char *ev = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (ev) push_event_locked(j, ev);
+        free(ev);
+        push_event_locked(j, "[DONE]");
+    }
+    pthread_cond_broadcast(&j->cv);
+    job_release_locked(j);
 }
 
 /* Events for the client, under mu: wakes its connection. */
@@ -230,6 +287,7 @@ static void push_delta(job *j, const char *role, const sx_sbuf *reasoning, const
     if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
     else cJSON_AddNullToObject(c, "finish_reason");
     cJSON_AddItemToArray(choices, c);
+    if (j->req.include_usage) cJSON_AddNullToObject(o, "usage"); /* as OpenAI: null on every chunk but the last */
     if (extra) {
         cJSON *it = extra->child;
         while (it) {
@@ -254,7 +312,9 @@ static bool on_token(int32_t token, const char *piece, size_t len, void *user) {
     const bool cancel = j->cancelled || S->stopping;
     pthread_mutex_unlock(&S->mu);
     if (cancel) return false;
+    const double t0 = now_ms();
     turn_yield(S);
+    j->wait_ms += now_ms() - t0; /* not this request's decoding time */
     return go;
 }
 
@@ -296,17 +356,30 @@ static void run_job(server *S, slot *sl, job *j) {
     j->n_cached = keep;
     sx_text_init(&j->text, j->thinking_open, j->req.stops, j->req.n_stops);
     if (j->req.stream && j->req.kind == SX_REQ_CHAT) push_delta(j, "assistant", NULL, NULL, NULL, NULL);
-    const sx_status st = sx_generate(s, j->ids + keep, j->n_ids - keep, &j->req.gp, on_token, j, &j->gs);
+    sx_status st = sx_generate(s, j->ids + keep, j->n_ids - keep, &j->req.gp, on_token, j, &j->gs);
     char err[512];
     snprintf(err, sizeof err, "%s", sx_last_error());
     if (st != SX_OK) sx_session_reset(s); /* its context is unknown after a failure */
     turn_release(S);
+    /* the decode time without the turns other slots had */
+    sx_generate_stats *g = &j->gs;
+    g->decode_ms = g->decode_ms > j->wait_ms ? g->decode_ms - j->wait_ms : 0.0;
+    g->decode_tok_s = g->decode_ms > 0 && g->n_generated_tokens > 1 ? (g->n_generated_tokens - 1) / (g->decode_ms / 1e3) : 0.0;
+    pthread_mutex_lock(&S->mu);
+    const bool cut_by_stop = st == SX_OK && S->stopping && g->stop_reason == SX_STOP_CALLBACK && !j->stop_hit && !j->cancelled;
+    pthread_mutex_unlock(&S->mu);
+    unsigned fail_status = st == SX_ERR_INVALID_ARG || st == SX_ERR_UNSUPPORTED || st == SX_ERR_CONTEXT_FULL ? 400 : 500;
+    if (cut_by_stop) { /* not a finished answer: say so instead of a 200 "length" */
+        st = SX_ERR_CANCELLED;
+        fail_status = 503;
+        snprintf(err, sizeof err, "the server is shutting down");
+    }
     sx_sbuf_clear(&j->d_reasoning);
     sx_sbuf_clear(&j->d_content);
     if (st == SX_OK) sx_text_finish(&j->text, &j->d_reasoning, &j->d_content);
     if (j->req.stream) {
         if (st != SX_OK) {
-            push_json(j, error_object(500, "server_error", err, NULL));
+            push_json(j, error_object(fail_status, fail_status == 503 ? "unavailable_error" : "server_error", err, NULL));
         } else {
             cJSON *extra = cJSON_CreateObject();
             add_stats(extra, j, false);
@@ -326,11 +399,10 @@ static void run_job(server *S, slot *sl, job *j) {
     pthread_mutex_lock(&S->mu);
     if (st != SX_OK) {
         j->failed = true;
-        j->fail_status = st == SX_ERR_INVALID_ARG || st == SX_ERR_UNSUPPORTED || st == SX_ERR_CONTEXT_FULL ? 400 : 500;
+        j->fail_status = (int)fail_status;
         snprintf(j->err, sizeof j->err, "%s", err);
-        S->m_errors++;
+        S->m_errors += !cut_by_stop;
     } else {
-        const sx_generate_stats *g = &j->gs;
         S->m_prompt += (unsigned long long)g->n_prompt_tokens;
         S->m_cached += (unsigned long long)j->n_cached;
         S->m_generated += (unsigned long long)g->n_generated_tokens;
@@ -357,7 +429,15 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&S->mu);
         if (!j) break; /* stopping, nothing assigned */
         pthread_mutex_lock(&S->mu);
-        const bool gone = j->cancelled; /* its client left while it waited */
+        const bool gone = j->cancelled || S->stopping; /* its client left, or the server stops, before it began */
+        if (gone) {
+            j->failed = true, j->fail_status = 503;
+            snprintf(j->err, sizeof j->err, "%s", S->stopping ? "the server is shutting down" : "the client left");
+            if (j->req.stream) { /* whoever still reads gets an ending */
+                push_event_locked(j, "{\"error\":{\"code\":503,\"message\":\"the request was not run\",\"type\":\"unavailable_error\"}}");
+                push_event_locked(j, "[DONE]");
+            }
+        }
         pthread_mutex_unlock(&S->mu);
         if (!gone) run_job(S, sl, j);
         pthread_mutex_lock(&S->mu);
@@ -407,8 +487,25 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     job *j = cls;
     server *S = j->S;
+    static const char ping[] = ": ping\n\n"; /* an SSE comment: clients ignore it */
     pthread_mutex_lock(&S->mu);
-    while (j->sse_off == j->sse.len && !j->done) pthread_cond_wait(&j->cv, &S->mu);
+    for (int idle = 0; j->sse_off == j->sse.len && !j->done;) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        if (pthread_cond_timedwait(&j->cv, &S->mu, &until) != ETIMEDOUT) continue;
+        if (client_gone(j->fd)) { /* left while waiting (queued, or a long prefill): stop its work now */
+            j->cancelled = true;
+            fail_queued_locked(S, j, 499, "the client left");
+            pthread_mutex_unlock(&S->mu);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        if (++idle >= PING_SECONDS && max >= sizeof ping - 1) {
+            pthread_mutex_unlock(&S->mu);
+            memcpy(buf, ping, sizeof ping - 1);
+            return (ssize_t)(sizeof ping - 1);
+        }
+    }
     if (j->sse_off == j->sse.len) {
         pthread_mutex_unlock(&S->mu);
         return MHD_CONTENT_READER_END_OF_STREAM;
@@ -463,6 +560,8 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, sx_r
     if (!j) return send_error(c, 500, "server_error", "out of memory", NULL);
     j->S = S;
     j->refs = 1;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    j->fd = ci ? (int)ci->connect_fd : -1;
     pthread_cond_init(&j->cv, NULL);
     char err[512], param[64];
     if (!sx_req_parse(body->s ? body->s : "", body->len, kind, &S->defaults, &j->req, err, sizeof err, param, sizeof param)) {
@@ -515,6 +614,7 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, sx_r
     snprintf(j->id, sizeof j->id, "%s-%llu", kind == SX_REQ_CHAT ? "chatcmpl" : "cmpl", ++S->next_id);
     j->created = (long long)time(NULL);
     j->refs = 2; /* this connection and the worker */
+    j->queued = true;
     S->m_requests++;
     if (S->qtail) S->qtail->next = j;
     else S->qhead = j;
@@ -535,7 +635,15 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, sx_r
         MHD_destroy_response(r);
         return ret;
     }
-    while (!j->done) pthread_cond_wait(&j->cv, &S->mu);
+    while (!j->done) { /* a client that leaves cancels its request (checked every second) */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        if (pthread_cond_timedwait(&j->cv, &S->mu, &until) == ETIMEDOUT && !j->cancelled && client_gone(j->fd)) {
+            j->cancelled = true;
+            fail_queued_locked(S, j, 499, "the client left");
+        }
+    }
     pthread_mutex_unlock(&S->mu);
     enum MHD_Result ret;
     if (j->failed) ret = send_error(c, (unsigned)j->fail_status, j->fail_status == 400 ? "invalid_request_error" : "server_error", j->err, NULL);
@@ -571,6 +679,7 @@ static enum MHD_Result handle_tokenize(server *S, struct MHD_Connection *c, cons
         const int n = cJSON_IsArray(toks) ? cJSON_GetArraySize(toks) : -1;
         int32_t *ids = n >= 0 ? malloc(sizeof(int32_t) * (size_t)(n + 1)) : NULL;
         if (n < 0) bad = "'tokens' must be an array of token ids";
+        else if (!ids) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "out of memory");
         int i = 0;
         if (!bad && ids)
             cJSON_ArrayForEach(t, toks) {
@@ -675,6 +784,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!cc) { /* first call: headers only */
         if (!(cc = calloc(1, sizeof *cc))) return MHD_NO;
         *con_cls = cc;
+        pthread_mutex_lock(&S->mu);
+        S->n_conns++;
+        pthread_mutex_unlock(&S->mu);
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > MAX_BODY) { /* refused before the body is read */
+            char msg[96];
+            snprintf(msg, sizeof msg, "the request body is larger than %u bytes", MAX_BODY);
+            return send_error(c, 413, "invalid_request_error", msg, NULL);
+        }
         return MHD_YES;
     }
     if (*upload_size) { /* body bytes */
@@ -729,12 +847,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode code) {
-    (void)cls, (void)c, (void)code;
+    (void)c, (void)code;
+    server *S = cls;
     conn_ctx *cc = *con_cls;
     if (!cc) return;
     sx_sbuf_free(&cc->body);
     free(cc);
     *con_cls = NULL;
+    pthread_mutex_lock(&S->mu);
+    S->n_conns--;
+    pthread_cond_broadcast(&S->conns_cv);
+    pthread_mutex_unlock(&S->mu);
 }
 
 static void help(void) {
@@ -784,8 +907,16 @@ int sx_cmd_serve(int argc, char **argv) {
     memset(&S, 0, sizeof S);
     pthread_mutex_init(&S.mu, NULL);
     pthread_cond_init(&S.work_cv, NULL);
+    pthread_cond_init(&S.conns_cv, NULL);
     pthread_mutex_init(&S.tmu, NULL);
     pthread_cond_init(&S.tcv, NULL);
+    /* signals go to the main thread only (sigwait below): block them before any thread starts */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
     sx_engine_options eo;
     sx_cli_engine_options(&c, &eo);
     int rc = 0;
@@ -795,11 +926,15 @@ int sx_cmd_serve(int argc, char **argv) {
     sx_cli_generate_params(&c, &S.info, &S.defaults);
     S.default_think = !c.no_think;
     S.api_key = c.api_key;
-    S.alias = c.alias ? c.alias : S.info.model_name && S.info.model_name[0] ? S.info.model_name : "specexit";
+    sx_sbuf alias = {0}; /* the model's name may hold any bytes: valid UTF-8 for JSON */
+    const char *name = c.alias ? c.alias : S.info.model_name && S.info.model_name[0] ? S.info.model_name : "specexit";
+    sx_utf8_sanitize_into(&alias, name, strlen(name));
+    S.alias = alias.s ? alias.s : "specexit";
     S.n_slots = c.n_parallel;
     S.slots = calloc((size_t)S.n_slots, sizeof *S.slots);
     if (!S.slots) {
         sx_engine_destroy(S.e);
+        sx_sbuf_free(&alias);
         fprintf(stderr, "error: out of memory\n");
         return 1;
     }
@@ -815,19 +950,13 @@ int sx_cmd_serve(int argc, char **argv) {
         goto done_sessions;
     }
     S.n_ctx = sx_session_n_ctx(S.slots[0].s);
-    /* signals go to the main thread only (sigwait below): block them before any thread starts */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
     int started = 0;
     for (; started < S.n_slots; started++)
         if (pthread_create(&S.slots[started].thread, NULL, worker_main, &S.slots[started]) != 0) break;
     struct MHD_Daemon *d = NULL;
     if (started == S.n_slots)
-        d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0),
+        d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                                 (v6 ? MHD_USE_IPv6 : 0),
                              (uint16_t)c.port, NULL, NULL, on_request, &S, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, &S, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
     if (!d) {
@@ -846,25 +975,30 @@ int sx_cmd_serve(int argc, char **argv) {
         sigwait(&sigs, &sig);
         fprintf(stderr, "[serve] %s: shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     }
-    /* stop: fail what waits, cancel what runs, then close the connections */
+    /* stop: no new connections; fail what waits, cancel what runs; let the answers reach their clients; close */
+    const MHD_socket listen_fd = d ? MHD_quiesce_daemon(d) : MHD_INVALID_SOCKET;
     pthread_mutex_lock(&S.mu);
     S.stopping = true;
-    for (job *j = S.qhead, *nx; j; j = nx) {
-        nx = j->next;
-        j->failed = true, j->fail_status = 503, j->done = true;
-        snprintf(j->err, sizeof j->err, "the server is shutting down");
-        pthread_cond_broadcast(&j->cv);
-        job_release_locked(j); /* the worker's reference: no worker will take it */
-    }
-    S.qhead = S.qtail = NULL;
-    S.n_queued = 0;
+    while (S.qhead) fail_queued_locked(&S, S.qhead, 503, "the server is shutting down");
     pthread_cond_broadcast(&S.work_cv);
     pthread_mutex_unlock(&S.mu);
     for (int i = 0; i < started; i++) pthread_join(S.slots[i].thread, NULL);
-    if (d) MHD_stop_daemon(d);
+    if (d) {
+        pthread_mutex_lock(&S.mu);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += DRAIN_SECONDS;
+        while (S.n_conns > 0 && pthread_cond_timedwait(&S.conns_cv, &S.mu, &until) != ETIMEDOUT) {
+        }
+        if (S.n_conns > 0) fprintf(stderr, "[serve] %d connections still open after %d s; closing them\n", S.n_conns, DRAIN_SECONDS);
+        pthread_mutex_unlock(&S.mu);
+        MHD_stop_daemon(d);
+        if (listen_fd != MHD_INVALID_SOCKET) close(listen_fd);
+    }
 done_sessions:
     for (int i = 0; i < S.n_slots; i++) sx_session_destroy(S.slots[i].s);
     free(S.slots);
     sx_engine_destroy(S.e);
+    sx_sbuf_free(&alias);
     return rc;
 }

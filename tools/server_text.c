@@ -26,6 +26,7 @@ void sx_sbuf_adds(sx_sbuf *b, const char *s) { sx_sbuf_add(b, s, strlen(s)); }
 
 void sx_sbuf_clear(sx_sbuf *b) {
     b->len = 0;
+    b->oom = false; /* a failed append is forgotten with the contents */
     if (b->s) b->s[0] = 0;
 }
 

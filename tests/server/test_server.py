@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """tests/server/test_server.py — `specexit serve` driven as a client would:
-real HTTP requests (standard library only), streaming, malformed requests,
-concurrent clients, a client that disconnects mid-stream, prompt caching,
-the API key and a clean shutdown.
+real HTTP requests (standard library only, and the official OpenAI SDK),
+streaming, malformed requests, concurrent clients, clients that disconnect
+(streaming, waiting for a whole answer, queued), prompt caching, the API
+key, a clean shutdown with requests in flight, and `specexit chat`.
 
     test_server.py SPECEXIT TARGET.gguf DRAFT.gguf
 
@@ -147,8 +148,11 @@ def main():
         if ok:
             check(joined(ev, "reasoning_content") == full["choices"][0]["message"]["reasoning_content"] and
                   joined(ev, "content") == full["choices"][0]["message"]["content"], "streamed deltas == whole response")
-            usage = [e for e in ev if isinstance(e, dict) and "usage" in e]
-            check(len(usage) == 1 and usage[0]["usage"]["completion_tokens"] == full["usage"]["completion_tokens"], f"include_usage chunk: {usage}")
+            usage = [e for e in ev if isinstance(e, dict) and e.get("usage")]
+            check(len(usage) == 1 and usage[0]["usage"]["completion_tokens"] == full["usage"]["completion_tokens"] and usage[0]["choices"] == [],
+                  f"include_usage: one usage chunk, {len(usage)} found")
+            check(all("usage" in e and e["usage"] is None for e in ev if isinstance(e, dict) and e is not usage[0]),
+                  "include_usage: \"usage\": null on every other chunk (as OpenAI)")
             fin = [e for e in ev if isinstance(e, dict) and e.get("choices") and e["choices"][0].get("finish_reason")]
             check(len(fin) == 1 and fin[0]["choices"][0]["finish_reason"] == "stop", "one final chunk with finish_reason")
             print(f"ok   streaming: {len(ev)} events, identical text", flush=True)
@@ -218,8 +222,12 @@ def main():
         long_prompt = "+".join(["12"] * 1500)
         st, e = s.json("POST", "/v1/chat/completions", chat(long_prompt))
         check(st == 400 and e["error"]["type"] == "exceed_context_size_error", f"prompt over the context: {st} {e}")
-        st, payload, _ = s.request("POST", "/v1/chat/completions", raw=b"x" * (17 << 20))
-        check(st == 413, f"17 MiB body: {st}")
+        # a body over 16 MiB is refused from its Content-Length, before it is sent
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (17 << 20))
+        head = sock.recv(4096)
+        sock.close()
+        check(head.startswith(b"HTTP/1.1 413"), f"17 MiB body: {head[:40]!r}")
         st, e = s.json("GET", "/v1/nothing")
         check(st == 404 and e["error"]["type"] == "not_found_error", f"unknown endpoint: {st}")
         st, e = s.json("GET", "/v1/chat/completions")
@@ -318,6 +326,64 @@ def main():
         rc = s.stop()
     check(rc == 0, f"SIGTERM: exit status {rc}")
     check(any("shutting down" in line for line in s.log), "shutdown logged")
+
+    # ---- clients that leave, and a shutdown with requests in flight (one slot, long generations) ----
+    LONG = chat(QUESTIONS[0], exit="none", ignore_eos=True, max_tokens=15000, cache_prompt=False)
+
+    def metric(srv, name):
+        _, met, _ = srv.request("GET", "/metrics")
+        m = re.search(rb"^specexit:" + name.encode() + rb" (\S+)$", met, re.M)
+        return float(m.group(1)) if m else None
+
+    def wait_metric(srv, name, value, seconds=5.0):
+        for _ in range(int(seconds * 10)):
+            if metric(srv, name) == value:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def raw_post(srv, body):
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
+        data = json.dumps(body).encode()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
+        return sock
+
+    def read_all(sock):
+        out = b""
+        try:
+            while True:
+                b = sock.recv(65536)
+                if not b:
+                    break
+                out += b
+        except OSError:
+            pass
+        sock.close()
+        return out
+
+    L = Server("-np", "1", "-c", "16384")
+    try:
+        a = raw_post(L, LONG)  # a long whole-response request: its client leaves
+        check(wait_metric(L, "requests_processing", 1), "long request running")
+        a.close()
+        check(wait_metric(L, "requests_processing", 0), "a non-streamed request whose client left is cancelled within seconds")
+        a = raw_post(L, LONG)  # occupies the slot
+        check(wait_metric(L, "requests_processing", 1), "slot busy")
+        b = raw_post(L, dict(LONG, stream=True))  # waits in the queue; its client leaves
+        check(wait_metric(L, "requests_deferred", 1), "second request queued")
+        b.close()
+        check(wait_metric(L, "requests_deferred", 0) and metric(L, "requests_processing") == 1,
+              "a queued stream whose client left is dropped from the queue (the running one goes on)")
+        c = raw_post(L, dict(LONG, stream=True))  # queued when the server stops
+        check(wait_metric(L, "requests_deferred", 1), "a stream queued before shutdown")
+    finally:
+        rc_l = L.stop()
+    ra, rc_ = read_all(a), read_all(c)
+    check(b" 503 " in ra.split(b"\r\n", 1)[0] and b"shutting down" in ra, f"shutdown: the running request gets a 503, not a cut connection: {ra[:120]!r}")
+    check(b"unavailable_error" in rc_ and rc_.rstrip().endswith(b"[DONE]") or b"data: [DONE]" in rc_,
+          f"shutdown: the queued stream gets an error event and [DONE]: {rc_[-200:]!r}")
+    check(rc_l == 0, f"shutdown with requests in flight: exit status {rc_l}")
+    print("ok   clients leaving (whole and queued stream) free their slot/queue place; shutdown answers 503 / error event + [DONE]", flush=True)
 
     # ---- API key ----
     k = Server("-np", "1", "--api-key", "sekrit")
