@@ -8,7 +8,9 @@
  * 64 guard bytes after every tensor, and compares with the tolerance stated
  * per op/dtype below. A backend that cannot run an op must list it in the
  * expected-failure file (one "OP DTYPE # reason" per line); an unexpected
- * pass fails the run too. Exit 77 (skip) when the backend has no device.
+ * pass fails the run too. Ids out of range for GET_ROWS / SET_ROWS must give
+ * an error naming the op (check_bad_ids). Exit 77 (skip) when the backend
+ * has no device.
  * One seed for everything, printed with every failure for replay. */
 #include <math.h>
 #include <stdio.h>
@@ -329,6 +331,79 @@ static sx_status run_case(sx_sched *s, sx_graph *g, const tcase *tc, uint64_t se
     return st;
 }
 
+/* ---------------- ids out of range ----------------
+ * GET_ROWS with an id outside [0, rows) and SET_ROWS with a slot outside
+ * [0, rows) must fail, never leave the row silently unwritten: a non-OK
+ * status, SX_ERR_INVALID_ARG as on the reference, whose message names the op
+ * ("get_rows" / "set_rows"), from the compute or from the read after it (a
+ * GPU kernel cannot fail its launch; it raises an error word the host
+ * reports when it waits). The same graph with valid ids must then run
+ * cleanly: the error was reported once and cleared, not left for the next
+ * read. Table / cache: K x 9 rows; ids {2, bad, 0}. */
+static sx_tensor *build_bad_ids(tctx *c, sx_op op, sx_dtype dt, int32_t bad) {
+    const int64_t K = sx_dtype_get(dt)->block_size == 256 ? 256 : 64, R = 9;
+    const int32_t v[3] = {2, bad, 0};
+    sx_tensor *ids = sx_graph_input_i32(c->g, v, 3, "ids");
+    if (op == SX_OP_GET_ROWS) return sx_graph_add_get_rows(c->g, rand_tensor(c, dt, (int64_t[]){K, R, 1, 1}, -2, 2), ids);
+    sx_tensor *dst = rand_tensor(c, dt, (int64_t[]){K, R, 1, 1}, -1, 1);
+    sx_tensor *src = rand_tensor(c, SX_DTYPE_F32, (int64_t[]){K, 3, 1, 1}, -1, 1);
+    return sx_graph_add_set_rows(c->g, dst, src, ids);
+}
+
+/* compute, then read the output: the first non-OK status */
+static sx_status run_bad_ids(sx_sched *s, sx_graph *g, sx_op op, sx_dtype dt, int32_t bad, uint64_t seed) {
+    tctx c = {.g = g};
+    sx_graph_reset(g);
+    sx_rng_seed(&c.rng, seed);
+    sx_tensor *node = build_bad_ids(&c, op, dt, bad);
+    if (!node || c.bad) return sx_graph_status(g) != SX_OK ? sx_graph_status(g) : sx_set_error(SX_ERR_INVALID_ARG, "case could not be built");
+    sx_graph_set_output(g, node);
+    SX_RETURN_IF_ERROR(sx_sched_compute(s, g));
+    const size_t bytes = sx_tensor_nbytes(node);
+    void *raw = malloc(bytes);
+    const sx_status st = raw ? sx_tensor_read(node, raw, bytes) : sx_set_error(SX_ERR_OUT_OF_MEMORY, "out of memory");
+    free(raw);
+    return st;
+}
+
+/* Returns the number of failures, printed one per line; counts passes. */
+static int check_bad_ids(sx_sched *s, sx_graph *g, const char *only, uint64_t seed, bool verbose, int *passed) {
+    static const struct {
+        sx_op op;
+        sx_dtype dt;
+    } ops[] = {{SX_OP_GET_ROWS, SX_DTYPE_F32}, {SX_OP_GET_ROWS, SX_DTYPE_Q4_K}, {SX_OP_SET_ROWS, SX_DTYPE_F32}, {SX_OP_SET_ROWS, SX_DTYPE_F16}};
+    static const int32_t bads[] = {9, 1000, -1}; /* rows, far past, negative */
+    int failed = 0;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        const char *name = ops[i].op == SX_OP_GET_ROWS ? "get_rows" : "set_rows";
+        if (only && strcmp(only, sx_op_name(ops[i].op))) continue;
+        for (size_t b = 0; b < sizeof bads / sizeof bads[0]; b++) {
+            char what[96];
+            snprintf(what, sizeof what, "%s %s with id %d of 9 rows", sx_op_name(ops[i].op), sx_dtype_name(ops[i].dt), bads[b]);
+            sx_status st = run_bad_ids(s, g, ops[i].op, ops[i].dt, bads[b], seed);
+            if (st == SX_OK) {
+                printf("FAIL %s: returned OK (rows silently skipped) (seed %llu)\n", what, (unsigned long long)seed);
+                failed++;
+                continue;
+            }
+            if (st != SX_ERR_INVALID_ARG || !strstr(sx_last_error(), name)) {
+                printf("FAIL %s: want SX_ERR_INVALID_ARG naming %s, got status %d: %s\n", what, name, (int)st, sx_last_error());
+                failed++;
+                continue;
+            }
+            if (verbose) printf("ok   %s: %s\n", what, sx_last_error());
+            st = run_bad_ids(s, g, ops[i].op, ops[i].dt, 5, seed); /* the error must not stick */
+            if (st != SX_OK) {
+                printf("FAIL %s: the next valid graph failed: %s\n", what, sx_last_error());
+                failed++;
+                continue;
+            }
+            (*passed)++;
+        }
+    }
+    return failed;
+}
+
 /* sum_k |w_k x_k| per matmul output, from the reference graph's inputs */
 static double *matmul_scale(sx_tensor *node) {
     const sx_tensor *w = node->src[0], *x = node->src[1];
@@ -483,6 +558,7 @@ int main(int argc, char **argv) {
         }
         free(a), free(b);
     }
+    failed += check_bad_ids(s_dev, g_dev, only, seed, verbose, &passed);
     for (int op = 1; op < SX_OP_COUNT; op++)
         if (!covered[op] && !only) {
             printf("FAIL op %s has no conformance case\n", sx_op_name((sx_op)op));

@@ -4,7 +4,8 @@
  * implemented); supports_op answers from it plus the dtype / shape / limit
  * checks below, so the scheduler never hands us a node we would reject.
  * compute() records every node into one command buffer with barriers only
- * at byte-range hazards, and submits once; reads and synchronize wait.
+ * at byte-range hazards, and submits once; reads and synchronize wait, and
+ * report ids that GET_ROWS / SET_ROWS kernels found out of range.
  * With SPECEXIT_LOG=debug each compute logs its dispatch, barrier and submit
  * counts. */
 #include <stdio.h>
@@ -115,7 +116,8 @@ static sx_status vk_compute(sx_device *dev, sx_tensor *const *nodes, int n_nodes
 static sx_status vk_synchronize(sx_device *dev) {
     vk_device *d = vk_dev(dev);
     SX_RETURN_IF_ERROR(sx_vk_wait_all(d));
-    return sx_vk_check_validation(d, "synchronize");
+    SX_RETURN_IF_ERROR(sx_vk_check_validation(d, "synchronize"));
+    return sx_vk_kernel_errors(d);
 }
 
 static const sx_backend_vtbl g_vulkan_vtbl = {

@@ -12,7 +12,15 @@
  * overlaps a range written (read-after-write, write-after-write) or read
  * (write-after-read) since the last barrier. The sets persist across
  * submissions (barriers order work of earlier submissions on the queue too).
- * Descriptor sets come from per-frame pools, reset when the frame is reused. */
+ * Descriptor sets come from per-frame pools, reset when the frame is reused.
+ *
+ * Kernel errors: GET_ROWS / SET_ROWS skip an id out of range and OR a code
+ * into an error word (shaders/common/errors.glsl). Each such dispatch binds
+ * its own word, one of SX_VK_ERR_SLOTS per frame in a host-visible buffer,
+ * so the words add no barrier and no submit. After a frame's fence wait
+ * (which every read and synchronize already does) the host reads the words
+ * that frame handed out, clears them, and keeps the codes in err_code until
+ * buffer_read / synchronize report them (sx_vk_kernel_errors). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,11 +81,48 @@ void sx_vk_cmd_destroy(vk_device *d) {
     free(d->hz_wr);
 }
 
+static volatile uint32_t *err_word(vk_device *d, int frame, uint32_t slot) {
+    return (volatile uint32_t *)((char *)d->err_buf->map + ((VkDeviceSize)frame * SX_VK_ERR_SLOTS + slot) * d->err_stride);
+}
+
+/* After the fence: the submit's final barrier made the kernels' writes
+ * visible to the host; the cleared words reach the device with the next
+ * submit (host writes to coherent memory before vkQueueSubmit). */
+static void collect_errors(vk_device *d, vk_frame *f) {
+    const int fi = (int)(f - d->frames);
+    const uint32_t n = f->n_err < SX_VK_ERR_SLOTS ? f->n_err : SX_VK_ERR_SLOTS;
+    for (uint32_t i = 0; i < n; i++) {
+        volatile uint32_t *w = err_word(d, fi, i);
+        if (*w) d->err_code |= *w, *w = 0;
+    }
+    f->n_err = 0;
+}
+
 static sx_status wait_frame(vk_device *d, vk_frame *f) {
     if (!f->pending) return SX_OK;
     VkResult r = sx_vk.vkWaitForFences(d->dev, 1, &f->fence, VK_TRUE, UINT64_MAX);
     if (r != VK_SUCCESS) return VK_FAIL(r, "waiting for a submitted graph failed%s", r == VK_ERROR_DEVICE_LOST ? " (device lost)" : "");
     f->pending = false;
+    collect_errors(d, f);
+    return SX_OK;
+}
+
+sx_status sx_vk_kernel_errors(vk_device *d) {
+    const uint32_t code = d->err_code;
+    d->err_code = 0;
+    if (!code) return SX_OK;
+    if (code & ~(SX_KERR_GET_ROWS_ID | SX_KERR_SET_ROWS_ID)) return sx_set_error(SX_ERR_BACKEND, "vulkan: kernel error code 0x%x", code);
+    const bool g = code & SX_KERR_GET_ROWS_ID, s = code & SX_KERR_SET_ROWS_ID;
+    return sx_set_error(SX_ERR_INVALID_ARG, "vulkan: %s%s%s", g ? "get_rows: an id was out of range (rows skipped)" : "", g && s ? "; " : "",
+                        s ? "set_rows: a slot was out of range (rows skipped)" : "");
+}
+
+sx_status sx_vk_arg_error(vk_device *d, vk_arg *out) {
+    SX_RETURN_IF_ERROR(sx_vk_begin(d));
+    vk_frame *f = &d->frames[d->frame];
+    const VkDeviceSize off = ((VkDeviceSize)d->frame * SX_VK_ERR_SLOTS + f->n_err % SX_VK_ERR_SLOTS) * d->err_stride;
+    f->n_err++;
+    *out = (vk_arg){d->err_buf->buf, off, 4, off, off + 4, true};
     return SX_OK;
 }
 
@@ -95,6 +140,7 @@ sx_status sx_vk_begin(vk_device *d) {
         if (r != VK_SUCCESS) return VK_FAIL(r, "vkResetDescriptorPool failed");
     }
     f->cur_pool = 0;
+    f->n_err = 0;
     const VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO, .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
     VkResult r = sx_vk.vkBeginCommandBuffer(f->cmd, &bi);
     if (r != VK_SUCCESS) return VK_FAIL(r, "vkBeginCommandBuffer failed");

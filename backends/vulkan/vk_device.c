@@ -503,6 +503,9 @@ void sx_vk_device_close(sx_device *dev) {
     vk_device *d = vk_dev(dev);
     if (d->dev) {
         sx_vk.vkDeviceWaitIdle(d->dev);
+        if (sx_vk_wait_all(d) == SX_OK && d->err_code) /* nobody read or synchronized after it */
+            SX_LOGW("vulkan: %s closed with an unreported kernel error (code 0x%x: get_rows/set_rows ids out of range)", d->base.info.name,
+                    d->err_code);
         sx_vk_profile_report(d);
         sx_vk_memory_destroy(d);
         sx_vk_cmd_destroy(d);

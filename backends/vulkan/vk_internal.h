@@ -53,6 +53,7 @@ extern sx_vk_fns sx_vk; /* valid while an instance is held */
 
 #define SX_VK_FRAMES 2       /* command buffers in flight */
 #define SX_VK_MAX_BINDINGS 5 /* storage buffers per shader */
+#define SX_VK_ERR_SLOTS 256  /* kernel error words per frame (reused round robin) */
 
 typedef struct vk_buffer {
     sx_buffer base;
@@ -82,6 +83,7 @@ typedef struct vk_frame {
     bool pending;   /* submitted, fence not yet waited */
     VkDescriptorPool *pools;
     int n_pools, cur_pool;
+    uint32_t n_err;  /* error words handed out since begin (sx_vk_arg_error) */
 } vk_frame;
 
 typedef struct vk_const_entry {
@@ -128,6 +130,13 @@ typedef struct vk_device {
     int next_frame;
     vk_range *hz_rd, *hz_wr; /* accessed since the last barrier */
     int n_rd, n_wr, cap_rd, cap_wr;
+
+    /* kernel error words (common/errors.glsl): SX_VK_ERR_SLOTS per frame,
+     * err_stride bytes apart (one binding each), host-visible and coherent;
+     * err_code collects what waited frames raised until it is reported */
+    vk_buffer *err_buf;
+    VkDeviceSize err_stride;
+    uint32_t err_code;
 
     /* transfers (device-local path) */
     vk_buffer *staging;
@@ -195,7 +204,12 @@ sx_status sx_vk_cmd_init(vk_device *d);
 void sx_vk_cmd_destroy(vk_device *d);
 sx_status sx_vk_begin(vk_device *d);  /* starts recording a frame */
 sx_status sx_vk_submit(vk_device *d); /* ends and submits it (no wait) */
+/* Waits for every submitted frame and collects the error words they raised. */
 sx_status sx_vk_wait_all(vk_device *d);
+/* Reports (and clears) what kernels of waited frames raised: SX_OK, or
+ * SX_ERR_INVALID_ARG "vulkan: get_rows: an id was out of range (rows
+ * skipped)" / "... set_rows: a slot was out of range ...", as on CUDA. */
+sx_status sx_vk_kernel_errors(vk_device *d);
 /* Records one dispatch: hazard barrier if needed, descriptors, push
  * constants. groups = total workgroups along x (spread over x/y when above
  * the device limit); gy2 = second grid dim (tiled shapes), usually 1. */
@@ -206,6 +220,12 @@ sx_status sx_vk_dispatch(vk_device *d, int shader, const vk_arg *args, int n_arg
  * indexes the binding with (4 for f32/u32 words, 2 for halves, 1 for bytes);
  * *elem gets the tensor's first element in those units. */
 sx_status sx_vk_arg_tensor(vk_device *d, const sx_tensor *t, size_t unit, bool write, vk_arg *out, uint32_t *elem);
+/* A fresh error word of the frame being recorded (begins one if needed), as
+ * the last binding of a kernel that raises SX_KERR_* codes. Each dispatch
+ * gets its own word and binding range, so these writes need no barrier
+ * between dispatches; a word reused within a frame is ordered by the hazard
+ * tracking like any other write. */
+sx_status sx_vk_arg_error(vk_device *d, vk_arg *out);
 /* A window [begin, begin + len) of t's root buffer (absolute byte offsets). */
 sx_status sx_vk_arg_window(vk_device *d, const sx_tensor *t, size_t begin, size_t len, size_t unit, bool write, vk_arg *out,
                            uint32_t *elem);

@@ -8,7 +8,8 @@
  *    staging buffer and a copy command, in chunks, waiting on a fence.
  * Either way buffer_write/buffer_read first wait for submitted work, so a
  * compute never races a host access. Plus a small append-only constant
- * store (host-visible) for tables computed on the host (rope frequencies). */
+ * store (host-visible) for tables computed on the host (rope frequencies),
+ * and the kernel error words (host-visible; read in vk_command.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,12 @@ static const VkBufferUsageFlags STORAGE_USAGE =
     VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
 
 sx_status sx_vk_memory_init(vk_device *d) {
+    /* kernel error words (vk_command.c): one binding each, so align apart */
+    d->err_stride = d->align;
+    SX_RETURN_IF_ERROR(sx_vk_buffer_create(d, (size_t)(SX_VK_FRAMES * SX_VK_ERR_SLOTS * d->err_stride), d->mt_const,
+                                           VK_BUFFER_USAGE_STORAGE_BUFFER_BIT, &d->err_buf));
+    if (!d->err_buf->map) return sx_set_error(SX_ERR_BACKEND, "vulkan: the kernel error words are not host-visible");
+    memset(d->err_buf->map, 0, (size_t)d->err_buf->vk_size);
     if (d->uma) return SX_OK;
     return sx_vk_buffer_create(d, STAGING_BYTES, d->mt_staging, VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
                                &d->staging);
@@ -90,6 +97,8 @@ sx_status sx_vk_memory_init(vk_device *d) {
 void sx_vk_memory_destroy(vk_device *d) {
     sx_vk_buffer_destroy(d, d->staging);
     d->staging = NULL;
+    sx_vk_buffer_destroy(d, d->err_buf);
+    d->err_buf = NULL;
     for (int i = 0; i < d->n_const_bufs; i++) sx_vk_buffer_destroy(d, d->const_bufs[i]);
     free(d->const_bufs);
     free(d->consts);
@@ -175,15 +184,16 @@ sx_status sx_vk_buffer_read(sx_buffer *buf, size_t offset, void *dst, size_t n) 
     SX_RETURN_IF_ERROR(sx_vk_check_validation(d, "buffer_read"));
     if (b->map) {
         memcpy(dst, (const char *)b->map + offset, n);
-        return SX_OK;
+    } else {
+        for (size_t done = 0; done < n;) {
+            const size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES;
+            SX_RETURN_IF_ERROR(staged_copy(d, b, offset + done, c, false));
+            memcpy((char *)dst + done, d->staging->map, c);
+            done += c;
+        }
     }
-    for (size_t done = 0; done < n;) {
-        const size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES;
-        SX_RETURN_IF_ERROR(staged_copy(d, b, offset + done, c, false));
-        memcpy((char *)dst + done, d->staging->map, c);
-        done += c;
-    }
-    return SX_OK;
+    /* the bytes are copied, but a kernel before them skipped rows: say so */
+    return sx_vk_kernel_errors(d);
 }
 
 sx_status sx_vk_const_get(vk_device *d, const char *key, const void *data, size_t size, vk_arg *out) {

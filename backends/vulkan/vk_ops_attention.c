@@ -1,5 +1,6 @@
 /* backends/vulkan/vk_ops_attention.c — the KV-cache ops (shaders/set_rows.comp,
- * attention.comp): SET_ROWS writes new K/V rows into the cache; ATTENTION
+ * attention.comp): SET_ROWS writes new K/V rows into the cache (a slot out
+ * of range raises an error word, reported at the next read); ATTENTION
  * reads views of it. Their ordering is enforced by the byte-range hazard
  * tracking of vk_command.c (the write covers the cache root's bytes that the
  * attention view reads), not by graph edges. */
@@ -15,7 +16,7 @@ sx_status sx_vk_op_SET_ROWS(sx_device *dev, sx_tensor *node) {
     const int sh = sx_vk_shader_find(f16 ? "set_rows_f16" : "set_rows_f32");
     const size_t unit = f16 ? 2 : 4;
     sx_pc_set_rows pc = {0};
-    vk_arg args[3];
+    vk_arg args[4];
     pc.K = (uint32_t)src->ne[0];
     pc.n = (uint32_t)src->ne[1];
     pc.R = (uint32_t)node->ne[1];
@@ -26,8 +27,9 @@ sx_status sx_vk_op_SET_ROWS(sx_device *dev, sx_tensor *node) {
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, node, unit, true, &args[0], &pc.d_off));
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, src, 4, false, &args[1], &pc.s_off));
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, ids, 4, false, &args[2], &pc.ids_off));
+    SX_RETURN_IF_ERROR(sx_vk_arg_error(d, &args[3])); /* slots out of [0, R) */
     const uint64_t total = (uint64_t)pc.K * pc.n;
-    return sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, (uint32_t)((total + (uint64_t)sx_vk_shaders[sh].wg - 1) / (uint64_t)sx_vk_shaders[sh].wg), 1);
+    return sx_vk_dispatch(d, sh, args, 4, &pc, sizeof pc, (uint32_t)((total + (uint64_t)sx_vk_shaders[sh].wg - 1) / (uint64_t)sx_vk_shaders[sh].wg), 1);
 }
 
 sx_status sx_vk_op_ATTENTION(sx_device *dev, sx_tensor *node) {

@@ -7,7 +7,8 @@
  * in decoding (batch invariance: tests/test_batch_invariance.c). A weight
  * matrix (or activation) larger than one storage binding is processed in
  * windows of whole rows / columns, each bound at its own offset; GET_ROWS
- * over a table above the limit runs once per row window. */
+ * over a table above the limit runs once per row window; an id outside the
+ * table raises an error word (vk_command.c), reported at the next read. */
 #include <stdio.h>
 #include <string.h>
 
@@ -78,11 +79,12 @@ sx_status sx_vk_op_GET_ROWS(sx_device *dev, sx_tensor *node) {
     if ((size_t)(R - 1) * tab->nb[1] + row > lim) rc = (int64_t)((lim - row) / tab->nb[1]) + 1;
     if (rc < 1) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: get_rows %s: a row exceeds the binding limit", node->name);
     sx_pc_get_rows pc = {0};
-    vk_arg args[3];
+    vk_arg args[4];
     pc.K = (uint32_t)tab->ne[0];
     pc.n_ids = (uint32_t)ids->ne[0];
     pc.t_nb1 = (uint32_t)tab->nb[1];
     pc.d_nb1 = (uint32_t)(node->nb[1] / 4);
+    pc.n_rows = (uint32_t)R;
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, ids, 4, false, &args[1], &pc.ids_off));
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, node, 4, true, &args[2], &pc.d_off));
     for (int64_t r0 = 0; r0 < R; r0 += rc) {
@@ -91,7 +93,8 @@ sx_status sx_vk_op_GET_ROWS(sx_device *dev, sx_tensor *node) {
                                             false, &args[0], &pc.t_off));
         pc.row_lo = (uint32_t)r0;
         pc.row_hi = (uint32_t)(r0 + n);
-        SX_RETURN_IF_ERROR(sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, pc.n_ids, 1));
+        SX_RETURN_IF_ERROR(sx_vk_arg_error(d, &args[3])); /* ids out of [0, R): every window raises it */
+        SX_RETURN_IF_ERROR(sx_vk_dispatch(d, sh, args, 4, &pc, sizeof pc, pc.n_ids, 1));
     }
     return SX_OK;
 }

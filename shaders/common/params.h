@@ -65,15 +65,22 @@ SX_PC_BEGIN(sx_pc_matmul)
 SX_PC_END(sx_pc_matmul)
 #endif
 
+/* Codes a kernel ORs into its error word (common/errors.glsl) when it
+ * skipped rows; the host reports them (vk_command.c). The values match the
+ * CUDA backend's SX_GPU_ERR_*. */
+#define SX_KERR_GET_ROWS_ID 1u /* GET_ROWS: an id outside [0, n_rows) */
+#define SX_KERR_SET_ROWS_ID 2u /* SET_ROWS: a slot outside [0, R) */
+
 /* GET_ROWS: out row i = table row ids[i] - row_lo when ids[i] is in
- * [row_lo, row_hi) (a window of a table too large for one binding). */
+ * [row_lo, row_hi) (a window of a table too large for one binding); an id
+ * outside [0, n_rows), the whole table, raises SX_KERR_GET_ROWS_ID. */
 #if defined(SX_PC_ALL) || defined(SX_PC_GET_ROWS)
 SX_PC_BEGIN(sx_pc_get_rows)
     SX_U32 K, n_ids;
     SX_U32 t_off, t_nb1;
     SX_U32 ids_off;
     SX_U32 d_off, d_nb1;
-    SX_U32 row_lo, row_hi;
+    SX_U32 row_lo, row_hi, n_rows;
 SX_PC_END(sx_pc_get_rows)
 #endif
 
@@ -89,7 +96,8 @@ SX_PC_BEGIN(sx_pc_rope)
 SX_PC_END(sx_pc_rope)
 #endif
 
-/* SET_ROWS: dst row ids[i] = src col i. dst in its access units. */
+/* SET_ROWS: dst row ids[i] = src col i. dst in its access units. A slot
+ * outside [0, R) raises SX_KERR_SET_ROWS_ID. */
 #if defined(SX_PC_ALL) || defined(SX_PC_SET_ROWS)
 SX_PC_BEGIN(sx_pc_set_rows)
     SX_U32 K, n, R;
