@@ -220,8 +220,8 @@ sx_status sx_eagle3_build(const sx_eagle3 *d, sx_kv_cache *kv, sx_graph *g, sx_t
     sx_tensor *q = reshape3(g, sx_graph_add_matmul(g, d->wq, x), hd, nh, n);
     sx_tensor *k = reshape3(g, sx_graph_add_matmul(g, d->wk, x), hd, nkv, n);
     sx_tensor *v = sx_graph_add_matmul(g, d->wv, x);
-    q = sx_graph_add_rope(g, q, pos, SX_ROPE_NEOX, (int)hd, hp->rope_base, 1.0f);
-    k = sx_graph_add_rope(g, k, pos, SX_ROPE_NEOX, (int)hd, hp->rope_base, 1.0f);
+    q = sx_graph_add_rope(g, q, pos, SX_ROPE_NEOX, (int)hd, hp->rope_base, 1.0f, NULL);
+    k = sx_graph_add_rope(g, k, pos, SX_ROPE_NEOX, (int)hd, hp->rope_base, 1.0f, NULL);
     sx_tensor *kc = sx_graph_add_set_rows(g, &kv->k[0], reshape2(g, k, hd * nkv, n), slot);
     sx_tensor *vc = sx_graph_add_set_rows(g, &kv->v[0], v, slot);
     const size_t es = kc ? kc->nb[0] : 0;

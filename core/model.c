@@ -135,7 +135,7 @@ sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out) {
     sx_status s = read_hparams(g, &m->hp);
     if (s == SX_OK) {
         L.arch = sx_arch_name(m->hp.arch);
-        L.cap = 3 + 14 * m->hp.n_layer;
+        L.cap = 4 + 14 * m->hp.n_layer;
         m->tensors = L.tensors = calloc((size_t)L.cap, sizeof *m->tensors);
         m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
         if (!m->tensors || !m->layers) s = sx_set_error(SX_ERR_OUT_OF_MEMORY, "model: out of memory");
@@ -153,6 +153,8 @@ sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out) {
     if (s == SX_OK) s = sx_weights_bind(&L, "output_norm.weight", m->hp.n_embd, 0, false, true, &m->out_norm);
     if (s == SX_OK) s = sx_weights_bind(&L, "output.weight", m->hp.n_embd, m->hp.n_vocab, true, false, &m->output);
     if (s == SX_OK && !m->output) m->output = m->tok_embd; /* tied embeddings */
+    /* Llama 3.1/3.2 (and the DeepSeek-R1 Llama distills): per-pair RoPE frequency divisors */
+    if (s == SX_OK) s = sx_weights_bind(&L, "rope_freqs.weight", m->hp.rope_dims / 2, 0, true, true, &m->rope_freqs);
     for (int il = 0; il < m->hp.n_layer && s == SX_OK; il++) s = bind_layer(&L, &m->hp, il, &m->layers[il]);
     m->n_tensors = L.n_tensors;
     if (s == SX_OK) s = sx_weights_place(&L, dev, &m->weights);

@@ -52,6 +52,7 @@ typedef struct sx_model {
     sx_tensor *tok_embd; /* [n_embd, n_vocab] */
     sx_tensor *out_norm; /* [n_embd] */
     sx_tensor *output;   /* [n_embd, n_vocab]; tok_embd when tied */
+    sx_tensor *rope_freqs; /* [rope_dims/2] RoPE frequency divisors (Llama 3.1 "rope_freqs.weight") or NULL */
     sx_layer *layers;    /* [n_layer] */
     char name[128];
     char file_type[32];  /* most common weight dtype, e.g. "q4_1" */

@@ -95,8 +95,8 @@ static sx_tensor *build_layer(const sx_model *m, sx_kv_cache *kv, sx_graph *g, i
     sx_tensor *v = linear(g, ly->wv, ly->bv, h);                             // [hd*nkv, n]
     if (ly->q_norm) q = sx_graph_add_rms_norm(g, q, ly->q_norm, hp->norm_eps);
     if (ly->k_norm) k = sx_graph_add_rms_norm(g, k, ly->k_norm, hp->norm_eps);
-    q = sx_graph_add_rope(g, q, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale);
-    k = sx_graph_add_rope(g, k, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale);
+    q = sx_graph_add_rope(g, q, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale, m->rope_freqs);
+    k = sx_graph_add_rope(g, k, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale, m->rope_freqs);
 
     sx_tensor *kc = sx_graph_add_set_rows(g, &kv->k[il], reshape2(g, k, hd * nkv, n), slots); // cache [kv_dim, n_ctx]
     sx_tensor *vc = sx_graph_add_set_rows(g, &kv->v[il], v, slots);

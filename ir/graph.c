@@ -214,9 +214,10 @@ sx_tensor *sx_graph_add_rms_norm(sx_graph *g, sx_tensor *x, sx_tensor *w, float 
 sx_tensor *sx_graph_add_add(sx_graph *g, sx_tensor *a, sx_tensor *b) { return sx_graph_add_op(g, SX_OP_ADD, SRCS(a, b), NULL); }
 sx_tensor *sx_graph_add_mul(sx_graph *g, sx_tensor *a, sx_tensor *b) { return sx_graph_add_op(g, SX_OP_MUL, SRCS(a, b), NULL); }
 sx_tensor *sx_graph_add_matmul(sx_graph *g, sx_tensor *w, sx_tensor *x) { return sx_graph_add_op(g, SX_OP_MATMUL, SRCS(w, x), NULL); }
-sx_tensor *sx_graph_add_rope(sx_graph *g, sx_tensor *x, sx_tensor *pos, sx_rope_mode mode, int n_dims, float freq_base, float freq_scale) {
+sx_tensor *sx_graph_add_rope(sx_graph *g, sx_tensor *x, sx_tensor *pos, sx_rope_mode mode, int n_dims, float freq_base, float freq_scale,
+                             sx_tensor *freq_factors) {
     sx_op_params p = {.rope = {(int32_t)mode, n_dims, freq_base, freq_scale}};
-    return sx_graph_add_op(g, SX_OP_ROPE, SRCS(x, pos), &p);
+    return sx_graph_add_op(g, SX_OP_ROPE, SRCS(x, pos, freq_factors), &p);
 }
 sx_tensor *sx_graph_add_set_rows(sx_graph *g, sx_tensor *dst, sx_tensor *src, sx_tensor *ids) {
     return sx_graph_add_op(g, SX_OP_SET_ROWS, SRCS(dst, src, ids), NULL);

@@ -50,7 +50,9 @@ sx_tensor *sx_graph_add_rms_norm(sx_graph *g, sx_tensor *x, sx_tensor *w, float 
 sx_tensor *sx_graph_add_add(sx_graph *g, sx_tensor *a, sx_tensor *b);
 sx_tensor *sx_graph_add_mul(sx_graph *g, sx_tensor *a, sx_tensor *b);
 sx_tensor *sx_graph_add_matmul(sx_graph *g, sx_tensor *w, sx_tensor *x);
-sx_tensor *sx_graph_add_rope(sx_graph *g, sx_tensor *x, sx_tensor *pos, sx_rope_mode mode, int n_dims, float freq_base, float freq_scale);
+/* freq_factors: optional F32 [n_dims/2] (Llama 3.1's rope_freqs), NULL for none */
+sx_tensor *sx_graph_add_rope(sx_graph *g, sx_tensor *x, sx_tensor *pos, sx_rope_mode mode, int n_dims, float freq_base, float freq_scale,
+                             sx_tensor *freq_factors);
 sx_tensor *sx_graph_add_set_rows(sx_graph *g, sx_tensor *dst, sx_tensor *src, sx_tensor *ids);
 sx_tensor *sx_graph_add_attention(sx_graph *g, sx_tensor *q, sx_tensor *k, sx_tensor *v, sx_tensor *mask, float scale, int n_past);
 sx_tensor *sx_graph_add_silu_mul(sx_graph *g, sx_tensor *gate, sx_tensor *up);

@@ -105,6 +105,9 @@ static sx_status check_ROPE(sx_tensor *d) {
     if (p->mode != SX_ROPE_NORMAL && p->mode != SX_ROPE_NEOX) return bad(d, "unknown rope mode");
     if (p->n_dims <= 0 || p->n_dims > x->ne[0] || p->n_dims % 2) return bad(d, "bad n_dims");
     if (!(p->freq_base > 0) || !(p->freq_scale > 0)) return bad(d, "bad frequency base/scale");
+    const sx_tensor *ff = d->src[2];
+    if (ff && (!is_f32(ff) || !is_vec(ff) || ff->ne[0] != p->n_dims / 2 || ff->nb[0] != sizeof(float)))
+        return bad(d, "freq_factors must be contiguous f32 [n_dims/2]");
     d->dtype = SX_DTYPE_F32;
     copy_shape(d, x);
     return SX_OK;

@@ -128,11 +128,13 @@ static sx_tensor *build_MATMUL(tctx *c, const tcase *tc) {
     sx_tensor *x = with_view(c, SX_DTYPE_F32, (int64_t[]){tc->ne[0], tc->ne[2], 1, 1}, tc->variant, -1, 1);
     return sx_graph_add_matmul(c->g, w, x);
 }
-/* ne = {d, heads, T}; variant = rope mode; param = n_dims (0 = d) */
+/* ne = {d, heads, T}; variant bit 0 = rope mode, bit 1 = frequency factors (Llama 3.1); param = n_dims (0 = d) */
 static sx_tensor *build_ROPE(tctx *c, const tcase *tc) {
+    const int n_dims = tc->param ? tc->param : (int)tc->ne[0];
     sx_tensor *x = rand_tensor(c, SX_DTYPE_F32, tc->ne, -2, 2);
     sx_tensor *pos = rand_ids(c, tc->ne[2], 5000);
-    return sx_graph_add_rope(c->g, x, pos, tc->variant ? SX_ROPE_NEOX : SX_ROPE_NORMAL, tc->param ? tc->param : (int)tc->ne[0], 10000.0f, 1.0f);
+    sx_tensor *ff = tc->variant & 2 ? rand_tensor(c, SX_DTYPE_F32, (int64_t[]){n_dims / 2, 1, 1, 1}, 1, 8) : NULL;
+    return sx_graph_add_rope(c->g, x, pos, tc->variant & 1 ? SX_ROPE_NEOX : SX_ROPE_NORMAL, n_dims, 10000.0f, 1.0f, ff);
 }
 /* ne = {K, R, n}; dt = cache dtype */
 static sx_tensor *build_SET_ROWS(tctx *c, const tcase *tc) {
@@ -239,6 +241,8 @@ static void make_cases(caselist *l, bool full) {
         add(l, SX_OP_ROPE, SX_DTYPE_F32, 16, 3, 5, 1, mode, 0);
         add(l, SX_OP_ROPE, SX_DTYPE_F32, 64, 2, 3, 1, mode, 32); /* partial rotary */
         add(l, SX_OP_ROPE, SX_DTYPE_F32, 128, 2, 2, 1, mode, 0);
+        add(l, SX_OP_ROPE, SX_DTYPE_F32, 64, 3, 4, 1, mode | 2, 0);  /* Llama 3.1 frequency factors */
+        add(l, SX_OP_ROPE, SX_DTYPE_F32, 64, 2, 3, 1, mode | 2, 32); /* factors with partial rotary */
     }
     for (int t = 0; t < 2; t++) {
         const sx_dtype dt = t ? SX_DTYPE_F16 : SX_DTYPE_F32;

@@ -19,6 +19,7 @@ typedef struct {
     uint64_t seed;
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx;
     bool tied;
+    bool rope_freqs; /* write a Llama 3.1-style rope_freqs.weight */
     int extra_tokens;
     int vocab; /* total vocabulary (padded with extra tokens), 0 = the base one */
 } mk_opts;
@@ -143,6 +144,15 @@ static sx_status write_model(const mk_opts *o) {
     KV(add_weight(w, "token_embd.weight", o->type, o->n_embd, n_vocab, emb, 0));
     KV(add_weight(w, "output_norm.weight", SX_DTYPE_F32, o->n_embd, 1, 0.1f, 1.0f));
     if (!o->tied) KV(add_weight(w, "output.weight", o->type, o->n_embd, n_vocab, lin, 0));
+    if (o->rope_freqs && s == SX_OK) { /* divisors from 1 (fast pairs) to 8 (slow pairs), as Llama 3.1's shape */
+        const int half = o->head_dim / 2;
+        float *ff = malloc(sizeof(float) * (size_t)half);
+        if (!ff) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "mkmodel: out of memory");
+        for (int i = 0; i < half; i++) ff[i] = half > 1 ? 1.0f + 7.0f * (float)i / (float)(half - 1) : 1.0f;
+        const int64_t ne = half;
+        s = sx_gguf_writer_add_tensor_copy(w, "rope_freqs.weight", SX_DTYPE_F32, 1, &ne, ff, sizeof(float) * (size_t)half);
+        free(ff);
+    }
     for (int il = 0; il < o->n_layer && s == SX_OK; il++) {
         char n[96];
 #define W(suffix, t, a, b, sc, off) do { snprintf(n, sizeof n, "blk.%d.%s", il, suffix); KV(add_weight(w, n, t, a, b, sc, off)); } while (0)
@@ -247,7 +257,7 @@ static sx_status write_eagle3(const mk_opts *o, const char *target_path, int dra
 
 static void usage(void) {
     fprintf(stderr, "usage: specexit-mkmodel --arch llama|qwen2|qwen3 -o OUT.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|q4_k|q6_k]\n"
-                    "       [--seed S] [--layers N] [--embd N] [--heads N] [--kv-heads N] [--head-dim N] [--ff N] [--ctx N] [--tied]\n"
+                    "       [--seed S] [--layers N] [--embd N] [--heads N] [--kv-heads N] [--head-dim N] [--ff N] [--ctx N] [--tied] [--rope-freqs]\n"
                     "       [--vocab N (pad the vocabulary to N tokens)] [--extra-tokens N]\n"
                     "       specexit-mkmodel --arch eagle3 --target TARGET.gguf -o DRAFT.gguf [--draft-vocab N] [--own-embd]\n"
                     "       [--type T] [--seed S] [--heads N] [--kv-heads N] [--head-dim N] [--ff N]   (a random EAGLE-3 draft)\n");
@@ -261,7 +271,7 @@ int main(int argc, char **argv) {
     bool own_embd = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool takes = strcmp(a, "--tied") != 0 && strcmp(a, "--own-embd") != 0;
+        bool takes = strcmp(a, "--tied") != 0 && strcmp(a, "--own-embd") != 0 && strcmp(a, "--rope-freqs") != 0;
         if (takes && !v) { usage(); return 1; }
         if (!strcmp(a, "--arch")) o.arch = v;
         else if (!strcmp(a, "-o")) o.out = v;
@@ -275,6 +285,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--ff")) o.n_ff = atoi(v);
         else if (!strcmp(a, "--ctx")) o.n_ctx = atoi(v);
         else if (!strcmp(a, "--tied")) o.tied = true;
+        else if (!strcmp(a, "--rope-freqs")) o.rope_freqs = true;
         else if (!strcmp(a, "--own-embd")) own_embd = true;
         else if (!strcmp(a, "--target")) target = v;
         else if (!strcmp(a, "--draft-vocab")) draft_vocab = atoi(v);

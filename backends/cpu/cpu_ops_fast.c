@@ -84,7 +84,7 @@ static sx_status fast_MUL(sx_device *dev, sx_tensor *node) { return ew(dev, node
 static sx_status fast_SILU_MUL(sx_device *dev, sx_tensor *node) { return ew(dev, node, EW_SILU_MUL, sx_cpu_ref_SILU_MUL); }
 
 /* ---- rope: cos/sin per (token, pair) computed once, shared by heads ---- */
-typedef struct { const sx_tensor *x, *pos; sx_tensor *y; } rope_ctx;
+typedef struct { const sx_tensor *x, *pos, *ff; sx_tensor *y; } rope_ctx;
 
 static void rope_run(void *p, int ith, int nth) {
     rope_ctx *c = p;
@@ -92,12 +92,13 @@ static void rope_run(void *p, int ith, int nth) {
     const sx_params_rope *pr = &c->y->params.rope;
     const int half = pr->n_dims / 2;
     const int32_t *pos = sx_cpu_data(c->pos);
+    const float *ff = c->ff ? sx_cpu_data(c->ff) : NULL;
     int64_t lo, hi;
     split(x->ne[2], ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         float cs[512], sn[512];
         for (int i = 0; i < half && i < 512; i++) {
-            const double theta = (double)pos[t] * pr->freq_scale * pow((double)pr->freq_base, -2.0 * i / pr->n_dims);
+            const double theta = (double)pos[t] * pr->freq_scale * pow((double)pr->freq_base, -2.0 * i / pr->n_dims) / (ff ? (double)ff[i] : 1.0);
             cs[i] = (float)cos(theta);
             sn[i] = (float)sin(theta);
         }
@@ -117,7 +118,7 @@ static void rope_run(void *p, int ith, int nth) {
 }
 
 static sx_status fast_ROPE(sx_device *dev, sx_tensor *node) {
-    rope_ctx c = {node->src[0], node->src[1], node};
+    rope_ctx c = {node->src[0], node->src[1], node->src[2], node};
     if (c.x->nb[0] != 4 || node->params.rope.n_dims > 1024) return sx_cpu_ref_ROPE(dev, node);
     sx_threadpool_run(pool_of(dev), rope_run, &c);
     return SX_OK;

@@ -104,7 +104,7 @@ sx_status sx_cpu_ref_MATMUL(sx_device *dev, sx_tensor *node) {
 
 sx_status sx_cpu_ref_ROPE(sx_device *dev, sx_tensor *node) {
     (void)dev;
-    const sx_tensor *x = node->src[0], *pos = node->src[1];
+    const sx_tensor *x = node->src[0], *pos = node->src[1], *ff = node->src[2];
     const sx_params_rope *p = &node->params.rope;
     const int half = p->n_dims / 2;
     for (int64_t t = 0; t < x->ne[2]; t++) {
@@ -114,7 +114,8 @@ sx_status sx_cpu_ref_ROPE(sx_device *dev, sx_tensor *node) {
                 for (int64_t i0 = p->n_dims; i0 < x->ne[0]; i0++)
                     *AT(float, node, i0, h, t, i3) = load_f(x, i0, h, t, i3);
                 for (int i = 0; i < half; i++) {
-                    const double theta = position * p->freq_scale * pow((double)p->freq_base, -2.0 * i / p->n_dims);
+                    const double factor = ff ? (double)*AT(const float, ff, i, 0, 0, 0) : 1.0;
+                    const double theta = position * p->freq_scale * pow((double)p->freq_base, -2.0 * i / p->n_dims) / factor;
                     const double c = cos(theta), s = sin(theta);
                     const int64_t a = p->mode == SX_ROPE_NEOX ? i : 2 * i;
                     const int64_t b = p->mode == SX_ROPE_NEOX ? i + half : 2 * i + 1;

@@ -57,7 +57,10 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
     case SX_OP_COPY:
     case SX_OP_SET_ROWS: return node->dtype == SX_DTYPE_F32 || d->storage16;
     case SX_OP_ATTENTION: return a->ne[0] <= 256 && a->nb[0] == 4 && node->nb[0] == 4;
-    case SX_OP_ROPE: return node->params.rope.n_dims <= 2048;
+    case SX_OP_ROPE: { /* frequency factors are read by the host (rope_table): host-written data only */
+        const sx_tensor *ff = node->src[2], *r = ff && ff->view_src ? ff->view_src : ff;
+        return node->params.rope.n_dims <= 2048 && (!r || (r->op == SX_OP_NONE && (r->role == SX_ROLE_WEIGHT || r->role == SX_ROLE_INPUT)));
+    }
     case SX_OP_TOP_K: return node->params.top_k.k <= 256;
     default: return true;
     }

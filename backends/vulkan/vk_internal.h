@@ -61,6 +61,8 @@ typedef struct vk_buffer {
     VkDeviceMemory mem;
     void *map;          /* persistent mapping when host-visible, else NULL */
     VkDeviceSize vk_size; /* size rounded up (bindings may round up to 4 bytes) */
+    uint64_t serial;    /* unique per buffer created by this process */
+    uint64_t version;   /* host writes so far (buffer_write) */
 } vk_buffer;
 
 /* One storage-buffer binding of a dispatch plus its exact byte range for
@@ -188,6 +190,8 @@ sx_status sx_vk_buffer_read(sx_buffer *buf, size_t offset, void *dst, size_t n);
 /* Device-owned constant bytes keyed by `key` (created once, never freed
  * before the device): returns a binding of them. */
 sx_status sx_vk_const_get(vk_device *d, const char *key, const void *data, size_t size, vk_arg *out);
+bool sx_vk_const_find(vk_device *d, const char *key, vk_arg *out);
+sx_status sx_vk_read_bytes(vk_buffer *b, size_t offset, void *dst, size_t n);
 
 /* vk_pipeline.c */
 sx_status sx_vk_pipeline_init(vk_device *d);

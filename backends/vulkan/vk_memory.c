@@ -29,9 +29,11 @@ sx_status sx_vk_buffer_create(vk_device *d, size_t size, uint32_t mem_type, VkBu
                             d->props.deviceName, (unsigned long long)d->max_alloc);
     vk_buffer *b = calloc(1, sizeof *b);
     if (!b) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
+    static uint64_t serial; /* buffers are created under the device's (single-threaded) use */
     b->base.dev = &d->base;
     b->base.size = size;
     b->vk_size = vk_size;
+    b->serial = ++serial;
     const VkBufferCreateInfo bci = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = vk_size, .usage = usage, .sharingMode = VK_SHARING_MODE_EXCLUSIVE};
     VkResult r = sx_vk.vkCreateBuffer(d->dev, &bci, NULL, &b->buf);
@@ -163,6 +165,7 @@ sx_status sx_vk_buffer_write(sx_buffer *buf, size_t offset, const void *src, siz
     vk_device *d = vk_dev(buf->dev);
     SX_RETURN_IF_ERROR(check_range(buf, offset, n, "write"));
     SX_RETURN_IF_ERROR(sx_vk_wait_all(d));
+    b->version++; /* host tables derived from these bytes (rope factors) are stale now */
     if (b->map) {
         memcpy((char *)b->map + offset, src, n);
         return SX_OK;
@@ -171,6 +174,25 @@ sx_status sx_vk_buffer_write(sx_buffer *buf, size_t offset, const void *src, siz
         const size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES;
         memcpy(d->staging->map, (const char *)src + done, c);
         SX_RETURN_IF_ERROR(staged_copy(d, b, offset + done, c, true));
+        done += c;
+    }
+    return SX_OK;
+}
+
+/* The bytes, after the submitted graphs (not one being recorded) finish;
+ * kernel errors stay for the next read or synchronize. */
+sx_status sx_vk_read_bytes(vk_buffer *b, size_t offset, void *dst, size_t n) {
+    vk_device *d = vk_dev(b->base.dev);
+    SX_RETURN_IF_ERROR(check_range(&b->base, offset, n, "read"));
+    SX_RETURN_IF_ERROR(sx_vk_wait_all(d));
+    if (b->map) {
+        memcpy(dst, (const char *)b->map + offset, n);
+        return SX_OK;
+    }
+    for (size_t done = 0; done < n;) {
+        const size_t c = n - done < STAGING_BYTES ? n - done : STAGING_BYTES;
+        SX_RETURN_IF_ERROR(staged_copy(d, b, offset + done, c, false));
+        memcpy((char *)dst + done, d->staging->map, c);
         done += c;
     }
     return SX_OK;
@@ -196,13 +218,18 @@ sx_status sx_vk_buffer_read(sx_buffer *buf, size_t offset, void *dst, size_t n) 
     return sx_vk_kernel_errors(d);
 }
 
-sx_status sx_vk_const_get(vk_device *d, const char *key, const void *data, size_t size, vk_arg *out) {
+bool sx_vk_const_find(vk_device *d, const char *key, vk_arg *out) {
     for (int i = 0; i < d->n_consts; i++)
         if (!strcmp(d->consts[i].key, key)) {
             const vk_const_entry *e = &d->consts[i];
             *out = (vk_arg){e->buf->buf, e->off, e->size, e->off, e->off + e->size, false};
-            return SX_OK;
+            return true;
         }
+    return false;
+}
+
+sx_status sx_vk_const_get(vk_device *d, const char *key, const void *data, size_t size, vk_arg *out) {
+    if (sx_vk_const_find(d, key, out)) return SX_OK;
     const VkDeviceSize need = round_up(size, 4);
     VkDeviceSize at = d->n_const_bufs ? round_up(d->const_used, d->align) : 0;
     if (!d->n_const_bufs || at + need > d->const_bufs[d->n_const_bufs - 1]->vk_size) {

@@ -69,15 +69,33 @@ sx_status sx_vk_op_COPY(sx_device *dev, sx_tensor *node) {
 }
 
 /* Frequencies of a rope configuration as 64-bit fixed-point fractions of a
- * turn: f_i = frac(freq_scale * base^(-2i/n_dims) / 2pi), {hi, lo} words. */
-static sx_status rope_table(vk_device *d, const sx_params_rope *p, vk_arg *out) {
-    char key[64];
-    snprintf(key, sizeof key, "rope:%d:%a:%a", p->n_dims, (double)p->freq_base, (double)p->freq_scale);
+ * turn: f_i = frac(freq_scale * base^(-2i/n_dims) / factor_i / 2pi), {hi, lo}
+ * words. Frequency factors (Llama 3.1) are weights or inputs the host wrote:
+ * their bytes are read once per buffer version (sx_vk_supports_node checks
+ * the role), so the table is keyed by the buffer's serial and version. */
+static sx_status rope_table(vk_device *d, const sx_tensor *node, vk_arg *out) {
+    const sx_params_rope *p = &node->params.rope;
+    const sx_tensor *ff = node->src[2];
+    char key[128];
     const int half = p->n_dims / 2;
-    uint32_t tab[2 * 1024];
     if (half > 1024) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: rope n_dims %d > 2048", p->n_dims);
+    float factor[1024];
+    if (ff) {
+        const sx_tensor *r = ff->view_src ? ff->view_src : ff;
+        vk_buffer *b = (vk_buffer *)r->buffer;
+        const size_t off = sx_tensor_buffer_offset(ff);
+        snprintf(key, sizeof key, "rope:%d:%a:%a:ff:%llu:%llu:%zu", p->n_dims, (double)p->freq_base, (double)p->freq_scale,
+                 (unsigned long long)b->serial, (unsigned long long)b->version, off);
+        if (sx_vk_const_find(d, key, out)) return SX_OK;
+        SX_RETURN_IF_ERROR(sx_vk_read_bytes(b, off, factor, sizeof(float) * (size_t)half));
+        for (int i = 0; i < half; i++)
+            if (!(factor[i] > 0)) return sx_set_error(SX_ERR_INVALID_ARG, "vulkan: rope frequency factor %d is %g (must be > 0)", i, factor[i]);
+    } else {
+        snprintf(key, sizeof key, "rope:%d:%a:%a", p->n_dims, (double)p->freq_base, (double)p->freq_scale);
+    }
+    uint32_t tab[2 * 1024];
     for (int i = 0; i < half; i++) {
-        const double w = (double)p->freq_scale * pow((double)p->freq_base, -2.0 * i / p->n_dims);
+        const double w = (double)p->freq_scale * pow((double)p->freq_base, -2.0 * i / p->n_dims) / (ff ? (double)factor[i] : 1.0);
         const double turns = w / (2.0 * M_PI);
         const double frac = turns - floor(turns);
         const double scaled = frac * 4294967296.0;
@@ -98,7 +116,7 @@ sx_status sx_vk_op_ROPE(sx_device *dev, sx_tensor *node) {
     pc.ne0 = (uint32_t)x->ne[0], pc.ne1 = (uint32_t)x->ne[1], pc.ne2 = (uint32_t)x->ne[2], pc.ne3 = (uint32_t)x->ne[3];
     SX_RETURN_IF_ERROR(arg_strided(d, x, 4, false, &args[0], &pc.x_off, &pc.x_nb0));
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, pos, 4, false, &args[1], &pc.pos_off));
-    SX_RETURN_IF_ERROR(rope_table(d, p, &args[2]));
+    SX_RETURN_IF_ERROR(rope_table(d, node, &args[2]));
     pc.f_off = 0;
     SX_RETURN_IF_ERROR(arg_strided(d, node, 4, true, &args[3], &pc.d_off, &pc.d_nb0));
     pc.n_dims = (uint32_t)p->n_dims;
