@@ -122,6 +122,29 @@ static void dequant_q4_k(const sx_block_q4_k *b, float *y) {
     }
 }
 
+static void dequant_q5_k(const sx_block_q5_k *b, float *y) {
+    const float d = sx_fp16_to_fp32(b->d), dmin = sx_fp16_to_fp32(b->dmin);
+    const uint8_t *q = b->qs;
+    for (int j = 0; j < SX_QK_K; j += 64) {
+        const int c = j / 64; /* qh bits 2c (low nibbles) and 2c+1 (high nibbles) */
+        uint8_t sc, m;
+        get_scale_min_k4(j / 32, b->scales, &sc, &m);
+        const float d1 = d * sc, m1 = dmin * m;
+        get_scale_min_k4(j / 32 + 1, b->scales, &sc, &m);
+        const float d2 = d * sc, m2 = dmin * m;
+        for (int l = 0; l < 32; l++) *y++ = d1 * ((q[l] & 0xF) | (((b->qh[l] >> (2 * c)) & 1) << 4)) - m1;
+        for (int l = 0; l < 32; l++) *y++ = d2 * ((q[l] >> 4) | (((b->qh[l] >> (2 * c + 1)) & 1) << 4)) - m2;
+        q += 32;
+    }
+}
+
+/* 5-bit code j of a q5_0/q5_1 block: nibble (j < 16 low, else high) | bit j of qh */
+static inline int q5_code(const uint8_t qh[4], const uint8_t qs[16], int j) {
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    return (int)(((j < 16 ? qs[j] & 0xF : qs[j - 16] >> 4)) | (((h >> j) & 1) << 4));
+}
+
 static void dequant_q6_k(const sx_block_q6_k *b, float *y) {
     const float d = sx_fp16_to_fp32(b->d);
     const uint8_t *ql = b->ql, *qh = b->qh;
@@ -195,6 +218,24 @@ void sx_dtype_dequantize_row(sx_dtype t, const void *src, float *dst, int64_t n)
         const sx_block_q6_k *b = src;
         for (int64_t i = 0; i < n / SX_QK_K; i++) dequant_q6_k(&b[i], dst + i * SX_QK_K);
     } break;
+    case SX_DTYPE_Q5_0: {
+        const sx_block_q5_0 *b = src;
+        for (int64_t i = 0; i < n / SX_QK; i++) {
+            const float d = sx_fp16_to_fp32(b[i].d);
+            for (int j = 0; j < SX_QK; j++) dst[i * SX_QK + j] = d * (q5_code(b[i].qh, b[i].qs, j) - 16);
+        }
+    } break;
+    case SX_DTYPE_Q5_1: {
+        const sx_block_q5_1 *b = src;
+        for (int64_t i = 0; i < n / SX_QK; i++) {
+            const float d = sx_fp16_to_fp32(b[i].d), m = sx_fp16_to_fp32(b[i].m);
+            for (int j = 0; j < SX_QK; j++) dst[i * SX_QK + j] = d * q5_code(b[i].qh, b[i].qs, j) + m;
+        }
+    } break;
+    case SX_DTYPE_Q5_K: {
+        const sx_block_q5_k *b = src;
+        for (int64_t i = 0; i < n / SX_QK_K; i++) dequant_q5_k(&b[i], dst + i * SX_QK_K);
+    } break;
     case SX_DTYPE_COUNT: break;
     }
 }
@@ -214,49 +255,78 @@ static float absmax(const float *x, int n, float *out_min, float *out_max) {
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-static void quant_q4_k(const float *x, sx_block_q4_k *b) {
-    /* per sub-block of 32: scale = (max-min)/15, min = -min (>= 0); then the
+/* 32 five-bit codes -> q5_0/q5_1 qh (bit j = bit 4 of code j) and nibbles */
+static void q5_pack(const uint8_t q[SX_QK], uint8_t qh[4], uint8_t qs[SX_QK / 2]) {
+    uint32_t h = 0;
+    for (int j = 0; j < SX_QK; j++) h |= (uint32_t)(q[j] >> 4) << j;
+    for (int j = 0; j < SX_QK / 2; j++) qs[j] = (uint8_t)((q[j] & 0xF) | ((q[j + SX_QK / 2] & 0xF) << 4));
+    memcpy(qh, &h, 4);
+}
+
+/* Shared by q4_k and q5_k (qmax 15 or 31): 6-bit scales/mins into scales[12],
+ * codes into q[256] (natural order); d/dmin as f16 bits. */
+static void quant_kmins(const float *x, int qmax, sx_fp16_bits *out_d, sx_fp16_bits *out_dmin, uint8_t scales[12],
+                        uint8_t q[SX_QK_K]) {
+    /* per sub-block of 32: scale = (max-min)/qmax, min = -min (>= 0); then the
      * 8 scales and mins are quantised to 6 bits against the super-block d/dmin. */
     float sc[8], mn[8], max_sc = 0, max_mn = 0;
     for (int j = 0; j < 8; j++) {
         float lo, hi;
         absmax(x + 32 * j, 32, &lo, &hi);
         if (lo > 0) lo = 0;
-        sc[j] = (hi - lo) / 15.0f;
+        sc[j] = (hi - lo) / (float)qmax;
         mn[j] = -lo;
         if (sc[j] > max_sc) max_sc = sc[j];
         if (mn[j] > max_mn) max_mn = mn[j];
     }
     const float d = max_sc / 63.0f, dmin = max_mn / 63.0f;
-    b->d = sx_fp32_to_fp16(d);
-    b->dmin = sx_fp32_to_fp16(dmin);
-    const float dq = sx_fp16_to_fp32(b->d), dmq = sx_fp16_to_fp32(b->dmin);
+    *out_d = sx_fp32_to_fp16(d);
+    *out_dmin = sx_fp32_to_fp16(dmin);
+    const float dq = sx_fp16_to_fp32(*out_d), dmq = sx_fp16_to_fp32(*out_dmin);
     uint8_t ls[8], lm[8];
     for (int j = 0; j < 8; j++) {
         ls[j] = (uint8_t)(dq > 0 ? clampi((int)lrintf(sc[j] / dq), 0, 63) : 0);
         lm[j] = (uint8_t)(dmq > 0 ? clampi((int)lrintf(mn[j] / dmq), 0, 63) : 0);
     }
-    memset(b->scales, 0, sizeof b->scales);
+    memset(scales, 0, 12);
     for (int j = 0; j < 8; j++) {
         if (j < 4) {
-            b->scales[j] = ls[j];
-            b->scales[j + 4] = lm[j];
+            scales[j] = ls[j];
+            scales[j + 4] = lm[j];
         } else {
-            b->scales[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
-            b->scales[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
-            b->scales[j] |= (uint8_t)((lm[j] >> 4) << 6);
+            scales[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+            scales[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            scales[j] |= (uint8_t)((lm[j] >> 4) << 6);
         }
     }
     for (int j = 0; j < SX_QK_K; j += 64) {
         for (int h = 0; h < 2; h++) {
             uint8_t s, m;
-            get_scale_min_k4(j / 32 + h, b->scales, &s, &m);
+            get_scale_min_k4(j / 32 + h, scales, &s, &m);
             const float dd = dq * s, mm = dmq * m;
-            for (int l = 0; l < 32; l++) {
-                int q = dd > 0 ? clampi((int)lrintf((x[j + 32 * h + l] + mm) / dd), 0, 15) : 0;
-                uint8_t *dst = &b->qs[j / 2 + l];
-                if (h == 0) *dst = (uint8_t)q; else *dst |= (uint8_t)(q << 4);
-            }
+            for (int l = 0; l < 32; l++)
+                q[j + 32 * h + l] = (uint8_t)(dd > 0 ? clampi((int)lrintf((x[j + 32 * h + l] + mm) / dd), 0, qmax) : 0);
+        }
+    }
+}
+
+static void quant_q4_k(const float *x, sx_block_q4_k *b) {
+    uint8_t q[SX_QK_K];
+    quant_kmins(x, 15, &b->d, &b->dmin, b->scales, q);
+    for (int j = 0; j < SX_QK_K; j += 64)
+        for (int l = 0; l < 32; l++) b->qs[j / 2 + l] = (uint8_t)(q[j + l] | (q[j + 32 + l] << 4));
+}
+
+static void quant_q5_k(const float *x, sx_block_q5_k *b) {
+    uint8_t q[SX_QK_K];
+    quant_kmins(x, 31, &b->d, &b->dmin, b->scales, q);
+    memset(b->qh, 0, sizeof b->qh);
+    for (int j = 0; j < SX_QK_K; j += 64) {
+        const int c = j / 64;
+        for (int l = 0; l < 32; l++) {
+            const uint8_t lo = q[j + l], hi = q[j + 32 + l];
+            b->qs[j / 2 + l] = (uint8_t)((lo & 0xF) | ((hi & 0xF) << 4));
+            b->qh[l] |= (uint8_t)(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
         }
     }
 }
@@ -348,6 +418,38 @@ void sx_dtype_quantize_row(sx_dtype t, const float *src, void *dst, int64_t n) {
     case SX_DTYPE_Q4_K: {
         sx_block_q4_k *b = dst;
         for (int64_t i = 0; i < n / SX_QK_K; i++) quant_q4_k(src + i * SX_QK_K, &b[i]);
+    } break;
+    case SX_DTYPE_Q5_0: {
+        sx_block_q5_0 *b = dst;
+        for (int64_t i = 0; i < n / SX_QK; i++) {
+            const float *x = src + i * SX_QK;
+            /* signed max: the value of largest magnitude maps to code 0 (-16) */
+            float mx = 0;
+            for (int j = 0; j < SX_QK; j++) if (fabsf(x[j]) > fabsf(mx)) mx = x[j];
+            const float d = mx / -16.0f, id = d != 0 ? 1.0f / d : 0;
+            b[i].d = sx_fp32_to_fp16(d);
+            uint8_t q[SX_QK];
+            for (int j = 0; j < SX_QK; j++) q[j] = (uint8_t)clampi((int)lrintf(x[j] * id) + 16, 0, 31);
+            q5_pack(q, b[i].qh, b[i].qs);
+        }
+    } break;
+    case SX_DTYPE_Q5_1: {
+        sx_block_q5_1 *b = dst;
+        for (int64_t i = 0; i < n / SX_QK; i++) {
+            const float *x = src + i * SX_QK;
+            float lo, hi;
+            absmax(x, SX_QK, &lo, &hi);
+            const float d = (hi - lo) / 31.0f, id = d != 0 ? 1.0f / d : 0;
+            b[i].d = sx_fp32_to_fp16(d);
+            b[i].m = sx_fp32_to_fp16(lo);
+            uint8_t q[SX_QK];
+            for (int j = 0; j < SX_QK; j++) q[j] = (uint8_t)clampi((int)lrintf((x[j] - lo) * id), 0, 31);
+            q5_pack(q, b[i].qh, b[i].qs);
+        }
+    } break;
+    case SX_DTYPE_Q5_K: {
+        sx_block_q5_k *b = dst;
+        for (int64_t i = 0; i < n / SX_QK_K; i++) quant_q5_k(src + i * SX_QK_K, &b[i]);
     } break;
     case SX_DTYPE_Q6_K: {
         sx_block_q6_k *b = dst;

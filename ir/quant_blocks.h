@@ -17,9 +17,18 @@ typedef struct { sx_fp16_bits d; uint8_t qs[SX_QK / 2]; } sx_block_q4_0;
 typedef struct { sx_fp16_bits d, m; uint8_t qs[SX_QK / 2]; } sx_block_q4_1;
 /* x[j] = q[j] * d */
 typedef struct { sx_fp16_bits d; int8_t qs[SX_QK]; } sx_block_q8_0;
+/* x[j] = (q[j] - 16) * d; q = nibble (order as q4_0) | bit j of qh (little-endian
+ * 32-bit word) << 4 */
+typedef struct { sx_fp16_bits d; uint8_t qh[4]; uint8_t qs[SX_QK / 2]; } sx_block_q5_0;
+/* x[j] = q[j] * d + m; q as q5_0 */
+typedef struct { sx_fp16_bits d, m; uint8_t qh[4]; uint8_t qs[SX_QK / 2]; } sx_block_q5_1;
 /* 8 sub-blocks of 32; 6-bit scale and min per sub-block packed in scales[12];
  * x = d*sc*q - dmin*m; each 32 bytes of qs hold two sub-blocks (low, high nibble) */
 typedef struct { sx_fp16_bits d, dmin; uint8_t scales[12]; uint8_t qs[SX_QK_K / 2]; } sx_block_q4_k;
+/* q4_k with a 5th bit: scales, mins and qs as q4_k; element l of 64-chunk c
+ * (0..3) takes bit 2c (first 32, low nibble) or 2c+1 (next 32, high nibble)
+ * of qh[l] as bit 4; x = d*sc*q - dmin*m */
+typedef struct { sx_fp16_bits d, dmin; uint8_t scales[12]; uint8_t qh[SX_QK_K / 8]; uint8_t qs[SX_QK_K / 2]; } sx_block_q5_k;
 /* 16 sub-blocks of 16; 6-bit q = low 4 bits in ql, high 2 bits in qh, minus 32;
  * x = d * scales[sub] * q */
 typedef struct { uint8_t ql[SX_QK_K / 2]; uint8_t qh[SX_QK_K / 4]; int8_t scales[SX_QK_K / 16]; sx_fp16_bits d; } sx_block_q6_k;
@@ -34,5 +43,8 @@ SX_STATIC_ASSERT(sizeof(sx_block_q4_1) == 20, "q4_1 block size");
 SX_STATIC_ASSERT(sizeof(sx_block_q8_0) == 34, "q8_0 block size");
 SX_STATIC_ASSERT(sizeof(sx_block_q4_k) == 144, "q4_k block size");
 SX_STATIC_ASSERT(sizeof(sx_block_q6_k) == 210, "q6_k block size");
+SX_STATIC_ASSERT(sizeof(sx_block_q5_0) == 22, "q5_0 block size");
+SX_STATIC_ASSERT(sizeof(sx_block_q5_1) == 24, "q5_1 block size");
+SX_STATIC_ASSERT(sizeof(sx_block_q5_k) == 176, "q5_k block size");
 
 #endif

@@ -146,7 +146,7 @@ int main(int argc, char **argv) {
         snprintf(args, sizeof args, "run -m %s -p hi", path);
         expect("missing tensor", args, 1, "missing tensor 'blk.0.ffn_up.weight'");
     }
-    { /* unknown quant type: q8_0 (34 B/32) relabelled q5_0 (22 B/32), which we do not compute */
+    { /* unknown quant type: q8_0 (34 B/32) relabelled iq2_xxs (66 B/256), which we do not compute */
         char *d = malloc(n);
         memcpy(d, data, n);
         const long at = type_field(d, n, "blk.0.attn_q.weight");
@@ -156,12 +156,12 @@ int main(int argc, char **argv) {
             printf("FAIL: unexpected layout of the tiny model (type field of blk.0.attn_q.weight)\n");
             g_failed++;
         } else {
-            t = 6; /* GGML_TYPE_Q5_0 */
+            t = 16; /* GGML_TYPE_IQ2_XXS */
             memcpy(d + at, &t, 4);
             snprintf(path, sizeof path, "%s/quant.gguf", tmp);
             spit(path, d, n);
             snprintf(args, sizeof args, "run -m %s -p hi", path);
-            expect("unsupported quant type", args, 1, "q5_0");
+            expect("unsupported quant type", args, 1, "iq2_xxs");
         }
         free(d);
     }

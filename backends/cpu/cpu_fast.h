@@ -106,7 +106,7 @@ void sx_cpu_simd_reset(void);
 
 /* Y[m][n] = sum_k W[n][k] * X[m][k] for m < M, n < N.
  * W: N rows of K elements of dtype wtype (F32, F16, BF16, Q8_0, Q4_0, Q4_1,
- *    Q4_K, Q6_K); row n starts at (const char *)W + n * w_row_stride bytes.
+ *    Q5_0, Q5_1, Q4_K, Q5_K, Q6_K); row n starts at (const char *)W + n * w_row_stride bytes.
  * X: M rows of K floats, row m at X + m * ldx.  Y: row m at Y + m * ldy.
  * K must be a multiple of the dtype's block size. Quantised weights use
  * 8-bit activations (X rounded per block of 32 or 256 to int8 with an f32
@@ -131,12 +131,12 @@ void sx_cpu_vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y);
  * Internal: kernel tables shared by cpu_simd*.c. Not for other files.
  * ================================================================= */
 
-/* 8-bit activations for Q4_0/Q4_1/Q8_0 weights. One row of K values is laid
+/* 8-bit activations for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights. One row of K values is laid
  * out as qs[K] int8, then ds[2 * K/32] f32 pairs: ds[2b] = d (scale of block
  * b), ds[2b+1] = d * sum(qs of block b). x[k] ~= d[k/32] * qs[k].
  * The int8 values are contiguous so SIMD loads 64 activations at once; the
  * (d, s) pair multiplies a weight block's (d, m) pair in one vector op. */
-/* 8-bit activations for Q4_K/Q6_K weights: qs[K] int8, d[K/256] f32,
+/* 8-bit activations for Q4_K/Q5_K/Q6_K weights: qs[K] int8, d[K/256] f32,
  * bsums[K/16] int16 (sum of each 16 qs). */
 static inline size_t sx_cpu_q8_row_bytes(int64_t K) {
     size_t b = (size_t)K + (size_t)(K / 32) * 8;
@@ -195,6 +195,16 @@ typedef struct sx_cpu_kernels {
     void (*quantize_q8)(const float *x, int64_t K, void *dst);
     void (*quantize_q8k)(const float *x, int64_t K, void *dst);
 } sx_cpu_kernels;
+
+/* Q5_0 / Q5_1 / Q5_K tiles (cpu_simd_avx2.c, x86-64 only): AVX2 code that
+ * the AVX-512 tables use too. Every output is computed by the same
+ * instructions whatever nr and nc are (exact tiles, see tiles_exact). */
+void sx_cpu_avx2_gemm_q5_0(int64_t K, const void *W, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                           float *y, int64_t ldy);
+void sx_cpu_avx2_gemm_q5_1(int64_t K, const void *W, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                           float *y, int64_t ldy);
+void sx_cpu_avx2_gemm_q5_k(int64_t K, const void *W, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                           float *y, int64_t ldy);
 
 /* Per-level tables; return NULL when that level is not compiled in. */
 const sx_cpu_kernels *sx_cpu_kernels_scalar(void);

@@ -3,8 +3,8 @@
  * driver.
  *
  * Computes Y[m][n] = sum_k W[n][k] * X[m][k]. For quantised weights each X
- * row is first rounded to int8 per block (32 values for Q4_0/Q4_1/Q8_0, 256
- * for Q4_K/Q6_K) with an f32 scale, then every block product is an integer
+ * row is first rounded to int8 per block (32 values for Q4_0/Q4_1/Q5_0/Q5_1/
+ * Q8_0, 256 for Q4_K/Q5_K/Q6_K) with an f32 scale, then every block product is an integer
  * dot product scaled once (the ggml approach). Float weights (F32/F16/BF16)
  * use X directly with F32 FMA accumulation.
  *
@@ -295,6 +295,80 @@ static void dot_q4_k_scalar(int64_t K, const void *W, size_t ws, int nr, const v
     }
 }
 
+/* 5-bit code j of a q5_0/q5_1 block (ir/quant_blocks.h) */
+static inline int q5_code(const uint8_t qh[4], const uint8_t qs[16], int j) {
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    return (int)((j < 16 ? qs[j] & 15 : qs[j - 16] >> 4) | (((h >> j) & 1) << 4));
+}
+
+/* q5_0: codes 0..31, offset -16 through the block sum (as q4_0's -8) */
+static void dot_q5_0_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    q8_view v = q8_at(x, K);
+    for (int r = 0; r < nr; r++) {
+        const sx_block_q5_0 *w = (const sx_block_q5_0 *)((const char *)W + r * ws);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < K / 32; b++) {
+            const int8_t *xq = v.qs + b * 32;
+            int sum = 0;
+            for (int j = 0; j < 32; j++) sum += q5_code(w[b].qh, w[b].qs, j) * xq[j];
+            float dw = sx_fp16_to_fp32(w[b].d);
+            acc += dw * (v.ds[2 * b] * (float)sum - 16.0f * v.ds[2 * b + 1]);
+        }
+        out[r] = acc;
+    }
+}
+
+static void dot_q5_1_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    q8_view v = q8_at(x, K);
+    for (int r = 0; r < nr; r++) {
+        const sx_block_q5_1 *w = (const sx_block_q5_1 *)((const char *)W + r * ws);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < K / 32; b++) {
+            const int8_t *xq = v.qs + b * 32;
+            int sum = 0;
+            for (int j = 0; j < 32; j++) sum += q5_code(w[b].qh, w[b].qs, j) * xq[j];
+            acc += sx_fp16_to_fp32(w[b].d) * v.ds[2 * b] * (float)sum + sx_fp16_to_fp32(w[b].m) * v.ds[2 * b + 1];
+        }
+        out[r] = acc;
+    }
+}
+
+/* q5_k: q4_k with bit 4 of each code from qh (bit 2c / 2c+1 for 64-chunk c) */
+static void dot_q5_k_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
+    q8k_view v = q8k_at(x, K);
+    for (int r = 0; r < nr; r++) {
+        const sx_block_q5_k *w = (const sx_block_q5_k *)((const char *)W + r * ws);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < K / 256; b++) {
+            uint32_t u[4];
+            sx_cpu_q4k_scales(w[b].scales, u);
+            uint8_t sc[8], mn[8];
+            for (int j = 0; j < 8; j++) {
+                sc[j] = (uint8_t)(u[j / 4] >> (8 * (j % 4)));
+                mn[j] = (uint8_t)(u[2 + j / 4] >> (8 * (j % 4)));
+            }
+            const int8_t *xq = v.qs + b * 256;
+            const int16_t *bs = v.bs + b * 16;
+            const uint8_t *qh = w[b].qh;
+            int isum = 0, msum = 0;
+            for (int c = 0; c < 4; c++) {
+                const uint8_t *q = w[b].qs + 32 * c;
+                int lo = 0, hi = 0;
+                for (int l = 0; l < 32; l++) {
+                    lo += ((q[l] & 15) | (((qh[l] >> (2 * c)) & 1) << 4)) * xq[64 * c + l];
+                    hi += ((q[l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4)) * xq[64 * c + 32 + l];
+                }
+                isum += sc[2 * c] * lo + sc[2 * c + 1] * hi;
+            }
+            for (int j = 0; j < 8; j++) msum += mn[j] * (bs[2 * j] + bs[2 * j + 1]);
+            acc += v.d[b] * (sx_fp16_to_fp32(w[b].d) * (float)isum -
+                             sx_fp16_to_fp32(w[b].dmin) * (float)msum);
+        }
+        out[r] = acc;
+    }
+}
+
 static void dot_q6_k_scalar(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
     q8k_view v = q8k_at(x, K);
     for (int r = 0; r < nr; r++) {
@@ -418,6 +492,9 @@ SX_GEMM_BY_COLUMN(dot_q4_0_scalar)
 SX_GEMM_BY_COLUMN(dot_q4_1_scalar)
 SX_GEMM_BY_COLUMN(dot_q4_k_scalar)
 SX_GEMM_BY_COLUMN(dot_q6_k_scalar)
+SX_GEMM_BY_COLUMN(dot_q5_0_scalar)
+SX_GEMM_BY_COLUMN(dot_q5_1_scalar)
+SX_GEMM_BY_COLUMN(dot_q5_k_scalar)
 
 static const sx_cpu_kernels k_scalar = {
     .tiles_exact = true,
@@ -430,6 +507,9 @@ static const sx_cpu_kernels k_scalar = {
         [SX_DTYPE_Q4_1] = dot_q4_1_scalar_gemm,
         [SX_DTYPE_Q4_K] = dot_q4_k_scalar_gemm,
         [SX_DTYPE_Q6_K] = dot_q6_k_scalar_gemm,
+        [SX_DTYPE_Q5_0] = dot_q5_0_scalar_gemm,
+        [SX_DTYPE_Q5_1] = dot_q5_1_scalar_gemm,
+        [SX_DTYPE_Q5_K] = dot_q5_k_scalar_gemm,
     },
     .vec_dot_f32 = vec_dot_f32_scalar,
     .vec_dot_f16_f32 = vec_dot_f16_f32_scalar,
@@ -625,8 +705,8 @@ sx_status sx_cpu_matmul(sx_threadpool *tp, sx_dtype wtype, const void *W, size_t
     };
     int nth = sx_threadpool_size(tp);
     switch (wtype) {
-    case SX_DTYPE_Q4_0: case SX_DTYPE_Q4_1: case SX_DTYPE_Q8_0: c.act = ACT_Q8; break;
-    case SX_DTYPE_Q4_K: case SX_DTYPE_Q6_K: c.act = ACT_Q8K; break;
+    case SX_DTYPE_Q4_0: case SX_DTYPE_Q4_1: case SX_DTYPE_Q8_0: case SX_DTYPE_Q5_0: case SX_DTYPE_Q5_1: c.act = ACT_Q8; break;
+    case SX_DTYPE_Q4_K: case SX_DTYPE_Q6_K: case SX_DTYPE_Q5_K: c.act = ACT_Q8K; break;
     default: c.act = ACT_F32; break;
     }
     if (c.act == ACT_F32) {

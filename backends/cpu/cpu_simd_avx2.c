@@ -6,7 +6,8 @@
  *
  * Integer products: _mm256_maddubs_epi16 needs an unsigned first operand.
  * 4-bit and 6-bit weights are unsigned (offsets are applied through the
- * activation block sums: q4_0 -8*s, q4_1 +m*s, q6_k -32*bsum, q4_k -m*bsum);
+ * activation block sums: q4_0 -8*s, q4_1 +m*s, q6_k -32*bsum, q4_k -m*bsum;
+ * q5_0/q5_1/q5_k as q4_0/q4_1/q4_k with the 5th bit OR-ed into the codes);
  * q8_0 uses |w| and sign(w)*x. No int16 saturation: |q| <= 128, |x| <= 127,
  * so a pair sum is <= 2*128*127 = 32512.
  * Tested by tests/test_cpu_fast.c (SPECEXIT_CPU_SIMD / sx_cpu_simd_force).
@@ -359,6 +360,167 @@ SX_INLINE void tile_q6_k_n(int64_t K, const char *W, size_t ws, const int NR, co
 }
 SX_TILE_FN(tile_q6_k)
 
+/* ------------------------------------------- q5_0, q5_1 x q8; q5_k x q8k */
+
+/* Bit j of the 32-bit qh word -> 0x10 in byte j (the 5th bit of code j). */
+SX_INLINE __m256i q5_high_bits(const uint8_t qh[4]) {
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)h), spread), bit);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(0x10));
+}
+
+/* kind 0 = q5_0 (x = d (q - 16)), 1 = q5_1 (x = d q + m). Per block, tile
+ * element and column, the same instructions whatever NR and NC are (so a
+ * column's result does not depend on its neighbours in the tile):
+ *   dot  = sum over 32 of (unsigned code) * x (+ -16 * sum x for q5_0)  (int32 lanes)
+ *   part = dot * dw (+ m * sum4(x) for q5_1)                             (f32 lanes)
+ *   acc += part * dx
+ * maddubs cannot saturate: 2 * 31 * 127 < 32767. */
+SX_INLINE void tile_q5_legacy_n(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                                const int NC, float *y, int64_t ldy, const int kind) {
+    const size_t bsz = kind == 0 ? sizeof(sx_block_q5_0) : sizeof(sx_block_q5_1);
+    const __m256i ones16 = _mm256_set1_epi16(1), ones8 = _mm256_set1_epi8(1);
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, K / 32);
+    for (int64_t b = 0; b < K / 32; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
+        __m256i xv[2], base[2];
+        __m256 dx[2], s4f[2];
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) {
+            const int8_t *xq = (const int8_t *)(x + c * xs);
+            xv[c] = _mm256_loadu_si256((const __m256i *)(xq + 32 * b));
+            dx[c] = _mm256_set1_ps(((const float *)(xq + K))[2 * b]);
+            const __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xv[c]), ones16);
+            base[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(s4, 4));
+            s4f[c] = _mm256_cvtepi32_ps(s4);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const char *blk = W + r * ws + b * bsz;
+            __m256i wv;
+            __m256 dw, mw = _mm256_setzero_ps();
+            if (kind == 1) {
+                const sx_block_q5_1 *w = (const sx_block_q5_1 *)blk;
+                wv = _mm256_or_si256(unpack_nibbles_32(w->qs), q5_high_bits(w->qh));
+                dw = _mm256_set1_ps(f16(w->d));
+                mw = _mm256_set1_ps(f16(w->m));
+            } else {
+                const sx_block_q5_0 *w = (const sx_block_q5_0 *)blk;
+                wv = _mm256_or_si256(unpack_nibbles_32(w->qs), q5_high_bits(w->qh));
+                dw = _mm256_set1_ps(f16(w->d));
+            }
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) {
+                __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv[c]), ones16);
+                if (kind == 0) dot = _mm256_add_epi32(dot, base[c]);
+                const __m256 part = kind == 1 ? _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), dw, _mm256_mul_ps(s4f[c], mw))
+                                              : _mm256_mul_ps(_mm256_cvtepi32_ps(dot), dw);
+                acc[r][c] = _mm256_fmadd_ps(part, dx[c], acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum_ps(acc[r][c]);
+}
+
+SX_INLINE void tile_q5_0_n(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                           const int NC, float *y, int64_t ldy) {
+    tile_q5_legacy_n(K, W, ws, NR, x, xs, NC, y, ldy, 0);
+}
+SX_INLINE void tile_q5_1_n(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                           const int NC, float *y, int64_t ldy) {
+    tile_q5_legacy_n(K, W, ws, NR, x, xs, NC, y, ldy, 1);
+}
+
+/* q5_k: the q4_k kernel with bit 4 of each code taken from qh (bit 2k of
+ * qh[l] for the low nibbles of chunk k, bit 2k+1 for the high ones). Codes
+ * <= 31 times scales <= 63 keep the int32 sums far from overflow. */
+SX_INLINE void tile_q5_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                           const int NC, float *y, int64_t ldy) {
+    const int64_t nb = K / 256;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(0x01);
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m256i bsel[8];
+    for (int j = 0; j < 8; j++) bsel[j] = _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j));
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
+    for (int64_t b = 0; b < nb; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const sx_block_q5_k *w = (const sx_block_q5_k *)(W + r * ws) + b;
+            uint32_t u[4];
+            sx_cpu_q4k_scales(w->scales, u);
+            const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_setr_epi32((int)u[0], (int)u[1], 0, 0)));
+            const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_setr_epi32((int)u[2], (int)u[3], 0, 0), dup));
+            const float d = f16(w->d), dmin = f16(w->dmin);
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)w->qh);
+            __m256i isum[2];
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) isum[c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
+                const __m256i hlo = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m1), 4);
+                const __m256i hhi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k + 1), m1), 4);
+                const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4), hlo);
+                const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), hhi);
+                const __m256i slo = _mm256_shuffle_epi8(sc16, bsel[2 * k]);
+                const __m256i shi = _mm256_shuffle_epi8(sc16, bsel[2 * k + 1]);
+#pragma GCC unroll 2
+                for (int c = 0; c < NC; c++) {
+                    const int8_t *xb = (const int8_t *)(x + c * xs) + 256 * b + 64 * k;
+                    const __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)xb));
+                    const __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xb + 32)));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(plo, slo),
+                                                                         _mm256_madd_epi16(phi, shi)));
+                }
+            }
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) {
+                const int8_t *xq = (const int8_t *)(x + c * xs);
+                const float *xd = (const float *)(xq + K);
+                const int16_t *xbs = (const int16_t *)(xd + nb);
+                const __m256i msum = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *)(xbs + 16 * b)));
+                const float dx = xd[b];
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(d * dx), acc[r][c]);
+                acc[r][c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(dmin * dx), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum_ps(acc[r][c]);
+}
+
+/* Exported (cpu_fast.h): the AVX-512 tables use these too. */
+#define SX_TILE_FN_EXPORT(name, fn)                                                                      \
+    SX_TILE_FN(name)                                                                                     \
+    void fn(int64_t K, const void *W, size_t ws, int nr, const void *x, size_t xs, int nc, float *y,     \
+            int64_t ldy) {                                                                               \
+        name(K, W, ws, nr, x, xs, nc, y, ldy);                                                           \
+    }
+SX_TILE_FN_EXPORT(tile_q5_0, sx_cpu_avx2_gemm_q5_0)
+SX_TILE_FN_EXPORT(tile_q5_1, sx_cpu_avx2_gemm_q5_1)
+SX_TILE_FN_EXPORT(tile_q5_k, sx_cpu_avx2_gemm_q5_k)
+#undef SX_TILE_FN_EXPORT
+
 /* ------------------------------------------------- float weights x f32 */
 
 SX_INLINE __m256 load_f32(const void *p) { return _mm256_loadu_ps((const float *)p); }
@@ -503,6 +665,9 @@ static const sx_cpu_kernels k_avx2 = {
         [SX_DTYPE_Q4_1] = tile_q4_1,
         [SX_DTYPE_Q4_K] = tile_q4_k,
         [SX_DTYPE_Q6_K] = tile_q6_k,
+        [SX_DTYPE_Q5_0] = tile_q5_0,
+        [SX_DTYPE_Q5_1] = tile_q5_1,
+        [SX_DTYPE_Q5_K] = tile_q5_k,
     },
     .vec_dot_f32 = vec_dot_f32,
     .vec_dot_f16_f32 = vec_dot_f16_f32,

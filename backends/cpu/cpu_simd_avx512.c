@@ -797,6 +797,10 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
         [SX_DTYPE_Q4_1] = SX_SFX(gemm_q4_1),
         [SX_DTYPE_Q4_K] = SX_SFX(gemm_q4_k),
         [SX_DTYPE_Q6_K] = SX_SFX(gemm_q6_k),
+        /* Q5 types: the AVX2 tiles (exact per column, cpu_fast.h) */
+        [SX_DTYPE_Q5_0] = sx_cpu_avx2_gemm_q5_0,
+        [SX_DTYPE_Q5_1] = sx_cpu_avx2_gemm_q5_1,
+        [SX_DTYPE_Q5_K] = sx_cpu_avx2_gemm_q5_k,
     },
 #if SX_VNNI
     .gemm_t = {
