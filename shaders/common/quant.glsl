@@ -6,8 +6,9 @@
  * shader defines WBUF); k: element index in the row, a multiple of 4.
  * Exactly one of the QTYPE_* macros is defined per shader variant. The rules
  * are those of ir/dtype.c (sx_dtype_dequantize_row); every 4-element group of
- * every format comes from one 32-bit word of quants, so each call reads one
- * or two words plus the block's scales. Plain types also take the row length
+ * every format comes from one 32-bit word of quants (q5 types: plus the word
+ * of their 5th bits), so each call reads one to three words plus the block's
+ * scales. Plain types also take the row length
  * (dq4k(rb, k, K)) so that K need not be a multiple of 4. */
 #ifndef SX_QUANT_GLSL
 #define SX_QUANT_GLSL
@@ -79,10 +80,44 @@ vec4 dq4(uint rb, uint k) {
     return bytes_u(q) * dm.x + dm.y;
 }
 
-#elif defined(QTYPE_Q4_K) /* {f16 d, dmin; u8 scales[12]; u8 qs[128]} */
-#define QBLOCK 256u
+#elif defined(QTYPE_Q5_0) || defined(QTYPE_Q5_1)
+/* {f16 d; u8 qh[4]; u8 qs[16]}: x = (q - 16) * d / {f16 d, m; u8 qh[4]; u8 qs[16]}: x = q * d + m;
+ * nibbles as q4_0, bit 4 of code j is bit j of the qh word */
+#define QBLOCK 32u
+/* bits j..j+3 of qh -> 0x10 in bytes 0..3 */
+uint q5_hi4(uint qh, uint j) {
+    const uint h = (qh >> j) & 0xfu;
+    return ((h & 1u) << 4) | ((h & 2u) << 11) | ((h & 4u) << 18) | ((h & 8u) << 25);
+}
+#if defined(QTYPE_Q5_0)
 vec4 dq4(uint rb, uint k) {
-    const uint o = rb + (k >> 8) * 144u, j = k & 255u;
+    const uint o = rb + (k >> 5) * 22u, j = k & 31u;
+    const uint q = ((w_u32(o + 6u + (j & 15u)) >> (j >= 16u ? 4u : 0u)) & 0x0f0f0f0fu) | q5_hi4(w_u32(o + 2u), j);
+    return f16_to_f32(w_u16(o)) * (bytes_u(q) - 16.0);
+}
+#else
+vec4 dq4(uint rb, uint k) {
+    const uint o = rb + (k >> 5) * 24u, j = k & 31u;
+    const vec2 dm = unpackHalf2x16(w_u32(o));
+    const uint q = ((w_u32(o + 8u + (j & 15u)) >> (j >= 16u ? 4u : 0u)) & 0x0f0f0f0fu) | q5_hi4(w_u32(o + 4u), j);
+    return bytes_u(q) * dm.x + dm.y;
+}
+#endif
+
+#elif defined(QTYPE_Q4_K) || defined(QTYPE_Q5_K)
+/* q4_k {f16 d, dmin; u8 scales[12]; u8 qs[128]};
+ * q5_k {f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}: bit 4 of element
+ * l of sub-block sub is bit sub of qh[l] */
+#define QBLOCK 256u
+#if defined(QTYPE_Q5_K)
+#define SX_KBYTES 176u
+#define SX_KQS 48u
+#else
+#define SX_KBYTES 144u
+#define SX_KQS 16u
+#endif
+vec4 dq4(uint rb, uint k) {
+    const uint o = rb + (k >> 8) * SX_KBYTES, j = k & 255u;
     const uint sub = j >> 5;  /* sub-block of 32: scale/min index */
     const vec2 dd = unpackHalf2x16(w_u32(o));
     uint sc, mn;
@@ -95,7 +130,10 @@ vec4 dq4(uint rb, uint k) {
         mn = (a >> 4) | ((w_u8(o + 4u + sub) >> 6) << 4);
     }
     /* 32 bytes of qs per 64 elements: low nibble -> first 32, high -> next 32 */
-    const uint q = (w_u32(o + 16u + (j >> 6) * 32u + (j & 31u)) >> ((sub & 1u) * 4u)) & 0x0f0f0f0fu;
+    uint q = (w_u32(o + SX_KQS + (j >> 6) * 32u + (j & 31u)) >> ((sub & 1u) * 4u)) & 0x0f0f0f0fu;
+#if defined(QTYPE_Q5_K)
+    q |= ((w_u32(o + 16u + (j & 31u)) >> sub) & 0x01010101u) << 4;
+#endif
     return dd.x * float(sc) * bytes_u(q) - dd.y * float(mn);
 }
 
