@@ -116,6 +116,9 @@ static __device__ __forceinline__ float block_max(float v, float *scratch) {
 #define SX_Q4_1_BYTES 20
 #define SX_Q4_K_BYTES 144
 #define SX_Q6_K_BYTES 210
+#define SX_Q5_0_BYTES 22
+#define SX_Q5_1_BYTES 24
+#define SX_Q5_K_BYTES 176
 
 static __device__ __forceinline__ sx_u16 ld16(const sx_u8 *p) { return *(const sx_u16 *)p; }
 /* 4 bytes from a 2-byte aligned address */
@@ -167,6 +170,30 @@ template <int T> static __device__ __forceinline__ float dq_elem(const sx_u8 *ro
         const float d1 = h2f(ld16(b)) * (float)sc, m1 = h2f(ld16(b + 2)) * (float)m;
         return d1 * (float)(sub & 1 ? byte >> 4 : byte & 0xF) - m1;
     }
+    if (T == SXT_Q5_0) { /* {f16 d; u8 qh[4]; u8 qs[16]}: bit 4 of code j is bit j of qh */
+        const sx_u8 *b = row + (k / SX_QK) * SX_Q5_0_BYTES;
+        const int j = (int)(k % SX_QK);
+        const int byte = b[6 + (j & 15)];
+        const int q = (j < 16 ? byte & 0xF : byte >> 4) | (int)(((ld32_a2(b + 2) >> j) & 1u) << 4);
+        return h2f(ld16(b)) * (float)(q - 16);
+    }
+    if (T == SXT_Q5_1) { /* {f16 d, m; u8 qh[4]; u8 qs[16]} */
+        const sx_u8 *b = row + (k / SX_QK) * SX_Q5_1_BYTES;
+        const int j = (int)(k % SX_QK);
+        const int byte = b[8 + (j & 15)];
+        const int q = (j < 16 ? byte & 0xF : byte >> 4) | (int)(((ld32_a2(b + 4) >> j) & 1u) << 4);
+        return h2f(ld16(b)) * (float)q + h2f(ld16(b + 2));
+    }
+    if (T == SXT_Q5_K) { /* q4_k with qh[32] before qs: bit 4 of element l of sub-block sub is bit sub of qh[l] */
+        const sx_u8 *b = row + (k / SX_QK_K) * SX_Q5_K_BYTES;
+        const int j = (int)(k % SX_QK_K), sub = j / 32, l = j % 32;
+        const int byte = b[48 + 32 * (j / 64) + l];
+        const int q = (sub & 1 ? byte >> 4 : byte & 0xF) | (((b[16 + l] >> sub) & 1) << 4);
+        int sc, m;
+        q4k_scale_min(sub, b + 4, &sc, &m);
+        const float d1 = h2f(ld16(b)) * (float)sc, m1 = h2f(ld16(b + 2)) * (float)m;
+        return d1 * (float)q - m1;
+    }
     if (T == SXT_Q6_K) {
         const sx_u8 *b = row + (k / SX_QK_K) * SX_Q6_K_BYTES;
         const int j = (int)(k % SX_QK_K), n = j / 128, r = j % 128, quarter = r / 32, l = r % 32;
@@ -190,6 +217,9 @@ static __device__ __forceinline__ float dq_elem_rt(const sx_u8 *row, sx_i64 k, i
     case SXT_Q4_1: return dq_elem<SXT_Q4_1>(row, k);
     case SXT_Q4_K: return dq_elem<SXT_Q4_K>(row, k);
     case SXT_Q6_K: return dq_elem<SXT_Q6_K>(row, k);
+    case SXT_Q5_0: return dq_elem<SXT_Q5_0>(row, k);
+    case SXT_Q5_1: return dq_elem<SXT_Q5_1>(row, k);
+    case SXT_Q5_K: return dq_elem<SXT_Q5_K>(row, k);
     default: return 0.0f;
     }
 }
@@ -289,6 +319,60 @@ template <> struct qchunk<SXT_Q4_K> {
         for (int e = 0; e < 4; e++) {
             w[e] = d0 * (float)((q >> (8 * e)) & 0xF) - mm0;
             w[4 + e] = d1 * (float)((q >> (8 * e + 4)) & 0xF) - mm1;
+        }
+        kpos[0] = SX_QK_K * b + 64 * g + 4 * i, kpos[1] = SX_QK_K * b + 64 * g + 32 + 4 * i;
+    }
+};
+
+/* q5_0 / q5_1: as q4_0 / q4_1, plus bit 4 of code e from the block's qh word */
+template <> struct qchunk<SXT_Q5_0> {
+    enum { CH = 8, RUNS = 2, ALIGN = 2 };
+    static __device__ __forceinline__ void decode(const sx_u8 *row, int c, float *w, int *kpos) {
+        const int b = c >> 2, j = c & 3;
+        const sx_u8 *blk = row + b * SX_Q5_0_BYTES;
+        const float d = h2f(ld16(blk));
+        const sx_u32 qh = ld32_a2(blk + 2), q = ld32_a2(blk + 6 + 4 * j);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            w[i] = d * (float)((int)(((q >> (8 * i)) & 0xF) | (((qh >> (4 * j + i)) & 1u) << 4)) - 16);
+            w[4 + i] = d * (float)((int)(((q >> (8 * i + 4)) & 0xF) | (((qh >> (16 + 4 * j + i)) & 1u) << 4)) - 16);
+        }
+        kpos[0] = SX_QK * b + 4 * j, kpos[1] = SX_QK * b + 16 + 4 * j;
+    }
+};
+
+template <> struct qchunk<SXT_Q5_1> {
+    enum { CH = 8, RUNS = 2, ALIGN = 4 };
+    static __device__ __forceinline__ void decode(const sx_u8 *row, int c, float *w, int *kpos) {
+        const int b = c >> 2, j = c & 3;
+        const sx_u8 *blk = row + b * SX_Q5_1_BYTES;
+        const sx_u32 dm = ld32(blk), qh = ld32(blk + 4), q = ld32(blk + 8 + 4 * j);
+        const float d = h2f((sx_u16)(dm & 0xffff)), m = h2f((sx_u16)(dm >> 16));
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            w[i] = d * (float)(((q >> (8 * i)) & 0xF) | (((qh >> (4 * j + i)) & 1u) << 4)) + m;
+            w[4 + i] = d * (float)(((q >> (8 * i + 4)) & 0xF) | (((qh >> (16 + 4 * j + i)) & 1u) << 4)) + m;
+        }
+        kpos[0] = SX_QK * b + 4 * j, kpos[1] = SX_QK * b + 16 + 4 * j;
+    }
+};
+
+/* q5_k: as q4_k; bits 2g (low nibbles) and 2g+1 (high nibbles) of qh[l] */
+template <> struct qchunk<SXT_Q5_K> {
+    enum { CH = 8, RUNS = 2, ALIGN = 4 };
+    static __device__ __forceinline__ void decode(const sx_u8 *row, int c, float *w, int *kpos) {
+        const int b = c >> 5, g = (c >> 3) & 3, i = c & 7;
+        const sx_u8 *blk = row + b * SX_Q5_K_BYTES;
+        const sx_u32 dm = ld32(blk), q = ld32(blk + 48 + 32 * g + 4 * i), h = ld32(blk + 16 + 4 * i);
+        const float d = h2f((sx_u16)(dm & 0xffff)), dmin = h2f((sx_u16)(dm >> 16));
+        int sc0, m0, sc1, m1;
+        q4k_scale_min(2 * g, blk + 4, &sc0, &m0);
+        q4k_scale_min(2 * g + 1, blk + 4, &sc1, &m1);
+        const float d0 = d * (float)sc0, mm0 = dmin * (float)m0, d1 = d * (float)sc1, mm1 = dmin * (float)m1;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            w[e] = d0 * (float)(((q >> (8 * e)) & 0xF) | (((h >> (8 * e + 2 * g)) & 1u) << 4)) - mm0;
+            w[4 + e] = d1 * (float)(((q >> (8 * e + 4)) & 0xF) | (((h >> (8 * e + 2 * g + 1)) & 1u) << 4)) - mm1;
         }
         kpos[0] = SX_QK_K * b + 64 * g + 4 * i, kpos[1] = SX_QK_K * b + 64 * g + 32 + 4 * i;
     }

@@ -1,5 +1,5 @@
 /* backends/cuda/k_matmul.cu — MATMUL y[m][n] = dot(w row n, x col m) for
- * weights of every dtype (f32 f16 bf16 q8_0 q4_0 q4_1 q4_k q6_k).
+ * weights of every dtype (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k).
  *
  * Two paths:
  *  - matvec (M <= 8: decode, short verify batches): one logical warp per
@@ -130,11 +130,19 @@ SX_MM_INST(SXT_Q4_0)
 SX_MM_INST(SXT_Q4_1)
 SX_MM_INST(SXT_Q4_K)
 SX_MM_INST(SXT_Q6_K)
+SX_MM_INST(SXT_Q5_0)
+SX_MM_INST(SXT_Q5_1)
+SX_MM_INST(SXT_Q5_K)
 
 } /* namespace SX_NS */
 
 #if !defined(__CUDACC_RTC__)
 #include "backends/cuda/gpu_internal.h"
+
+/* the q5 block layouts and ids (the others are checked in gpu_backend.cu) */
+static_assert(SX_Q5_0_BYTES == sizeof(sx_block_q5_0) && SX_Q5_1_BYTES == sizeof(sx_block_q5_1) &&
+                  SX_Q5_K_BYTES == sizeof(sx_block_q5_k) && (int)SXT_Q5_K == (int)SX_DTYPE_Q5_K,
+              "q5 block sizes / ids match ir/quant_blocks.h and ir/dtype.def");
 
 namespace SX_NS {
 
@@ -205,6 +213,9 @@ sx_status launch_MATMUL(gpu_device *d, sx_tensor *node) {
     case SX_DTYPE_Q4_1: mm_launch<SXT_Q4_1>(a, d->stream); break;
     case SX_DTYPE_Q4_K: mm_launch<SXT_Q4_K>(a, d->stream); break;
     case SX_DTYPE_Q6_K: mm_launch<SXT_Q6_K>(a, d->stream); break;
+    case SX_DTYPE_Q5_0: mm_launch<SXT_Q5_0>(a, d->stream); break;
+    case SX_DTYPE_Q5_1: mm_launch<SXT_Q5_1>(a, d->stream); break;
+    case SX_DTYPE_Q5_K: mm_launch<SXT_Q5_K>(a, d->stream); break;
     default: return sx_set_error(SX_ERR_UNSUPPORTED, SX_GPU_NAME ": matmul with %s weights", sx_dtype_name(w->dtype));
     }
     return SX_OK;
