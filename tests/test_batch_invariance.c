@@ -34,7 +34,8 @@ int main(int argc, char **argv) {
     sx_sched *s;
     sx_graph *g;
     if (sx_sched_create(&dev, 1, &s) != SX_OK || sx_graph_create(16, &g) != SX_OK) return 1;
-    const sx_dtype types[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0, SX_DTYPE_Q4_1, SX_DTYPE_Q4_K, SX_DTYPE_Q6_K};
+    const sx_dtype types[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0, SX_DTYPE_Q4_1,
+                              SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K};
     const int64_t K = 512, N = 67, Ms[] = {2, 5, 17, 64};
     sx_rng rng;
     sx_rng_seed(&rng, 99);

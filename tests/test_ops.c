@@ -209,7 +209,8 @@ static void add(caselist *l, sx_op op, sx_dtype dt, int64_t a, int64_t b, int64_
     l->v[l->n++] = (tcase){op, dt, {a, b, c, d}, variant, param};
 }
 
-static const sx_dtype g_weight_types[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0, SX_DTYPE_Q4_1, SX_DTYPE_Q4_K, SX_DTYPE_Q6_K};
+static const sx_dtype g_weight_types[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0, SX_DTYPE_Q4_1,
+                                          SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K};
 #define N_WT (int)(sizeof g_weight_types / sizeof g_weight_types[0])
 
 static void make_cases(caselist *l, bool full) {
