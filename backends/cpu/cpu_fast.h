@@ -196,16 +196,6 @@ typedef struct sx_cpu_kernels {
     void (*quantize_q8k)(const float *x, int64_t K, void *dst);
 } sx_cpu_kernels;
 
-/* Q5_0 / Q5_1 / Q5_K tiles (cpu_simd_avx2.c, x86-64 only): AVX2 code that
- * the AVX-512 tables use too. Every output is computed by the same
- * instructions whatever nr and nc are (exact tiles, see tiles_exact). */
-void sx_cpu_avx2_gemm_q5_0(int64_t K, const void *W, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
-                           float *y, int64_t ldy);
-void sx_cpu_avx2_gemm_q5_1(int64_t K, const void *W, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
-                           float *y, int64_t ldy);
-void sx_cpu_avx2_gemm_q5_k(int64_t K, const void *W, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
-                           float *y, int64_t ldy);
-
 /* Per-level tables; return NULL when that level is not compiled in. */
 const sx_cpu_kernels *sx_cpu_kernels_scalar(void);
 const sx_cpu_kernels *sx_cpu_kernels_avx2(void);

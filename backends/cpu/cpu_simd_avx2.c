@@ -509,17 +509,9 @@ SX_INLINE void tile_q5_k_n(int64_t K, const char *W, size_t ws, const int NR, co
         for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum_ps(acc[r][c]);
 }
 
-/* Exported (cpu_fast.h): the AVX-512 tables use these too. */
-#define SX_TILE_FN_EXPORT(name, fn)                                                                      \
-    SX_TILE_FN(name)                                                                                     \
-    void fn(int64_t K, const void *W, size_t ws, int nr, const void *x, size_t xs, int nc, float *y,     \
-            int64_t ldy) {                                                                               \
-        name(K, W, ws, nr, x, xs, nc, y, ldy);                                                           \
-    }
-SX_TILE_FN_EXPORT(tile_q5_0, sx_cpu_avx2_gemm_q5_0)
-SX_TILE_FN_EXPORT(tile_q5_1, sx_cpu_avx2_gemm_q5_1)
-SX_TILE_FN_EXPORT(tile_q5_k, sx_cpu_avx2_gemm_q5_k)
-#undef SX_TILE_FN_EXPORT
+SX_TILE_FN(tile_q5_0)
+SX_TILE_FN(tile_q5_1)
+SX_TILE_FN(tile_q5_k)
 
 /* ------------------------------------------------- float weights x f32 */
 

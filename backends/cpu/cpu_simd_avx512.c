@@ -8,13 +8,15 @@
  * with SX_VNNI 0, once with SX_VNNI 1) — a C "template".
  *
  * Tiles of 4 weight rows x up to 4 activation rows (decode uses 4 x 1):
- *  - q4_0/q4_1/q8_0: two 32-element blocks per 512-bit register, lanes 0..7
+ *  - q4_0/q4_1/q5_0/q5_1/q8_0: two 32-element blocks per 512-bit register, lanes 0..7
  *    block b, 8..15 block b+1. Unsigned codes times int8 activations; the
- *    q4_0 offset (-8) and, with VNNI, q8_0's (w ^ 0x80 = w + 128, so -128)
+ *    q4_0/q5_0 offsets (-8, -16) and, with VNNI, q8_0's (w ^ 0x80 = w + 128, so -128)
  *    enter the int32 accumulator as -offset * (sum of each 4 activations);
- *    q4_1's min as min * that sum in f32. Without VNNI q8_0 uses |w| and
- *    sign(w) x.
- *  - q4_k: 32 bytes of nibbles = two sub-blocks = 64 consecutive activations;
+ *    q4_1's and q5_1's min as min * that sum in f32. Without VNNI q8_0 uses
+ *    |w| and sign(w) x. q5 codes get their 5th bit from a byte mask made of
+ *    the qh words.
+ *  - q4_k / q5_k: 32 bytes of nibbles = two sub-blocks = 64 consecutive
+ *    activations (q5_k: plus the qh bits through vptestmb);
  *    q6_k: 64 bytes of ql + 32 of qh give two registers of 64 values.
  *    Per-sub-block scales multiply the 16-bit pair products (vpdpwssd with
  *    VNNI); q4_k mins and the q6_k -32 go through the activation sums.
@@ -62,6 +64,20 @@ SX_INLINE __m256i unpack_nibbles_32(const uint8_t *qs) {
 }
 
 SX_INLINE __m512i zext256(__m256i v) { return _mm512_inserti64x4(_mm512_setzero_si512(), v, 0); }
+
+/* q5_0/q5_1: 0x10 in byte j where bit j of the qh word is set (the 5th bit
+ * of code j); two blocks give the 64-byte order of unpack_nibbles_2x32. */
+SX_INLINE __m512i q5_bits_2x32(const uint8_t *qh0, const uint8_t *qh1) {
+    uint32_t h0, h1;
+    memcpy(&h0, qh0, 4);
+    memcpy(&h1, qh1, 4);
+    return _mm512_maskz_mov_epi8((__mmask64)(((uint64_t)h1 << 32) | h0), _mm512_set1_epi8(0x10));
+}
+SX_INLINE __m256i q5_bits_32(const uint8_t *qh) {
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    return _mm256_maskz_mov_epi8((__mmask32)h, _mm256_set1_epi8(0x10));
+}
 
 /* Plain AVX-512BW (no VNNI) */
 #define SX_VNNI 0
@@ -153,22 +169,26 @@ SX_INLINE __m512i SX_SFX(sum4)(__m512i x) {
     return SX_SFX(dp_u8s8)(_mm512_setzero_si512(), _mm512_set1_epi8(1), x);
 }
 
-/* kind: 0 = q4_0, 1 = q4_1, 2 = q8_0. Two blocks per 512-bit step; lanes 0..7
+/* kind: 0 = q4_0, 1 = q4_1, 2 = q8_0, 3 = q5_0, 4 = q5_1 (q5: the q4 nibbles
+ * with 0x10 added where the block's qh bit is set, a byte mask straight from
+ * the two qh words). Two blocks per 512-bit step; lanes 0..7
  * belong to block b, 8..15 to block b+1. Per tile element:
  *   dot  = base + sum over 4 codes of (unsigned code) * x          (int32 lanes)
  *   part = dot * dw (+ min * sum4(x) for q4_1)                    (f32 lanes)
  *   acc += part * dx
- * where base = -8 sum4(x) for q4_0 and -128 sum4(x) for q8_0 with VNNI (the
- * code there is w + 128); without VNNI q8_0 uses |w| and sign(w) x. The
+ * where base = -8 sum4(x) for q4_0, -16 sum4(x) for q5_0 and -128 sum4(x) for
+ * q8_0 with VNNI (the code there is w + 128); without VNNI q8_0 uses |w| and
+ * sign(w) x; q5_1's min enters like q4_1's. The
  * per-activation terms (x, dx, base) are computed once per column and step,
  * the per-weight terms (codes, dw, min) once per row and step. */
 SX_INLINE void SX_SFX(gemm_legacy_n)(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
                                      const int NC, float *y, int64_t ldy, const int kind) {
     const size_t bsz = kind == 0 ? sizeof(sx_block_q4_0) : kind == 1 ? sizeof(sx_block_q4_1)
-                                                                     : sizeof(sx_block_q8_0);
+                     : kind == 2 ? sizeof(sx_block_q8_0) : kind == 3 ? sizeof(sx_block_q5_0) : sizeof(sx_block_q5_1);
     const int64_t nb = K / 32;
-    const bool use_base = kind == 0 || (kind == 2 && SX_VNNI);
-    const int base_shift = kind == 0 ? 3 : 7;
+    const bool has_m = kind == 1 || kind == 4;
+    const bool use_base = kind == 0 || kind == 3 || (kind == 2 && SX_VNNI);
+    const int base_shift = kind == 0 ? 3 : kind == 3 ? 4 : 7;
     const bool sign_x = kind == 2 && !SX_VNNI;
     const __m512i idx02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
     const __m512i idx13 = _mm512_setr_epi32(1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3);
@@ -188,7 +208,7 @@ SX_INLINE void SX_SFX(gemm_legacy_n)(int64_t K, const char *W, size_t ws, const 
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const char *b0 = W + r * ws + b * bsz, *b1 = b0 + bsz;
-            if (kind == 1) {
+            if (has_m) {
                 uint32_t u0, u1; /* (d, m) halves */
                 memcpy(&u0, b0, 4);
                 memcpy(&u1, b1, 4);
@@ -196,7 +216,11 @@ SX_INLINE void SX_SFX(gemm_legacy_n)(int64_t K, const char *W, size_t ws, const 
                     _mm_cvtph_ps(_mm_cvtsi64_si128((long long)(((uint64_t)u1 << 32) | u0))));
                 dw[r] = _mm512_permutexvar_ps(idx02, dm);
                 mw[r] = _mm512_permutexvar_ps(idx13, dm);
-                wv[r] = unpack_nibbles_2x32(((const sx_block_q4_1 *)b0)->qs, ((const sx_block_q4_1 *)b1)->qs);
+                if (kind == 4)
+                    wv[r] = _mm512_or_si512(unpack_nibbles_2x32(((const sx_block_q5_1 *)b0)->qs, ((const sx_block_q5_1 *)b1)->qs),
+                                            q5_bits_2x32(((const sx_block_q5_1 *)b0)->qh, ((const sx_block_q5_1 *)b1)->qh));
+                else
+                    wv[r] = unpack_nibbles_2x32(((const sx_block_q4_1 *)b0)->qs, ((const sx_block_q4_1 *)b1)->qs);
             } else {
                 uint16_t h0, h1;
                 memcpy(&h0, b0, 2);
@@ -205,6 +229,9 @@ SX_INLINE void SX_SFX(gemm_legacy_n)(int64_t K, const char *W, size_t ws, const 
                     idx01, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h1 << 16 | h0)))));
                 if (kind == 0) {
                     wv[r] = unpack_nibbles_2x32(((const sx_block_q4_0 *)b0)->qs, ((const sx_block_q4_0 *)b1)->qs);
+                } else if (kind == 3) {
+                    wv[r] = _mm512_or_si512(unpack_nibbles_2x32(((const sx_block_q5_0 *)b0)->qs, ((const sx_block_q5_0 *)b1)->qs),
+                                            q5_bits_2x32(((const sx_block_q5_0 *)b0)->qh, ((const sx_block_q5_0 *)b1)->qh));
                 } else {
                     const __m512i raw = _mm512_inserti64x4(
                         _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)((const sx_block_q8_0 *)b0)->qs)),
@@ -228,13 +255,13 @@ SX_INLINE void SX_SFX(gemm_legacy_n)(int64_t K, const char *W, size_t ws, const 
             __m512 s4f = _mm512_setzero_ps();
             if (use_base)
                 base = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(SX_SFX(sum4)(xv), base_shift));
-            if (kind == 1) s4f = _mm512_cvtepi32_ps(SX_SFX(sum4)(xv));
+            if (has_m) s4f = _mm512_cvtepi32_ps(SX_SFX(sum4)(xv));
 #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 const __m512i xs_v = sign_x ? _mm512_mask_sub_epi8(xv, neg[r], _mm512_setzero_si512(), xv) : xv;
                 const __m512 dot = _mm512_cvtepi32_ps(SX_SFX(dp_u8s8)(base, wv[r], xs_v));
-                const __m512 part = kind == 1 ? _mm512_fmadd_ps(dot, dw[r], _mm512_mul_ps(s4f, mw[r]))
-                                              : _mm512_mul_ps(dot, dw[r]);
+                const __m512 part = has_m ? _mm512_fmadd_ps(dot, dw[r], _mm512_mul_ps(s4f, mw[r]))
+                                          : _mm512_mul_ps(dot, dw[r]);
                 acc[r][c] = _mm512_fmadd_ps(part, dx, acc[r][c]);
             }
         }
@@ -253,6 +280,14 @@ SX_INLINE void SX_SFX(gemm_legacy_n)(int64_t K, const char *W, size_t ws, const 
             } else if (kind == 1) {
                 const sx_block_q4_1 *w = (const sx_block_q4_1 *)b0;
                 wv = unpack_nibbles_32(w->qs);
+                d = f16(w->d), o = f16(w->m);
+            } else if (kind == 3) {
+                const sx_block_q5_0 *w = (const sx_block_q5_0 *)b0;
+                wv = _mm256_or_si256(unpack_nibbles_32(w->qs), q5_bits_32(w->qh));
+                d = f16(w->d), o = -16.0f * d;
+            } else if (kind == 4) {
+                const sx_block_q5_1 *w = (const sx_block_q5_1 *)b0;
+                wv = _mm256_or_si256(unpack_nibbles_32(w->qs), q5_bits_32(w->qh));
                 d = f16(w->d), o = f16(w->m);
             } else {
                 const sx_block_q8_0 *w = (const sx_block_q8_0 *)b0;
@@ -288,9 +323,19 @@ SX_INLINE void SX_SFX(gemm_q8_0_n)(int64_t K, const char *W, size_t ws, const in
                                    const int NC, float *y, int64_t ldy) {
     SX_SFX(gemm_legacy_n)(K, W, ws, NR, x, xs, NC, y, ldy, 2);
 }
+SX_INLINE void SX_SFX(gemm_q5_0_n)(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                                   const int NC, float *y, int64_t ldy) {
+    SX_SFX(gemm_legacy_n)(K, W, ws, NR, x, xs, NC, y, ldy, 3);
+}
+SX_INLINE void SX_SFX(gemm_q5_1_n)(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                                   const int NC, float *y, int64_t ldy) {
+    SX_SFX(gemm_legacy_n)(K, W, ws, NR, x, xs, NC, y, ldy, 4);
+}
 SX_TILE_FN(gemm_q4_0)
 SX_TILE_FN(gemm_q4_1)
 SX_TILE_FN(gemm_q8_0)
+SX_TILE_FN(gemm_q5_0)
+SX_TILE_FN(gemm_q5_1)
 
 /* --------------------------------------------------------- q4_k x q8k */
 
@@ -357,6 +402,77 @@ SX_INLINE void SX_SFX(gemm_q4_k_n)(int64_t K, const char *W, size_t ws, const in
         for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum512(acc[r][c]);
 }
 SX_TILE_FN(gemm_q4_k)
+
+/* --------------------------------------------------------- q5_k x q8k */
+
+/* gemm_q4_k with the 5th bit: chunk k's 64 codes (32 low nibbles, then 32
+ * high) take bit 2k resp. 2k+1 of qh[l]; vptestmb against a per-half bit
+ * pattern gives the byte mask that adds 0x10. Codes <= 31, scales <= 63. */
+SX_INLINE void SX_SFX(gemm_q5_k_n)(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
+                                   const int NC, float *y, int64_t ldy) {
+    const int64_t nb = K / 256;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m512i sel[4], hbit[4];
+    for (int k = 0; k < 4; k++) {
+        sel[k] = _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16((short)(2 * k)),
+                                         _mm512_set1_epi16((short)(2 * k + 1)));
+        hbit[k] = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, _mm512_set1_epi8((char)(1 << (2 * k))),
+                                         _mm512_set1_epi8((char)(1 << (2 * k + 1))));
+    }
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) acc[r][c] = _mm512_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
+    for (int64_t b = 0; b < nb; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const sx_block_q5_k *w = (const sx_block_q5_k *)(W + r * ws) + b;
+            uint32_t u[4];
+            sx_cpu_q4k_scales(w->scales, u);
+            const __m128i sm8 = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]); /* sc0..7 m0..7 */
+            const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sm8));
+            const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_srli_si128(sm8, 8), dup));
+            const __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)w->qh));
+            const float d = f16(w->d), dmin = f16(w->dmin);
+            __m512i isum[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) isum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
+                __m512i q = _mm512_and_si512(
+                    _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), m4);
+                q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(H, hbit[k]), b4));
+                const __m512i scv = _mm512_permutexvar_epi16(sel[k], sc16);
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) {
+                    const int8_t *xb = (const int8_t *)(x + c * xs) + 256 * b;
+                    const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512((const void *)(xb + 64 * k)));
+                    isum[c] = SX_SFX(dp_s16)(isum[c], p, scv);
+                }
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const int8_t *xq = (const int8_t *)(x + c * xs);
+                const float *xd = (const float *)(xq + K);
+                const int16_t *xbs = (const int16_t *)(xd + nb);
+                const __m256i msum = _mm256_madd_epi16(mins16, _mm256_loadu_si256((const __m256i *)(xbs + 16 * b)));
+                const float dx = xd[b];
+                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_set1_ps(d * dx), acc[r][c]);
+                acc[r][c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(zext256(msum)), _mm512_set1_ps(dmin * dx), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum512(acc[r][c]);
+}
+SX_TILE_FN(gemm_q5_k)
 
 /* --------------------------------------------------------- q6_k x q8k */
 
@@ -797,10 +913,9 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
         [SX_DTYPE_Q4_1] = SX_SFX(gemm_q4_1),
         [SX_DTYPE_Q4_K] = SX_SFX(gemm_q4_k),
         [SX_DTYPE_Q6_K] = SX_SFX(gemm_q6_k),
-        /* Q5 types: the AVX2 tiles (exact per column, cpu_fast.h) */
-        [SX_DTYPE_Q5_0] = sx_cpu_avx2_gemm_q5_0,
-        [SX_DTYPE_Q5_1] = sx_cpu_avx2_gemm_q5_1,
-        [SX_DTYPE_Q5_K] = sx_cpu_avx2_gemm_q5_k,
+        [SX_DTYPE_Q5_0] = SX_SFX(gemm_q5_0),
+        [SX_DTYPE_Q5_1] = SX_SFX(gemm_q5_1),
+        [SX_DTYPE_Q5_K] = SX_SFX(gemm_q5_k),
     },
 #if SX_VNNI
     .gemm_t = {
