@@ -93,15 +93,18 @@ SX_INLINE __m128 block_dm(const char *blk, const bool has_m) {
     return _mm_cvtph_ps(_mm_cvtsi32_si128((int)u));
 }
 
-/* kind: 0 = q4_0, 1 = q4_1, 2 = q8_0. Per block: an int dot of 32 codes with
- * 32 int8 activations, times d_w * d_x; plus an offset times s_x (q4_0:
- * -8 d_w, q4_1: m_w) accumulated in lane 1 of corr. */
+SX_INLINE __m256i q5_high_bits(const uint8_t qh[4]);
+
+/* kind: 0 = q4_0, 1 = q4_1, 2 = q8_0, 3 = q5_0, 4 = q5_1. Per block: an int
+ * dot of 32 codes with 32 int8 activations, times d_w * d_x; plus an offset
+ * times s_x (q4_0: -8 d_w, q5_0: -16 d_w, q4_1/q5_1: m_w) accumulated in
+ * lane 1 of corr. */
 SX_INLINE void dot_legacy_n(int64_t K, const char *W, size_t ws, const int NR, const void *x,
                             float *out, const int kind) {
     const int8_t *xq = (const int8_t *)x;
     const float *xds = (const float *)(xq + K);
     const size_t bsz = kind == 0 ? sizeof(sx_block_q4_0) : kind == 1 ? sizeof(sx_block_q4_1)
-                                                                     : sizeof(sx_block_q8_0);
+                     : kind == 2 ? sizeof(sx_block_q8_0) : kind == 3 ? sizeof(sx_block_q5_0) : sizeof(sx_block_q5_1);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4];
     __m128 corr[4];
@@ -118,11 +121,16 @@ SX_INLINE void dot_legacy_n(int64_t K, const char *W, size_t ws, const int NR, c
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const char *blk = W + r * ws + b * bsz;
-            const __m128 p = _mm_mul_ps(block_dm(blk, kind == 1), ds); /* dw*dx, m*sx */
+            const __m128 p = _mm_mul_ps(block_dm(blk, kind == 1 || kind == 4), ds); /* dw*dx, m*sx */
             __m256i dot;
             if (kind == 2) {
                 const __m256i wv = _mm256_loadu_si256((const __m256i *)((const sx_block_q8_0 *)blk)->qs);
                 dot = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+            } else if (kind >= 3) {
+                const uint8_t *qs = kind == 4 ? ((const sx_block_q5_1 *)blk)->qs : ((const sx_block_q5_0 *)blk)->qs;
+                const uint8_t *qh = kind == 4 ? ((const sx_block_q5_1 *)blk)->qh : ((const sx_block_q5_0 *)blk)->qh;
+                dot = _mm256_maddubs_epi16(_mm256_or_si256(unpack_nibbles_32(qs), q5_high_bits(qh)), xv);
+                corr[r] = _mm_add_ps(corr[r], p);
             } else {
                 const uint8_t *qs = kind == 1 ? ((const sx_block_q4_1 *)blk)->qs : ((const sx_block_q4_0 *)blk)->qs;
                 dot = _mm256_maddubs_epi16(unpack_nibbles_32(qs), xv);
@@ -132,7 +140,7 @@ SX_INLINE void dot_legacy_n(int64_t K, const char *W, size_t ws, const int NR, c
                                      _mm256_broadcastss_ps(p), acc[r]);
         }
     }
-    const float off = kind == 0 ? -8.0f : kind == 1 ? 1.0f : 0.0f;
+    const float off = kind == 0 ? -8.0f : kind == 3 ? -16.0f : kind == 1 || kind == 4 ? 1.0f : 0.0f;
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++)
         out[r] = hsum_ps(acc[r]) + off * _mm_cvtss_f32(_mm_movehdup_ps(corr[r]));
@@ -373,15 +381,19 @@ SX_INLINE __m256i q5_high_bits(const uint8_t qh[4]) {
     return _mm256_and_si256(_mm256_cmpeq_epi8(v, bit), _mm256_set1_epi8(0x10));
 }
 
-/* kind 0 = q5_0 (x = d (q - 16)), 1 = q5_1 (x = d q + m). Per block, tile
- * element and column, the same instructions whatever NR and NC are (so a
- * column's result does not depend on its neighbours in the tile):
+/* kind 0 = q5_0 (x = d (q - 16)), 1 = q5_1 (x = d q + m). One column (decode)
+ * goes through dot_legacy_n; several share the weight unpacking, per block,
+ * tile element and column:
  *   dot  = sum over 32 of (unsigned code) * x (+ -16 * sum x for q5_0)  (int32 lanes)
  *   part = dot * dw (+ m * sum4(x) for q5_1)                             (f32 lanes)
  *   acc += part * dx
  * maddubs cannot saturate: 2 * 31 * 127 < 32767. */
 SX_INLINE void tile_q5_legacy_n(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
                                 const int NC, float *y, int64_t ldy, const int kind) {
+    if (NC == 1) { /* decode kernel */
+        dot_legacy_n(K, W, ws, NR, x, y, kind == 0 ? 3 : 4);
+        return;
+    }
     const size_t bsz = kind == 0 ? sizeof(sx_block_q5_0) : sizeof(sx_block_q5_1);
     const __m256i ones16 = _mm256_set1_epi16(1), ones8 = _mm256_set1_epi8(1);
     __m256 acc[4][2];
