@@ -171,6 +171,25 @@ static void test_request(void **state) {
     assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"spec\":\"none\",\"reasoning_budget\":3}", SX_REQ_CHAT, &r, err, param));
     assert_int_equal(r.gp.exit.kind, SX_EXIT_BUDGET);
     sx_req_free(&r);
+    /* reasoning_effort onto the exit; explicit exit fields win */
+    assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"reasoning_effort\":\"high\"}", SX_REQ_CHAT, &r, err, param));
+    assert_int_equal(r.gp.exit.kind, SX_EXIT_NONE);
+    sx_req_free(&r);
+    assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"reasoning_effort\":\"low\"}", SX_REQ_CHAT, &r, err, param));
+    assert_true(r.gp.exit.kind == SX_EXIT_SPECEXIT && r.gp.exit.conf == SX_REQ_LOW_EFFORT_CONF);
+    sx_req_free(&r);
+    assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"reasoning_effort\":\"low\",\"spec\":\"none\"}", SX_REQ_CHAT, &r, err,
+                      param));
+    assert_true(r.gp.exit.kind == SX_EXIT_BUDGET && r.gp.exit.reasoning_budget == SX_REQ_LOW_EFFORT_BUDGET);
+    sx_req_free(&r);
+    assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"reasoning_effort\":\"minimal\"}", SX_REQ_CHAT, &r, err, param));
+    assert_true(r.gp.exit.kind == SX_EXIT_BUDGET && r.gp.exit.reasoning_budget == 0);
+    sx_req_free(&r);
+    assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"reasoning_effort\":\"high\",\"exit\":\"budget\","
+                      "\"reasoning_budget\":5}",
+                      SX_REQ_CHAT, &r, err, param));
+    assert_true(r.gp.exit.kind == SX_EXIT_BUDGET && r.gp.exit.reasoning_budget == 5);
+    sx_req_free(&r);
     assert_true(parse("{\"prompt\":[\"hello\"],\"chat_template_kwargs\":{\"enable_thinking\":false}}", SX_REQ_COMPLETION, &r, err, param));
     assert_string_equal(r.prompt, "hello");
     assert_int_equal(r.think, 0);
@@ -190,6 +209,7 @@ static void test_request(void **state) {
          "\"14\",\"15\",\"16\",\"17\"]}",
          "stop"},
         {"{\"prompt\":\"\"}", "prompt"}, {"{\"prompt\":[\"a\",\"b\"]}", "prompt"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"reasoning_effort\":\"extreme\"}", "reasoning_effort"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const sx_req_kind kind = strstr(bad[i].body, "prompt") ? SX_REQ_COMPLETION : SX_REQ_CHAT;

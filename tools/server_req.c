@@ -234,6 +234,24 @@ static bool parse_spec_exit(pctx *c, sx_req *r) {
     if (!exit_set && spec_set && g->spec.kind != SX_SPEC_EAGLE3 && g->exit.kind == SX_EXIT_SPECEXIT)
         g->exit.kind = g->exit.reasoning_budget >= 0 ? SX_EXIT_BUDGET : SX_EXIT_NONE;
     if (!exit_set && budget_set && g->exit.reasoning_budget >= 0 && g->exit.kind == SX_EXIT_NONE) g->exit.kind = SX_EXIT_BUDGET;
+    /* OpenAI's reasoning_effort, mapped onto the exit (explicit exit fields win):
+     * high = think to the end; medium = the server's default (SpecExit with the
+     * draft's thresholds); low = SpecExit firing at confidence 0.5 (or, without
+     * exit signals, a 512-token budget); minimal = no thinking (budget 0) */
+    if ((f = field(o, "reasoning_effort"))) {
+        const char *e = cJSON_IsString(f) ? f->valuestring : "";
+        if (!strcmp(e, "high")) {
+            if (!exit_set) g->exit.kind = SX_EXIT_NONE, g->exit.reasoning_budget = -1;
+        } else if (!strcmp(e, "low")) {
+            if (!exit_set && g->exit.kind == SX_EXIT_SPECEXIT) {
+                if (!field(o, "exit_conf")) g->exit.conf = SX_REQ_LOW_EFFORT_CONF;
+            } else if (!exit_set && !budget_set) g->exit.kind = SX_EXIT_BUDGET, g->exit.reasoning_budget = SX_REQ_LOW_EFFORT_BUDGET;
+        } else if (!strcmp(e, "minimal")) {
+            if (!exit_set && !budget_set) g->exit.kind = SX_EXIT_BUDGET, g->exit.reasoning_budget = 0;
+        } else if (strcmp(e, "medium") != 0) {
+            return fail(c, "reasoning_effort", "'reasoning_effort' must be \"minimal\", \"low\", \"medium\" or \"high\"");
+        }
+    }
     if (g->exit.kind == SX_EXIT_SPECEXIT && g->spec.kind != SX_SPEC_EAGLE3)
         return fail(c, exit_set ? "exit" : "spec", "\"exit\": \"specexit\" needs \"spec\": \"eagle3\" (the signals come from the EAGLE-3 draft)");
     return true;

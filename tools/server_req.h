@@ -17,6 +17,12 @@
 
 typedef enum sx_req_kind { SX_REQ_CHAT, SX_REQ_COMPLETION } sx_req_kind;
 
+/* reasoning_effort "low": the SpecExit confidence threshold (the sumchain dev
+ * set: 7% fewer tokens than the draft's 0.7 at the same accuracy), or the
+ * thinking budget when the draft has no exit signals */
+#define SX_REQ_LOW_EFFORT_CONF 0.5f
+#define SX_REQ_LOW_EFFORT_BUDGET 512
+
 typedef struct sx_req {
     sx_req_kind kind;
     struct cJSON *root;     /* owns every string below */

@@ -176,6 +176,18 @@ def main():
                   and r_s["choices"][0]["message"]["content"] == "", f"stop string: {r_s}")
             st, ctype, ev = s.stream("/v1/chat/completions", chat(q, stop=["\n\n"]))
             check(joined(ev, "reasoning_content") == first_par, "stop string, streamed")
+        # OpenAI's reasoning_effort drives the exit: high = full thinking, low = an earlier SpecExit, minimal = no thinking
+        st, r_hi = s.json("POST", "/v1/chat/completions", chat(q, reasoning_effort="high", cache_prompt=False))
+        check(st == 200 and r_hi["choices"] == r_none["choices"] and not r_hi["specexit"]["exited_early"], "reasoning_effort high == exit none")
+        efforts = {}
+        for e in ("low", "medium"):
+            st, efforts[e] = s.json("POST", "/v1/chat/completions", chat(q, reasoning_effort=e))
+        check(efforts["medium"]["choices"] == full["choices"] and
+              efforts["low"]["usage"]["completion_tokens"] <= efforts["medium"]["usage"]["completion_tokens"] and
+              efforts["low"]["specexit"]["exit"] == "specexit", f"reasoning_effort low <= medium: {[efforts[e]['usage'] for e in efforts]}")
+        st, r_min = s.json("POST", "/v1/chat/completions", chat(q, reasoning_effort="minimal"))
+        check(st == 200 and r_min["specexit"]["exit_reason"] == "budget" and r_min["usage"]["completion_tokens_details"]["reasoning_tokens"] <= 1
+              and r_min["choices"][0]["message"]["content"], f"reasoning_effort minimal: {r_min}")
         st, r_nt = s.json("POST", "/v1/chat/completions", chat(q, chat_template_kwargs={"enable_thinking": False}, max_tokens=30))
         check(st == 200 and "reasoning_content" not in r_nt["choices"][0]["message"], f"enable_thinking false: no reasoning {r_nt}")
         print("ok   per-request exit/spec/budget/stop/max_tokens/enable_thinking", flush=True)
