@@ -222,7 +222,7 @@ static const sx_dtype k_types[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16, SX
 static void test_matmul(sx_threadpool *pools[], int npools, bool quick) {
     static const int64_t Ks[] = {32, 64, 256, 512, 576, 1536, 2048};
     static const int64_t Ns[] = {1, 3, 7, 33, 577};
-    static const int64_t Ms[] = {1, 2, 5, 17, 64};
+    static const int64_t Ms[] = {1, 2, 5, 17, 64, 80}; /* 80: the wide (gemm_t) kernels */
     const int nlev = (int)sx_cpu_simd_detected() + 1;
     for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {
         const sx_dtype t = k_types[ti];

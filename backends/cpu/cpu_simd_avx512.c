@@ -551,9 +551,10 @@ SX_TILE_FN(gemm_q6_k)
  * of 16 activation columns; the 4 matching weight codes of a row, broadcast
  * to all lanes, make one vpdpbusd compute 16 columns x 4 K. Weight codes are
  * unpacked per row and block into a small L1 buffer (natural order, unsigned:
- * q4 codes, q6 codes, q8 codes + 128) and read back as 4-byte broadcasts.
- * Offsets (q4_0 -8, q8_0 -128, q6_k -32) and q4_1/q4_k mins go through the
- * activation block sums, per block in f32 (legacy, q4_k) or int (q6_k). */
+ * q4/q5 codes, q6 codes, q8 codes + 128) and read back as 4-byte broadcasts.
+ * Offsets (q4_0 -8, q5_0 -16, q8_0 -128, q6_k -32) and q4_1/q5_1/q4_k/q5_k
+ * mins go through the
+ * activation block sums, per block in f32 (legacy, q4_k, q5_k) or int (q6_k). */
 
 #define SX_T_FN(name)                                                                         \
     static void name(int64_t K, const void *W, size_t ws, int nr, const void *xt, int ncols,  \
@@ -584,7 +585,7 @@ SX_INLINE void gemm_t_legacy_n(int64_t K, const char *W, size_t ws, const int NR
     const int64_t nb = K / 32;
     const float *xdx = (const float *)(xt + K * SX_CPU_TCOLS), *xsx = xdx + nb * SX_CPU_TCOLS;
     const size_t bsz = kind == 0 ? sizeof(sx_block_q4_0) : kind == 1 ? sizeof(sx_block_q4_1)
-                                                                     : sizeof(sx_block_q8_0);
+                     : kind == 2 ? sizeof(sx_block_q8_0) : kind == 3 ? sizeof(sx_block_q5_0) : sizeof(sx_block_q5_1);
     const __m128i m4 = _mm_set1_epi8(0x0F);
     _Alignas(64) uint8_t wb[4][32];
     __m512 acc[4];
@@ -602,6 +603,16 @@ SX_INLINE void gemm_t_legacy_n(int64_t K, const char *W, size_t ws, const int NR
                 dw[r] = f16(w->d), ow[r] = -128.0f * dw[r];
                 _mm256_store_si256((__m256i *)wb[r], _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w->qs),
                                                                       _mm256_set1_epi8((char)0x80)));
+            } else if (kind >= 3) { /* q5_0 (offset -16 d), q5_1 (min m) */
+                const uint8_t *qs, *qh;
+                if (kind == 4) {
+                    const sx_block_q5_1 *w = (const sx_block_q5_1 *)blk;
+                    dw[r] = f16(w->d), ow[r] = f16(w->m), qs = w->qs, qh = w->qh;
+                } else {
+                    const sx_block_q5_0 *w = (const sx_block_q5_0 *)blk;
+                    dw[r] = f16(w->d), ow[r] = -16.0f * dw[r], qs = w->qs, qh = w->qh;
+                }
+                _mm256_store_si256((__m256i *)wb[r], _mm256_or_si256(unpack_nibbles_32(qs), q5_bits_32(qh)));
             } else {
                 const uint8_t *qs;
                 if (kind == 1) {
@@ -648,15 +659,27 @@ SX_INLINE void gemm_t_q8_0_n(int64_t K, const char *W, size_t ws, const int NR, 
                              float *y, int64_t ldy) {
     gemm_t_legacy_n(K, W, ws, NR, xt, ncols, y, ldy, 2);
 }
+SX_INLINE void gemm_t_q5_0_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy) {
+    gemm_t_legacy_n(K, W, ws, NR, xt, ncols, y, ldy, 3);
+}
+SX_INLINE void gemm_t_q5_1_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy) {
+    gemm_t_legacy_n(K, W, ws, NR, xt, ncols, y, ldy, 4);
+}
 SX_T_FN(gemm_t_q4_0)
 SX_T_FN(gemm_t_q4_1)
 SX_T_FN(gemm_t_q8_0)
+SX_T_FN(gemm_t_q5_0)
+SX_T_FN(gemm_t_q5_1)
 
-SX_INLINE void gemm_t_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
-                             float *y, int64_t ldy) {
+/* q4_k and (q5 = true) q5_k: the same but for the 5th bits added to the codes
+ * (bit 2k / 2k+1 of qh[l] for chunk k's low / high nibbles). */
+SX_INLINE void gemm_t_kmin_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy, const bool q5) {
     const int64_t nb = K / 256;
     const float *xdx = (const float *)(xt + K * SX_CPU_TCOLS), *xb32 = xdx + nb * SX_CPU_TCOLS;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(0x01);
     _Alignas(64) uint8_t wb[4][256];
     _Alignas(32) float scf[4][8], mnf[4][8];
     __m512 acc[4];
@@ -668,18 +691,26 @@ SX_INLINE void gemm_t_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, 
         float d[4], dmin[4];
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
-            const sx_block_q4_k *w = (const sx_block_q4_k *)(W + r * ws) + b;
+            const sx_block_q4_k *w4 = (const sx_block_q4_k *)(W + r * ws) + b;
+            const sx_block_q5_k *w5 = (const sx_block_q5_k *)(W + r * ws) + b;
+            const uint8_t *qs = q5 ? w5->qs : w4->qs;
+            const __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)w5->qh) : _mm256_setzero_si256();
             uint32_t u[4];
-            sx_cpu_q4k_scales(w->scales, u);
+            sx_cpu_q4k_scales(q5 ? w5->scales : w4->scales, u);
             const __m128i sm8 = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);
             _mm256_store_ps(scf[r], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm8)));
             _mm256_store_ps(mnf[r], _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm8, 8))));
-            d[r] = f16(w->d), dmin[r] = f16(w->dmin);
+            d[r] = f16(q5 ? w5->d : w4->d), dmin[r] = f16(q5 ? w5->dmin : w4->dmin);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
-                const __m256i raw = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * k));
-                _mm256_store_si256((__m256i *)(wb[r] + 64 * k), _mm256_and_si256(raw, m4));
-                _mm256_store_si256((__m256i *)(wb[r] + 64 * k + 32), _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
+                __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                if (q5) {
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m1), 4));
+                    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k + 1), m1), 4));
+                }
+                _mm256_store_si256((__m256i *)(wb[r] + 64 * k), lo);
+                _mm256_store_si256((__m256i *)(wb[r] + 64 * k + 32), hi);
             }
         }
         __m512 fsb[4], msum[4];
@@ -714,7 +745,16 @@ SX_INLINE void gemm_t_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, 
 #pragma GCC unroll 4
     for (int r = 0; r < NR; r++) store_cols(acc[r], ncols, y + r, ldy);
 }
+SX_INLINE void gemm_t_q4_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy) {
+    gemm_t_kmin_n(K, W, ws, NR, xt, ncols, y, ldy, false);
+}
+SX_INLINE void gemm_t_q5_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy) {
+    gemm_t_kmin_n(K, W, ws, NR, xt, ncols, y, ldy, true);
+}
 SX_T_FN(gemm_t_q4_k)
+SX_T_FN(gemm_t_q5_k)
 
 SX_INLINE void gemm_t_q6_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
                              float *y, int64_t ldy) {
@@ -924,6 +964,9 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
         [SX_DTYPE_Q4_1] = gemm_t_q4_1,
         [SX_DTYPE_Q4_K] = gemm_t_q4_k,
         [SX_DTYPE_Q6_K] = gemm_t_q6_k,
+        [SX_DTYPE_Q5_0] = gemm_t_q5_0,
+        [SX_DTYPE_Q5_1] = gemm_t_q5_1,
+        [SX_DTYPE_Q5_K] = gemm_t_q5_k,
     },
     .gemm_t_min_m = 12, /* measured crossover vs the 4 x 4 tiles (Zen 4/5) */
 #endif
