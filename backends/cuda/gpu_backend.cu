@@ -7,13 +7,18 @@
  * Graphs: compute() of GPU_GRAPH_MIN_NODES nodes or more captures its
  * launches into a CUDA/HIP graph and launches that instead (one launch
  * instead of hundreds: decode of a small model is bound by launch overhead
- * and the gaps between kernels). The device keeps the last executable graph
- * and updates its kernel arguments in place when the new capture has the
- * same shape (every decode step), instantiating anew only when it changed.
+ * and the gaps between kernels). The device keeps GPU_GRAPH_CACHE
+ * executable graphs, least recently used out, keyed by a hash of what in the
+ * node list picks the kernels and their number (graph_key); a compute()
+ * whose key is cached updates that graph in place (new arguments: pointers,
+ * n_past, KV lengths, row counts), one whose key is not instantiates a new
+ * one (~1 ms for 500 kernels). A speculative step alternates several such
+ * shapes (draft passes, verify, KV moves); each stays instantiated.
  * SPECEXIT_CUDA_GRAPHS=0 (read at device open; both backends) launches
  * directly; the device's features say "graphs=on" or "graphs=off", and
- * closing it logs how many graphs were launched and instantiated
- * (SPECEXIT_LOG=info; instantiations close to launches = shapes alternate).
+ * closing it logs launches, cache hits, in-place updates, instantiations
+ * and evictions (SPECEXIT_LOG=info; instantiations close to launches =
+ * more shapes alternate than the cache holds, or keys that miss).
  *
  * No device (no driver, no GPU): device_count fails with SX_ERR_NO_DEVICE
  * and a message naming the runtime error, so callers can skip cleanly. */
@@ -141,10 +146,11 @@ static void gpu_device_close(sx_device *dev) {
     gpu_device *d = (gpu_device *)dev;
     (void)cudaSetDevice(d->ordinal);
     if (d->stream) (void)cudaStreamSynchronize(d->stream);
-    if (d->graph_exec) (void)cudaGraphExecDestroy(d->graph_exec);
+    for (int i = 0; i < GPU_GRAPH_CACHE; i++)
+        if (d->graph_cache[i].exec) (void)cudaGraphExecDestroy(d->graph_cache[i].exec);
     if (d->n_graph_launches)
-        SX_LOGI(SX_GPU_NAME ": device %d: %ld graph launches, %ld instantiated, the rest updated in place", d->ordinal, d->n_graph_launches,
-                d->n_graph_instantiations);
+        SX_LOGI(SX_GPU_NAME ": device %d: %ld graph launches, %ld found in the cache (%ld updated in place), %ld instantiated, %ld evicted",
+                d->ordinal, d->n_graph_launches, d->n_graph_hits, d->n_graph_updates, d->n_graph_instantiations, d->n_graph_evictions);
     if (d->stream) (void)cudaStreamDestroy(d->stream);
     if (d->err_dev) (void)cudaFree(d->err_dev);
     if (d->err_host) (void)cudaFreeHost(d->err_host);
@@ -331,16 +337,147 @@ static void capture_abort(gpu_device *d) {
     (void)cudaGetLastError();
 }
 
+/* ---- graph cache key ----
+ * graph_key hashes, before capture, what in the node list decides the
+ * captured graph's topology (how many kernels, in which order) and which
+ * kernel function each launch runs: per node its op, its dtype and its
+ * sources' dtypes, and the fields each launcher (k_*.cu) picks a kernel or
+ * skips a launch by:
+ *   MATMUL     K and N (weight shape), the class of M (matvec variant 1, 2,
+ *              4 or 8 columns; for 8 < M <= 64 the number of 8-column chunks
+ *              and the last one's variant; tiled beyond), and the alignments
+ *              that choose matvec or tiled (address and row stride mod 16 of
+ *              w and x)
+ *   ATTENTION  head dim (R), heads (grid x), whether there are queries and a
+ *              mask
+ *   GET_ROWS / SET_ROWS  row width, whether there are ids
+ *   RMS_NORM / SOFTMAX / ARGMAX / TOP_K  row width (block size), whether
+ *              there are rows
+ *   ROPE and the elementwise ops: whether there is anything to do (ROPE)
+ * Left out on purpose: values that change between steps while the kernels
+ * stay the same — n_past, the KV length of the cache views and masks, data
+ * pointers, and the row counts that only size a grid (tokens in a batch on
+ * grid y, ids of KV moves, elements of an elementwise op). The update
+ * changes grid sizes and arguments in place, so those graphs share an entry
+ * instead of filling the cache with one per row count.
+ * The key only chooses which cached graph to try: cudaGraphExecUpdate
+ * refuses (and launch_graph re-instantiates that entry) when the capture's
+ * topology differs, and an update that succeeds leaves exactly the new
+ * capture, so a wrong or colliding key costs an instantiation, never a
+ * wrong result. Keep that fallback. */
+static uint64_t key_mix(uint64_t h, uint64_t v) { /* FNV-1a over v's 8 bytes */
+    for (int i = 0; i < 8; i++) h = (h ^ ((v >> (8 * i)) & 0xff)) * 0x100000001b3ull;
+    return h;
+}
+
+/* The launch plan of a MATMUL with M activation columns (k_matmul.cu's
+ * mm_launch): matvec variant for M <= 8, chunk count and the last chunk's
+ * variant for M <= 64, one class for the tiled kernel beyond. */
+static uint64_t matmul_m_class(int64_t M) {
+    if (M <= 0) return 0;
+    if (M > 64) return 1000;
+    const int64_t chunks = (M + 7) / 8, last = M - 8 * (chunks - 1);
+    const int variant = last == 1 ? 1 : last == 2 ? 2 : last <= 4 ? 4 : 8;
+    return (uint64_t)(chunks * 16 + variant);
+}
+
+static uint64_t align16(const sx_tensor *t) { return (uint64_t)(uintptr_t)gt_of(t).data & 15; }
+
+static uint64_t node_key(uint64_t h, const sx_tensor *n) {
+    h = key_mix(h, (uint64_t)n->op);
+    h = key_mix(h, (uint64_t)n->dtype);
+    for (int s = 0; s < SX_MAX_SRC; s++) h = key_mix(h, n->src[s] ? (uint64_t)n->src[s]->dtype + 1 : 0);
+    const sx_tensor *a = n->src[0], *b = n->src[1];
+    switch (n->op) {
+    case SX_OP_MATMUL: /* a = w [K, N], b = x [K, M] */
+        h = key_mix(h, (uint64_t)a->ne[0]);
+        h = key_mix(h, (uint64_t)a->ne[1]);
+        h = key_mix(h, matmul_m_class(b->ne[1]));
+        h = key_mix(h, align16(a) | (uint64_t)(a->nb[1] & 15) << 4 | align16(b) << 8 | (uint64_t)(b->nb[1] & 15) << 12);
+        break;
+    case SX_OP_ATTENTION: /* a = q [d, nh, T]; src[3] = mask */
+        h = key_mix(h, (uint64_t)a->ne[0]);
+        h = key_mix(h, (uint64_t)a->ne[1]);
+        h = key_mix(h, (uint64_t)(a->ne[2] > 0) | (uint64_t)(n->src[3] != NULL) << 1);
+        break;
+    case SX_OP_GET_ROWS: /* a = table, b = ids */
+        h = key_mix(h, (uint64_t)a->ne[0]);
+        h = key_mix(h, (uint64_t)(b->ne[0] > 0));
+        break;
+    case SX_OP_SET_ROWS: /* b = src rows, src[2] = ids */
+        h = key_mix(h, (uint64_t)b->ne[0]);
+        h = key_mix(h, (uint64_t)(n->src[2]->ne[0] > 0));
+        break;
+    case SX_OP_RMS_NORM:
+    case SX_OP_SOFTMAX:
+        h = key_mix(h, (uint64_t)a->ne[0]);
+        h = key_mix(h, (uint64_t)(sx_tensor_nrows(a) > 0));
+        break;
+    case SX_OP_ARGMAX:
+    case SX_OP_TOP_K:
+        h = key_mix(h, (uint64_t)a->ne[0]);
+        h = key_mix(h, (uint64_t)(a->ne[1] > 0));
+        break;
+    case SX_OP_ROPE: h = key_mix(h, (uint64_t)(sx_tensor_nelements(a) > 0)); break;
+    default: break; /* elementwise: one launch, its grid sized by the element count */
+    }
+    return h;
+}
+
+static uint64_t graph_key(sx_tensor *const *nodes, int n_nodes) {
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a offset basis */
+    for (int i = 0; i < n_nodes; i++) h = node_key(h, nodes[i]);
+    return h;
+}
+
+/* Destroys a cached executable graph. CUDA frees one still running when it
+ * completes; HIP does not document that, so there we wait for the stream
+ * first (rare: a refused update or an eviction). */
+static void graph_exec_destroy(gpu_device *d, cudaGraphExec_t exec) {
+#if defined(SX_HIP)
+    (void)cudaStreamSynchronize(d->stream);
+    (void)cudaGetLastError(); /* a fault stays sticky: the next sync reports it */
+#else
+    (void)d;
+#endif
+    (void)cudaGraphExecDestroy(exec);
+}
+
+/* The entry for key: a cached one (*hit), else a free slot or the least
+ * recently used one, emptied (an eviction). */
+static gpu_graph_entry *graph_entry(gpu_device *d, uint64_t key, int n_nodes, bool *hit) {
+    gpu_graph_entry *free_slot = NULL, *lru = NULL;
+    for (int i = 0; i < GPU_GRAPH_CACHE; i++) {
+        gpu_graph_entry *e = &d->graph_cache[i];
+        if (!e->exec) {
+            if (!free_slot) free_slot = e;
+        } else if (e->key == key && e->n_nodes == n_nodes) {
+            *hit = true;
+            return e;
+        } else if (!lru || e->last_used < lru->last_used) {
+            lru = e;
+        }
+    }
+    *hit = false;
+    if (free_slot) return free_slot;
+    graph_exec_destroy(d, lru->exec);
+    lru->exec = NULL;
+    d->n_graph_evictions++;
+    return lru;
+}
+
 /* Captures the nodes' launches and launches the graph. Thread-local mode:
  * only calls unsafe during capture (synchronous copies, malloc, syncs) made
  * by this thread invalidate it; the launchers make none, they only launch
- * kernels on d->stream. The cached executable graph is updated when the
- * capture has its topology (a chain of the same number of kernels whose
- * functions, grids and arguments may differ), otherwise replaced. A launch
- * of it still running from the last step is not affected by the update
- * (CUDA: updates apply to later launches; a destroyed graph in flight is
- * freed on completion). */
+ * kernels on d->stream. The cached executable graph of the node list's key
+ * is updated from the capture (same topology: a chain of the same number of
+ * kernels whose grids and arguments may differ); when the update is refused
+ * (the key missed a difference) or no graph has the key, the capture is
+ * instantiated into that entry. A launch of it still running from an
+ * earlier step is not affected by the update (CUDA: updates apply to later
+ * launches; a destroyed graph in flight is freed on completion). */
 static sx_status launch_graph(gpu_device *d, sx_tensor *const *nodes, int n_nodes) {
+    const uint64_t key = graph_key(nodes, n_nodes);
     GPU_TRY(cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal), "starting a graph capture");
     const sx_status st = launch_nodes(d, nodes, n_nodes);
     if (st != SX_OK) {
@@ -354,27 +491,31 @@ static sx_status launch_graph(gpu_device *d, sx_tensor *const *nodes, int n_node
         (void)cudaGetLastError();
         return gpu_error(e, "ending the graph capture");
     }
-    if (d->graph_exec && sx_graph_exec_update(d->graph_exec, g) != cudaSuccess) {
-        (void)cudaGetLastError(); /* the update's own failure, not a fault */
-#if defined(SX_HIP)
-        /* HIP does not document destroying a graph still running (CUDA frees
-         * it when done): wait for it; the shape rarely changes */
-        (void)cudaStreamSynchronize(d->stream);
-        (void)cudaGetLastError(); /* a fault stays sticky: the next sync reports it */
-#endif
-        (void)cudaGraphExecDestroy(d->graph_exec);
-        d->graph_exec = NULL;
+    bool hit = false;
+    gpu_graph_entry *ent = graph_entry(d, key, n_nodes, &hit);
+    if (hit) {
+        d->n_graph_hits++;
+        if (sx_graph_exec_update(ent->exec, g) == cudaSuccess) {
+            d->n_graph_updates++;
+        } else { /* topology differs after all: replace this entry's graph */
+            (void)cudaGetLastError(); /* the update's own failure, not a fault */
+            graph_exec_destroy(d, ent->exec);
+            ent->exec = NULL;
+        }
     }
-    if (!d->graph_exec) {
-        if ((e = cudaGraphInstantiateWithFlags(&d->graph_exec, g, 0)) != cudaSuccess) {
-            d->graph_exec = NULL;
+    if (!ent->exec) {
+        if ((e = cudaGraphInstantiateWithFlags(&ent->exec, g, 0)) != cudaSuccess) {
+            ent->exec = NULL; /* the slot stays free */
             (void)cudaGraphDestroy(g);
             (void)cudaGetLastError();
             return gpu_error(e, "instantiating the graph");
         }
+        ent->key = key;
+        ent->n_nodes = n_nodes;
         d->n_graph_instantiations++;
     }
-    e = cudaGraphLaunch(d->graph_exec, d->stream);
+    ent->last_used = ++d->graph_clock;
+    e = cudaGraphLaunch(ent->exec, d->stream);
     (void)cudaGraphDestroy(g); /* the executable graph does not need it */
     if (e != cudaSuccess) {
         (void)cudaGetLastError();

@@ -20,6 +20,21 @@
 
 namespace SX_NS {
 
+/* compute() keeps this many executable graphs per device (least recently
+ * used out): a speculative step alternates several shapes (the draft's
+ * pending rows, its tree levels, the target's verify pass, KV moves), each
+ * of which would otherwise be instantiated anew at every use. */
+#define GPU_GRAPH_CACHE 8
+
+/* One cached executable graph and the topology key of the node lists it was
+ * captured from (graph_key in gpu_backend.cu). */
+typedef struct gpu_graph_entry {
+    uint64_t key;          /* hash of what picks kernels and launch counts */
+    int n_nodes;           /* node count of the list (part of the key) */
+    cudaGraphExec_t exec;  /* NULL: free slot */
+    uint64_t last_used;    /* gpu_device.graph_clock at its last launch (LRU) */
+} gpu_graph_entry;
+
 typedef struct gpu_device {
     sx_device base;
     int ordinal;          /* runtime device index */
@@ -29,9 +44,14 @@ typedef struct gpu_device {
     int n_sm;
     bool graphs;                /* compute() captures its launches into a graph
                                    (SPECEXIT_CUDA_GRAPHS, read at open) */
-    cudaGraphExec_t graph_exec; /* last compute()'s graph, updated in place while
-                                   its shape repeats (decode steps); NULL if none */
-    long n_graph_launches, n_graph_instantiations; /* logged at close (SPECEXIT_LOG=info) */
+    gpu_graph_entry graph_cache[GPU_GRAPH_CACHE]; /* updated in place when a
+                                   compute() has an entry's key (decode steps) */
+    uint64_t graph_clock;       /* graph launches so far: the LRU's clock */
+    /* logged at close (SPECEXIT_LOG=info): graph launches; of those, how many
+     * found their key in the cache and how many of these were updated in
+     * place (the rest: update refused, re-instantiated); instantiations in
+     * all, and entries evicted to make room */
+    long n_graph_launches, n_graph_hits, n_graph_updates, n_graph_instantiations, n_graph_evictions;
 } gpu_device;
 
 typedef struct gpu_buffer {
