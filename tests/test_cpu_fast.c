@@ -322,6 +322,57 @@ static void test_vec(void) {
     free(a), free(b), free(y), free(y0), free(h);
 }
 
+/* f32 <-> f16 rows: the same bits as ir/dtype.c on every level, for all
+ * 65536 halves and for floats at rounding ties, the overflow and subnormal
+ * edges, NaNs with payloads and random bit patterns; unaligned starts and
+ * odd lengths; one guard element after the row. */
+static void test_cvt(void) {
+    enum { N = 65536 };
+    float *f = malloc(sizeof(float) * (N + 1)), *g = malloc(sizeof(float) * (N + 1));
+    uint16_t *h = malloc(sizeof(uint16_t) * (N + 1)), *k = malloc(sizeof(uint16_t) * (N + 1));
+    const int nlev = (int)sx_cpu_simd_detected() + 1;
+    for (int l = 0; l < nlev; l++) {
+        if (sx_cpu_simd_force((sx_cpu_simd)l) != SX_OK) continue;
+        const char *lv = sx_cpu_simd_level();
+        const int f0 = g_fail;
+        for (uint32_t i = 0; i < N; i++) h[i] = (uint16_t)i;
+        g[N] = 7.0f;
+        sx_cpu_fp16_to_fp32_row(N, h, g);
+        int bad = -1;
+        for (uint32_t i = 0; i < N && bad < 0; i++) {
+            const float r = sx_fp16_to_fp32(h[i]);
+            if (memcmp(&r, &g[i], 4) != 0) bad = (int)i;
+        }
+        check(bad < 0 && g[N] == 7.0f, "fp16_to_fp32_row level=%s first bad half 0x%llx (%g, guard %g)", lv, bad,
+              bad < 0 ? 0.0 : (double)g[bad], (double)g[N]);
+        for (uint32_t i = 0; i < N; i++) {
+            uint32_t u;
+            switch (i % 4) {
+            case 0: u = ((uint32_t)(i >> 2) << 13) | 0x1000u; break;                       /* halfway between halves */
+            case 1: u = (uint32_t)(rnd() >> 32); break;                                      /* any bits, NaNs included */
+            case 2: u = 0x33000000u + (uint32_t)(rnd() % 0x14800000u); break;                /* subnormal .. overflow range */
+            default: u = (rnd() & 1 ? 0x80000000u : 0) | (0x477fe000u + (uint32_t)(rnd() % 0x4000u)); break; /* near 65504 */
+            }
+            memcpy(&f[i], &u, 4);
+        }
+        static const int64_t offs[] = {0, 1, 3}, lens[] = {N - 3, 17, 7, 0};
+        for (int o = 0; o < 3; o++)
+            for (int li = 0; li < 4; li++) {
+                const int64_t off = offs[o], n = lens[li];
+                k[off + n] = 0xABCD;
+                sx_cpu_fp32_to_fp16_row(n, f + off, k + off);
+                int64_t b = -1;
+                for (int64_t i = 0; i < n && b < 0; i++)
+                    if (k[off + i] != sx_fp32_to_fp16(f[off + i])) b = i;
+                check(b < 0 && k[off + n] == 0xABCD, "fp32_to_fp16_row level=%s n=%lld off=%g bad=%g", lv, (long long)n,
+                      (double)off, (double)b);
+            }
+        printf("f16 rows    %-10s: %s\n", lv, g_fail == f0 ? "ok" : "FAIL");
+    }
+    sx_cpu_simd_reset();
+    free(f), free(g), free(h), free(k);
+}
+
 /* ---------------------------------------------------------- arguments */
 
 static void test_args(sx_threadpool *tp) {
@@ -450,6 +501,7 @@ int main(int argc, char **argv) {
     }
     test_args(pools[1]);
     test_vec();
+    test_cvt();
     test_matmul(pools, np, quick);
     /* no pool at all: caller-only path with thread-local scratch */
     {

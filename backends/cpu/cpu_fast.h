@@ -126,6 +126,11 @@ float sx_cpu_vec_dot_f32(int64_t n, const float *a, const float *b);
 float sx_cpu_vec_dot_f16_f32(int64_t n, const uint16_t *a, const float *b);
 /* y[i] += alpha * f16(x[i]) (e.g. accumulating V rows in attention). */
 void sx_cpu_vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y);
+/* y[i] = f16(x[i]) / f32(x[i]): the same bits as sx_fp32_to_fp16 /
+ * sx_fp16_to_fp32 (ir/dtype.c) on every level (round to nearest even, NaN
+ * handled by the scalar code), F16C where the level has it. */
+void sx_cpu_fp32_to_fp16_row(int64_t n, const float *x, uint16_t *y);
+void sx_cpu_fp16_to_fp32_row(int64_t n, const uint16_t *x, float *y);
 
 /* =================================================================
  * Internal: kernel tables shared by cpu_simd*.c. Not for other files.
@@ -190,6 +195,8 @@ typedef struct sx_cpu_kernels {
     float (*vec_dot_f32)(int64_t n, const float *a, const float *b);
     float (*vec_dot_f16_f32)(int64_t n, const uint16_t *a, const float *b);
     void (*vec_axpy_f16)(int64_t n, float alpha, const uint16_t *x, float *y);
+    void (*fp32_to_fp16)(int64_t n, const float *x, uint16_t *y); /* see sx_cpu_fp32_to_fp16_row */
+    void (*fp16_to_fp32)(int64_t n, const uint16_t *x, float *y);
     /* one activation row of K floats -> q8 / q8k layout; identical results
      * on every level (same float ops, round to nearest even) */
     void (*quantize_q8)(const float *x, int64_t K, void *dst);
@@ -201,6 +208,12 @@ const sx_cpu_kernels *sx_cpu_kernels_scalar(void);
 const sx_cpu_kernels *sx_cpu_kernels_avx2(void);
 const sx_cpu_kernels *sx_cpu_kernels_avx512(void);
 const sx_cpu_kernels *sx_cpu_kernels_avx512vnni(void);
+/* The active level's table: kernels that call the vector helpers in an inner
+ * loop fetch it once (the sx_cpu_vec_* wrappers look it up on every call). */
+const sx_cpu_kernels *sx_cpu_kernels_active(void);
+/* F16C row conversions of the AVX2 level, shared by the AVX-512 tables. */
+void sx_cpu_fp32_to_fp16_f16c(int64_t n, const float *x, uint16_t *y);
+void sx_cpu_fp16_to_fp32_f16c(int64_t n, const uint16_t *x, float *y);
 
 /* Software prefetch of the weight stream. The nr rows of one kernel call are
  * one region [W, W + nr * ws) read front to back in nb steps; before step b

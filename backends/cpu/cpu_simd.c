@@ -478,6 +478,13 @@ static void vec_axpy_f16_scalar(int64_t n, float alpha, const uint16_t *x, float
     for (int64_t i = 0; i < n; i++) y[i] += alpha * h2f(x[i]);
 }
 
+static void fp32_to_fp16_scalar(int64_t n, const float *x, uint16_t *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = sx_fp32_to_fp16(x[i]);
+}
+static void fp16_to_fp32_scalar(int64_t n, const uint16_t *x, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = sx_fp16_to_fp32(x[i]);
+}
+
 /* One activation row at a time. */
 #define SX_GEMM_BY_COLUMN(name)                                                                  \
     static void name##_gemm(int64_t K, const void *W, size_t ws, int nr, const void *x, size_t xs, \
@@ -514,6 +521,8 @@ static const sx_cpu_kernels k_scalar = {
     .vec_dot_f32 = vec_dot_f32_scalar,
     .vec_dot_f16_f32 = vec_dot_f16_f32_scalar,
     .vec_axpy_f16 = vec_axpy_f16_scalar,
+    .fp32_to_fp16 = fp32_to_fp16_scalar,
+    .fp16_to_fp32 = fp16_to_fp32_scalar,
     .quantize_q8 = quantize_row_q8_scalar,
     .quantize_q8k = quantize_row_q8k_scalar,
 };
@@ -531,6 +540,9 @@ float sx_cpu_vec_dot_f16_f32(int64_t n, const uint16_t *a, const float *b) {
 void sx_cpu_vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
     active()->vec_axpy_f16(n, alpha, x, y);
 }
+void sx_cpu_fp32_to_fp16_row(int64_t n, const float *x, uint16_t *y) { active()->fp32_to_fp16(n, x, y); }
+void sx_cpu_fp16_to_fp32_row(int64_t n, const uint16_t *x, float *y) { active()->fp16_to_fp32(n, x, y); }
+const sx_cpu_kernels *sx_cpu_kernels_active(void) { return active(); }
 
 /* ------------------------------------------------------------- driver */
 

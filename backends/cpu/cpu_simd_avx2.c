@@ -591,6 +591,38 @@ static void vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
     for (; i < n; i++) y[i] += alpha * f16(x[i]);
 }
 
+/* ------------------------------------------------- f32 <-> f16 rows */
+
+/* vcvtps2ph with round to nearest even gives sx_fp32_to_fp16's bits for every
+ * number; NaN payloads differ (the scalar code writes one quiet NaN), so a
+ * group of 8 holding a NaN goes through the scalar code. Same for vcvtph2ps,
+ * which quiets signalling NaNs where sx_fp16_to_fp32 keeps their bits. */
+void sx_cpu_fp32_to_fp16_f16c(int64_t n, const float *x, uint16_t *y) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {
+            for (int j = 0; j < 8; j++) y[i + j] = sx_fp32_to_fp16(x[i + j]);
+            continue;
+        }
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < n; i++) y[i] = sx_fp32_to_fp16(x[i]);
+}
+
+void sx_cpu_fp16_to_fp32_f16c(int64_t n, const uint16_t *x, float *y) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {
+            for (int j = 0; j < 8; j++) y[i + j] = sx_fp16_to_fp32(x[i + j]);
+            continue;
+        }
+        _mm256_storeu_ps(y + i, v);
+    }
+    for (; i < n; i++) y[i] = sx_fp16_to_fp32(x[i]);
+}
+
 /* ------------------------------------------------ activation quantisers */
 
 SX_INLINE float hmax_ps(__m256 v) {
@@ -676,6 +708,8 @@ static const sx_cpu_kernels k_avx2 = {
     .vec_dot_f32 = vec_dot_f32,
     .vec_dot_f16_f32 = vec_dot_f16_f32,
     .vec_axpy_f16 = vec_axpy_f16,
+    .fp32_to_fp16 = sx_cpu_fp32_to_fp16_f16c,
+    .fp16_to_fp32 = sx_cpu_fp16_to_fp32_f16c,
     .quantize_q8 = quantize_q8,
     .quantize_q8k = quantize_q8k,
 };

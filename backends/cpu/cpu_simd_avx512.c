@@ -973,6 +973,8 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
     .vec_dot_f32 = vec_dot_f32,
     .vec_dot_f16_f32 = vec_dot_f16_f32,
     .vec_axpy_f16 = vec_axpy_f16,
+    .fp32_to_fp16 = sx_cpu_fp32_to_fp16_f16c, /* 8 lanes are enough for KV rows */
+    .fp16_to_fp32 = sx_cpu_fp16_to_fp32_f16c,
     .quantize_q8 = quantize_q8,
     .quantize_q8k = quantize_q8k,
 };
