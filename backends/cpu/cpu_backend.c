@@ -80,6 +80,12 @@ static void cpu_close(sx_device *dev) {
     if (!dev) return;
     sx_cpu_device *d = (sx_cpu_device *)dev;
     sx_threadpool_destroy(d->pool);
+    for (int i = 0; i < SX_CPU_ROPE_CACHES; i++) {
+        free(d->rope[i].ff);
+        free(d->rope[i].inv);
+        free(d->rope[i].cs);
+        free(d->rope[i].ready);
+    }
     free(d->scratch);
     free(d);
 }

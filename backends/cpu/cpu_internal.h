@@ -5,12 +5,28 @@
 #include "backends/backend.h"
 #include "backends/cpu/cpu_fast.h"
 
+/* Rope angles of one configuration (fast mode, cpu_ops_fast.c). */
+typedef struct sx_cpu_rope_cache {
+    int half, n_dims; /* key: n_dims, base, scale, freq factors */
+    float freq_base, freq_scale;
+    bool has_ff;
+    float *ff;           /* [half] copy of the freq factors */
+    double *inv;         /* [half] freq_base^(-2i/n_dims) */
+    float *cs;           /* [n_pos][half][2] cos, sin */
+    uint8_t *ready;      /* [n_pos] */
+    int64_t n_pos;
+    uint64_t used;       /* last use (device rope_clock) */
+} sx_cpu_rope_cache;
+#define SX_CPU_ROPE_CACHES 4
+
 typedef struct sx_cpu_device {
     sx_device base;
     bool reference;      /* scalar oracle mode */
     sx_threadpool *pool; /* fast mode only */
     float *scratch;      /* per-device scratch for kernels, grown on demand */
     size_t scratch_floats;
+    sx_cpu_rope_cache rope[SX_CPU_ROPE_CACHES]; /* fast mode: target and draft ropes */
+    uint64_t rope_clock;
 } sx_cpu_device;
 
 /* Host address of t's first element (all CPU buffers are host memory). */

@@ -4,11 +4,23 @@
  * kernel, so results never depend on which path ran, only their rounding.
  * Tested by tests/test_ops.c (backend "cpu" vs "cpu-ref"). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backends/cpu/cpu_internal.h"
 
 static inline sx_threadpool *pool_of(sx_device *dev) { return ((sx_cpu_device *)dev)->pool; }
+
+/* Ops with less work than this (elements touched, or multiply-adds) run on
+ * the calling thread: a fork/join across the pool costs a few microseconds
+ * (waking, cache lines moving between cores, a late worker), more than the
+ * op itself. The split of the work never changes a result. */
+#define SX_CPU_PAR_MIN_WORK 16384
+
+static void run(sx_device *dev, sx_parallel_fn fn, void *ctx, int64_t work) {
+    if (work < SX_CPU_PAR_MIN_WORK) fn(ctx, 0, 1);
+    else sx_threadpool_run(pool_of(dev), fn, ctx);
+}
 
 static inline void split(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
     const int64_t per = (n + nth - 1) / nth;
@@ -46,7 +58,7 @@ static void norm_rows(void *p, int ith, int nth) {
 static sx_status fast_RMS_NORM(sx_device *dev, sx_tensor *node) {
     norm_ctx c = {node->src[0], node->src[1], node};
     if (c.x->nb[0] != 4 || c.w->nb[0] != 4) return sx_cpu_ref_RMS_NORM(dev, node);
-    sx_threadpool_run(pool_of(dev), norm_rows, &c);
+    run(dev, norm_rows, &c, sx_tensor_nelements(c.x));
     return SX_OK;
 }
 
@@ -76,56 +88,149 @@ static bool same_contiguous(const sx_tensor *a, const sx_tensor *b) {
 static sx_status ew(sx_device *dev, sx_tensor *node, ew_kind kind, sx_kernel_fn fallback) {
     if (!same_contiguous(node->src[0], node->src[1])) return fallback(dev, node);
     ew_ctx c = {sx_cpu_data(node->src[0]), sx_cpu_data(node->src[1]), sx_cpu_data(node), sx_tensor_nelements(node), kind};
-    sx_threadpool_run(pool_of(dev), ew_run, &c);
+    run(dev, ew_run, &c, kind == EW_SILU_MUL ? 8 * c.n : c.n); /* expf ~ 8 adds */
     return SX_OK;
 }
 static sx_status fast_ADD(sx_device *dev, sx_tensor *node) { return ew(dev, node, EW_ADD, sx_cpu_ref_ADD); }
 static sx_status fast_MUL(sx_device *dev, sx_tensor *node) { return ew(dev, node, EW_MUL, sx_cpu_ref_MUL); }
 static sx_status fast_SILU_MUL(sx_device *dev, sx_tensor *node) { return ew(dev, node, EW_SILU_MUL, sx_cpu_ref_SILU_MUL); }
 
-/* ---- rope: cos/sin per (token, pair) computed once, shared by heads ---- */
-typedef struct { const sx_tensor *x, *pos, *ff; sx_tensor *y; } rope_ctx;
+/* ---- rope: cos/sin per (position, pair) cached on the device ----
+ * Every layer's q and k rope of a step share the positions, so the angles of
+ * a position are computed once (the first call that meets it) and kept per
+ * rope configuration; freq_base^(-2i/n_dims) is computed once per
+ * configuration. theta is evaluated with the same double operations as
+ * before the cache, so a cached value equals a fresh one bit for bit. */
+#define SX_ROPE_CACHE_MAX_BYTES (32u << 20) /* per configuration; later positions are computed per call */
+
+static bool rope_key_eq(const sx_cpu_rope_cache *e, const sx_params_rope *pr, const float *ff, int half) {
+    return e->half == half && e->n_dims == pr->n_dims && e->freq_base == pr->freq_base && e->freq_scale == pr->freq_scale &&
+           e->has_ff == (ff != NULL) && (!ff || memcmp(e->ff, ff, sizeof(float) * (size_t)half) == 0);
+}
+
+/* The cache entry for this configuration (found, or the least recently used
+ * one reset for it); NULL when it cannot be allocated. */
+static sx_cpu_rope_cache *rope_entry(sx_cpu_device *d, const sx_params_rope *pr, const float *ff, int half) {
+    sx_cpu_rope_cache *e = NULL;
+    d->rope_clock++;
+    for (int i = 0; i < SX_CPU_ROPE_CACHES; i++)
+        if (rope_key_eq(&d->rope[i], pr, ff, half)) {
+            e = &d->rope[i];
+            e->used = d->rope_clock;
+            return e;
+        }
+    e = &d->rope[0];
+    for (int i = 1; i < SX_CPU_ROPE_CACHES; i++)
+        if (d->rope[i].used < e->used) e = &d->rope[i];
+    e->half = 0; /* invalid until filled */
+    double *inv = realloc(e->inv, sizeof(double) * (size_t)half);
+    float *ffc = realloc(e->ff, sizeof(float) * (size_t)half);
+    if (inv) e->inv = inv;
+    if (ffc) e->ff = ffc;
+    if (!inv || !ffc) return NULL;
+    e->n_dims = pr->n_dims;
+    e->freq_base = pr->freq_base;
+    e->freq_scale = pr->freq_scale;
+    e->has_ff = ff != NULL;
+    if (ff) memcpy(e->ff, ff, sizeof(float) * (size_t)half);
+    for (int i = 0; i < half; i++) e->inv[i] = pow((double)pr->freq_base, -2.0 * i / pr->n_dims);
+    e->n_pos = 0; /* rows of another size: regrown (and cleared) on lookup */
+    e->half = half;
+    e->used = d->rope_clock;
+    return e;
+}
+
+/* cs[2i] = cos, cs[2i + 1] = sin of pair i's angle at position p. */
+static void rope_angles(const sx_cpu_rope_cache *e, int32_t p, float *cs) {
+    for (int i = 0; i < e->half; i++) {
+        const double theta = (double)p * e->freq_scale * e->inv[i] / (e->has_ff ? (double)e->ff[i] : 1.0);
+        cs[2 * i] = (float)cos(theta);
+        cs[2 * i + 1] = (float)sin(theta);
+    }
+}
+
+/* Angles of position p from the cache (filled on a miss), or computed into
+ * tmp past the cache's size limit. */
+static const float *rope_lookup(sx_cpu_rope_cache *e, int32_t p, float *tmp) {
+    const size_t row = sizeof(float) * 2 * (size_t)e->half;
+    if (p >= 0 && p >= e->n_pos && (size_t)p < SX_ROPE_CACHE_MAX_BYTES / row) {
+        int64_t n = e->n_pos ? e->n_pos : 256;
+        while (n <= p) n *= 2;
+        if ((size_t)n > SX_ROPE_CACHE_MAX_BYTES / row) n = (int64_t)(SX_ROPE_CACHE_MAX_BYTES / row);
+        float *cs = realloc(e->cs, row * (size_t)n);
+        if (cs) e->cs = cs;
+        uint8_t *ready = cs ? realloc(e->ready, (size_t)n) : NULL;
+        if (ready) {
+            e->ready = ready;
+            memset(ready + e->n_pos, 0, (size_t)(n - e->n_pos));
+            e->n_pos = n;
+        }
+    }
+    if (p < 0 || p >= e->n_pos) {
+        rope_angles(e, p, tmp);
+        return tmp;
+    }
+    float *cs = e->cs + (size_t)p * 2 * (size_t)e->half;
+    if (!e->ready[p]) {
+        rope_angles(e, p, cs);
+        e->ready[p] = 1;
+    }
+    return cs;
+}
+
+typedef struct { const sx_tensor *x; sx_tensor *y; const float *cs; /* [T][half][2] */ } rope_ctx;
 
 static void rope_run(void *p, int ith, int nth) {
     rope_ctx *c = p;
     const sx_tensor *x = c->x;
     const sx_params_rope *pr = &c->y->params.rope;
     const int half = pr->n_dims / 2;
-    const int32_t *pos = sx_cpu_data(c->pos);
-    const float *ff = c->ff ? sx_cpu_data(c->ff) : NULL;
+    const bool neox = pr->mode == SX_ROPE_NEOX;
+    const int64_t nh = x->ne[1], n_rows = x->ne[2] * x->ne[3] * nh;
     int64_t lo, hi;
-    split(x->ne[2], ith, nth, &lo, &hi);
-    for (int64_t t = lo; t < hi; t++) {
-        float cs[512], sn[512];
-        for (int i = 0; i < half && i < 512; i++) {
-            const double theta = (double)pos[t] * pr->freq_scale * pow((double)pr->freq_base, -2.0 * i / pr->n_dims) / (ff ? (double)ff[i] : 1.0);
-            cs[i] = (float)cos(theta);
-            sn[i] = (float)sin(theta);
-        }
-        for (int64_t i3 = 0; i3 < x->ne[3]; i3++)
-            for (int64_t h = 0; h < x->ne[1]; h++) {
-                const float *xr = (const float *)((const char *)sx_cpu_data(x) + h * x->nb[1] + t * x->nb[2] + i3 * x->nb[3]);
-                float *yr = (float *)((char *)sx_cpu_data(c->y) + h * c->y->nb[1] + t * c->y->nb[2] + i3 * c->y->nb[3]);
-                for (int64_t i0 = pr->n_dims; i0 < x->ne[0]; i0++) yr[i0] = xr[i0];
-                for (int i = 0; i < half; i++) {
-                    const int64_t a = pr->mode == SX_ROPE_NEOX ? i : 2 * i, b = pr->mode == SX_ROPE_NEOX ? i + half : 2 * i + 1;
-                    const float x0 = xr[a], x1 = xr[b];
-                    yr[a] = x0 * cs[i] - x1 * sn[i];
-                    yr[b] = x0 * sn[i] + x1 * cs[i];
-                }
+    split(n_rows, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const int64_t h = r % nh, t = (r / nh) % x->ne[2], i3 = r / (nh * x->ne[2]);
+        const float *cs = c->cs + (size_t)t * 2 * (size_t)half;
+        const float *xr = (const float *)((const char *)sx_cpu_data(x) + h * x->nb[1] + t * x->nb[2] + i3 * x->nb[3]);
+        float *yr = (float *)((char *)sx_cpu_data(c->y) + h * c->y->nb[1] + t * c->y->nb[2] + i3 * c->y->nb[3]);
+        for (int64_t i0 = pr->n_dims; i0 < x->ne[0]; i0++) yr[i0] = xr[i0];
+        if (neox) {
+            for (int i = 0; i < half; i++) {
+                const float x0 = xr[i], x1 = xr[i + half];
+                yr[i] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
+                yr[i + half] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
             }
+        } else {
+            for (int i = 0; i < half; i++) {
+                const float x0 = xr[2 * i], x1 = xr[2 * i + 1];
+                yr[2 * i] = x0 * cs[2 * i] - x1 * cs[2 * i + 1];
+                yr[2 * i + 1] = x0 * cs[2 * i + 1] + x1 * cs[2 * i];
+            }
+        }
     }
 }
 
 static sx_status fast_ROPE(sx_device *dev, sx_tensor *node) {
-    rope_ctx c = {node->src[0], node->src[1], node->src[2], node};
-    if (c.x->nb[0] != 4 || node->params.rope.n_dims > 1024) return sx_cpu_ref_ROPE(dev, node);
-    sx_threadpool_run(pool_of(dev), rope_run, &c);
+    sx_cpu_device *d = (sx_cpu_device *)dev;
+    const sx_tensor *x = node->src[0], *pos = node->src[1], *ff = node->src[2];
+    const sx_params_rope *pr = &node->params.rope;
+    const int half = pr->n_dims / 2;
+    if (x->nb[0] != 4 || pos->nb[0] != 4 || (ff && ff->nb[0] != 4) || half < 1) return sx_cpu_ref_ROPE(dev, node);
+    const int64_t T = x->ne[2];
+    float *tab = sx_cpu_scratch(d, (size_t)(T + 1) * 2 * (size_t)half);
+    sx_cpu_rope_cache *e = tab ? rope_entry(d, pr, ff ? sx_cpu_data(ff) : NULL, half) : NULL;
+    if (!e) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "rope: angle tables");
+    const int32_t *p = sx_cpu_data(pos);
+    float *tmp = tab + (size_t)T * 2 * (size_t)half;
+    for (int64_t t = 0; t < T; t++) memcpy(tab + (size_t)t * 2 * (size_t)half, rope_lookup(e, p[t], tmp), sizeof(float) * 2 * (size_t)half);
+    rope_ctx c = {x, node, tab};
+    run(dev, rope_run, &c, sx_tensor_nelements(x));
     return SX_OK;
 }
 
 /* ---- attention: one (token, head) pair per task, online over the kv slots ---- */
-typedef struct { const sx_tensor *q, *k, *v, *mask; sx_tensor *y; float *scratch; int64_t stride; } attn_ctx;
+typedef struct { const sx_tensor *q, *k, *v, *mask; sx_tensor *y; float *scratch; int64_t stride; const sx_cpu_kernels *kt; } attn_ctx;
 
 static void attn_run(void *p, int ith, int nth) {
     attn_ctx *c = p;
@@ -155,7 +260,7 @@ static void attn_run(void *p, int ith, int nth) {
                 continue;
             }
             const void *kr = kb + j * k->nb[2];
-            sc[j] = scale * (f16 ? sx_cpu_vec_dot_f16_f32(d, kr, qr) : sx_cpu_vec_dot_f32(d, kr, qr));
+            sc[j] = scale * (f16 ? c->kt->vec_dot_f16_f32(d, kr, qr) : c->kt->vec_dot_f32(d, kr, qr));
             if (sc[j] > mx) mx = sc[j];
         }
         float sum = 0;
@@ -168,7 +273,7 @@ static void attn_run(void *p, int ith, int nth) {
             if (sc[j] == 0.0f) continue;
             const void *vr = vb + j * v->nb[2];
             if (f16) {
-                sx_cpu_vec_axpy_f16(d, sc[j], vr, acc);
+                c->kt->vec_axpy_f16(d, sc[j], vr, acc);
             } else {
                 const float *vf = vr;
                 for (int64_t cc = 0; cc < d; cc++) acc[cc] += sc[j] * vf[cc];
@@ -181,24 +286,181 @@ static void attn_run(void *p, int ith, int nth) {
 }
 
 static sx_status fast_ATTENTION(sx_device *dev, sx_tensor *node) {
-    attn_ctx c = {node->src[0], node->src[1], node->src[2], node->src[3], node, NULL, 0};
+    attn_ctx c = {node->src[0], node->src[1], node->src[2], node->src[3], node, NULL, 0, sx_cpu_kernels_active()};
     if (c.q->nb[0] != 4) return sx_cpu_ref_ATTENTION(dev, node);
     const int nth = sx_threadpool_size(pool_of(dev));
     c.stride = (c.k->ne[2] + c.q->ne[0] + 15) & ~(int64_t)15;
     c.scratch = sx_cpu_scratch((sx_cpu_device *)dev, (size_t)c.stride * (size_t)nth);
     if (!c.scratch) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "attention: scratch");
-    sx_threadpool_run(pool_of(dev), attn_run, &c);
+    run(dev, attn_run, &c, c.q->ne[2] * c.q->ne[1] * c.k->ne[2] * c.q->ne[0]);
     return SX_OK;
 }
 
-/* Ops cheap enough to run through the reference kernels in fast mode. */
-#define fast_GET_ROWS sx_cpu_ref_GET_ROWS
-#define fast_SET_ROWS sx_cpu_ref_SET_ROWS
-#define fast_SOFTMAX sx_cpu_ref_SOFTMAX
-#define fast_ARGMAX sx_cpu_ref_ARGMAX
-#define fast_TOP_K sx_cpu_ref_TOP_K
-#define fast_CONCAT sx_cpu_ref_CONCAT
-#define fast_COPY sx_cpu_ref_COPY
+/* ---- data movement: rows copied whole, f32 <-> f16 through F16C ---- */
+
+/* One contiguous row of n values from one dtype to another; false when the
+ * pair has no fast path (the caller falls back to the reference kernel). */
+static bool cvt_ok(sx_dtype from, sx_dtype to) {
+    return (from == to && (from == SX_DTYPE_F32 || from == SX_DTYPE_F16 || from == SX_DTYPE_BF16 || from == SX_DTYPE_I32)) ||
+           (from == SX_DTYPE_F32 && to == SX_DTYPE_F16) || (from == SX_DTYPE_F16 && to == SX_DTYPE_F32);
+}
+static void cvt_row(const sx_cpu_kernels *kt, sx_dtype from, sx_dtype to, int64_t n, const void *src, void *dst) {
+    if (from == to) memcpy(dst, src, (size_t)n * sx_dtype_get(from)->type_size);
+    else if (to == SX_DTYPE_F16) kt->fp32_to_fp16(n, src, dst);
+    else kt->fp16_to_fp32(n, src, dst);
+}
+static inline bool row_dense(const sx_tensor *t) { return t->nb[0] == (size_t)sx_dtype_get(t->dtype)->type_size; }
+
+static sx_status fast_GET_ROWS(sx_device *dev, sx_tensor *node) {
+    const sx_tensor *tab = node->src[0], *ids = node->src[1];
+    if (node->nb[0] != 4 || ids->nb[0] != 4) return sx_cpu_ref_GET_ROWS(dev, node);
+    const sx_cpu_kernels *kt = sx_cpu_kernels_active();
+    const int32_t *id = sx_cpu_data(ids);
+    const bool quick = cvt_ok(tab->dtype, SX_DTYPE_F32) && row_dense(tab);
+    for (int64_t i = 0; i < ids->ne[0]; i++) {
+        if (id[i] < 0 || id[i] >= tab->ne[1])
+            return sx_set_error(SX_ERR_INVALID_ARG, "get_rows: id %d out of range [0, %lld)", id[i], (long long)tab->ne[1]);
+        const char *src = (const char *)sx_cpu_data(tab) + (size_t)id[i] * tab->nb[1];
+        float *dst = (float *)((char *)sx_cpu_data(node) + (size_t)i * node->nb[1]);
+        if (quick) cvt_row(kt, tab->dtype, SX_DTYPE_F32, tab->ne[0], src, dst);
+        else sx_dtype_dequantize_row(tab->dtype, src, dst, tab->ne[0]); /* as the reference's load_row */
+    }
+    return SX_OK;
+}
+
+static sx_status fast_SET_ROWS(sx_device *dev, sx_tensor *node) {
+    const sx_tensor *src = node->src[1], *ids = node->src[2];
+    if (src->dtype != SX_DTYPE_F32 || !row_dense(src) || !row_dense(node) || ids->nb[0] != 4 || !cvt_ok(SX_DTYPE_F32, node->dtype))
+        return sx_cpu_ref_SET_ROWS(dev, node);
+    const sx_cpu_kernels *kt = sx_cpu_kernels_active();
+    const int32_t *id = sx_cpu_data(ids);
+    for (int64_t i = 0; i < ids->ne[0]; i++) {
+        if (id[i] < 0 || id[i] >= node->ne[1])
+            return sx_set_error(SX_ERR_INVALID_ARG, "set_rows: slot %d out of range [0, %lld)", id[i], (long long)node->ne[1]);
+        cvt_row(kt, SX_DTYPE_F32, node->dtype, src->ne[0], (const char *)sx_cpu_data(src) + (size_t)i * src->nb[1],
+                (char *)sx_cpu_data(node) + (size_t)id[i] * node->nb[1]);
+    }
+    return SX_OK;
+}
+
+/* Rows of n contiguous values of t: row r at the (i1, i2, i3) of r. */
+static inline const void *row_at(const sx_tensor *t, int64_t r) {
+    const int64_t i1 = r % t->ne[1], i2 = (r / t->ne[1]) % t->ne[2], i3 = r / (t->ne[1] * t->ne[2]);
+    return (const char *)sx_cpu_data(t) + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3];
+}
+
+static sx_status fast_COPY(sx_device *dev, sx_tensor *node) {
+    const sx_tensor *x = node->src[0];
+    if (!row_dense(x) || !sx_tensor_is_contiguous(node) || !cvt_ok(x->dtype, node->dtype)) return sx_cpu_ref_COPY(dev, node);
+    const sx_cpu_kernels *kt = sx_cpu_kernels_active();
+    const int64_t n = x->ne[0], rows = sx_tensor_nrows(x);
+    const size_t out_row = (size_t)n * sx_dtype_get(node->dtype)->type_size;
+    if (sx_tensor_is_contiguous(x)) {
+        cvt_row(kt, x->dtype, node->dtype, n * rows, sx_cpu_data(x), sx_cpu_data(node));
+        return SX_OK;
+    }
+    for (int64_t r = 0; r < rows; r++) cvt_row(kt, x->dtype, node->dtype, n, row_at(x, r), (char *)sx_cpu_data(node) + (size_t)r * out_row);
+    return SX_OK;
+}
+
+/* a and b joined along dim: for every index above dim, a's slab of
+ * a->ne[0..dim] elements, then b's. */
+static sx_status fast_CONCAT(sx_device *dev, sx_tensor *node) {
+    const sx_tensor *a = node->src[0], *b = node->src[1];
+    const int dim = node->params.concat.dim;
+    if (a->dtype != SX_DTYPE_F32 || b->dtype != SX_DTYPE_F32 || node->dtype != SX_DTYPE_F32 || !sx_tensor_is_contiguous(a) ||
+        !sx_tensor_is_contiguous(b) || !sx_tensor_is_contiguous(node) || dim < 0 || dim >= SX_MAX_DIMS)
+        return sx_cpu_ref_CONCAT(dev, node);
+    size_t sa = 4, sb = 4;
+    int64_t outer = 1;
+    for (int i = 0; i <= dim; i++) sa *= (size_t)a->ne[i], sb *= (size_t)b->ne[i];
+    for (int i = dim + 1; i < SX_MAX_DIMS; i++) outer *= node->ne[i];
+    const char *pa = sx_cpu_data(a), *pb = sx_cpu_data(b);
+    char *out = sx_cpu_data(node);
+    for (int64_t o = 0; o < outer; o++) {
+        memcpy(out, pa + (size_t)o * sa, sa);
+        memcpy(out + sa, pb + (size_t)o * sb, sb);
+        out += sa + sb;
+    }
+    return SX_OK;
+}
+
+/* ---- row reductions: softmax, argmax, top-k over contiguous f32 rows ---- */
+typedef struct { const sx_tensor *x; sx_tensor *y; } rows_ctx;
+
+static void softmax_rows(void *p, int ith, int nth) {
+    rows_ctx *c = p;
+    const int64_t n = c->x->ne[0];
+    int64_t lo, hi;
+    split(sx_tensor_nrows(c->x), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *x = row_at(c->x, r);
+        float *y = (float *)row_at(c->y, r);
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < n; i++) mx = fmaxf(mx, x[i]);
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++) {
+            y[i] = expf(x[i] - mx);
+            sum += y[i];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int64_t i = 0; i < n; i++) y[i] *= inv;
+    }
+}
+
+static sx_status fast_SOFTMAX(sx_device *dev, sx_tensor *node) {
+    rows_ctx c = {node->src[0], node};
+    if (c.x->nb[0] != 4 || node->nb[0] != 4) return sx_cpu_ref_SOFTMAX(dev, node);
+    run(dev, softmax_rows, &c, 8 * sx_tensor_nelements(c.x)); /* expf ~ 8 adds */
+    return SX_OK;
+}
+
+/* Same comparisons as the reference: the first maximum wins, NaN never does. */
+static sx_status fast_ARGMAX(sx_device *dev, sx_tensor *node) {
+    const sx_tensor *x = node->src[0];
+    if (x->nb[0] != 4 || x->dtype != SX_DTYPE_F32) return sx_cpu_ref_ARGMAX(dev, node);
+    for (int64_t r = 0; r < x->ne[1]; r++) {
+        const float *v = (const float *)((const char *)sx_cpu_data(x) + (size_t)r * x->nb[1]);
+        int32_t best = 0;
+        float bv = v[0];
+        for (int64_t i = 1; i < x->ne[0]; i++)
+            if (v[i] > bv) bv = v[i], best = (int32_t)i;
+        *(int32_t *)((char *)sx_cpu_data(node) + (size_t)r * node->nb[1]) = best;
+    }
+    return SX_OK;
+}
+
+/* The reference's insertion into a sorted list of k (value descending, index
+ * ascending), with the values of the list kept beside it and a quick reject
+ * of values below a full list's last. */
+static sx_status fast_TOP_K(sx_device *dev, sx_tensor *node) {
+    const sx_tensor *x = node->src[0];
+    const int k = node->params.top_k.k;
+    if (x->nb[0] != 4 || x->dtype != SX_DTYPE_F32 || node->nb[0] != 4 || k < 1) return sx_cpu_ref_TOP_K(dev, node);
+    float *val = sx_cpu_scratch((sx_cpu_device *)dev, (size_t)k + 1);
+    if (!val) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "top_k: scratch");
+    for (int64_t r = 0; r < x->ne[1]; r++) {
+        const float *v = (const float *)((const char *)sx_cpu_data(x) + (size_t)r * x->nb[1]);
+        int32_t *out = (int32_t *)((char *)sx_cpu_data(node) + (size_t)r * node->nb[1]);
+        int n = 0;
+        for (int64_t i = 0; i < x->ne[0]; i++) {
+            const float vi = v[i];
+            if (n == k && !(val[k - 1] < vi)) continue; /* would land at p >= k */
+            int p = n;
+            while (p > 0 && val[p - 1] < vi) p--;
+            if (p >= k) continue;
+            const int last = n < k ? n : k - 1;
+            memmove(&out[p + 1], &out[p], sizeof(int32_t) * (size_t)(last - p));
+            memmove(&val[p + 1], &val[p], sizeof(float) * (size_t)(last - p));
+            out[p] = (int32_t)i;
+            val[p] = vi;
+            if (n < k) n++;
+        }
+    }
+    return SX_OK;
+}
+
+/* Rare in the model graphs (a few elements per step). */
 #define fast_SIGMOID sx_cpu_ref_SIGMOID
 #define fast_EXP sx_cpu_ref_EXP
 
