@@ -316,6 +316,30 @@ static void test_vec(void) {
             check(e3 <= 1e-6 * 5 && y[n] == y0[n], "vec_axpy_f16 level=%s n=%lld err=%g guard=%g", lv,
                   (long long)n, e3, (double)(y[n] - y0[n]));
         }
+        /* attention rows: the same bits as the one-row helpers, row by row */
+        const sx_cpu_kernels *kt = sx_cpu_kernels_active();
+        static const int64_t ds[] = {1, 16, 40, 64, 100, 128};
+        for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++) {
+            const int64_t d = ds[di], nr = 13, st = d + 3; /* row stride in halves */
+            uint16_t *kv = malloc(sizeof(uint16_t) * (size_t)(nr * st));
+            float w[13], out[14], acc1[129], acc2[129];
+            for (int64_t k = 0; k < nr * st; k++) kv[k] = sx_fp32_to_fp16(rndf(-2, 2));
+            for (int64_t k = 0; k < d; k++) a[k] = rndf(-1, 1), acc1[k] = acc2[k] = rndf(-1, 1);
+            for (int j = 0; j < nr; j++) w[j] = j % 5 == 2 ? 0.0f : rndf(0, 1);
+            acc1[d] = acc2[d] = out[nr] = 3.0f;
+            kt->vec_dot_rows_f16(d, nr, kv, sizeof(uint16_t) * (size_t)st, a, out);
+            kt->vec_axpy_rows_f16(d, nr, w, kv, sizeof(uint16_t) * (size_t)st, acc1);
+            int bad = out[nr] != 3.0f || acc1[d] != 3.0f;
+            for (int j = 0; j < nr; j++) {
+                const float r = sx_cpu_vec_dot_f16_f32(d, kv + j * st, a);
+                bad |= memcmp(&r, &out[j], 4) != 0;
+                if (w[j] != 0.0f) sx_cpu_vec_axpy_f16(d, w[j], kv + j * st, acc2);
+            }
+            bad |= memcmp(acc1, acc2, sizeof(float) * (size_t)d) != 0;
+            check(!bad, "vec_dot_rows_f16/vec_axpy_rows_f16 level=%s d=%lld differ from the one-row helpers%g%g", lv,
+                  (long long)d, 0.0, 0.0);
+            free(kv);
+        }
         printf("vec helpers %-10s: %s\n", lv, g_fail == f0 ? "ok" : "FAIL");
     }
     sx_cpu_simd_reset();

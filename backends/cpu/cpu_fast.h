@@ -195,6 +195,13 @@ typedef struct sx_cpu_kernels {
     float (*vec_dot_f32)(int64_t n, const float *a, const float *b);
     float (*vec_dot_f16_f32)(int64_t n, const uint16_t *a, const float *b);
     void (*vec_axpy_f16)(int64_t n, float alpha, const uint16_t *x, float *y);
+    /* attention over f16 K/V rows (row j at byte offset j * stride):
+     * out[j] = vec_dot_f16_f32(d, K_j, q) for j < n, and
+     * acc += w[j] * V_j for j < n in order of j, skipping w[j] == 0, each
+     * the same bits as the one-row helper of the level (so a query's result
+     * never depends on which other rows share the call) */
+    void (*vec_dot_rows_f16)(int64_t d, int64_t n, const uint16_t *K, size_t stride, const float *q, float *out);
+    void (*vec_axpy_rows_f16)(int64_t d, int64_t n, const float *w, const uint16_t *V, size_t stride, float *acc);
     void (*fp32_to_fp16)(int64_t n, const float *x, uint16_t *y); /* see sx_cpu_fp32_to_fp16_row */
     void (*fp16_to_fp32)(int64_t n, const uint16_t *x, float *y);
     /* one activation row of K floats -> q8 / q8k layout; identical results

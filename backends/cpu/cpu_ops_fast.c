@@ -248,6 +248,9 @@ static void attn_run(void *p, int ith, int nth) {
         const float *qr = (const float *)((const char *)sx_cpu_data(q) + h * q->nb[1] + t * q->nb[2]);
         const char *kb = (const char *)sx_cpu_data(k) + kh * k->nb[1];
         const char *vb = (const char *)sx_cpu_data(v) + kh * v->nb[1];
+        /* f16: all dots first (4 keys per kernel call; hidden ones are
+         * overwritten), then the visibility pass */
+        if (f16) c->kt->vec_dot_rows_f16(d, n_kv, (const uint16_t *)kb, k->nb[2], qr, sc);
         float mx = -INFINITY;
         for (int64_t j = 0; j < n_kv; j++) {
             bool visible = j < n_past;
@@ -259,8 +262,7 @@ static void attn_run(void *p, int ith, int nth) {
                 sc[j] = -INFINITY;
                 continue;
             }
-            const void *kr = kb + j * k->nb[2];
-            sc[j] = scale * (f16 ? c->kt->vec_dot_f16_f32(d, kr, qr) : c->kt->vec_dot_f32(d, kr, qr));
+            sc[j] = scale * (f16 ? sc[j] : c->kt->vec_dot_f32(d, (const float *)(kb + j * k->nb[2]), qr));
             if (sc[j] > mx) mx = sc[j];
         }
         float sum = 0;
@@ -269,13 +271,12 @@ static void attn_run(void *p, int ith, int nth) {
             sum += sc[j];
         }
         memset(acc, 0, sizeof(float) * (size_t)d);
-        for (int64_t j = 0; j < n_kv; j++) {
-            if (sc[j] == 0.0f) continue;
-            const void *vr = vb + j * v->nb[2];
-            if (f16) {
-                c->kt->vec_axpy_f16(d, sc[j], vr, acc);
-            } else {
-                const float *vf = vr;
+        if (f16) {
+            c->kt->vec_axpy_rows_f16(d, n_kv, sc, (const uint16_t *)vb, v->nb[2], acc);
+        } else {
+            for (int64_t j = 0; j < n_kv; j++) {
+                if (sc[j] == 0.0f) continue;
+                const float *vf = (const float *)(vb + j * v->nb[2]);
                 for (int64_t cc = 0; cc < d; cc++) acc[cc] += sc[j] * vf[cc];
             }
         }

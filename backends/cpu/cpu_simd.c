@@ -478,6 +478,14 @@ static void vec_axpy_f16_scalar(int64_t n, float alpha, const uint16_t *x, float
     for (int64_t i = 0; i < n; i++) y[i] += alpha * h2f(x[i]);
 }
 
+static void vec_dot_rows_f16_scalar(int64_t d, int64_t n, const uint16_t *K, size_t stride, const float *q, float *out) {
+    for (int64_t j = 0; j < n; j++) out[j] = vec_dot_f16_f32_scalar(d, (const uint16_t *)((const char *)K + j * stride), q);
+}
+static void vec_axpy_rows_f16_scalar(int64_t d, int64_t n, const float *w, const uint16_t *V, size_t stride, float *acc) {
+    for (int64_t j = 0; j < n; j++)
+        if (w[j] != 0.0f) vec_axpy_f16_scalar(d, w[j], (const uint16_t *)((const char *)V + j * stride), acc);
+}
+
 static void fp32_to_fp16_scalar(int64_t n, const float *x, uint16_t *y) {
     for (int64_t i = 0; i < n; i++) y[i] = sx_fp32_to_fp16(x[i]);
 }
@@ -521,6 +529,8 @@ static const sx_cpu_kernels k_scalar = {
     .vec_dot_f32 = vec_dot_f32_scalar,
     .vec_dot_f16_f32 = vec_dot_f16_f32_scalar,
     .vec_axpy_f16 = vec_axpy_f16_scalar,
+    .vec_dot_rows_f16 = vec_dot_rows_f16_scalar,
+    .vec_axpy_rows_f16 = vec_axpy_rows_f16_scalar,
     .fp32_to_fp16 = fp32_to_fp16_scalar,
     .fp16_to_fp32 = fp16_to_fp32_scalar,
     .quantize_q8 = quantize_row_q8_scalar,

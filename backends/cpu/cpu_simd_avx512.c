@@ -905,6 +905,35 @@ static void vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
     }
 }
 
+/* Attention rows. Dots: 4 keys per dot_f16_n call (each row's sums are those
+ * of a one-row call). Accumulation: up to 64 lanes of acc stay in registers
+ * while the rows pass; per lane the same fmadd(w, v, acc) sequence as
+ * vec_axpy_f16 row after row. */
+static void vec_dot_rows_f16(int64_t d, int64_t n, const uint16_t *K, size_t stride, const float *q, float *out) {
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) dot_f16_n(d, (const char *)K + j * stride, stride, 4, q, out + j);
+    for (; j < n; j++) dot_f16_n(d, (const char *)K + j * stride, stride, 1, q, out + j);
+}
+
+static void vec_axpy_rows_f16(int64_t d, int64_t n, const float *w, const uint16_t *V, size_t stride, float *acc) {
+    for (int64_t c = 0; c < d; c += 64) {
+        __mmask16 m[4];
+        __m512 a[4];
+        for (int i = 0; i < 4; i++) {
+            const int64_t rem = d - c - 16 * i;
+            m[i] = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : (__mmask16)0;
+            a[i] = _mm512_maskz_loadu_ps(m[i], acc + c + 16 * i);
+        }
+        for (int64_t j = 0; j < n; j++) {
+            if (w[j] == 0.0f) continue;
+            const __m512 wv = _mm512_set1_ps(w[j]);
+            const char *v = (const char *)V + j * stride + c * 2;
+            for (int i = 0; i < 4; i++) a[i] = _mm512_fmadd_ps(wv, load16_f16(v + 32 * i, m[i]), a[i]);
+        }
+        for (int i = 0; i < 4; i++) _mm512_mask_storeu_ps(acc + c + 16 * i, m[i], a[i]);
+    }
+}
+
 /* activation quantisers: same float ops as the scalar ones (cpu_simd.c) */
 static void quantize_q8(const float *x, int64_t K, void *dst) {
     int8_t *qs = (int8_t *)dst;
@@ -973,6 +1002,8 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
     .vec_dot_f32 = vec_dot_f32,
     .vec_dot_f16_f32 = vec_dot_f16_f32,
     .vec_axpy_f16 = vec_axpy_f16,
+    .vec_dot_rows_f16 = vec_dot_rows_f16,
+    .vec_axpy_rows_f16 = vec_axpy_rows_f16,
     .fp32_to_fp16 = sx_cpu_fp32_to_fp16_f16c, /* 8 lanes are enough for KV rows */
     .fp16_to_fp32 = sx_cpu_fp16_to_fp32_f16c,
     .quantize_q8 = quantize_q8,
