@@ -248,22 +248,29 @@ static void attn_run(void *p, int ith, int nth) {
         const float *qr = (const float *)((const char *)sx_cpu_data(q) + h * q->nb[1] + t * q->nb[2]);
         const char *kb = (const char *)sx_cpu_data(k) + kh * k->nb[1];
         const char *vb = (const char *)sx_cpu_data(v) + kh * v->nb[1];
-        /* f16: all dots first (4 keys per kernel call; hidden ones are
-         * overwritten), then the visibility pass */
-        if (f16) c->kt->vec_dot_rows_f16(d, n_kv, (const uint16_t *)kb, k->nb[2], qr, sc);
+        /* all dots first (f16: 4 keys per kernel call), then scale and hide:
+         * slots before n_past are visible to every query; no calls in these
+         * loops, so mx stays in a register */
+        if (f16) {
+            c->kt->vec_dot_rows_f16(d, n_kv, (const uint16_t *)kb, k->nb[2], qr, sc);
+        } else {
+            for (int64_t j = 0; j < n_kv; j++) sc[j] = c->kt->vec_dot_f32(d, (const float *)(kb + j * k->nb[2]), qr);
+        }
         float mx = -INFINITY;
-        for (int64_t j = 0; j < n_kv; j++) {
-            bool visible = j < n_past;
-            if (!visible) {
-                const int64_t i = j - n_past;
-                visible = c->mask ? *(const float *)((const char *)sx_cpu_data(c->mask) + i * 4 + t * c->mask->nb[1]) == 0.0f : i <= t;
-            }
-            if (!visible) {
+        const int64_t n_vis = n_past < n_kv ? n_past : n_kv;
+        for (int64_t j = 0; j < n_vis; j++) {
+            sc[j] = scale * sc[j];
+            mx = sc[j] > mx ? sc[j] : mx;
+        }
+        const float *mrow = c->mask ? (const float *)((const char *)sx_cpu_data(c->mask) + t * c->mask->nb[1]) : NULL;
+        for (int64_t j = n_vis; j < n_kv; j++) {
+            const int64_t i = j - n_past;
+            if (mrow ? mrow[i] == 0.0f : i <= t) {
+                sc[j] = scale * sc[j];
+                mx = sc[j] > mx ? sc[j] : mx;
+            } else {
                 sc[j] = -INFINITY;
-                continue;
             }
-            sc[j] = scale * (f16 ? sc[j] : c->kt->vec_dot_f32(d, (const float *)(kb + j * k->nb[2]), qr));
-            if (sc[j] > mx) mx = sc[j];
         }
         float sum = 0;
         for (int64_t j = 0; j < n_kv; j++) {
