@@ -20,6 +20,11 @@
  * and evictions (SPECEXIT_LOG=info; instantiations close to launches =
  * more shapes alternate than the cache holds, or keys that miss).
  *
+ * ATTENTION's split-K writes partial states to a scratch buffer of the
+ * device (GPU_ATTN_SCRATCH_BYTES, allocated at open, never resized: graphs
+ * keep its address); SPECEXIT_CUDA_ATTN_SPLIT=0 turns split-K off, =all
+ * splits every row of 2 chunks or more (tests), unset = automatic.
+ *
  * No device (no driver, no GPU): device_count fails with SX_ERR_NO_DEVICE
  * and a message naming the runtime error, so callers can skip cleanly. */
 #include <stdio.h>
@@ -95,6 +100,14 @@ static bool graphs_wanted(void) {
     return SX_GPU_GRAPHS_DEFAULT != 0;
 }
 
+/* SPECEXIT_CUDA_ATTN_SPLIT: "0" off, "all" every row that can, else automatic. */
+static int attn_split_wanted(void) {
+    const char *v = getenv("SPECEXIT_CUDA_ATTN_SPLIT");
+    if (v && strcmp(v, "0") == 0) return GPU_ATTN_SPLIT_OFF;
+    if (v && strcmp(v, "all") == 0) return GPU_ATTN_SPLIT_ALL;
+    return GPU_ATTN_SPLIT_AUTO;
+}
+
 static sx_status fill_info(int index, bool graphs, sx_device_info *info) {
     memset(info, 0, sizeof *info);
     cudaDeviceProp p;
@@ -153,6 +166,7 @@ static void gpu_device_close(sx_device *dev) {
                 d->ordinal, d->n_graph_launches, d->n_graph_hits, d->n_graph_updates, d->n_graph_instantiations, d->n_graph_evictions);
     if (d->stream) (void)cudaStreamDestroy(d->stream);
     if (d->err_dev) (void)cudaFree(d->err_dev);
+    if (d->attn_scratch) (void)cudaFree(d->attn_scratch);
     if (d->err_host) (void)cudaFreeHost(d->err_host);
     (void)cudaGetLastError();
     free(d);
@@ -170,6 +184,7 @@ static sx_status gpu_device_open(int index, const sx_device_options *opts, sx_de
     d->base.index = index;
     d->ordinal = index;
     d->graphs = graphs_wanted();
+    d->attn_split = attn_split_wanted();
     sx_status s = fill_info(index, d->graphs, &d->base.info);
     cudaError_t e = cudaSuccess;
     const char *what = "";
@@ -178,6 +193,7 @@ static sx_status gpu_device_open(int index, const sx_device_options *opts, sx_de
         else if ((e = cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking)) != cudaSuccess) what = "creating a stream";
         else if ((e = cudaMalloc((void **)&d->err_dev, sizeof(int))) != cudaSuccess) what = "allocating the error word";
         else if ((e = cudaMallocHost((void **)&d->err_host, sizeof(int))) != cudaSuccess) what = "allocating pinned memory";
+        else if ((e = cudaMalloc((void **)&d->attn_scratch, GPU_ATTN_SCRATCH_BYTES)) != cudaSuccess) what = "allocating attention scratch";
         else if ((e = cudaMemsetAsync(d->err_dev, 0, sizeof(int), d->stream)) != cudaSuccess) what = "clearing the error word";
         else if ((e = cudaStreamSynchronize(d->stream)) != cudaSuccess) what = "first synchronisation";
         if (e != cudaSuccess) s = gpu_error(e, what);
@@ -188,6 +204,7 @@ static sx_status gpu_device_open(int index, const sx_device_options *opts, sx_de
     }
     cudaDeviceProp p;
     d->n_sm = cudaGetDeviceProperties(&p, index) == cudaSuccess ? p.multiProcessorCount : 1;
+    d->attn_scratch_bytes = GPU_ATTN_SCRATCH_BYTES;
     *out = &d->base;
     return SX_OK;
 }
@@ -349,7 +366,9 @@ static void capture_abort(gpu_device *d) {
  *              that choose matvec or tiled (address and row stride mod 16 of
  *              w and x)
  *   ATTENTION  head dim (R), heads (grid x), whether there are queries and a
- *              mask
+ *              mask, and whether the plan splits K (two kernels instead of
+ *              one; the split count and chunk count only size a grid and
+ *              an argument)
  *   GET_ROWS / SET_ROWS  row width, whether there are ids
  *   RMS_NORM / SOFTMAX / ARGMAX / TOP_K  row width (block size), whether
  *              there are rows
@@ -383,7 +402,7 @@ static uint64_t matmul_m_class(int64_t M) {
 
 static uint64_t align16(const sx_tensor *t) { return (uint64_t)(uintptr_t)gt_of(t).data & 15; }
 
-static uint64_t node_key(uint64_t h, const sx_tensor *n) {
+static uint64_t node_key(const gpu_device *d, uint64_t h, const sx_tensor *n) {
     h = key_mix(h, (uint64_t)n->op);
     h = key_mix(h, (uint64_t)n->dtype);
     for (int s = 0; s < SX_MAX_SRC; s++) h = key_mix(h, n->src[s] ? (uint64_t)n->src[s]->dtype + 1 : 0);
@@ -398,7 +417,7 @@ static uint64_t node_key(uint64_t h, const sx_tensor *n) {
     case SX_OP_ATTENTION: /* a = q [d, nh, T]; src[3] = mask */
         h = key_mix(h, (uint64_t)a->ne[0]);
         h = key_mix(h, (uint64_t)a->ne[1]);
-        h = key_mix(h, (uint64_t)(a->ne[2] > 0) | (uint64_t)(n->src[3] != NULL) << 1);
+        h = key_mix(h, (uint64_t)(a->ne[2] > 0) | (uint64_t)(n->src[3] != NULL) << 1 | (uint64_t)(gpu_attn_plan(d, n, NULL) > 0) << 2);
         break;
     case SX_OP_GET_ROWS: /* a = table, b = ids */
         h = key_mix(h, (uint64_t)a->ne[0]);
@@ -424,9 +443,9 @@ static uint64_t node_key(uint64_t h, const sx_tensor *n) {
     return h;
 }
 
-static uint64_t graph_key(sx_tensor *const *nodes, int n_nodes) {
+static uint64_t graph_key(const gpu_device *d, sx_tensor *const *nodes, int n_nodes) {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a offset basis */
-    for (int i = 0; i < n_nodes; i++) h = node_key(h, nodes[i]);
+    for (int i = 0; i < n_nodes; i++) h = node_key(d, h, nodes[i]);
     return h;
 }
 
@@ -477,7 +496,7 @@ static gpu_graph_entry *graph_entry(gpu_device *d, uint64_t key, int n_nodes, bo
  * earlier step is not affected by the update (CUDA: updates apply to later
  * launches; a destroyed graph in flight is freed on completion). */
 static sx_status launch_graph(gpu_device *d, sx_tensor *const *nodes, int n_nodes) {
-    const uint64_t key = graph_key(nodes, n_nodes);
+    const uint64_t key = graph_key(d, nodes, n_nodes);
     GPU_TRY(cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal), "starting a graph capture");
     const sx_status st = launch_nodes(d, nodes, n_nodes);
     if (st != SX_OK) {

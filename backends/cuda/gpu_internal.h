@@ -35,6 +35,17 @@ typedef struct gpu_graph_entry {
     uint64_t last_used;    /* gpu_device.graph_clock at its last launch (LRU) */
 } gpu_graph_entry;
 
+/* Split-K of ATTENTION (k_attention.cu), SPECEXIT_CUDA_ATTN_SPLIT at open:
+ * AUTO splits rows into chunk blocks when the grid would leave SMs idle,
+ * OFF never (one block per row), ALL whenever a row spans 2 chunks or more
+ * (tests: both plans must give the same bits). */
+enum { GPU_ATTN_SPLIT_AUTO = 0, GPU_ATTN_SPLIT_OFF = 1, GPU_ATTN_SPLIT_ALL = 2 };
+
+/* Device scratch for split-K's partial states (allocated at open; a split
+ * that would need more falls back to one block per row: 32 MiB hold 16K of
+ * context for 32 heads of 128 at T = 8, 128K at T = 1) */
+#define GPU_ATTN_SCRATCH_BYTES ((size_t)32 << 20)
+
 typedef struct gpu_device {
     sx_device base;
     int ordinal;          /* runtime device index */
@@ -42,6 +53,9 @@ typedef struct gpu_device {
     int *err_dev;         /* error word kernels set (SX_GPU_ERR_*) */
     int *err_host;        /* pinned copy of it, read at synchronisation */
     int n_sm;
+    int attn_split;             /* GPU_ATTN_SPLIT_* */
+    char *attn_scratch;         /* ATTENTION split-K partial states, only */
+    size_t attn_scratch_bytes;  /* used between the two kernels of one node */
     bool graphs;                /* compute() captures its launches into a graph
                                    (SPECEXIT_CUDA_GRAPHS, read at open) */
     gpu_graph_entry graph_cache[GPU_GRAPH_CACHE]; /* updated in place when a
@@ -89,6 +103,12 @@ typedef sx_status (*gpu_launch_fn)(gpu_device *d, sx_tensor *node);
 #define SX_OP(NAME, nsrc, nopt, params) sx_status launch_##NAME(gpu_device *d, sx_tensor *node);
 #include "ir/ops.def"
 #undef SX_OP
+
+/* ATTENTION's launch plan (k_attention.cu): 0 = one block per (head,
+ * query), S > 0 = split-K with S blocks per row; *out_chunks (optional) =
+ * the number of ATTN_CHUNK-key chunks in n_kv. A function of the node's shapes
+ * and the device only (the graph key uses it too). */
+int gpu_attn_plan(const gpu_device *d, const sx_tensor *node, int *out_chunks);
 
 /* Extra limits a node must meet beyond ir/ops.c's checks (head dim, strides). */
 bool gpu_supports(const sx_tensor *node);

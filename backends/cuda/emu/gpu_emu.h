@@ -74,6 +74,12 @@ static inline void __syncthreads() { sx_emu::g_block->bar->arrive_and_wait(); }
 template <class T> static inline T __shfl_xor_sync(unsigned, T v, int m, int = 32) { return sx_emu::shfl_xor(v, m); }
 static inline int atomicExch(int *p, int v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
 
+/* IEEE single ops that a GPU compiler never contracts (x86 without -mfma
+ * contracts nothing either) */
+static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fadd_rn(float a, float b) { return a + b; }
+
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 static inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
 static inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }
