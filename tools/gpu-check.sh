@@ -8,10 +8,14 @@
 #      Qwen3-8B in Q4_0, Q4_K and F16 (tools/mkmodel.c) and benchmarks each with
 #      `specexit bench --backend cuda -p 512 -n 128 -r 3 --json`
 #      and the Llama-3-8B-shaped Q4_0 model once more with CUDA graphs off
-#      (SPECEXIT_CUDA_GRAPHS=0; everything else runs with the default, on)
+#      (SPECEXIT_CUDA_GRAPHS=0; everything else runs with the default, on),
+#      then at long context: decode of 64 tokens after a SX_BENCH_LONG_CTX
+#      (8192) token prompt, with ATTENTION's split-K (the default) and
+#      without (SPECEXIT_CUDA_ATTN_SPLIT=0)
 #   4. writes a roofline summary: weight bytes x decode tok/s against the
 #      peak memory bandwidth (SX_PEAK_BW, default 4.8e12 B/s for an H200),
-#      and the decode tok/s ratio of graphs on / off.
+#      and the decode tok/s ratios of graphs on / off and, at long context,
+#      of split-K on / off (and long / short context decode).
 # Everything (JSON, logs, summary) goes to OUTDIR. Exit status: non-zero when
 # the build or a test failed; benchmarks failing are reported in the summary.
 #
@@ -24,6 +28,8 @@
 #   SX_BUILD_DIR     default build-gpu-check (under the repository root)
 #   SX_NV_ARCHS      default sm_90
 #   SX_PEAK_BW       bytes/s for the roofline, default 4.8e12
+#   SX_BENCH_LONG_CTX prompt tokens of the long-context decode bench, default
+#                    8192 (0: skip it)
 #   SX_SKIP_TESTS=1  benchmarks only
 set -uo pipefail
 
@@ -36,6 +42,7 @@ layers=${SX_BENCH_LAYERS:-8}
 types=${SX_BENCH_TYPES:-q4_0 q4_k f16}
 archs=${SX_NV_ARCHS:-sm_90}
 peak=${SX_PEAK_BW:-4.8e12}
+long_ctx=${SX_BENCH_LONG_CTX:-8192}
 models=$out/models
 status=0
 t_start=$(date +%s)
@@ -114,12 +121,33 @@ bench_one() { # path tag [VAR=value...] (environment of the bench run)
   fi
 }
 
+# long-context decode: -n 64 after a prompt of long_ctx tokens, -r 2; its
+# JSON goes to long-TAG.json (not a roofline row: KV reads dominate there)
+bench_long() { # path tag [VAR=value...] (environment of the bench run)
+  local path=$1 tag=$2
+  shift 2
+  if timeout 180 env "$@" "$build/specexit" bench -m "$path" --backend cuda -p "$long_ctx" -n 64 -r 2 --json > "$out/long-$tag.json" 2> "$out/long-$tag.log"; then
+    log "bench $tag (decode after $long_ctx tokens): $(grep -E 'rep 2/2' "$out/long-$tag.log" | tail -1 | sed 's/^\[bench\] //')"
+  else
+    log "bench $tag FAILED (see long-$tag.log)"; rm -f "$out/long-$tag.json"
+  fi
+}
+
 # graphs A/B: the same bench of one model with SPECEXIT_CUDA_GRAPHS=0 (the run
-# above had the default, graphs on); the summary prints the decode ratio
+# above had the default, graphs on); the summary prints the decode ratio.
+# split-K A/B on the same model at long context: ATTENTION's default plan
+# (split-K where one block per head and query leaves SMs idle) against
+# SPECEXIT_CUDA_ATTN_SPLIT=0 (one block per head and query, as before)
 ab_tag=llama3-8b-q4_0
 bench_model() { # path tag
   bench_one "$1" "$2"
-  if [ "$2" = "$ab_tag" ]; then bench_one "$1" "$2-nographs" SPECEXIT_CUDA_GRAPHS=0; fi
+  if [ "$2" = "$ab_tag" ]; then
+    bench_one "$1" "$2-nographs" SPECEXIT_CUDA_GRAPHS=0
+    if [ "$long_ctx" != 0 ]; then
+      bench_long "$1" "$2-split"
+      bench_long "$1" "$2-nosplit" SPECEXIT_CUDA_ATTN_SPLIT=0
+    fi
+  fi
 }
 case " $types " in *" q4_0 "*) ;; *) log "note: q4_0 not in SX_BENCH_TYPES: no graphs on/off comparison" ;; esac
 
@@ -155,9 +183,9 @@ else
 fi
 
 # ---- 4. roofline summary ----
-python3 - "$out" "$peak" "$ab_tag" <<'PY' > "$out/roofline.txt" 2>&1 || log "roofline summary failed (see roofline.txt)"
+python3 - "$out" "$peak" "$ab_tag" "$long_ctx" <<'PY' > "$out/roofline.txt" 2>&1 || log "roofline summary failed (see roofline.txt)"
 import glob, json, os, sys
-out, peak, ab = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+out, peak, ab, long_ctx = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
 rows = []
 for f in sorted(glob.glob(os.path.join(out, "bench-*.json"))):
     try:
@@ -188,6 +216,21 @@ if on and off and off["decode"]:
         ab, on["decode"], off["decode"], on["decode"] / off["decode"], on["prefill"] / off["prefill"] if off["prefill"] else 0))
 else:
     print("\nCUDA graphs (%s): no on/off comparison (a bench is missing or failed)" % ab)
+def decode_of(path):
+    try:
+        c = json.load(open(path))["configs"][0]
+        return c["decode_tok_s"]["mean"], c["prefill_tok_s"]["mean"]
+    except Exception:
+        return None
+if long_ctx != "0":
+    sp, ns = (decode_of(os.path.join(out, "long-%s-%s.json" % (ab, x))) for x in ("split", "nosplit"))
+    if sp and ns and ns[0]:
+        print("\nsplit-K attention (%s, decode after %s tokens): %.1f t/s split, %.1f t/s one block per head: split/none %.3f"
+              " (prefill %.0f / %.0f t/s)" % (ab, long_ctx, sp[0], ns[0], sp[0] / ns[0], sp[1], ns[1]))
+        if on and on["decode"]:
+            print("long / short context decode (split-K): %.3f (short: -p 512 above)" % (sp[0] / on["decode"]))
+    else:
+        print("\nsplit-K attention (%s at %s tokens): no on/off comparison (a bench is missing or failed)" % (ab, long_ctx))
 PY
 cat "$out/roofline.txt" | tee -a "$out/gpu-check.log"
 log "done in $(($(date +%s) - t_start)) s, status $status"
