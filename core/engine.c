@@ -68,11 +68,17 @@ sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
     if (!e) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "engine: out of memory");
     const char *backend = o->backend && o->backend[0] ? o->backend : "cpu";
     snprintf(e->backend, sizeof e->backend, "%s", backend);
+    e->cont_batching = !o->no_cont_batching;
+    sx_status s = sx_engine_sync_init(e);
+    if (s != SX_OK) {
+        free(e);
+        return s;
+    }
     sx_device_options dopts;
     sx_device_options_init(&dopts);
     dopts.n_threads = o->n_threads;
     dopts.pin_threads = o->pin_threads;
-    sx_status s = sx_device_open_by_name(backend, &dopts, &e->dev);
+    s = sx_device_open_by_name(backend, &dopts, &e->dev);
     if (s == SX_OK && !e->dev->info.host_visible) s = sx_device_open_by_name("cpu", &dopts, &e->cpu);
     if (s == SX_OK) s = sx_model_load(o->model_path, e->dev, &e->model);
     if (s == SX_OK) s = sx_tokenizer_from_gguf(e->model->gguf, &e->tok);
@@ -100,6 +106,7 @@ sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
 
 void sx_engine_destroy(sx_engine *e) {
     if (!e) return;
+    sx_engine_sync_free(e);
     sx_tokenizer_destroy(e->tok);
     sx_eagle3_free(e->eagle);
     sx_model_free(e->draft);
@@ -200,8 +207,10 @@ sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_sessio
     devs[n_devs++] = e->dev;
     if (e->draft_dev) devs[n_devs++] = e->draft_dev;
     if (e->cpu) devs[n_devs++] = e->cpu;
+    sx_engine_lock(e);
     sx_status st = sx_kv_cache_create(&e->model->hp, e->dev, n_ctx, o->kv_f32 ? SX_DTYPE_F32 : SX_DTYPE_F16, &s->kv);
     if (st == SX_OK) st = sx_sched_create(devs, n_devs, &s->sched);
+    sx_engine_unlock(e);
     if (st == SX_OK) st = sx_graph_create(sx_model_graph_size(e->model) + 8 * e->model->hp.n_layer + 256, &s->graph);
     if (st == SX_OK && !(s->history = malloc(sizeof(int32_t) * (size_t)n_ctx))) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "session: out of memory");
     if (st != SX_OK) {
@@ -214,9 +223,11 @@ sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_sessio
 
 void sx_session_destroy(sx_session *s) {
     if (!s) return;
+    sx_engine_lock(s->e);
     sx_graph_destroy(s->graph);
     sx_sched_destroy(s->sched);
     sx_kv_cache_free(s->kv);
+    sx_engine_unlock(s->e);
     free(s->history);
     free(s);
 }
@@ -235,7 +246,7 @@ void sx_session_truncate(sx_session *s, int n) {
     if (n < s->n_past) s->n_past = n; /* slots past n_past are overwritten by the next pass */
 }
 
-sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax) {
+static sx_status forward_locked(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax) {
     sx_forward_out fo;
     sx_graph_reset(s->graph);
     SX_RETURN_IF_ERROR(sx_model_build_forward(s->e->model, s->kv, s->graph, b, &fo));
@@ -244,6 +255,13 @@ sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits
     if (out_logits) SX_RETURN_IF_ERROR(sx_sched_read(s->sched, fo.logits, out_logits, sizeof(float) * (size_t)n_out * (size_t)s->e->model->hp.n_vocab));
     if (out_argmax) SX_RETURN_IF_ERROR(sx_sched_read(s->sched, fo.argmax, out_argmax, sizeof(int32_t) * (size_t)n_out));
     return SX_OK;
+}
+
+sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax) {
+    sx_engine_lock(s->e);
+    const sx_status st = forward_locked(s, b, out_logits, out_argmax);
+    sx_engine_unlock(s->e);
+    return st;
 }
 
 sx_status sx_session_eval(sx_session *s, const int32_t *tokens, int n, float *out_logits) {

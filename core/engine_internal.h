@@ -2,6 +2,8 @@
 #ifndef SX_ENGINE_INTERNAL_H
 #define SX_ENGINE_INTERNAL_H
 
+#include <pthread.h>
+
 #include "backends/backend.h"
 #include "core/model.h"
 #include "core/sampler.h"
@@ -21,6 +23,11 @@ struct sx_engine {
     int chat_kind;
     char backend[32];
     char *default_system;
+    /* concurrency (core/batch.c) */
+    pthread_mutex_t dev_mu;   /* recursive: held for every device call of a session */
+    struct sx_batcher *batcher;
+    bool sync_ready;
+    bool cont_batching;
 };
 
 struct sx_session {
@@ -40,5 +47,19 @@ double sx_now_ms(void);
  * logits of the requested rows ([n_out][n_vocab], may be NULL) and/or their
  * argmax (may be NULL). Does not advance n_past. */
 SX_MUST_USE sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax);
+
+/* ---- concurrency (core/batch.c) ---- */
+SX_MUST_USE sx_status sx_engine_sync_init(sx_engine *e);
+void sx_engine_sync_free(sx_engine *e);
+/* The device lock, recursive; every device call of a session holds it. */
+void sx_engine_lock(sx_engine *e);
+void sx_engine_unlock(sx_engine *e);
+/* A generation enters / leaves its decode phase: the batcher waits for the
+ * passes of the sessions in it. */
+void sx_batch_enter(sx_engine *e);
+void sx_batch_leave(sx_engine *e);
+/* As sx_session_forward (without the device lock held), but combined with
+ * the passes other sessions of the engine send at the same time. */
+SX_MUST_USE sx_status sx_session_forward_shared(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax);
 
 #endif

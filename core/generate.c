@@ -150,6 +150,9 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
     if (rc == SX_OK) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &toks[0]);
     t0 = sx_now_ms();
     st->stop_reason = SX_STOP_LENGTH;
+    /* decoding: the target passes may be shared with other sessions' (core/batch.c) */
+    const bool decoding = rc == SX_OK;
+    if (decoding) sx_batch_enter(s->e);
     int n_committed_tokens = 0; /* by target passes after the first token */
     while (rc == SX_OK) {
         /* the policy may cut the step's tokens; then commit and emit them */
@@ -184,7 +187,7 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
             }
             sx_batch b = {.tokens = &last, .n = 1, .n_past = s->n_past};
             int32_t next;
-            rc = sx_session_forward(s, &b, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
+            rc = sx_session_forward_shared(s, &b, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
             if (rc != SX_OK) break;
             s->history[s->n_past++] = last;
             if (!argmax_only) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &next);
@@ -194,6 +197,7 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
         st->n_steps++;
         n_committed_tokens += n;
     }
+    if (decoding) sx_batch_leave(s->e);
     st->decode_ms = sx_now_ms() - t0;
     st->prefill_tok_s = st->prefill_ms > 0 ? n_prompt / (st->prefill_ms / 1e3) : 0;
     st->decode_tok_s = st->decode_ms > 0 && st->n_steps ? (st->n_generated_tokens - 1) / (st->decode_ms / 1e3) : 0;

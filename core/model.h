@@ -106,13 +106,22 @@ typedef struct sx_batch {
 #define SX_MAX_FEATURE_LAYERS 4
 
 typedef struct sx_forward_out {
-    sx_tensor *logits;   /* F32 [n_vocab, n_out] */
-    sx_tensor *argmax;   /* I32 [1, n_out] */
-    sx_tensor *features[SX_MAX_FEATURE_LAYERS]; /* F32 [n_embd, n] each */
+    sx_tensor *logits;   /* F32 [n_vocab, rows]: this batch's are rows row0.. (n_out of them) */
+    sx_tensor *argmax;   /* I32 [1, rows], same rows */
+    int row0, n_out;
+    sx_tensor *features[SX_MAX_FEATURE_LAYERS]; /* F32 [n_embd, n] each (single batch only) */
 } sx_forward_out;
 
 /* Builds the step graph into g (reset by the caller). */
 SX_MUST_USE sx_status sx_model_build_forward(const sx_model *m, sx_kv_cache *kv, sx_graph *g, const sx_batch *b, sx_forward_out *out);
+/* One forward pass over the batches of n_seq sequences, each with its own
+ * cache (continuous batching): the row-wise work (matmuls, norms, RoPE) runs
+ * once over all their rows, attention per sequence. With batch-invariant
+ * kernels every sequence gets exactly what it would get alone. */
+SX_MUST_USE sx_status sx_model_build_forward_multi(const sx_model *m, int n_seq, sx_kv_cache *const *kvs, const sx_batch *bs, sx_graph *g,
+                                                   sx_forward_out *outs);
+/* The checks sx_model_build_forward makes on a batch, alone. */
+SX_MUST_USE sx_status sx_model_check_batch(const sx_model *m, const sx_kv_cache *kv, const sx_batch *b);
 
 /* Graph capacity that fits one forward pass of m. */
 int sx_model_graph_size(const sx_model *m);

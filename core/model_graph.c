@@ -81,39 +81,76 @@ static sx_tensor *linear(sx_graph *g, sx_tensor *w, sx_tensor *b, sx_tensor *x) 
     return b ? sx_graph_add_add(g, y, b) : y;
 }
 
-/* One transformer block; x: [n_embd, n] residual in, returns residual out. */
-static sx_tensor *build_layer(const sx_model *m, sx_kv_cache *kv, sx_graph *g, int il, sx_tensor *x, sx_tensor *pos, sx_tensor *slots,
-                              sx_tensor *mask, const sx_batch *b) {
+/* One sequence of a (possibly combined) forward pass: its batch, its cache
+ * and where its rows start in the combined rows. */
+typedef struct seq_in {
+    sx_kv_cache *kv;
+    const sx_batch *b;
+    int64_t r0;
+    sx_tensor *slots, *mask;
+} seq_in;
+
+/* Rows r0.. (n of them) of a contiguous [.., rows] tensor t with ne[0] = a
+ * as a 2-D [a, n] view, or 3-D [a, c, n] when c > 0. */
+static sx_tensor *row_view(sx_graph *g, sx_tensor *t, int64_t a, int64_t c, int64_t r0, int64_t n) {
+    if (!t) return NULL; /* the graph already holds the error */
+    const size_t row = t->nb[0] * (size_t)a * (size_t)(c > 0 ? c : 1);
+    if (c > 0) return sx_graph_view(g, t, 3, (int64_t[]){a, c, n}, (size_t[]){t->nb[0] * (size_t)a, row}, (size_t)r0 * row);
+    return sx_graph_view(g, t, 2, (int64_t[]){a, n}, (size_t[]){row}, (size_t)r0 * row);
+}
+
+/* Concatenates parts[0..n) along dim (pairwise, so every row is copied about
+ * log2(n) times rather than n times); the order of the parts is kept. */
+static sx_tensor *concat_all(sx_graph *g, sx_tensor **parts, int n, int dim) {
+    while (n > 1) {
+        int k = 0;
+        for (int i = 0; i < n; i += 2) parts[k++] = i + 1 < n ? sx_graph_add_concat(g, parts[i], parts[i + 1], dim) : parts[i];
+        n = k;
+    }
+    return parts[0];
+}
+
+/* One transformer block over all rows; x: [n_embd, rows] residual in,
+ * returns residual out. Everything but attention (and the cache writes it
+ * reads) is row-wise, so it runs once over the rows of every sequence;
+ * attention runs per sequence on its own cache. */
+static sx_tensor *build_layer(const sx_model *m, sx_graph *g, int il, sx_tensor *x, sx_tensor *pos, const seq_in *seqs, int n_seq,
+                              int64_t rows, sx_tensor **parts) {
     const sx_hparams *hp = &m->hp;
     const sx_layer *ly = &m->layers[il];
-    const int64_t M = b->mask_width > 0 ? b->mask_width : b->n;
-    const int64_t n = b->n, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, n_kv = b->n_past + M;
+    const int64_t hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
 
-    sx_tensor *h = sx_graph_add_rms_norm(g, x, ly->attn_norm, hp->norm_eps); // [n_embd, n]
-    sx_tensor *q = reshape3(g, linear(g, ly->wq, ly->bq, h), hd, nh, n);     // [hd, nh, n]
-    sx_tensor *k = reshape3(g, linear(g, ly->wk, ly->bk, h), hd, nkv, n);    // [hd, nkv, n]
-    sx_tensor *v = linear(g, ly->wv, ly->bv, h);                             // [hd*nkv, n]
+    sx_tensor *h = sx_graph_add_rms_norm(g, x, ly->attn_norm, hp->norm_eps);   // [n_embd, rows]
+    sx_tensor *q = reshape3(g, linear(g, ly->wq, ly->bq, h), hd, nh, rows);    // [hd, nh, rows]
+    sx_tensor *k = reshape3(g, linear(g, ly->wk, ly->bk, h), hd, nkv, rows);   // [hd, nkv, rows]
+    sx_tensor *v = linear(g, ly->wv, ly->bv, h);                               // [hd*nkv, rows]
     if (ly->q_norm) q = sx_graph_add_rms_norm(g, q, ly->q_norm, hp->norm_eps);
     if (ly->k_norm) k = sx_graph_add_rms_norm(g, k, ly->k_norm, hp->norm_eps);
     q = sx_graph_add_rope(g, q, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale, m->rope_freqs);
     k = sx_graph_add_rope(g, k, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale, m->rope_freqs);
 
-    sx_tensor *kc = sx_graph_add_set_rows(g, &kv->k[il], reshape2(g, k, hd * nkv, n), slots); // cache [kv_dim, n_ctx]
-    sx_tensor *vc = sx_graph_add_set_rows(g, &kv->v[il], v, slots);
-    const size_t es = kc ? kc->nb[0] : 0;
-    sx_tensor *kview = sx_graph_view(g, kc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0); // [hd, nkv, n_kv]
-    sx_tensor *vview = sx_graph_view(g, vc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0);
-    sx_tensor *a = sx_graph_add_attention(g, q, kview, vview, mask, 1.0f / sqrtf((float)hd), b->n_past); // [hd, nh, n]
-    sx_tensor *o = sx_graph_add_matmul(g, ly->wo, reshape2(g, a, hd * nh, n));                       // [n_embd, n]
+    for (int i = 0; i < n_seq; i++) {
+        const sx_batch *b = seqs[i].b;
+        sx_kv_cache *kv = seqs[i].kv;
+        const int64_t n = b->n, r0 = seqs[i].r0, n_kv = b->n_past + (b->mask_width > 0 ? b->mask_width : b->n);
+        sx_tensor *kc = sx_graph_add_set_rows(g, &kv->k[il], row_view(g, k, hd * nkv, 0, r0, n), seqs[i].slots); // cache [kv_dim, n_ctx]
+        sx_tensor *vc = sx_graph_add_set_rows(g, &kv->v[il], row_view(g, v, hd * nkv, 0, r0, n), seqs[i].slots);
+        const size_t es = kc ? kc->nb[0] : 0;
+        sx_tensor *kview = sx_graph_view(g, kc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0); // [hd, nkv, n_kv]
+        sx_tensor *vview = sx_graph_view(g, vc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0);
+        sx_tensor *qi = n_seq == 1 ? q : row_view(g, q, hd, nh, r0, n);
+        parts[i] = sx_graph_add_attention(g, qi, kview, vview, seqs[i].mask, 1.0f / sqrtf((float)hd), b->n_past); // [hd, nh, n]
+    }
+    sx_tensor *a = concat_all(g, parts, n_seq, 2);                                  // [hd, nh, rows]
+    sx_tensor *o = sx_graph_add_matmul(g, ly->wo, reshape2(g, a, hd * nh, rows)); // [n_embd, rows]
     x = sx_graph_add_add(g, x, o);
 
     h = sx_graph_add_rms_norm(g, x, ly->ffn_norm, hp->norm_eps);
-    sx_tensor *f = sx_graph_add_silu_mul(g, sx_graph_add_matmul(g, ly->w_gate, h), sx_graph_add_matmul(g, ly->w_up, h)); // [n_ff, n]
+    sx_tensor *f = sx_graph_add_silu_mul(g, sx_graph_add_matmul(g, ly->w_gate, h), sx_graph_add_matmul(g, ly->w_up, h)); // [n_ff, rows]
     return sx_graph_add_add(g, x, sx_graph_add_matmul(g, ly->w_down, f));
 }
 
-sx_status sx_model_build_forward(const sx_model *m, sx_kv_cache *kv, sx_graph *g, const sx_batch *b, sx_forward_out *out) {
-    memset(out, 0, sizeof *out);
+sx_status sx_model_check_batch(const sx_model *m, const sx_kv_cache *kv, const sx_batch *b) {
     const sx_hparams *hp = &m->hp;
     if (b->n < 1) return sx_set_error(SX_ERR_INVALID_ARG, "forward: empty batch");
     const int M = b->mask_width > 0 ? b->mask_width : b->n;
@@ -125,46 +162,115 @@ sx_status sx_model_build_forward(const sx_model *m, sx_kv_cache *kv, sx_graph *g
     for (int i = 0; i < b->n; i++)
         if (b->tokens[i] < 0 || b->tokens[i] >= hp->n_vocab)
             return sx_set_error(SX_ERR_INVALID_ARG, "forward: token id %d out of range [0, %d)", b->tokens[i], hp->n_vocab);
+    if (b->out_rows && b->n_out < 1) return sx_set_error(SX_ERR_INVALID_ARG, "forward: no output rows");
     for (int i = 0; i < b->n_out; i++)
         if (b->out_rows && (b->out_rows[i] < 0 || b->out_rows[i] >= b->n)) return sx_set_error(SX_ERR_INVALID_ARG, "forward: output row out of range");
+    for (int i = 0; i < b->n_moves; i++)
+        if (b->move_src[i] < 0 || b->move_src[i] >= kv->n_ctx || b->move_dst[i] < 0 || b->move_dst[i] >= kv->n_ctx)
+            return sx_set_error(SX_ERR_INVALID_ARG, "kv move: slot out of range");
+    return SX_OK;
+}
 
-    int32_t *tmp = malloc(sizeof(int32_t) * (size_t)b->n * 2);
-    if (!tmp) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "forward: out of memory");
-    int32_t *pos_v = tmp, *slot_v = tmp + b->n;
-    for (int i = 0; i < b->n; i++) {
-        pos_v[i] = b->pos ? b->pos[i] : b->n_past + i;
-        slot_v[i] = b->n_past + (M - b->n) + i;
+sx_status sx_model_build_forward_multi(const sx_model *m, int n_seq, sx_kv_cache *const *kvs, const sx_batch *bs, sx_graph *g,
+                                       sx_forward_out *outs) {
+    const sx_hparams *hp = &m->hp;
+    if (n_seq < 1) return sx_set_error(SX_ERR_INVALID_ARG, "forward: no sequences");
+    int64_t rows = 0, n_out = 0;
+    for (int i = 0; i < n_seq; i++) {
+        memset(&outs[i], 0, sizeof outs[i]);
+        SX_RETURN_IF_ERROR(sx_model_check_batch(m, kvs[i], &bs[i]));
+        rows += bs[i].n;
+        n_out += bs[i].out_rows ? bs[i].n_out : bs[i].n;
     }
-    if (b->n_moves > 0) SX_RETURN_IF_ERROR(sx_kv_cache_build_move(kv, g, b->move_src, b->move_dst, b->n_moves));
-    sx_tensor *tokens = sx_graph_input_i32(g, b->tokens, b->n, "tokens");
-    sx_tensor *pos = sx_graph_input_i32(g, pos_v, b->n, "pos");
-    sx_tensor *slots = sx_graph_input_i32(g, slot_v, b->n, "slots");
-    free(tmp);
-    sx_tensor *mask = b->mask ? sx_graph_input_f32(g, b->mask, 2, (int64_t[]){M, b->n}, "mask") : NULL;
+    seq_in *seqs = calloc((size_t)n_seq, sizeof *seqs);
+    sx_tensor **parts = calloc((size_t)n_seq, sizeof *parts);
+    sx_tensor **layer_in = calloc((size_t)hp->n_layer, sizeof *layer_in);
+    int32_t *tok_v = malloc(sizeof(int32_t) * (size_t)(3 * rows + n_out));
+    if (!seqs || !parts || !layer_in || !tok_v) {
+        free(seqs), free(parts), free(layer_in), free(tok_v);
+        return sx_set_error(SX_ERR_OUT_OF_MEMORY, "forward: out of memory");
+    }
+    int32_t *pos_v = tok_v + rows, *slot_v = pos_v + rows, *out_v = slot_v + rows;
+    bool all_rows_out = true;
+    for (int i = 0, r = 0, o = 0; i < n_seq; i++) {
+        const sx_batch *b = &bs[i];
+        const int M = b->mask_width > 0 ? b->mask_width : b->n;
+        seqs[i].kv = kvs[i];
+        seqs[i].b = b;
+        seqs[i].r0 = r;
+        for (int j = 0; j < b->n; j++) {
+            tok_v[r + j] = b->tokens[j];
+            pos_v[r + j] = b->pos ? b->pos[j] : b->n_past + j;
+            slot_v[r + j] = b->n_past + (M - b->n) + j;
+        }
+        if (b->out_rows) all_rows_out = false;
+        const int no = b->out_rows ? b->n_out : b->n;
+        for (int j = 0; j < no; j++) out_v[o + j] = r + (b->out_rows ? b->out_rows[j] : j);
+        r += b->n;
+        o += no;
+    }
+    sx_status st = SX_OK;
+    for (int i = 0; i < n_seq && st == SX_OK; i++)
+        if (bs[i].n_moves > 0) st = sx_kv_cache_build_move(kvs[i], g, bs[i].move_src, bs[i].move_dst, bs[i].n_moves);
+    if (st != SX_OK) {
+        free(seqs), free(parts), free(layer_in), free(tok_v);
+        return st;
+    }
+    sx_tensor *tokens = sx_graph_input_i32(g, tok_v, rows, "tokens");
+    sx_tensor *pos = sx_graph_input_i32(g, pos_v, rows, "pos");
+    for (int i = 0; i < n_seq; i++) {
+        const sx_batch *b = &bs[i];
+        seqs[i].slots = sx_graph_input_i32(g, slot_v + seqs[i].r0, b->n, "slots");
+        seqs[i].mask = b->mask ? sx_graph_input_f32(g, b->mask, 2, (int64_t[]){b->mask_width > 0 ? b->mask_width : b->n, b->n}, "mask") : NULL;
+    }
 
-    sx_tensor *x = sx_graph_add_get_rows(g, m->tok_embd, tokens); // [n_embd, n]
+    sx_tensor *x = sx_graph_add_get_rows(g, m->tok_embd, tokens); // [n_embd, rows]
     for (int il = 0; il < hp->n_layer; il++) {
-        for (int f = 0; f < b->n_feature_layers; f++)
-            if (b->feature_layers[f] == il) {
-                out->features[f] = x;
-                sx_graph_set_output(g, x);
+        layer_in[il] = x;
+        for (int i = 0; i < n_seq; i++)
+            for (int f = 0; f < bs[i].n_feature_layers; f++)
+                if (bs[i].feature_layers[f] == il) {
+                    if (n_seq == 1) outs[0].features[f] = x;
+                    sx_graph_set_output(g, x);
+                }
+        x = build_layer(m, g, il, x, pos, seqs, n_seq, rows, parts);
+    }
+    /* the features of each sequence, concatenated [n_embd * n_features, n] -> rows 0..n-1 of its buffer */
+    for (int i = 0; i < n_seq && sx_graph_status(g) == SX_OK; i++) {
+        const sx_batch *b = &bs[i];
+        if (!b->feature_buf || b->n_feature_layers < 1) continue;
+        sx_tensor *cat = NULL;
+        for (int f = 0; f < b->n_feature_layers; f++) {
+            const int il = b->feature_layers[f];
+            if (il < 0 || il >= hp->n_layer) {
+                sx_set_error(SX_ERR_INVALID_ARG, "forward: feature layer %d out of range", il);
+                free(seqs), free(parts), free(layer_in), free(tok_v);
+                return SX_ERR_INVALID_ARG;
             }
-        x = build_layer(m, kv, g, il, x, pos, slots, mask, b);
+            sx_tensor *part = n_seq == 1 ? layer_in[il] : row_view(g, layer_in[il], hp->n_embd, 0, seqs[i].r0, b->n);
+            cat = cat ? sx_graph_add_concat(g, cat, part, 0) : part;
+        }
+        for (int j = 0; j < b->n; j++) slot_v[j] = j;
+        sx_graph_add_set_rows(g, b->feature_buf, cat, sx_graph_input_i32(g, slot_v, b->n, "feature_rows"));
     }
-    if (b->feature_buf && b->n_feature_layers > 0) { /* [n_embd * n_features, n] -> rows 0..n-1 */
-        sx_tensor *cat = out->features[0];
-        for (int f = 1; f < b->n_feature_layers; f++) cat = sx_graph_add_concat(g, cat, out->features[f], 0);
-        int32_t *rows = malloc(sizeof(int32_t) * (size_t)b->n);
-        if (!rows) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "forward: out of memory");
-        for (int i = 0; i < b->n; i++) rows[i] = i;
-        sx_graph_add_set_rows(g, b->feature_buf, cat, sx_graph_input_i32(g, rows, b->n, "feature_rows"));
-        free(rows);
-    }
-    if (b->out_rows) x = sx_graph_add_get_rows(g, x, sx_graph_input_i32(g, b->out_rows, b->n_out, "out_rows")); // [n_embd, n_out]
+    if (!all_rows_out) x = sx_graph_add_get_rows(g, x, sx_graph_input_i32(g, out_v, n_out, "out_rows")); // [n_embd, n_out]
     x = sx_graph_add_rms_norm(g, x, m->out_norm, hp->norm_eps);
-    out->logits = sx_graph_add_matmul(g, m->output, x); // [n_vocab, n_out]
-    out->argmax = sx_graph_add_argmax(g, out->logits);  // [1, n_out]
-    sx_graph_set_output(g, out->logits);
-    sx_graph_set_output(g, out->argmax);
+    sx_tensor *logits = sx_graph_add_matmul(g, m->output, x); // [n_vocab, n_out]
+    sx_tensor *argmax = sx_graph_add_argmax(g, logits);       // [1, n_out]
+    sx_graph_set_output(g, logits);
+    sx_graph_set_output(g, argmax);
+    for (int i = 0, o = 0; i < n_seq; i++) {
+        const int no = bs[i].out_rows ? bs[i].n_out : bs[i].n;
+        outs[i].logits = logits;
+        outs[i].argmax = argmax;
+        outs[i].row0 = o;
+        outs[i].n_out = no;
+        o += no;
+    }
+    free(seqs), free(parts), free(layer_in), free(tok_v);
     return sx_graph_status(g);
+}
+
+sx_status sx_model_build_forward(const sx_model *m, sx_kv_cache *kv, sx_graph *g, const sx_batch *b, sx_forward_out *out) {
+    return sx_model_build_forward_multi(m, 1, &kv, b, g, out);
 }

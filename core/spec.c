@@ -64,6 +64,7 @@ struct sx_spec {
     int32_t root;
 
     float *row_logits;    /* [n_vocab] scratch */
+    float *vlogits;       /* [verify rows][n_vocab] target logits of a sampled verification */
     float *probs;         /* [n_out][Vd] scratch for draft distributions */
     int32_t *tops;
     double draft_ms, verify_ms;
@@ -90,9 +91,12 @@ static sx_status persistent(sx_device *dev, sx_dtype dt, int64_t ne0, int64_t ne
 
 void sx_spec_destroy(sx_spec *sp) {
     if (!sp) return;
+    sx_engine_lock(sp->s->e);
     sx_kv_cache_free(sp->dkv);
     sx_buffer_free(sp->featbuf_buf);
     sx_buffer_free(sp->hbuf_buf);
+    sx_engine_unlock(sp->s->e);
+    free(sp->vlogits);
     free(sp->pend_feat), free(sp->pend_tok), free(sp->dm_pend);
     free(sp->move_src), free(sp->move_dst);
     free(sp->row_logits), free(sp->probs), free(sp->tops);
@@ -136,17 +140,21 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
         sp->probs = malloc(sizeof(float) * (size_t)Vd * (size_t)K);
         sp->tops = malloc(sizeof(int32_t) * (size_t)K * (size_t)K);
         if (!sp->probs || !sp->tops) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+        sx_engine_lock(e);
         if (st == SX_OK)
             st = persistent(e->dev, SX_DTYPE_F32, 3 * (int64_t)e->model->hp.n_embd, sp->feat_cap, "features", &sp->featbuf, &sp->featbuf_buf);
         if (st == SX_OK) st = persistent(ddev, SX_DTYPE_F32, sp->d->hp.n_embd, sp->h_cap, "draft_hidden", &sp->hbuf, &sp->hbuf_buf);
         if (st == SX_OK) st = sx_eagle3_kv_create(sp->d, ddev, n_ctx + SX_SPEC_MAX_NODES + 1, &sp->dkv);
+        sx_engine_unlock(e);
     } else if (st == SX_OK && p->kind == SX_SPEC_DRAFT) {
         sp->dm = e->draft;
         const int K = sp->p.draft_topk;
         sp->probs = malloc(sizeof(float) * (size_t)sp->dm->hp.n_vocab * (size_t)K);
         sp->tops = malloc(sizeof(int32_t) * (size_t)K * (size_t)K);
         if (!sp->probs || !sp->tops) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+        sx_engine_lock(e);
         if (st == SX_OK) st = sx_kv_cache_create(&sp->dm->hp, ddev, n_ctx + SX_SPEC_MAX_NODES + 1, SX_DTYPE_F16, &sp->dkv);
+        sx_engine_unlock(e);
     }
     if (st != SX_OK) {
         sx_spec_destroy(sp);
@@ -159,11 +167,13 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
 sx_status sx_spec_finish(sx_spec *sp) {
     if (sp->n_moves == 0) return SX_OK;
     sx_session *s = sp->s;
+    sx_engine_lock(s->e);
     sx_graph_reset(s->graph);
-    SX_RETURN_IF_ERROR(sx_kv_cache_build_move(s->kv, s->graph, sp->move_src, sp->move_dst, sp->n_moves));
-    SX_RETURN_IF_ERROR(sx_sched_compute(s->sched, s->graph));
-    sp->n_moves = 0;
-    return SX_OK;
+    sx_status st = sx_kv_cache_build_move(s->kv, s->graph, sp->move_src, sp->move_dst, sp->n_moves);
+    if (st == SX_OK) st = sx_sched_compute(s->sched, s->graph);
+    sx_engine_unlock(s->e);
+    if (st == SX_OK) sp->n_moves = 0;
+    return st;
 }
 
 void sx_spec_timing(const sx_spec *sp, double *draft_ms, double *verify_ms) {
@@ -357,10 +367,15 @@ static sx_status draft_tree(sx_spec *sp, int32_t root, sx_spec_proposal *prop) {
 }
 
 /* ---- verification ---- */
-static sx_status verify(sx_spec *sp, int32_t root, const int *sel, int n_sel, int32_t *argmax, sx_tensor **out_logits) {
+/* One target pass over the root and the selected nodes (shared with other
+ * sessions' passes when they run at the same time, core/batch.c); reads the
+ * argmax of every row, and all rows' logits when sampling. */
+static sx_status verify(sx_spec *sp, int32_t root, const int *sel, int n_sel, int32_t *argmax, bool want_logits) {
     sx_session *s = sp->s;
     const int n = n_sel + 1;
     int32_t tok[SX_SPEC_MAX_NODES + 1], pos[SX_SPEC_MAX_NODES + 1];
+    if (want_logits && !sp->vlogits && !(sp->vlogits = malloc(sizeof(float) * (size_t)s->e->model->hp.n_vocab * SX_SPEC_MAX_VERIFY)))
+        return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
     float *mask = malloc(sizeof(float) * (size_t)n * (size_t)n);
     if (!mask) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
     tok[0] = root;
@@ -383,15 +398,10 @@ static sx_status verify(sx_spec *sp, int32_t root, const int *sel, int n_sel, in
     const int nfl = feature_layers(sp, fl);
     sx_batch b = {.tokens = tok, .pos = pos, .n = n, .n_past = s->n_past, .mask = mask, .feature_layers = fl, .n_feature_layers = nfl,
                   .feature_buf = nfl ? &sp->featbuf : NULL, .move_src = sp->move_src, .move_dst = sp->move_dst, .n_moves = sp->n_moves};
-    sx_forward_out fo;
-    sx_graph_reset(s->graph);
-    sx_status st = sx_model_build_forward(s->e->model, s->kv, s->graph, &b, &fo);
+    sx_status st = sx_session_forward_shared(s, &b, want_logits ? sp->vlogits : NULL, argmax);
     free(mask);
-    if (st == SX_OK) st = sx_sched_compute(s->sched, s->graph);
-    if (st == SX_OK) st = sx_tensor_read(fo.argmax, argmax, sizeof(int32_t) * (size_t)n);
     if (st == SX_OK) sp->n_moves = 0;
     sp->n_vrows = n;
-    *out_logits = fo.logits;
     return st;
 }
 
@@ -420,7 +430,7 @@ static sx_status accept_greedy(sx_spec *sp, const int32_t *argmax, int32_t *bonu
 /* Exact sampling acceptance: at each node the target distribution p; try the
  * children in draft-score order, accept x with probability p(x), else zero it
  * and renormalise; the bonus comes from what remains. */
-static sx_status accept_sample(sx_spec *sp, sx_tensor *logits, sx_sampler *smp, int32_t *bonus) {
+static sx_status accept_sample(sx_spec *sp, sx_sampler *smp, int32_t *bonus) {
     sx_session *s = sp->s;
     const int V = s->e->model->hp.n_vocab;
     int cur = 0;
@@ -430,7 +440,7 @@ static sx_status accept_sample(sx_spec *sp, sx_tensor *logits, sx_sampler *smp, 
     const int base = s->n_past;
     s->history[base] = sp->root;
     for (;;) {
-        SX_RETURN_IF_ERROR(sx_tensor_read_at(logits, (size_t)cur * V * sizeof(float), sp->row_logits, sizeof(float) * (size_t)V));
+        memcpy(sp->row_logits, sp->vlogits + (size_t)cur * V, sizeof(float) * (size_t)V);
         const int32_t *ids;
         const float *p;
         int n;
@@ -489,7 +499,9 @@ sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, 
     sp->root = root;
     const int T = sp->p.draft_nodes;
     double t0 = sx_now_ms();
+    sx_engine_lock(s->e);
     sx_status st = draft_tree(sp, root, out);
+    sx_engine_unlock(s->e);
     double t1 = sx_now_ms();
     sp->draft_ms += t1 - t0;
     if (st != SX_OK) return st;
@@ -508,10 +520,10 @@ sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, 
     }
     out->n_drafted = n_sel;
     int32_t argmax[SX_SPEC_MAX_NODES + 1];
-    sx_tensor *logits = NULL;
-    st = verify(sp, root, sel, n_sel, argmax, &logits);
+    const bool sampled = !greedy && smp;
+    st = verify(sp, root, sel, n_sel, argmax, sampled);
     int32_t bonus = 0;
-    if (st == SX_OK) st = greedy || !smp ? accept_greedy(sp, argmax, &bonus) : accept_sample(sp, logits, smp, &bonus);
+    if (st == SX_OK) st = sampled ? accept_sample(sp, smp, &bonus) : accept_greedy(sp, argmax, &bonus);
     sp->verify_ms += sx_now_ms() - t1;
     if (st != SX_OK) return st;
     out->n = 0;
@@ -549,6 +561,45 @@ void sx_spec_commit(sx_spec *sp, int n_accepted, int32_t bonus) {
 }
 
 /* ---- prefill ---- */
+/* One prompt chunk of an EAGLE-3 prefill: the target pass, then the draft reads it. */
+static sx_status prefill_chunk(sx_spec *sp, const int32_t *prompt, int n, int done, const int *fl, float *out_logits) {
+    sx_session *s = sp->s;
+    const int m = n - done < s->n_batch ? n - done : s->n_batch;
+    const bool last = done + m == n;
+    const int32_t last_row = m - 1;
+    sx_batch b = {.tokens = prompt + done, .n = m, .n_past = s->n_past, .out_rows = &last_row, .n_out = 1, .feature_layers = fl,
+                  .n_feature_layers = 3, .feature_buf = &sp->featbuf, .move_src = sp->move_src, .move_dst = sp->move_dst,
+                  .n_moves = sp->n_moves};
+    SX_RETURN_IF_ERROR(sx_session_forward(s, &b, last ? out_logits : NULL, NULL));
+    sp->n_moves = 0;
+    memcpy(s->history + s->n_past, prompt + done, sizeof(int32_t) * (size_t)m);
+    s->n_past += m;
+    /* the draft reads this chunk: row i pairs feature i with the next prompt token */
+    const int rows = last ? m - 1 : m;
+    for (int i = 0; i < m; i++) {
+        sp->pend_feat[i] = i;
+        sp->pend_tok[i] = done + i + 1 < n ? prompt[done + i + 1] : 0;
+    }
+    if (rows > 0) {
+        int32_t *pos = malloc(sizeof(int32_t) * (size_t)rows);
+        if (!pos) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+        for (int i = 0; i < rows; i++) pos[i] = sp->draft_past + i;
+        sx_draft_batch db = {.n = rows, .tokens = sp->pend_tok, .pos = pos, .n_past = sp->draft_past, .slot0 = sp->draft_past,
+                             .feat_rows = sp->pend_feat};
+        sx_draft_out o;
+        sx_status st = run_draft(sp, &db, &o);
+        free(pos);
+        SX_RETURN_IF_ERROR(st);
+        sp->draft_past += rows;
+    }
+    if (last) { /* the prompt's last row waits for the first generated token */
+        sp->pend_feat[0] = m - 1;
+        sp->n_pend = 1;
+        sp->pend_generated = false;
+    }
+    return SX_OK;
+}
+
 sx_status sx_spec_prefill(sx_spec *sp, const int32_t *prompt, int n, float *out_logits) {
     sx_session *s = sp->s;
     if ((int64_t)s->n_past + n > s->kv->n_ctx)
@@ -564,40 +615,11 @@ sx_status sx_spec_prefill(sx_spec *sp, const int32_t *prompt, int n, float *out_
     int fl[3];
     feature_layers(sp, fl);
     for (int done = 0; done < n;) {
-        const int m = n - done < s->n_batch ? n - done : s->n_batch;
-        const bool last = done + m == n;
-        const int32_t last_row = m - 1;
-        sx_batch b = {.tokens = prompt + done, .n = m, .n_past = s->n_past, .out_rows = &last_row, .n_out = 1, .feature_layers = fl,
-                      .n_feature_layers = 3, .feature_buf = &sp->featbuf, .move_src = sp->move_src, .move_dst = sp->move_dst,
-                      .n_moves = sp->n_moves};
-        SX_RETURN_IF_ERROR(sx_session_forward(s, &b, last ? out_logits : NULL, NULL));
-        sp->n_moves = 0;
-        memcpy(s->history + s->n_past, prompt + done, sizeof(int32_t) * (size_t)m);
-        s->n_past += m;
-        /* the draft reads this chunk: row i pairs feature i with the next prompt token */
-        const int rows = last ? m - 1 : m;
-        for (int i = 0; i < m; i++) {
-            sp->pend_feat[i] = i;
-            sp->pend_tok[i] = done + i + 1 < n ? prompt[done + i + 1] : 0;
-        }
-        if (rows > 0) {
-            int32_t *pos = malloc(sizeof(int32_t) * (size_t)rows);
-            if (!pos) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
-            for (int i = 0; i < rows; i++) pos[i] = sp->draft_past + i;
-            sx_draft_batch db = {.n = rows, .tokens = sp->pend_tok, .pos = pos, .n_past = sp->draft_past, .slot0 = sp->draft_past,
-                                 .feat_rows = sp->pend_feat};
-            sx_draft_out o;
-            sx_status st = run_draft(sp, &db, &o);
-            free(pos);
-            SX_RETURN_IF_ERROR(st);
-            sp->draft_past += rows;
-        }
-        done += m;
-        if (last) { /* the prompt's last row waits for the first generated token */
-            sp->pend_feat[0] = m - 1;
-            sp->n_pend = 1;
-            sp->pend_generated = false;
-        }
+        sx_engine_lock(s->e); /* one chunk at a time: other sessions go on between chunks */
+        const sx_status st = prefill_chunk(sp, prompt, n, done, fl, out_logits);
+        sx_engine_unlock(s->e);
+        SX_RETURN_IF_ERROR(st);
+        done += n - done < s->n_batch ? n - done : s->n_batch;
     }
     return SX_OK;
 }

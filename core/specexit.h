@@ -2,7 +2,9 @@
  *
  * Objects: an engine holds one model on one device (weights, tokenizer, chat
  * template); a session holds one conversation's KV cache and sampler state.
- * Several sessions may share an engine, each used from one thread at a time.
+ * Several sessions may share an engine, each used from one thread at a time;
+ * different sessions may run in different threads at once (continuous
+ * batching: their target passes are combined into one forward pass).
  *
  * Ownership: *_create => caller owns, free with the matching *_destroy
  * (destroy(NULL) is a no-op). Getters return borrowed pointers valid while
@@ -40,6 +42,8 @@ typedef struct sx_engine_options {
     const char *draft_path;    /* optional draft: an EAGLE-3 draft GGUF (architecture "eagle3")
                                   or a small model sharing the target's vocabulary */
     const char *draft_backend; /* device of the draft; NULL = the target's */
+    bool no_cont_batching;     /* sessions generating at the same time take turns instead of
+                                  sharing target passes (default false: they share them) */
 } sx_engine_options;
 
 void sx_engine_options_init(sx_engine_options *o);
@@ -48,6 +52,12 @@ void sx_engine_options_init(sx_engine_options *o);
  * (architecture, quant type, backend not compiled in), SX_ERR_NO_DEVICE. */
 SX_MUST_USE sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out_engine);
 void sx_engine_destroy(sx_engine *e);
+/* Continuous batching so far: target passes that combined sessions running
+ * at the same time, and the sequences they carried (seqs / passes = the
+ * mean batch). */
+void sx_engine_batch_stats(const sx_engine *e, uint64_t *passes, uint64_t *seqs);
+/* Turns continuous batching on or off for the passes sent from now on. */
+void sx_engine_set_cont_batching(sx_engine *e, bool on);
 
 typedef struct sx_engine_info {
     const char *model_name; /* general.name */

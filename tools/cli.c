@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/resource.h>
 
 void sx_cli_init(sx_cli *c) {
@@ -59,6 +60,7 @@ void sx_cli_engine_options(const sx_cli *c, sx_engine_options *eo) {
     eo->chat_template = c->chat_template;
     eo->draft_path = c->draft_model;
     eo->draft_backend = c->draft_backend;
+    eo->no_cont_batching = c->no_cont_batching;
 }
 
 void sx_cli_session_options(const sx_cli *c, sx_session_options *so) {
@@ -194,7 +196,13 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (!strcmp(cmd, "run") && IS("--compare")) c->compare = true;
         else if (!strcmp(cmd, "serve") && IS("--host")) { NEED(); c->host = v; }
         else if (!strcmp(cmd, "serve") && IS("--port")) { NEED(); if (!parse_int(a, v, 0, 65535, &c->port)) return false; }
-        else if (!strcmp(cmd, "serve") && (IS("-np") || IS("--parallel"))) { NEED(); if (!parse_int(a, v, 1, 256, &c->n_parallel)) return false; }
+        else if ((!strcmp(cmd, "serve") || !strcmp(cmd, "bench")) && (IS("-np") || IS("--parallel"))) {
+            NEED();
+            if (!parse_int(a, v, 1, 256, &c->n_parallel)) return false;
+            c->parallel_set = true;
+        }
+        else if (!strcmp(cmd, "serve") && (IS("-cb") || IS("--cont-batching"))) c->no_cont_batching = false;
+        else if (!strcmp(cmd, "serve") && (IS("-nocb") || IS("--no-cont-batching"))) c->no_cont_batching = true;
         else if (!strcmp(cmd, "serve") && IS("--api-key")) { NEED(); c->api_key = v; }
         else if (!strcmp(cmd, "serve") && IS("--alias")) { NEED(); c->alias = v; }
         else if (!strcmp(cmd, "bench") && IS("--problems")) { NEED(); c->problems = v; }
@@ -235,6 +243,12 @@ char *sx_cli_read_file(const char *path) {
     fclose(f);
     if (buf) buf[n] = 0;
     return buf;
+}
+
+double sx_cli_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 unsigned long long sx_cli_peak_rss(void) {

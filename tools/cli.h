@@ -45,6 +45,8 @@ typedef struct sx_cli {
     const char *host;
     int port;
     int n_parallel;
+    bool parallel_set;      /* -np given (bench: the parallel A/B) */
+    bool no_cont_batching;  /* serve -nocb: slots take turns instead of sharing passes */
     const char *api_key;
     const char *alias;
 } sx_cli;
@@ -69,6 +71,8 @@ void sx_cli_print_common_help(FILE *f);
 int sx_cli_fail(const char *what, sx_status s);
 /* Reads a whole file into a malloc'ed NUL-terminated string. */
 char *sx_cli_read_file(const char *path);
+/* Monotonic clock in milliseconds. */
+double sx_cli_now_ms(void);
 /* Peak resident set size of this process in bytes. */
 unsigned long long sx_cli_peak_rss(void);
 
@@ -82,6 +86,7 @@ void sx_cli_add_spec_json(struct cJSON *j, const sx_generate_params *gp, const s
 int sx_cmd_run(int argc, char **argv);
 int sx_cmd_bench(int argc, char **argv);
 int sx_cmd_bench_problems(sx_cli *c);
+int sx_cmd_bench_parallel(sx_cli *c);
 int sx_cmd_devices(int argc, char **argv);
 int sx_cmd_convert(int argc, char **argv);
 int sx_cmd_serve(int argc, char **argv);

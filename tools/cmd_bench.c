@@ -24,6 +24,7 @@ typedef struct {
 
 static void help(void) {
     printf("usage: specexit bench -m MODEL.gguf [--backend B[,B2...]] [-p 512] [-n 128] [-r 3] [--json]\n"
+           "       specexit bench -m MODEL.gguf [-md DRAFT.gguf] -np 4 [-p 32] [-n 128] [-r 3] [--json]\n"
            "       specexit bench -m MODEL.gguf -md DRAFT.gguf --problems FILE.jsonl [--modes plain,eagle3,budget,first-answer,specexit]\n\n"
            "Speed: prefill (-p tokens) and decode (-n tokens, greedy) per backend, repetitions\n"
            "interleaved, mean/stddev and ratios to the first backend; with -md and --spec, the\n"
@@ -31,6 +32,10 @@ static void help(void) {
            "Problems: each mode on each problem (JSON lines {\"prompt\", \"answer\"}), greedy unless\n"
            "--temp is given; accuracy, mean generated and thinking tokens, acceptance length and time\n"
            "per mode, ratios to eagle3, as JSON on stdout and a Markdown table on stderr.\n"
+           "Parallel (-np N): N sessions generating at the same time (-n tokens each after a\n"
+           "-p token prompt, default 32), sharing target passes (continuous batching) against\n"
+           "taking turns, repetitions interleaved: aggregate tok/s, the ratio, the mean batch,\n"
+           "and whether both gave every session the same tokens.\n"
            "Progress goes to stderr.\n\n");
     sx_cli_print_common_help(stdout);
 }
@@ -77,6 +82,7 @@ int sx_cmd_bench(int argc, char **argv) {
         if (c.n_predict == 128) c.n_predict = 1024;
         return sx_cmd_bench_problems(&c);
     }
+    if (c.parallel_set) return sx_cmd_bench_parallel(&c);
     if (c.bench_prompt < 1 || c.bench_gen < 2) {
         fprintf(stderr, "error: bench needs -p >= 1 and -n >= 2\n");
         return 1;

@@ -16,10 +16,13 @@
  *    cache); a queued job goes to the idle slot whose context shares the
  *    longest prefix with the prompt (the matching KV is reused, as
  *    llama-server's cache_prompt), else waits in FIFO order.
- *  - the workers share one engine (weights, devices), so they take turns on
- *    it through a fair ticket lock: a worker holds the turn for its prompt
- *    and yields it after every emitted token, so concurrent requests advance
- *    token by token instead of one after the other.
+ *  - the workers share one engine (weights, devices). With continuous
+ *    batching (the default) they generate at the same time and the engine
+ *    combines their target passes into one forward pass per step (core/
+ *    batch.c): every request still gets exactly its tokens alone. With
+ *    -nocb they take turns through a fair ticket lock instead: a worker
+ *    holds the turn for its prompt and yields it after every emitted token,
+ *    so concurrent requests advance token by token.
  * A failing request (bad JSON, context exceeded, a device error in its
  * generation) answers that client with an error and a non-zero status; the
  * other requests and the server go on. A client that disconnects during
@@ -74,6 +77,7 @@ struct server {
     int n_conns;            /* requests whose connection has not completed */
     pthread_cond_t conns_cv;
     bool stopping;
+    bool take_turns;     /* -nocb: no continuous batching, the slots take turns */
     pthread_mutex_t tmu; /* the engine turn: a fair ticket lock */
     pthread_cond_t tcv;
     unsigned long next_ticket, serving;
@@ -110,14 +114,11 @@ struct job {
     job *next;
 };
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
+#define now_ms sx_cli_now_ms
 
-/* ---- the engine turn ---- */
+/* ---- the engine turn (-nocb) ---- */
 static void turn_acquire(server *S) {
+    if (!S->take_turns) return;
     pthread_mutex_lock(&S->tmu);
     const unsigned long t = S->next_ticket++;
     while (S->serving != t) pthread_cond_wait(&S->tcv, &S->tmu);
@@ -125,6 +126,7 @@ static void turn_acquire(server *S) {
 }
 
 static void turn_release(server *S) {
+    if (!S->take_turns) return;
     pthread_mutex_lock(&S->tmu);
     S->serving++;
     pthread_cond_broadcast(&S->tcv);
@@ -133,6 +135,7 @@ static void turn_release(server *S) {
 
 /* Lets every worker already waiting go first; returns holding the turn. */
 static void turn_yield(server *S) {
+    if (!S->take_turns) return;
     pthread_mutex_lock(&S->tmu);
     if (S->next_ticket - S->serving > 1) {
         S->serving++;
@@ -737,6 +740,8 @@ static enum MHD_Result handle_models(server *S, struct MHD_Connection *c) {
 static enum MHD_Result handle_metrics(server *S, struct MHD_Connection *c) {
     sx_sbuf b = {0};
     char line[256];
+    uint64_t b_passes, b_seqs;
+    sx_engine_batch_stats(S->e, &b_passes, &b_seqs);
     pthread_mutex_lock(&S->mu);
     const struct {
         const char *name, *type, *help;
@@ -754,6 +759,8 @@ static enum MHD_Result handle_metrics(server *S, struct MHD_Connection *c) {
          S->m_steps ? (double)S->m_committed / (double)S->m_steps : 0.0},
         {"prompt_seconds_total", "counter", "Time spent evaluating prompts.", S->m_prompt_ms / 1e3},
         {"decode_seconds_total", "counter", "Time spent generating.", S->m_decode_ms / 1e3},
+        {"batched_passes_total", "counter", "Target passes that combined the slots generating at the same time.", (double)b_passes},
+        {"batched_sequences_total", "counter", "Sequences those passes carried (divided by the passes: the mean batch).", (double)b_seqs},
         {"requests_processing", "gauge", "Requests running in a slot.", (double)S->n_running},
         {"requests_deferred", "gauge", "Requests waiting for a slot.", (double)S->n_queued},
     };
@@ -870,6 +877,8 @@ static void help(void) {
            "      --host ADDR           address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
            "      --port N              port (default 8080; 0 = any free port, printed at start)\n"
            "  -np, --parallel N         slots: requests generated at the same time (default 4)\n"
+           "  -cb, --cont-batching      combine the slots' target passes into one forward pass (default)\n"
+           "  -nocb, --no-cont-batching the slots take turns, one pass at a time\n"
            "      --api-key KEY         require \"Authorization: Bearer KEY\" (all but /health)\n"
            "      --alias NAME          model name reported by /v1/models (default: the model's)\n"
            "  -c, --ctx-size N          context per slot (default: min(model, 4096))\n"
@@ -931,6 +940,7 @@ int sx_cmd_serve(int argc, char **argv) {
     sx_utf8_sanitize_into(&alias, name, strlen(name));
     S.alias = alias.s ? alias.s : "specexit";
     S.n_slots = c.n_parallel;
+    S.take_turns = c.no_cont_batching;
     S.slots = calloc((size_t)S.n_slots, sizeof *S.slots);
     if (!S.slots) {
         sx_engine_destroy(S.e);
@@ -966,9 +976,9 @@ int sx_cmd_serve(int argc, char **argv) {
     } else {
         const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
         const int port = di ? (int)di->port : c.port;
-        fprintf(stderr, "[serve] model %s (%s, %s) on %s (%s); draft %s; spec %s, exit %s; %d slots x %d context\n", S.alias, S.info.arch,
+        fprintf(stderr, "[serve] model %s (%s, %s) on %s (%s); draft %s; spec %s, exit %s; %d slots x %d context, %s\n", S.alias, S.info.arch,
                 S.info.quant, S.info.backend, S.info.device, S.info.draft, sx_spec_kind_name(S.defaults.spec.kind),
-                sx_exit_kind_name(S.defaults.exit.kind), S.n_slots, S.n_ctx);
+                sx_exit_kind_name(S.defaults.exit.kind), S.n_slots, S.n_ctx, S.take_turns ? "slots take turns" : "continuous batching");
         fprintf(stderr, "[serve] listening on http://%s%s%s:%d\n", v6 ? "[" : "", c.host, v6 ? "]" : "", port);
         fflush(stderr);
         int sig = 0;

@@ -275,7 +275,12 @@ def main():
             check(res == want, f"concurrent {qq!r}: {res} != sequential {want}")
         st, met, _ = s.request("GET", "/metrics")
         check(st == 200 and b"specexit:requests_total" in met, "metrics")
-        print(f"ok   {len(threads)} concurrent clients (2 slots) got exactly their sequential answers", flush=True)
+        mp = re.search(rb"^specexit:batched_passes_total (\S+)$", met, re.M)
+        ms = re.search(rb"^specexit:batched_sequences_total (\S+)$", met, re.M)
+        passes, seqs = (float(mp.group(1)), float(ms.group(1))) if mp and ms else (0, 0)
+        check(passes > 0 and seqs > passes, f"the 2 slots shared target passes (continuous batching): {passes} passes, {seqs} sequences")
+        print(f"ok   {len(threads)} concurrent clients (2 slots) got exactly their sequential answers "
+              f"({seqs / max(passes, 1):.2f} sequences per combined pass)", flush=True)
 
         # ---- a client that leaves mid-stream ----
         sock = socket.create_connection(("127.0.0.1", s.port))
@@ -398,7 +403,7 @@ def main():
     print("ok   clients leaving (whole and queued stream) free their slot/queue place; shutdown answers 503 / error event + [DONE]", flush=True)
 
     # ---- API key ----
-    k = Server("-np", "1", "--api-key", "sekrit")
+    k = Server("-np", "1", "--api-key", "sekrit", "-nocb")  # also the -nocb path (slots take turns)
     try:
         st, _ = k.json("GET", "/health")
         check(st == 200, "health needs no key")

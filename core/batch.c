@@ -1,0 +1,250 @@
+/* core/batch.c — continuous batching: sessions generating at the same time
+ * on one engine share their target forward passes.
+ *
+ * Each generating session runs its own loop in its own thread (the server's
+ * slots, or any program with several sessions). Every device call of a
+ * session holds the engine's device lock (recursive), so the sessions are
+ * safe to use concurrently. A session in its decode phase sends its target
+ * pass (one token, or a speculative tree to verify) to the batcher instead:
+ * the pass waits until every session in its decode phase has sent one (or a
+ * short deadline passes, so a session stalled in its own host work delays
+ * nobody for long), then the first thread that sees the batch complete runs
+ * all of them as one forward pass (sx_model_build_forward_multi): the
+ * weights are read once for every sequence instead of once per sequence,
+ * which is what a memory-bound decode step costs. Drafting stays per session.
+ *
+ * Exactness: a pass takes at most SX_BATCH_MAX_ROWS rows in all, the range
+ * in which every backend computes a matmul row bit for bit as alone (tests/
+ * test_batch_invariance.c), and attention runs per sequence on its own cache,
+ * so every session gets exactly the tokens it would get alone. A combined
+ * pass that fails is retried one sequence at a time, so one bad request
+ * cannot fail the others. Tested by tests/test_cont_batching.c and by the
+ * server's concurrent-clients test. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/engine_internal.h"
+#include "core/spec.h"
+
+#define SX_BATCH_MAX_ROWS SX_SPEC_MAX_VERIFY
+#define SX_BATCH_WAIT_MS 50 /* the longest a ready pass waits for the other sessions */
+
+typedef struct breq {
+    sx_session *s;
+    const sx_batch *b;
+    float *logits;   /* [n_out][n_vocab] or NULL */
+    int32_t *argmax; /* [n_out] or NULL */
+    int rows;
+    bool done;
+    sx_status st;
+    char err[256];
+    struct breq *next;
+} breq;
+
+typedef struct sx_batcher {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    breq *head, *tail;
+    int n_pending;
+    int n_decoding; /* sessions in their decode phase: each will send passes */
+    bool running;
+    sx_sched *sched; /* the combined passes' own */
+    sx_graph *graph;
+    int graph_seqs;  /* sequences the graph has room for */
+    uint64_t n_passes, n_seqs;
+} sx_batcher;
+
+static _Thread_local int tl_lock_depth;
+
+sx_status sx_engine_sync_init(sx_engine *e) {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    const int rc = pthread_mutex_init(&e->dev_mu, &a);
+    pthread_mutexattr_destroy(&a);
+    if (rc) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "engine: cannot create its lock");
+    sx_batcher *B = calloc(1, sizeof *B);
+    if (!B) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "engine: out of memory");
+    pthread_mutex_init(&B->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&B->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    e->batcher = B;
+    e->sync_ready = true;
+    return SX_OK;
+}
+
+void sx_engine_sync_free(sx_engine *e) {
+    if (!e->sync_ready) return;
+    sx_batcher *B = e->batcher;
+    sx_graph_destroy(B->graph);
+    sx_sched_destroy(B->sched);
+    pthread_cond_destroy(&B->cv);
+    pthread_mutex_destroy(&B->mu);
+    free(B);
+    pthread_mutex_destroy(&e->dev_mu);
+    e->sync_ready = false;
+}
+
+void sx_engine_lock(sx_engine *e) {
+    pthread_mutex_lock(&e->dev_mu);
+    tl_lock_depth++;
+}
+
+void sx_engine_unlock(sx_engine *e) {
+    tl_lock_depth--;
+    pthread_mutex_unlock(&e->dev_mu);
+}
+
+void sx_batch_enter(sx_engine *e) {
+    sx_batcher *B = e->batcher;
+    pthread_mutex_lock(&B->mu);
+    B->n_decoding++;
+    pthread_mutex_unlock(&B->mu);
+}
+
+void sx_batch_leave(sx_engine *e) {
+    sx_batcher *B = e->batcher;
+    pthread_mutex_lock(&B->mu);
+    B->n_decoding--;
+    pthread_cond_broadcast(&B->cv); /* the passes waiting for this session wait no more */
+    pthread_mutex_unlock(&B->mu);
+}
+
+void sx_engine_batch_stats(const sx_engine *e, uint64_t *passes, uint64_t *seqs) {
+    sx_batcher *B = e->batcher;
+    pthread_mutex_lock(&B->mu);
+    *passes = B->n_passes;
+    *seqs = B->n_seqs;
+    pthread_mutex_unlock(&B->mu);
+}
+
+void sx_engine_set_cont_batching(sx_engine *e, bool on) {
+    sx_batcher *B = e->batcher;
+    pthread_mutex_lock(&B->mu);
+    e->cont_batching = on;
+    pthread_mutex_unlock(&B->mu);
+}
+
+static void req_fail(breq *r, sx_status st) {
+    r->st = st;
+    snprintf(r->err, sizeof r->err, "%s", sx_last_error());
+}
+
+/* Runs reqs[0..n) as one pass; the device lock is held. */
+static sx_status run_combined(sx_engine *e, breq **reqs, int n) {
+    sx_batcher *B = e->batcher;
+    if (!B->sched) {
+        sx_device *devs[3];
+        int n_devs = 0;
+        devs[n_devs++] = e->dev;
+        if (e->draft_dev) devs[n_devs++] = e->draft_dev;
+        if (e->cpu) devs[n_devs++] = e->cpu;
+        SX_RETURN_IF_ERROR(sx_sched_create(devs, n_devs, &B->sched));
+    }
+    if (B->graph_seqs < n) {
+        sx_graph_destroy(B->graph);
+        B->graph = NULL;
+        B->graph_seqs = 0;
+        const int L = e->model->hp.n_layer;
+        SX_RETURN_IF_ERROR(sx_graph_create(sx_model_graph_size(e->model) + (12 * L + 32) * SX_BATCH_MAX_ROWS + 256, &B->graph));
+        B->graph_seqs = SX_BATCH_MAX_ROWS;
+    }
+    sx_kv_cache *kvs[SX_BATCH_MAX_ROWS];
+    sx_batch bs[SX_BATCH_MAX_ROWS];
+    sx_forward_out fo[SX_BATCH_MAX_ROWS];
+    for (int i = 0; i < n; i++) kvs[i] = reqs[i]->s->kv, bs[i] = *reqs[i]->b;
+    sx_graph_reset(B->graph);
+    SX_RETURN_IF_ERROR(sx_model_build_forward_multi(e->model, n, kvs, bs, B->graph, fo));
+    SX_RETURN_IF_ERROR(sx_sched_compute(B->sched, B->graph));
+    const size_t V = (size_t)e->model->hp.n_vocab;
+    for (int i = 0; i < n; i++) {
+        if (reqs[i]->argmax)
+            SX_RETURN_IF_ERROR(sx_tensor_read_at(fo[i].argmax, (size_t)fo[i].row0 * sizeof(int32_t), reqs[i]->argmax, sizeof(int32_t) * (size_t)fo[i].n_out));
+        if (reqs[i]->logits)
+            SX_RETURN_IF_ERROR(sx_tensor_read_at(fo[i].logits, (size_t)fo[i].row0 * V * sizeof(float), reqs[i]->logits, sizeof(float) * V * (size_t)fo[i].n_out));
+    }
+    return SX_OK;
+}
+
+/* Takes the passes at the head of the queue (at most SX_BATCH_MAX_ROWS rows)
+ * and runs them; called and returns with B->mu held. */
+static void run_round(sx_engine *e) {
+    sx_batcher *B = e->batcher;
+    breq *reqs[SX_BATCH_MAX_ROWS];
+    int n = 0, rows = 0;
+    while (B->head && n < SX_BATCH_MAX_ROWS && (n == 0 || rows + B->head->rows <= SX_BATCH_MAX_ROWS)) {
+        breq *r = B->head;
+        B->head = r->next;
+        if (!B->head) B->tail = NULL;
+        B->n_pending--;
+        rows += r->rows;
+        reqs[n++] = r;
+    }
+    B->running = true;
+    pthread_mutex_unlock(&B->mu);
+
+    sx_engine_lock(e);
+    sx_status st = run_combined(e, reqs, n);
+    if (st != SX_OK && n == 1) req_fail(reqs[0], st);
+    if (st != SX_OK && n > 1) /* one sequence at a time: only the ones that fail alone fail */
+        for (int i = 0; i < n; i++) {
+            sx_status si = sx_session_forward(reqs[i]->s, reqs[i]->b, reqs[i]->logits, reqs[i]->argmax);
+            if (si != SX_OK) req_fail(reqs[i], si);
+        }
+    sx_engine_unlock(e);
+
+    pthread_mutex_lock(&B->mu);
+    if (st == SX_OK) {
+        B->n_passes++;
+        B->n_seqs += (uint64_t)n;
+    }
+    for (int i = 0; i < n; i++) reqs[i]->done = true;
+    B->running = false;
+    pthread_cond_broadcast(&B->cv);
+}
+
+static struct timespec deadline_after(double ms) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    const long long ns = (long long)t.tv_nsec + (long long)(ms * 1e6);
+    t.tv_sec += ns / 1000000000LL;
+    t.tv_nsec = ns % 1000000000LL;
+    return t;
+}
+
+sx_status sx_session_forward_shared(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax) {
+    sx_engine *e = s->e;
+    sx_batcher *B = e->batcher;
+    if (tl_lock_depth > 0) return sx_session_forward(s, b, out_logits, out_argmax);
+    SX_RETURN_IF_ERROR(sx_model_check_batch(e->model, s->kv, b)); /* a bad pass fails alone, before it joins others */
+    breq r = {.s = s, .b = b, .logits = out_logits, .argmax = out_argmax, .rows = b->n};
+    pthread_mutex_lock(&B->mu);
+    if (!e->cont_batching || (B->n_decoding < 2 && !B->head && !B->running)) { /* nobody to share with */
+        pthread_mutex_unlock(&B->mu);
+        return sx_session_forward(s, b, out_logits, out_argmax);
+    }
+    if (B->tail) B->tail->next = &r;
+    else B->head = &r;
+    B->tail = &r;
+    B->n_pending++;
+    const struct timespec deadline = deadline_after(SX_BATCH_WAIT_MS);
+    bool late = false;
+    while (!r.done) {
+        if (!B->running && B->head && (late || B->n_pending >= B->n_decoding)) {
+            run_round(e);
+            continue;
+        }
+        if (late || B->running) pthread_cond_wait(&B->cv, &B->mu); /* a round ends with a broadcast */
+        else if (pthread_cond_timedwait(&B->cv, &B->mu, &deadline) == ETIMEDOUT) late = true;
+    }
+    pthread_mutex_unlock(&B->mu);
+    if (r.st != SX_OK) return sx_set_error(r.st, "%s", r.err);
+    return SX_OK;
+}
