@@ -3,7 +3,9 @@
 # GPU (sized for one H200 and well under 10 minutes):
 #   1. builds with CUDA only (meson + ninja, nv_archs=sm_90 unless SX_NV_ARCHS)
 #   2. runs the cuda suite (op conformance, tiny-model goldens on cuda), the
-#      NVRTC compile check and the model (golden) suites
+#      NVRTC compile check and the model (golden) suites, then the attention
+#      conformance and batch-invariance tests once per forced attention plan
+#      (SPECEXIT_CUDA_ATTN_SPLIT=all, =0)
 #   3. writes synthetic-weight models with the layer shapes of Llama-3-8B and
 #      Qwen3-8B in Q4_0, Q4_K and F16 (tools/mkmodel.c) and benchmarks each with
 #      `specexit bench --backend cuda -p 512 -n 128 -r 3 --json`
@@ -88,6 +90,22 @@ if [ "${SX_SKIP_TESTS:-0}" != 1 ]; then
     77) log "test_ops cuda --full skipped: $(tail -1 "$out/test-ops-cuda-full.log")" ;;
     *) log "test_ops cuda --full FAILED (rc $rc): $(tail -1 "$out/test-ops-cuda-full.log")"; status=1 ;;
   esac
+  # ATTENTION's two launch plans forced in turn (the runs above used the
+  # automatic choice): split-K everywhere it can, and never; conformance of
+  # the attention cases and bit-for-bit batch invariance under each
+  for split in all 0; do
+    for t in "test_ops cuda --full --op ATTENTION" "test_batch_invariance cuda"; do
+      args=($t)
+      name=${args[0]}-split-$split
+      timeout 180 env SPECEXIT_CUDA_ATTN_SPLIT=$split "$build/tests/${args[0]}" "${args[@]:1}" > "$out/$name.log" 2>&1
+      rc=$?
+      case $rc in
+        0) log "$t (SPECEXIT_CUDA_ATTN_SPLIT=$split): $(tail -1 "$out/$name.log")" ;;
+        77) log "$t (SPECEXIT_CUDA_ATTN_SPLIT=$split) skipped: $(tail -1 "$out/$name.log")" ;;
+        *) log "$t (SPECEXIT_CUDA_ATTN_SPLIT=$split) FAILED (rc $rc): $(tail -1 "$out/$name.log")"; status=1 ;;
+      esac
+    done
+  done
 fi
 
 # ---- 3. synthetic models and benchmarks ----
