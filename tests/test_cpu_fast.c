@@ -340,6 +340,27 @@ static void test_vec(void) {
                   (long long)d, 0.0, 0.0);
             free(kv);
         }
+        /* exp_sum: exp within 1e-6 relative of double exp, down to
+         * underflow; the sum does not move when -inf entries are inserted */
+        {
+            enum { M = 300 };
+            float x[2 * M], x2[2 * M], tmp[2 * M + 16];
+            double worst = 0;
+            for (int j = 0; j < M; j++) x[j] = j < 20 ? -0.5f * (float)j * (float)j : rndf(-30, 0);
+            x[M - 1] = -INFINITY;
+            int n2 = 0;
+            for (int j = 0; j < M; j++) {
+                if (j % 7 == 3) x2[n2++] = -INFINITY;
+                x2[n2++] = x[j];
+            }
+            const float s1 = kt->exp_sum(M, x, 0.0f, tmp), s2 = kt->exp_sum(n2, x2, 0.0f, tmp);
+            for (int j = 0; j < 20; j++) {
+                const double r = exp(-0.5 * j * j), e = r > 1e-37 ? fabs(x[j] - r) / r : fabs(x[j]);
+                worst = e > worst ? e : worst;
+            }
+            check(worst < 1e-6 && x[M - 1] == 0.0f && memcmp(&s1, &s2, 4) == 0,
+                  "exp_sum level=%s (%lld): rel err %g, sums differ by %g", lv, 0LL, worst, (double)(s1 - s2));
+        }
         printf("vec helpers %-10s: %s\n", lv, g_fail == f0 ? "ok" : "FAIL");
     }
     sx_cpu_simd_reset();

@@ -202,6 +202,14 @@ typedef struct sx_cpu_kernels {
      * never depends on which other rows share the call) */
     void (*vec_dot_rows_f16)(int64_t d, int64_t n, const uint16_t *K, size_t stride, const float *q, float *out);
     void (*vec_axpy_rows_f16)(int64_t d, int64_t n, const float *w, const uint16_t *V, size_t stride, float *acc);
+    /* softmax numerators in place: x[j] = exp(x[j] - mx), 0 where x[j] is
+     * -inf; returns their sum. The sum depends only on the sequence of
+     * nonzero numerators, not on where the zeros (hidden keys) stand, so an
+     * attention row gives the same bits whatever other slots its batch
+     * holds. tmp: scratch of n + 16 floats. Scalar: expf, sum in order;
+     * AVX-512: a polynomial exp (relative error ~2e-7), the nonzero values
+     * compressed into tmp and summed in 16 lanes. */
+    float (*exp_sum)(int64_t n, float *x, float mx, float *tmp);
     void (*fp32_to_fp16)(int64_t n, const float *x, uint16_t *y); /* see sx_cpu_fp32_to_fp16_row */
     void (*fp16_to_fp32)(int64_t n, const uint16_t *x, float *y);
     /* one activation row of K floats -> q8 / q8k layout; identical results
@@ -218,6 +226,8 @@ const sx_cpu_kernels *sx_cpu_kernels_avx512vnni(void);
 /* The active level's table: kernels that call the vector helpers in an inner
  * loop fetch it once (the sx_cpu_vec_* wrappers look it up on every call). */
 const sx_cpu_kernels *sx_cpu_kernels_active(void);
+/* exp_sum of the scalar table (also the AVX2 level's). */
+float sx_cpu_exp_sum_scalar(int64_t n, float *x, float mx, float *tmp);
 /* F16C row conversions of the AVX2 level, shared by the AVX-512 tables. */
 void sx_cpu_fp32_to_fp16_f16c(int64_t n, const float *x, uint16_t *y);
 void sx_cpu_fp16_to_fp32_f16c(int64_t n, const uint16_t *x, float *y);

@@ -272,11 +272,7 @@ static void attn_run(void *p, int ith, int nth) {
                 sc[j] = -INFINITY;
             }
         }
-        float sum = 0;
-        for (int64_t j = 0; j < n_kv; j++) {
-            sc[j] = sc[j] == -INFINITY ? 0.0f : expf(sc[j] - mx);
-            sum += sc[j];
-        }
+        const float sum = c->kt->exp_sum(n_kv, sc, mx, acc + d);
         memset(acc, 0, sizeof(float) * (size_t)d);
         if (f16) {
             c->kt->vec_axpy_rows_f16(d, n_kv, sc, (const uint16_t *)vb, v->nb[2], acc);
@@ -297,7 +293,7 @@ static sx_status fast_ATTENTION(sx_device *dev, sx_tensor *node) {
     attn_ctx c = {node->src[0], node->src[1], node->src[2], node->src[3], node, NULL, 0, sx_cpu_kernels_active()};
     if (c.q->nb[0] != 4) return sx_cpu_ref_ATTENTION(dev, node);
     const int nth = sx_threadpool_size(pool_of(dev));
-    c.stride = (c.k->ne[2] + c.q->ne[0] + 15) & ~(int64_t)15;
+    c.stride = (2 * c.k->ne[2] + c.q->ne[0] + 16 + 15) & ~(int64_t)15; /* scores, acc, exp_sum's tmp */
     c.scratch = sx_cpu_scratch((sx_cpu_device *)dev, (size_t)c.stride * (size_t)nth);
     if (!c.scratch) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "attention: scratch");
     run(dev, attn_run, &c, c.q->ne[2] * c.q->ne[1] * c.k->ne[2] * c.q->ne[0]);
@@ -394,7 +390,7 @@ static sx_status fast_CONCAT(sx_device *dev, sx_tensor *node) {
 }
 
 /* ---- row reductions: softmax, argmax, top-k over contiguous f32 rows ---- */
-typedef struct { const sx_tensor *x; sx_tensor *y; } rows_ctx;
+typedef struct { const sx_tensor *x; sx_tensor *y; const sx_cpu_kernels *kt; float *tmp; /* [nth][ne0 + 16] */ } rows_ctx;
 
 static void softmax_rows(void *p, int ith, int nth) {
     rows_ctx *c = p;
@@ -405,20 +401,18 @@ static void softmax_rows(void *p, int ith, int nth) {
         const float *x = row_at(c->x, r);
         float *y = (float *)row_at(c->y, r);
         float mx = -INFINITY;
-        for (int64_t i = 0; i < n; i++) mx = fmaxf(mx, x[i]);
-        double sum = 0;
-        for (int64_t i = 0; i < n; i++) {
-            y[i] = expf(x[i] - mx);
-            sum += y[i];
-        }
-        const float inv = (float)(1.0 / sum);
+        for (int64_t i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+        if (y != x) memmove(y, x, sizeof(float) * (size_t)n);
+        const float inv = 1.0f / c->kt->exp_sum(n, y, mx, c->tmp + (size_t)ith * (size_t)(n + 16));
         for (int64_t i = 0; i < n; i++) y[i] *= inv;
     }
 }
 
 static sx_status fast_SOFTMAX(sx_device *dev, sx_tensor *node) {
-    rows_ctx c = {node->src[0], node};
+    rows_ctx c = {node->src[0], node, sx_cpu_kernels_active(), NULL};
     if (c.x->nb[0] != 4 || node->nb[0] != 4) return sx_cpu_ref_SOFTMAX(dev, node);
+    c.tmp = sx_cpu_scratch((sx_cpu_device *)dev, (size_t)sx_threadpool_size(pool_of(dev)) * (size_t)(c.x->ne[0] + 16));
+    if (!c.tmp) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "softmax: scratch");
     run(dev, softmax_rows, &c, 8 * sx_tensor_nelements(c.x)); /* expf ~ 8 adds */
     return SX_OK;
 }

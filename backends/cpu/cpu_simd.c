@@ -486,6 +486,16 @@ static void vec_axpy_rows_f16_scalar(int64_t d, int64_t n, const float *w, const
         if (w[j] != 0.0f) vec_axpy_f16_scalar(d, w[j], (const uint16_t *)((const char *)V + j * stride), acc);
 }
 
+float sx_cpu_exp_sum_scalar(int64_t n, float *x, float mx, float *tmp) {
+    (void)tmp;
+    float sum = 0;
+    for (int64_t j = 0; j < n; j++) {
+        x[j] = x[j] == -INFINITY ? 0.0f : expf(x[j] - mx);
+        sum += x[j];
+    }
+    return sum;
+}
+
 static void fp32_to_fp16_scalar(int64_t n, const float *x, uint16_t *y) {
     for (int64_t i = 0; i < n; i++) y[i] = sx_fp32_to_fp16(x[i]);
 }
@@ -531,6 +541,7 @@ static const sx_cpu_kernels k_scalar = {
     .vec_axpy_f16 = vec_axpy_f16_scalar,
     .vec_dot_rows_f16 = vec_dot_rows_f16_scalar,
     .vec_axpy_rows_f16 = vec_axpy_rows_f16_scalar,
+    .exp_sum = sx_cpu_exp_sum_scalar,
     .fp32_to_fp16 = fp32_to_fp16_scalar,
     .fp16_to_fp32 = fp16_to_fp32_scalar,
     .quantize_q8 = quantize_row_q8_scalar,

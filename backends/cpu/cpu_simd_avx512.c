@@ -27,6 +27,7 @@
 
 #include "backends/cpu/cpu_fast.h"
 
+#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -934,6 +935,45 @@ static void vec_axpy_rows_f16(int64_t d, int64_t n, const float *w, const uint16
     }
 }
 
+/* exp(x) for x <= 0 (softmax numerators): x = n ln2 + r, |r| <= ln2/2,
+ * exp(r) by the Cephes expf polynomial, times 2^n (vscalefps). Relative
+ * error ~2e-7; below -87.3 (float underflow) it returns 0, NaN stays NaN. */
+SX_INLINE __m512 exp512_nonpos(__m512 x) {
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const __m512 y = _mm512_scalef_ps(p, n);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_NLT_UQ), _mm512_setzero_ps(), y);
+}
+
+static float exp_sum(int64_t n, float *x, float mx, float *tmp) {
+    const __m512 m = _mm512_set1_ps(mx), ninf = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
+    int64_t nz = 0;
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(k, x + j);
+        const __mmask16 live = k & _mm512_cmp_ps_mask(v, ninf, _CMP_NEQ_UQ);
+        const __m512 e = _mm512_maskz_mov_ps(live, exp512_nonpos(_mm512_sub_ps(v, m)));
+        _mm512_mask_storeu_ps(x + j, k, e);
+        const __mmask16 keep = _mm512_cmp_ps_mask(e, zero, _CMP_NEQ_UQ);
+        _mm512_storeu_ps(tmp + nz, _mm512_maskz_compress_ps(keep, e));
+        nz += __builtin_popcount((unsigned)keep);
+    }
+    __m512 s = zero;
+    for (int64_t j = 0; j < nz; j += 16) {
+        const __mmask16 k = nz - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nz - j)) - 1);
+        s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, tmp + j));
+    }
+    return hsum512(s);
+}
+
 /* activation quantisers: same float ops as the scalar ones (cpu_simd.c) */
 static void quantize_q8(const float *x, int64_t K, void *dst) {
     int8_t *qs = (int8_t *)dst;
@@ -1004,6 +1044,7 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
     .vec_axpy_f16 = vec_axpy_f16,
     .vec_dot_rows_f16 = vec_dot_rows_f16,
     .vec_axpy_rows_f16 = vec_axpy_rows_f16,
+    .exp_sum = exp_sum,
     .fp32_to_fp16 = sx_cpu_fp32_to_fp16_f16c, /* 8 lanes are enough for KV rows */
     .fp16_to_fp32 = sx_cpu_fp16_to_fp32_f16c,
     .quantize_q8 = quantize_q8,
