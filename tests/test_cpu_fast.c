@@ -361,6 +361,21 @@ static void test_vec(void) {
             check(worst < 1e-6 && x[M - 1] == 0.0f && memcmp(&s1, &s2, 4) == 0,
                   "exp_sum level=%s (%lld): rel err %g, sums differ by %g", lv, 0LL, worst, (double)(s1 - s2));
         }
+        /* silu_mul against double, large |a| included (exp overflow/underflow) */
+        {
+            enum { M = 203 };
+            float sa[M], sb[M], sy[M + 1];
+            for (int j = 0; j < M; j++) sa[j] = j < 8 ? (float)(j - 4) * 30.0f : rndf(-12, 12), sb[j] = rndf(-2, 2);
+            sy[M] = 5.0f;
+            kt->silu_mul(M, sa, sb, sy);
+            double worst = 0;
+            for (int j = 0; j < M; j++) {
+                const double r = (double)sa[j] / (1.0 + exp(-(double)sa[j])) * sb[j];
+                const double e = fabs(sy[j] - r) / (fabs(r) + 1e-30);
+                worst = e > worst ? e : worst;
+            }
+            check(worst < 1e-6 && sy[M] == 5.0f, "silu_mul level=%s (%lld): rel err %g guard %g", lv, 0LL, worst, (double)sy[M]);
+        }
         printf("vec helpers %-10s: %s\n", lv, g_fail == f0 ? "ok" : "FAIL");
     }
     sx_cpu_simd_reset();

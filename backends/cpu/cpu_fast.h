@@ -210,6 +210,8 @@ typedef struct sx_cpu_kernels {
      * AVX-512: a polynomial exp (relative error ~2e-7), the nonzero values
      * compressed into tmp and summed in 16 lanes. */
     float (*exp_sum)(int64_t n, float *x, float mx, float *tmp);
+    /* y[i] = a[i] / (1 + exp(-a[i])) * b[i] (SwiGLU); scalar: expf */
+    void (*silu_mul)(int64_t n, const float *a, const float *b, float *y);
     void (*fp32_to_fp16)(int64_t n, const float *x, uint16_t *y); /* see sx_cpu_fp32_to_fp16_row */
     void (*fp16_to_fp32)(int64_t n, const uint16_t *x, float *y);
     /* one activation row of K floats -> q8 / q8k layout; identical results
@@ -228,6 +230,7 @@ const sx_cpu_kernels *sx_cpu_kernels_avx512vnni(void);
 const sx_cpu_kernels *sx_cpu_kernels_active(void);
 /* exp_sum of the scalar table (also the AVX2 level's). */
 float sx_cpu_exp_sum_scalar(int64_t n, float *x, float mx, float *tmp);
+void sx_cpu_silu_mul_scalar(int64_t n, const float *a, const float *b, float *y);
 /* F16C row conversions of the AVX2 level, shared by the AVX-512 tables. */
 void sx_cpu_fp32_to_fp16_f16c(int64_t n, const float *x, uint16_t *y);
 void sx_cpu_fp16_to_fp32_f16c(int64_t n, const uint16_t *x, float *y);

@@ -64,7 +64,7 @@ static sx_status fast_RMS_NORM(sx_device *dev, sx_tensor *node) {
 
 /* ---- elementwise on contiguous same-shape tensors ---- */
 typedef enum { EW_ADD, EW_MUL, EW_SILU_MUL } ew_kind;
-typedef struct { const float *a, *b; float *y; int64_t n; ew_kind kind; } ew_ctx;
+typedef struct { const float *a, *b; float *y; int64_t n; ew_kind kind; const sx_cpu_kernels *kt; } ew_ctx;
 
 static void ew_run(void *p, int ith, int nth) {
     ew_ctx *c = p;
@@ -73,9 +73,7 @@ static void ew_run(void *p, int ith, int nth) {
     switch (c->kind) {
     case EW_ADD: for (int64_t i = lo; i < hi; i++) c->y[i] = c->a[i] + c->b[i]; break;
     case EW_MUL: for (int64_t i = lo; i < hi; i++) c->y[i] = c->a[i] * c->b[i]; break;
-    case EW_SILU_MUL:
-        for (int64_t i = lo; i < hi; i++) c->y[i] = c->a[i] / (1.0f + expf(-c->a[i])) * c->b[i];
-        break;
+    case EW_SILU_MUL: c->kt->silu_mul(hi - lo, c->a + lo, c->b + lo, c->y + lo); break;
     }
 }
 
@@ -87,7 +85,8 @@ static bool same_contiguous(const sx_tensor *a, const sx_tensor *b) {
 
 static sx_status ew(sx_device *dev, sx_tensor *node, ew_kind kind, sx_kernel_fn fallback) {
     if (!same_contiguous(node->src[0], node->src[1])) return fallback(dev, node);
-    ew_ctx c = {sx_cpu_data(node->src[0]), sx_cpu_data(node->src[1]), sx_cpu_data(node), sx_tensor_nelements(node), kind};
+    ew_ctx c = {sx_cpu_data(node->src[0]), sx_cpu_data(node->src[1]), sx_cpu_data(node), sx_tensor_nelements(node), kind,
+                sx_cpu_kernels_active()};
     run(dev, ew_run, &c, kind == EW_SILU_MUL ? 8 * c.n : c.n); /* expf ~ 8 adds */
     return SX_OK;
 }

@@ -496,6 +496,10 @@ float sx_cpu_exp_sum_scalar(int64_t n, float *x, float mx, float *tmp) {
     return sum;
 }
 
+void sx_cpu_silu_mul_scalar(int64_t n, const float *a, const float *b, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
+}
+
 static void fp32_to_fp16_scalar(int64_t n, const float *x, uint16_t *y) {
     for (int64_t i = 0; i < n; i++) y[i] = sx_fp32_to_fp16(x[i]);
 }
@@ -542,6 +546,7 @@ static const sx_cpu_kernels k_scalar = {
     .vec_dot_rows_f16 = vec_dot_rows_f16_scalar,
     .vec_axpy_rows_f16 = vec_axpy_rows_f16_scalar,
     .exp_sum = sx_cpu_exp_sum_scalar,
+    .silu_mul = sx_cpu_silu_mul_scalar,
     .fp32_to_fp16 = fp32_to_fp16_scalar,
     .fp16_to_fp32 = fp16_to_fp32_scalar,
     .quantize_q8 = quantize_row_q8_scalar,

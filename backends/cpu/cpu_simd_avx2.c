@@ -723,6 +723,7 @@ static const sx_cpu_kernels k_avx2 = {
     .vec_dot_rows_f16 = vec_dot_rows_f16,
     .vec_axpy_rows_f16 = vec_axpy_rows_f16,
     .exp_sum = sx_cpu_exp_sum_scalar,
+    .silu_mul = sx_cpu_silu_mul_scalar,
     .fp32_to_fp16 = sx_cpu_fp32_to_fp16_f16c,
     .fp16_to_fp32 = sx_cpu_fp16_to_fp32_f16c,
     .quantize_q8 = quantize_q8,

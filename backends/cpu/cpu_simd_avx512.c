@@ -935,10 +935,10 @@ static void vec_axpy_rows_f16(int64_t d, int64_t n, const float *w, const uint16
     }
 }
 
-/* exp(x) for x <= 0 (softmax numerators): x = n ln2 + r, |r| <= ln2/2,
- * exp(r) by the Cephes expf polynomial, times 2^n (vscalefps). Relative
+/* exp(x): x = n ln2 + r, |r| <= ln2/2, exp(r) by the Cephes expf
+ * polynomial, times 2^n (vscalefps: +inf past the float range). Relative
  * error ~2e-7; below -87.3 (float underflow) it returns 0, NaN stays NaN. */
-SX_INLINE __m512 exp512_nonpos(__m512 x) {
+SX_INLINE __m512 exp512(__m512 x) {
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
@@ -960,7 +960,7 @@ static float exp_sum(int64_t n, float *x, float mx, float *tmp) {
         const __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1);
         const __m512 v = _mm512_maskz_loadu_ps(k, x + j);
         const __mmask16 live = k & _mm512_cmp_ps_mask(v, ninf, _CMP_NEQ_UQ);
-        const __m512 e = _mm512_maskz_mov_ps(live, exp512_nonpos(_mm512_sub_ps(v, m)));
+        const __m512 e = _mm512_maskz_mov_ps(live, exp512(_mm512_sub_ps(v, m)));
         _mm512_mask_storeu_ps(x + j, k, e);
         const __mmask16 keep = _mm512_cmp_ps_mask(e, zero, _CMP_NEQ_UQ);
         _mm512_storeu_ps(tmp + nz, _mm512_maskz_compress_ps(keep, e));
@@ -972,6 +972,16 @@ static float exp_sum(int64_t n, float *x, float mx, float *tmp) {
         s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, tmp + j));
     }
     return hsum512(s);
+}
+
+static void silu_mul(int64_t n, const float *a, const float *b, float *y) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 av = _mm512_maskz_loadu_ps(k, a + i);
+        const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), av));
+        _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_div_ps(av, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(k, b + i)));
+    }
 }
 
 /* activation quantisers: same float ops as the scalar ones (cpu_simd.c) */
@@ -1045,6 +1055,7 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
     .vec_dot_rows_f16 = vec_dot_rows_f16,
     .vec_axpy_rows_f16 = vec_axpy_rows_f16,
     .exp_sum = exp_sum,
+    .silu_mul = silu_mul,
     .fp32_to_fp16 = sx_cpu_fp32_to_fp16_f16c, /* 8 lanes are enough for KV rows */
     .fp16_to_fp32 = sx_cpu_fp16_to_fp32_f16c,
     .quantize_q8 = quantize_q8,
