@@ -861,15 +861,67 @@ SX_INLINE __m512 load16_bf16(const char *p, __mmask16 m) {
         _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) out[r] = hsum512(_mm512_add_ps(a0[r], a1[r])); \
     }
 
+/* Two activation rows at once: each weight vector is loaded (converted) once
+ * for both; per (row, column) the same operations in the same order as
+ * dot_T_n, so the tile equals two one-column calls bit for bit. */
+#define SX_FLOAT_KERNEL2(T, ESZ)                                                                  \
+    SX_INLINE void dot_##T##_n2(int64_t K, const char *W, size_t ws, const int NR, const float *xa, \
+                                const float *xb, float *oa, float *ob) {                          \
+        __m512 a0[4], a1[4], b0[4], b1[4];                                                        \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) a0[r] = a1[r] = b0[r] = b1[r] = _mm512_setzero_ps(); \
+        int64_t k = 0;                                                                            \
+        for (; k + 32 <= K; k += 32) {                                                            \
+            const __m512 x0 = _mm512_loadu_ps(xa + k), x1 = _mm512_loadu_ps(xa + k + 16);        \
+            const __m512 y0 = _mm512_loadu_ps(xb + k), y1 = _mm512_loadu_ps(xb + k + 16);        \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) {                                \
+                const char *w = W + r * ws + k * ESZ;                                             \
+                const __m512 w0 = load16_##T(w, 0xFFFF), w1 = load16_##T(w + 16 * ESZ, 0xFFFF);  \
+                a0[r] = _mm512_fmadd_ps(w0, x0, a0[r]);                                           \
+                a1[r] = _mm512_fmadd_ps(w1, x1, a1[r]);                                           \
+                b0[r] = _mm512_fmadd_ps(w0, y0, b0[r]);                                           \
+                b1[r] = _mm512_fmadd_ps(w1, y1, b1[r]);                                           \
+            }                                                                                     \
+        }                                                                                         \
+        for (; k < K; k += 16) {                                                                  \
+            const __mmask16 m = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1); \
+            const __m512 x0 = _mm512_maskz_loadu_ps(m, xa + k), y0 = _mm512_maskz_loadu_ps(m, xb + k); \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) {                                \
+                const __m512 w0 = load16_##T(W + r * ws + k * ESZ, m);                            \
+                a0[r] = _mm512_fmadd_ps(w0, x0, a0[r]);                                           \
+                b0[r] = _mm512_fmadd_ps(w0, y0, b0[r]);                                           \
+            }                                                                                     \
+        }                                                                                         \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) {                                    \
+            oa[r] = hsum512(_mm512_add_ps(a0[r], a1[r]));                                         \
+            ob[r] = hsum512(_mm512_add_ps(b0[r], b1[r]));                                         \
+        }                                                                                         \
+    }
+
 SX_FLOAT_KERNEL(f32, 4)
 SX_FLOAT_KERNEL(f16, 2)
 SX_FLOAT_KERNEL(bf16, 2)
+SX_FLOAT_KERNEL2(f32, 4)
+SX_FLOAT_KERNEL2(f16, 2)
+SX_FLOAT_KERNEL2(bf16, 2)
 #undef SX_FLOAT_KERNEL
+#undef SX_FLOAT_KERNEL2
 
 #define SX_ROWS_FN_PLAIN(name)                                                                   \
     static void name(int64_t K, const void *W, size_t ws, int nr, const void *x, size_t xs, int nc, \
                      float *y, int64_t ldy) {                                                     \
-        for (int c = 0; c < nc; c++) {                                                           \
+        int c = 0;                                                                               \
+        for (; c + 2 <= nc; c += 2) {                                                            \
+            const float *xa = (const float *)((const char *)x + c * xs);                         \
+            const float *xb = (const float *)((const char *)x + (c + 1) * xs);                   \
+            float *oa = y + c * ldy, *ob = y + (c + 1) * ldy;                                    \
+            switch (nr) {                                                                        \
+            case 4: name##_n2(K, (const char *)W, ws, 4, xa, xb, oa, ob); break;                 \
+            case 3: name##_n2(K, (const char *)W, ws, 3, xa, xb, oa, ob); break;                 \
+            case 2: name##_n2(K, (const char *)W, ws, 2, xa, xb, oa, ob); break;                 \
+            default: name##_n2(K, (const char *)W, ws, 1, xa, xb, oa, ob); break;                \
+            }                                                                                    \
+        }                                                                                        \
+        for (; c < nc; c++) {                                                                    \
             const void *xc = (const char *)x + c * xs;                                           \
             float *out = y + c * ldy;                                                            \
             switch (nr) {                                                                        \
