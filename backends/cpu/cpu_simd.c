@@ -599,6 +599,12 @@ typedef struct mm_ctx {
     bool one_column; /* one activation column per kernel call (kernels whose tiles are not exact) */
 } mm_ctx;
 
+/* Below this many multiply-adds a matmul runs on the calling thread: it
+ * takes about a microsecond, no more than a fork/join and moving the output
+ * lines between cores (every matmul of a one-token decode of a hidden-128
+ * model). The result does not depend on the split. */
+#define SX_MM_PAR_MIN_MACS 65536
+
 /* Rows of W kept hot while a tile of activation rows passes over them. */
 #define SX_MM_W_TILE_BYTES (32 * 1024)
 /* Activation rows per tile (bounded so they stay in L2). */
@@ -793,7 +799,7 @@ sx_status sx_cpu_matmul(sx_threadpool *tp, sx_dtype wtype, const void *W, size_t
     if (c.chunk < 1) c.chunk = 1;
     c.n_chunks = (items + c.chunk - 1) / c.chunk;
     atomic_init(&c.next_chunk, 0);
-    if (nth > 1 && c.n_chunks > 1)
+    if (nth > 1 && c.n_chunks > 1 && K * N * M >= SX_MM_PAR_MIN_MACS)
         sx_threadpool_run(tp, mm_worker, &c);
     else
         mm_worker(&c, 0, 1);
