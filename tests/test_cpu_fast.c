@@ -316,30 +316,31 @@ static void test_vec(void) {
             check(e3 <= 1e-6 * 5 && y[n] == y0[n], "vec_axpy_f16 level=%s n=%lld err=%g guard=%g", lv,
                   (long long)n, e3, (double)(y[n] - y0[n]));
         }
-        /* attention rows: the same bits as the one-row helpers, row by row */
+        /* attention's weighted V sum: the same bits as vec_axpy_f16 row by
+         * row, for 1..4 heads sharing the rows */
         const sx_cpu_kernels *kt = sx_cpu_kernels_active();
         static const int64_t ds[] = {1, 16, 40, 64, 100, 128};
-        for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++) {
-            const int64_t d = ds[di], nr = 13, st = d + 3; /* row stride in halves */
-            uint16_t *kv = malloc(sizeof(uint16_t) * (size_t)(nr * st));
-            float w[13], out[14], acc1[129], acc2[129];
-            for (int64_t k = 0; k < nr * st; k++) kv[k] = sx_fp32_to_fp16(rndf(-2, 2));
-            for (int64_t k = 0; k < d; k++) a[k] = rndf(-1, 1), acc1[k] = acc2[k] = rndf(-1, 1);
-            for (int j = 0; j < nr; j++) w[j] = j % 5 == 2 ? 0.0f : rndf(0, 1);
-            acc1[d] = acc2[d] = out[nr] = 3.0f;
-            kt->vec_dot_rows_f16(d, nr, kv, sizeof(uint16_t) * (size_t)st, a, out);
-            kt->vec_axpy_rows_f16(d, nr, w, kv, sizeof(uint16_t) * (size_t)st, acc1);
-            int bad = out[nr] != 3.0f || acc1[d] != 3.0f;
-            for (int j = 0; j < nr; j++) {
-                const float r = sx_cpu_vec_dot_f16_f32(d, kv + j * st, a);
-                bad |= memcmp(&r, &out[j], 4) != 0;
-                if (w[j] != 0.0f) sx_cpu_vec_axpy_f16(d, w[j], kv + j * st, acc2);
+        for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++)
+            for (int nw = 1; nw <= 4; nw++) {
+                const int64_t d = ds[di], nr = 13, st = d + 3; /* row stride in halves */
+                uint16_t *kv = malloc(sizeof(uint16_t) * (size_t)(nr * st));
+                float w[4][13], acc1[4][129], acc2[4][129];
+                for (int64_t k = 0; k < nr * st; k++) kv[k] = sx_fp32_to_fp16(rndf(-2, 2));
+                for (int g = 0; g < nw; g++) {
+                    for (int64_t k = 0; k <= d; k++) acc1[g][k] = acc2[g][k] = rndf(-1, 1);
+                    for (int j = 0; j < nr; j++) w[g][j] = (j + g) % 5 == 2 ? 0.0f : rndf(0, 1);
+                }
+                kt->vec_axpy_rows_f16(d, nr, nw, &w[0][0], 13, kv, sizeof(uint16_t) * (size_t)st, &acc1[0][0], 129);
+                int bad = 0;
+                for (int g = 0; g < nw; g++) {
+                    for (int j = 0; j < nr; j++)
+                        if (w[g][j] != 0.0f) sx_cpu_vec_axpy_f16(d, w[g][j], kv + j * st, acc2[g]);
+                    bad |= memcmp(acc1[g], acc2[g], sizeof(float) * (size_t)(d + 1)) != 0; /* [d]: guard */
+                }
+                check(!bad, "vec_axpy_rows_f16 level=%s d=%lld heads=%g differs from vec_axpy_f16 row by row%g", lv, (long long)d,
+                      (double)nw, 0.0);
+                free(kv);
             }
-            bad |= memcmp(acc1, acc2, sizeof(float) * (size_t)d) != 0;
-            check(!bad, "vec_dot_rows_f16/vec_axpy_rows_f16 level=%s d=%lld differ from the one-row helpers%g%g", lv,
-                  (long long)d, 0.0, 0.0);
-            free(kv);
-        }
         /* exp_sum: exp within 1e-6 relative of double exp, down to
          * underflow; the sum does not move when -inf entries are inserted */
         {

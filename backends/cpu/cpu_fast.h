@@ -195,13 +195,14 @@ typedef struct sx_cpu_kernels {
     float (*vec_dot_f32)(int64_t n, const float *a, const float *b);
     float (*vec_dot_f16_f32)(int64_t n, const uint16_t *a, const float *b);
     void (*vec_axpy_f16)(int64_t n, float alpha, const uint16_t *x, float *y);
-    /* attention over f16 K/V rows (row j at byte offset j * stride):
-     * out[j] = vec_dot_f16_f32(d, K_j, q) for j < n, and
-     * acc += w[j] * V_j for j < n in order of j, skipping w[j] == 0, each
-     * the same bits as the one-row helper of the level (so a query's result
-     * never depends on which other rows share the call) */
-    void (*vec_dot_rows_f16)(int64_t d, int64_t n, const uint16_t *K, size_t stride, const float *q, float *out);
-    void (*vec_axpy_rows_f16)(int64_t d, int64_t n, const float *w, const uint16_t *V, size_t stride, float *acc);
+    /* attention's weighted sum of f16 V rows (row j at byte offset
+     * j * v_stride) for nw (1..4) heads sharing them: acc_g += w_g[j] * V_j
+     * for j < n in order of j, skipping w_g[j] == 0, with w_g = w + g *
+     * w_stride and acc_g = acc + g * acc_stride; per head and lane the same
+     * operations as vec_axpy_f16 row after row (so a head's result does not
+     * depend on the other heads of the call) */
+    void (*vec_axpy_rows_f16)(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const uint16_t *V,
+                              size_t v_stride, float *acc, int64_t acc_stride);
     /* softmax numerators in place: x[j] = exp(x[j] - mx), 0 where x[j] is
      * -inf; returns their sum. The sum depends only on the sequence of
      * nonzero numerators, not on where the zeros (hidden keys) stand, so an

@@ -228,74 +228,109 @@ static sx_status fast_ROPE(sx_device *dev, sx_tensor *node) {
     return SX_OK;
 }
 
-/* ---- attention: one (token, head) pair per task, online over the kv slots ---- */
+/* ---- attention: one (token, kv head) per task, online over the kv slots ----
+ * f16 K: the dots of the query heads sharing a kv head go through the f16
+ * matmul tile (4 keys x up to 4 heads per call, each K row converted once
+ * for the group); per (key, head) the same bits whatever the batch, since
+ * the group is fixed by the model and the keys are always blocked from slot
+ * 0. Hidden keys are computed too, then overwritten. */
 typedef struct { const sx_tensor *q, *k, *v, *mask; sx_tensor *y; float *scratch; int64_t stride; const sx_cpu_kernels *kt; } attn_ctx;
+
+/* sc[g * n_kv + j] = dot(K row j, query head h0 + g) for g < group. */
+static void attn_dots(const attn_ctx *c, int64_t t, int64_t h0, int64_t group, const char *kb, float *sc) {
+    const sx_tensor *q = c->q, *k = c->k;
+    const int64_t d = q->ne[0], n_kv = k->ne[2];
+    const char *q0 = (const char *)sx_cpu_data(q) + t * q->nb[2];
+    if (k->dtype == SX_DTYPE_F16) {
+        const sx_cpu_gemm_fn gemm = c->kt->gemm[SX_DTYPE_F16];
+        for (int64_t g = 0; g < group; g += SX_CPU_TILE_M) {
+            const int nc = group - g < SX_CPU_TILE_M ? (int)(group - g) : SX_CPU_TILE_M;
+            for (int64_t j = 0; j < n_kv; j += SX_CPU_TILE_N) {
+                const int nr = n_kv - j < SX_CPU_TILE_N ? (int)(n_kv - j) : SX_CPU_TILE_N;
+                gemm(d, kb + j * k->nb[2], k->nb[2], nr, q0 + (h0 + g) * q->nb[1], q->nb[1], nc, sc + g * n_kv + j, n_kv);
+            }
+        }
+        return;
+    }
+    for (int64_t g = 0; g < group; g++) {
+        const float *qr = (const float *)(q0 + (h0 + g) * q->nb[1]);
+        for (int64_t j = 0; j < n_kv; j++) sc[g * n_kv + j] = c->kt->vec_dot_f32(d, (const float *)(kb + j * k->nb[2]), qr);
+    }
+}
 
 static void attn_run(void *p, int ith, int nth) {
     attn_ctx *c = p;
     const sx_tensor *q = c->q, *k = c->k, *v = c->v;
-    const int64_t d = q->ne[0], nh = q->ne[1], T = q->ne[2], n_kv = k->ne[2];
-    const int64_t group = nh / k->ne[1], n_past = c->y->params.attn.n_past;
+    const int64_t d = q->ne[0], nh = q->ne[1], T = q->ne[2], n_kv = k->ne[2], nkv = k->ne[1];
+    const int64_t group = nh / nkv, n_past = c->y->params.attn.n_past;
     const float scale = c->y->params.attn.scale;
-    const bool f16 = k->dtype == SX_DTYPE_F16;
-    float *sc = c->scratch + (size_t)ith * (size_t)c->stride;
-    float *acc = sc + n_kv;
+    float *sc0 = c->scratch + (size_t)ith * (size_t)c->stride; /* [group][n_kv] scores, then weights */
+    float *acc0 = sc0 + group * n_kv;                         /* [group][d] */
+    float *sums = acc0 + group * d;                           /* [group] */
+    float *tmp = sums + group;                                /* [n_kv + 16] for exp_sum */
     int64_t lo, hi;
-    split(T * nh, ith, nth, &lo, &hi);
+    split(T * nkv, ith, nth, &lo, &hi);
     for (int64_t job = lo; job < hi; job++) {
-        const int64_t t = job / nh, h = job % nh, kh = h / group;
-        const float *qr = (const float *)((const char *)sx_cpu_data(q) + h * q->nb[1] + t * q->nb[2]);
+        const int64_t t = job / nkv, kh = job % nkv;
         const char *kb = (const char *)sx_cpu_data(k) + kh * k->nb[1];
         const char *vb = (const char *)sx_cpu_data(v) + kh * v->nb[1];
-        /* all dots first (f16: 4 keys per kernel call), then scale and hide:
-         * slots before n_past are visible to every query; no calls in these
-         * loops, so mx stays in a register */
-        if (f16) {
-            c->kt->vec_dot_rows_f16(d, n_kv, (const uint16_t *)kb, k->nb[2], qr, sc);
-        } else {
-            for (int64_t j = 0; j < n_kv; j++) sc[j] = c->kt->vec_dot_f32(d, (const float *)(kb + j * k->nb[2]), qr);
-        }
-        float mx = -INFINITY;
-        const int64_t n_vis = n_past < n_kv ? n_past : n_kv;
-        for (int64_t j = 0; j < n_vis; j++) {
-            sc[j] = scale * sc[j];
-            mx = sc[j] > mx ? sc[j] : mx;
-        }
+        attn_dots(c, t, kh * group, group, kb, sc0);
         const float *mrow = c->mask ? (const float *)((const char *)sx_cpu_data(c->mask) + t * c->mask->nb[1]) : NULL;
-        for (int64_t j = n_vis; j < n_kv; j++) {
-            const int64_t i = j - n_past;
-            if (mrow ? mrow[i] == 0.0f : i <= t) {
+        const int64_t n_vis = n_past < n_kv ? n_past : n_kv;
+        for (int64_t g = 0; g < group; g++) {
+            float *sc = sc0 + g * n_kv;
+            /* scale and hide: slots before n_past are visible to every query;
+             * no calls in these loops, so mx stays in a register */
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < n_vis; j++) {
                 sc[j] = scale * sc[j];
                 mx = sc[j] > mx ? sc[j] : mx;
-            } else {
-                sc[j] = -INFINITY;
             }
+            for (int64_t j = n_vis; j < n_kv; j++) {
+                const int64_t i = j - n_past;
+                if (mrow ? mrow[i] == 0.0f : i <= t) {
+                    sc[j] = scale * sc[j];
+                    mx = sc[j] > mx ? sc[j] : mx;
+                } else {
+                    sc[j] = -INFINITY;
+                }
+            }
+            sums[g] = c->kt->exp_sum(n_kv, sc, mx, tmp);
         }
-        const float sum = c->kt->exp_sum(n_kv, sc, mx, acc + d);
-        memset(acc, 0, sizeof(float) * (size_t)d);
-        if (f16) {
-            c->kt->vec_axpy_rows_f16(d, n_kv, sc, (const uint16_t *)vb, v->nb[2], acc);
+        memset(acc0, 0, sizeof(float) * (size_t)(group * d));
+        if (k->dtype == SX_DTYPE_F16) {
+            for (int64_t g = 0; g < group; g += 4) /* each V row converted once for up to 4 heads */
+                c->kt->vec_axpy_rows_f16(d, n_kv, group - g < 4 ? (int)(group - g) : 4, sc0 + g * n_kv, n_kv, (const uint16_t *)vb,
+                                         v->nb[2], acc0 + g * d, d);
         } else {
-            for (int64_t j = 0; j < n_kv; j++) {
-                if (sc[j] == 0.0f) continue;
-                const float *vf = (const float *)(vb + j * v->nb[2]);
-                for (int64_t cc = 0; cc < d; cc++) acc[cc] += sc[j] * vf[cc];
-            }
+            for (int64_t g = 0; g < group; g++)
+                for (int64_t j = 0; j < n_kv; j++) {
+                    const float wj = sc0[g * n_kv + j];
+                    if (wj == 0.0f) continue;
+                    const float *vf = (const float *)(vb + j * v->nb[2]);
+                    for (int64_t cc = 0; cc < d; cc++) acc0[g * d + cc] += wj * vf[cc];
+                }
         }
-        float *yr = (float *)((char *)sx_cpu_data(c->y) + h * c->y->nb[1] + t * c->y->nb[2]);
-        const float inv = sum > 0 ? 1.0f / sum : 0.0f;
-        for (int64_t cc = 0; cc < d; cc++) yr[cc] = acc[cc] * inv;
+        for (int64_t g = 0; g < group; g++) {
+            const int64_t h = kh * group + g;
+            float *yr = (float *)((char *)sx_cpu_data(c->y) + h * c->y->nb[1] + t * c->y->nb[2]);
+            const float inv = sums[g] > 0 ? 1.0f / sums[g] : 0.0f;
+            for (int64_t cc = 0; cc < d; cc++) yr[cc] = acc0[g * d + cc] * inv;
+        }
     }
 }
 
 static sx_status fast_ATTENTION(sx_device *dev, sx_tensor *node) {
     attn_ctx c = {node->src[0], node->src[1], node->src[2], node->src[3], node, NULL, 0, sx_cpu_kernels_active()};
-    if (c.q->nb[0] != 4) return sx_cpu_ref_ATTENTION(dev, node);
+    if (c.q->nb[0] != 4 || c.k->nb[0] != (size_t)sx_dtype_get(c.k->dtype)->type_size || c.q->ne[1] % c.k->ne[1] ||
+        (c.k->dtype == SX_DTYPE_F16 && !c.kt->gemm[SX_DTYPE_F16]))
+        return sx_cpu_ref_ATTENTION(dev, node);
     const int nth = sx_threadpool_size(pool_of(dev));
-    c.stride = (2 * c.k->ne[2] + c.q->ne[0] + 16 + 15) & ~(int64_t)15; /* scores, acc, exp_sum's tmp */
+    const int64_t n_kv = c.k->ne[2], group = c.q->ne[1] / c.k->ne[1];
+    c.stride = ((group + 1) * n_kv + group * (c.q->ne[0] + 1) + 16 + 15) & ~(int64_t)15; /* scores, acc, sums, exp_sum's tmp */
     c.scratch = sx_cpu_scratch((sx_cpu_device *)dev, (size_t)c.stride * (size_t)nth);
     if (!c.scratch) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "attention: scratch");
-    run(dev, attn_run, &c, c.q->ne[2] * c.q->ne[1] * c.k->ne[2] * c.q->ne[0]);
+    run(dev, attn_run, &c, c.q->ne[2] * c.q->ne[1] * n_kv * c.q->ne[0]);
     return SX_OK;
 }
 

@@ -478,12 +478,12 @@ static void vec_axpy_f16_scalar(int64_t n, float alpha, const uint16_t *x, float
     for (int64_t i = 0; i < n; i++) y[i] += alpha * h2f(x[i]);
 }
 
-static void vec_dot_rows_f16_scalar(int64_t d, int64_t n, const uint16_t *K, size_t stride, const float *q, float *out) {
-    for (int64_t j = 0; j < n; j++) out[j] = vec_dot_f16_f32_scalar(d, (const uint16_t *)((const char *)K + j * stride), q);
-}
-static void vec_axpy_rows_f16_scalar(int64_t d, int64_t n, const float *w, const uint16_t *V, size_t stride, float *acc) {
-    for (int64_t j = 0; j < n; j++)
-        if (w[j] != 0.0f) vec_axpy_f16_scalar(d, w[j], (const uint16_t *)((const char *)V + j * stride), acc);
+static void vec_axpy_rows_f16_scalar(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const uint16_t *V,
+                                     size_t v_stride, float *acc, int64_t acc_stride) {
+    for (int g = 0; g < nw; g++)
+        for (int64_t j = 0; j < n; j++)
+            if (w[g * w_stride + j] != 0.0f)
+                vec_axpy_f16_scalar(d, w[g * w_stride + j], (const uint16_t *)((const char *)V + j * v_stride), acc + g * acc_stride);
 }
 
 float sx_cpu_exp_sum_scalar(int64_t n, float *x, float mx, float *tmp) {
@@ -543,7 +543,6 @@ static const sx_cpu_kernels k_scalar = {
     .vec_dot_f32 = vec_dot_f32_scalar,
     .vec_dot_f16_f32 = vec_dot_f16_f32_scalar,
     .vec_axpy_f16 = vec_axpy_f16_scalar,
-    .vec_dot_rows_f16 = vec_dot_rows_f16_scalar,
     .vec_axpy_rows_f16 = vec_axpy_rows_f16_scalar,
     .exp_sum = sx_cpu_exp_sum_scalar,
     .silu_mul = sx_cpu_silu_mul_scalar,

@@ -591,16 +591,13 @@ static void vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
     for (; i < n; i++) y[i] += alpha * f16(x[i]);
 }
 
-/* Attention rows: 4 keys per dot_f16_n call (each row's sums are those of a
- * one-row call); the accumulation is vec_axpy_f16 per row, inlined. */
-static void vec_dot_rows_f16(int64_t d, int64_t n, const uint16_t *K, size_t stride, const float *q, float *out) {
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) dot_f16_n(d, (const char *)K + j * stride, stride, 4, q, out + j);
-    for (; j < n; j++) dot_f16_n(d, (const char *)K + j * stride, stride, 1, q, out + j);
-}
-static void vec_axpy_rows_f16(int64_t d, int64_t n, const float *w, const uint16_t *V, size_t stride, float *acc) {
-    for (int64_t j = 0; j < n; j++)
-        if (w[j] != 0.0f) vec_axpy_f16(d, w[j], (const uint16_t *)((const char *)V + j * stride), acc);
+/* Attention's weighted V sum: vec_axpy_f16 per head and row, inlined. */
+static void vec_axpy_rows_f16(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const uint16_t *V,
+                              size_t v_stride, float *acc, int64_t acc_stride) {
+    for (int g = 0; g < nw; g++)
+        for (int64_t j = 0; j < n; j++)
+            if (w[g * w_stride + j] != 0.0f)
+                vec_axpy_f16(d, w[g * w_stride + j], (const uint16_t *)((const char *)V + j * v_stride), acc + g * acc_stride);
 }
 
 /* ------------------------------------------------- f32 <-> f16 rows */
@@ -720,7 +717,6 @@ static const sx_cpu_kernels k_avx2 = {
     .vec_dot_f32 = vec_dot_f32,
     .vec_dot_f16_f32 = vec_dot_f16_f32,
     .vec_axpy_f16 = vec_axpy_f16,
-    .vec_dot_rows_f16 = vec_dot_rows_f16,
     .vec_axpy_rows_f16 = vec_axpy_rows_f16,
     .exp_sum = sx_cpu_exp_sum_scalar,
     .silu_mul = sx_cpu_silu_mul_scalar,

@@ -958,32 +958,47 @@ static void vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
     }
 }
 
-/* Attention rows. Dots: 4 keys per dot_f16_n call (each row's sums are those
- * of a one-row call). Accumulation: up to 64 lanes of acc stay in registers
- * while the rows pass; per lane the same fmadd(w, v, acc) sequence as
+/* Attention's weighted V sum: up to 64 lanes of the nw heads' accumulators
+ * stay in registers while the V rows pass, each row converted once for all
+ * heads; per head and lane the same fmadd(w, v, acc) sequence as
  * vec_axpy_f16 row after row. */
-static void vec_dot_rows_f16(int64_t d, int64_t n, const uint16_t *K, size_t stride, const float *q, float *out) {
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) dot_f16_n(d, (const char *)K + j * stride, stride, 4, q, out + j);
-    for (; j < n; j++) dot_f16_n(d, (const char *)K + j * stride, stride, 1, q, out + j);
-}
-
-static void vec_axpy_rows_f16(int64_t d, int64_t n, const float *w, const uint16_t *V, size_t stride, float *acc) {
+SX_INLINE void axpy_rows_f16_n(int64_t d, int64_t n, const int NW, const float *w, int64_t w_stride, const char *V,
+                               size_t v_stride, float *acc, int64_t acc_stride) {
     for (int64_t c = 0; c < d; c += 64) {
         __mmask16 m[4];
-        __m512 a[4];
+        __m512 a[4][4];
         for (int i = 0; i < 4; i++) {
             const int64_t rem = d - c - 16 * i;
             m[i] = rem >= 16 ? (__mmask16)0xFFFF : rem > 0 ? (__mmask16)((1u << rem) - 1) : (__mmask16)0;
-            a[i] = _mm512_maskz_loadu_ps(m[i], acc + c + 16 * i);
+            _Pragma("GCC unroll 4") for (int g = 0; g < NW; g++) a[g][i] = _mm512_maskz_loadu_ps(m[i], acc + g * acc_stride + c + 16 * i);
         }
         for (int64_t j = 0; j < n; j++) {
-            if (w[j] == 0.0f) continue;
-            const __m512 wv = _mm512_set1_ps(w[j]);
-            const char *v = (const char *)V + j * stride + c * 2;
-            for (int i = 0; i < 4; i++) a[i] = _mm512_fmadd_ps(wv, load16_f16(v + 32 * i, m[i]), a[i]);
+            __m512 v[4];
+            bool loaded = false;
+            _Pragma("GCC unroll 4") for (int g = 0; g < NW; g++) {
+                const float wj = w[g * w_stride + j];
+                if (wj == 0.0f) continue;
+                if (!loaded) {
+                    for (int i = 0; i < 4; i++) v[i] = load16_f16(V + j * v_stride + c * 2 + 32 * i, m[i]);
+                    loaded = true;
+                }
+                const __m512 wv = _mm512_set1_ps(wj);
+                for (int i = 0; i < 4; i++) a[g][i] = _mm512_fmadd_ps(wv, v[i], a[g][i]);
+            }
         }
-        for (int i = 0; i < 4; i++) _mm512_mask_storeu_ps(acc + c + 16 * i, m[i], a[i]);
+        for (int i = 0; i < 4; i++)
+            _Pragma("GCC unroll 4") for (int g = 0; g < NW; g++) _mm512_mask_storeu_ps(acc + g * acc_stride + c + 16 * i, m[i], a[g][i]);
+    }
+}
+
+static void vec_axpy_rows_f16(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const uint16_t *V,
+                              size_t v_stride, float *acc, int64_t acc_stride) {
+    const char *v = (const char *)V;
+    switch (nw) {
+    case 4: axpy_rows_f16_n(d, n, 4, w, w_stride, v, v_stride, acc, acc_stride); break;
+    case 3: axpy_rows_f16_n(d, n, 3, w, w_stride, v, v_stride, acc, acc_stride); break;
+    case 2: axpy_rows_f16_n(d, n, 2, w, w_stride, v, v_stride, acc, acc_stride); break;
+    default: axpy_rows_f16_n(d, n, 1, w, w_stride, v, v_stride, acc, acc_stride); break;
     }
 }
 
@@ -1104,7 +1119,6 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
     .vec_dot_f32 = vec_dot_f32,
     .vec_dot_f16_f32 = vec_dot_f16_f32,
     .vec_axpy_f16 = vec_axpy_f16,
-    .vec_dot_rows_f16 = vec_dot_rows_f16,
     .vec_axpy_rows_f16 = vec_axpy_rows_f16,
     .exp_sum = exp_sum,
     .silu_mul = silu_mul,
