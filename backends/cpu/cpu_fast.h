@@ -229,6 +229,17 @@ const sx_cpu_kernels *sx_cpu_kernels_avx512vnni(void);
 /* The active level's table: kernels that call the vector helpers in an inner
  * loop fetch it once (the sx_cpu_vec_* wrappers look it up on every call). */
 const sx_cpu_kernels *sx_cpu_kernels_active(void);
+/* vec_axpy_rows_f16 from a level's one-row vec_axpy_f16, head by head and
+ * row by row (the scalar and AVX2 tables). */
+#define SX_CPU_AXPY_ROWS_BY_ROW(name, axpy)                                                                    \
+    static void name(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const uint16_t *V,        \
+                     size_t v_stride, float *acc, int64_t acc_stride) {                                        \
+        for (int g = 0; g < nw; g++)                                                                           \
+            for (int64_t j = 0; j < n; j++)                                                                    \
+                if (w[g * w_stride + j] != 0.0f)                                                               \
+                    axpy(d, w[g * w_stride + j], (const uint16_t *)((const char *)V + j * v_stride), acc + g * acc_stride); \
+    }
+
 /* exp_sum of the scalar table (also the AVX2 level's). */
 float sx_cpu_exp_sum_scalar(int64_t n, float *x, float mx, float *tmp);
 void sx_cpu_silu_mul_scalar(int64_t n, const float *a, const float *b, float *y);

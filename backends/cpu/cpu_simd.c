@@ -478,13 +478,7 @@ static void vec_axpy_f16_scalar(int64_t n, float alpha, const uint16_t *x, float
     for (int64_t i = 0; i < n; i++) y[i] += alpha * h2f(x[i]);
 }
 
-static void vec_axpy_rows_f16_scalar(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const uint16_t *V,
-                                     size_t v_stride, float *acc, int64_t acc_stride) {
-    for (int g = 0; g < nw; g++)
-        for (int64_t j = 0; j < n; j++)
-            if (w[g * w_stride + j] != 0.0f)
-                vec_axpy_f16_scalar(d, w[g * w_stride + j], (const uint16_t *)((const char *)V + j * v_stride), acc + g * acc_stride);
-}
+SX_CPU_AXPY_ROWS_BY_ROW(vec_axpy_rows_f16_scalar, vec_axpy_f16_scalar)
 
 float sx_cpu_exp_sum_scalar(int64_t n, float *x, float mx, float *tmp) {
     (void)tmp;

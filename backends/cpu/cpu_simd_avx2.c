@@ -592,13 +592,7 @@ static void vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
 }
 
 /* Attention's weighted V sum: vec_axpy_f16 per head and row, inlined. */
-static void vec_axpy_rows_f16(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const uint16_t *V,
-                              size_t v_stride, float *acc, int64_t acc_stride) {
-    for (int g = 0; g < nw; g++)
-        for (int64_t j = 0; j < n; j++)
-            if (w[g * w_stride + j] != 0.0f)
-                vec_axpy_f16(d, w[g * w_stride + j], (const uint16_t *)((const char *)V + j * v_stride), acc + g * acc_stride);
-}
+SX_CPU_AXPY_ROWS_BY_ROW(vec_axpy_rows_f16, vec_axpy_f16)
 
 /* ------------------------------------------------- f32 <-> f16 rows */
 
