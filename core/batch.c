@@ -11,7 +11,11 @@
  * nobody for long), then the first thread that sees the batch complete runs
  * all of them as one forward pass (sx_model_build_forward_multi): the
  * weights are read once for every sequence instead of once per sequence,
- * which is what a memory-bound decode step costs. Drafting stays per session.
+ * which is what a memory-bound decode step costs. EAGLE-3 draft passes are
+ * combined the same way (sx_eagle3_build_multi), among passes of the same
+ * shape (all from target features or all from parent rows, same top-k);
+ * draft passes go before target passes, so sessions that drift out of
+ * step draft until they all reach their verification, then verify together.
  *
  * Exactness: a pass takes at most SX_BATCH_MAX_ROWS rows in all, the range
  * in which every backend computes a matmul row bit for bit as alone (tests/
@@ -27,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/eagle3.h"
 #include "core/engine_internal.h"
 #include "core/spec.h"
 
@@ -35,9 +40,16 @@
 
 typedef struct breq {
     sx_session *s;
+    /* a target pass */
     const sx_batch *b;
     float *logits;   /* [n_out][n_vocab] or NULL */
     int32_t *argmax; /* [n_out] or NULL */
+    /* or a draft pass (draft != NULL) */
+    const sx_eagle3 *draft;
+    sx_draft_seq seq;
+    float *probs;    /* [n_out][Vd] or NULL */
+    int32_t *tops;   /* [n_out][top_k] or NULL */
+    float *sig;      /* [3n]: sigmoid(confidence, progress) pairs, then exp(remain); or NULL */
     int rows;
     bool done;
     sx_status st;
@@ -137,7 +149,40 @@ static void req_fail(breq *r, sx_status st) {
     snprintf(r->err, sizeof r->err, "%s", sx_last_error());
 }
 
-/* Runs reqs[0..n) as one pass; the device lock is held. */
+/* Reads a draft pass's outputs (row0.. of the shared ones) into its request. */
+static sx_status read_draft(const breq *r, const sx_draft_out *o, int Vd) {
+    const int n = r->seq.b->n;
+    if (r->probs && o->probs)
+        SX_RETURN_IF_ERROR(sx_tensor_read_at(o->probs, (size_t)o->row0 * (size_t)Vd * sizeof(float), r->probs, sizeof(float) * (size_t)Vd * (size_t)o->n_out));
+    if (r->tops && o->top) {
+        const size_t k = (size_t)o->top->ne[0];
+        SX_RETURN_IF_ERROR(sx_tensor_read_at(o->top, (size_t)o->row0 * k * sizeof(int32_t), r->tops, sizeof(int32_t) * k * (size_t)o->n_out));
+    }
+    if (r->sig && o->sig_01) {
+        SX_RETURN_IF_ERROR(sx_tensor_read(o->sig_01, r->sig, sizeof(float) * 2 * (size_t)n));
+        SX_RETURN_IF_ERROR(sx_tensor_read(o->sig_2, r->sig + 2 * n, sizeof(float) * (size_t)n));
+    }
+    return SX_OK;
+}
+
+/* A draft pass alone, on the session's own graph. */
+static sx_status draft_alone(breq *r) {
+    sx_session *s = r->s;
+    sx_engine_lock(s->e);
+    sx_draft_out o;
+    sx_graph_reset(s->graph);
+    sx_status st = sx_eagle3_build_multi(r->draft, 1, &r->seq, s->graph, &o);
+    if (st == SX_OK) st = sx_sched_compute(s->sched, s->graph);
+    if (st == SX_OK) st = read_draft(r, &o, r->draft->hp.n_vocab);
+    sx_engine_unlock(s->e);
+    return st;
+}
+
+static sx_status run_alone(breq *r) {
+    return r->draft ? draft_alone(r) : sx_session_forward(r->s, r->b, r->logits, r->argmax);
+}
+
+/* Runs reqs[0..n) (all draft or all target passes) as one pass; the device lock is held. */
 static sx_status run_combined(sx_engine *e, breq **reqs, int n) {
     sx_batcher *B = e->batcher;
     if (!B->sched) {
@@ -153,14 +198,23 @@ static sx_status run_combined(sx_engine *e, breq **reqs, int n) {
         B->graph = NULL;
         B->graph_seqs = 0;
         const int L = e->model->hp.n_layer;
-        SX_RETURN_IF_ERROR(sx_graph_create(sx_model_graph_size(e->model) + (12 * L + 32) * SX_BATCH_MAX_ROWS + 256, &B->graph));
+        SX_RETURN_IF_ERROR(sx_graph_create(sx_model_graph_size(e->model) + (16 * L + 48) * SX_BATCH_MAX_ROWS + 256, &B->graph));
         B->graph_seqs = SX_BATCH_MAX_ROWS;
+    }
+    sx_graph_reset(B->graph);
+    if (reqs[0]->draft) {
+        sx_draft_seq seqs[SX_BATCH_MAX_ROWS];
+        sx_draft_out dout[SX_BATCH_MAX_ROWS];
+        for (int i = 0; i < n; i++) seqs[i] = reqs[i]->seq;
+        SX_RETURN_IF_ERROR(sx_eagle3_build_multi(reqs[0]->draft, n, seqs, B->graph, dout));
+        SX_RETURN_IF_ERROR(sx_sched_compute(B->sched, B->graph));
+        for (int i = 0; i < n; i++) SX_RETURN_IF_ERROR(read_draft(reqs[i], &dout[i], reqs[0]->draft->hp.n_vocab));
+        return SX_OK;
     }
     sx_kv_cache *kvs[SX_BATCH_MAX_ROWS];
     sx_batch bs[SX_BATCH_MAX_ROWS];
     sx_forward_out fo[SX_BATCH_MAX_ROWS];
     for (int i = 0; i < n; i++) kvs[i] = reqs[i]->s->kv, bs[i] = *reqs[i]->b;
-    sx_graph_reset(B->graph);
     SX_RETURN_IF_ERROR(sx_model_build_forward_multi(e->model, n, kvs, bs, B->graph, fo));
     SX_RETURN_IF_ERROR(sx_sched_compute(B->sched, B->graph));
     const size_t V = (size_t)e->model->hp.n_vocab;
@@ -173,19 +227,37 @@ static sx_status run_combined(sx_engine *e, breq **reqs, int n) {
     return SX_OK;
 }
 
-/* Takes the passes at the head of the queue (at most SX_BATCH_MAX_ROWS rows)
- * and runs them; called and returns with B->mu held. */
+static bool compatible(const breq *a, const breq *b) {
+    if (!a->draft != !b->draft) return false;
+    return !a->draft || (a->draft == b->draft && sx_eagle3_batches_compatible(a->seq.b, b->seq.b));
+}
+
+/* Takes a group of compatible passes from the queue (the oldest draft pass
+ * and the draft passes that fit with it, else the oldest target passes; at
+ * most SX_BATCH_MAX_ROWS rows) and runs them; called and returns with B->mu
+ * held. */
 static void run_round(sx_engine *e) {
     sx_batcher *B = e->batcher;
     breq *reqs[SX_BATCH_MAX_ROWS];
     int n = 0, rows = 0;
-    while (B->head && n < SX_BATCH_MAX_ROWS && (n == 0 || rows + B->head->rows <= SX_BATCH_MAX_ROWS)) {
-        breq *r = B->head;
-        B->head = r->next;
-        if (!B->head) B->tail = NULL;
-        B->n_pending--;
-        rows += r->rows;
-        reqs[n++] = r;
+    breq *first = B->head;
+    for (breq *r = B->head; r; r = r->next)
+        if (r->draft) {
+            first = r;
+            break;
+        }
+    for (breq **pp = &B->head, *prev = NULL; *pp && n < SX_BATCH_MAX_ROWS;) {
+        breq *r = *pp;
+        if (compatible(first, r) && (n == 0 || rows + r->rows <= SX_BATCH_MAX_ROWS)) {
+            *pp = r->next;
+            if (B->tail == r) B->tail = prev;
+            B->n_pending--;
+            rows += r->rows;
+            reqs[n++] = r;
+        } else {
+            prev = r;
+            pp = &r->next;
+        }
     }
     B->running = true;
     pthread_mutex_unlock(&B->mu);
@@ -195,7 +267,7 @@ static void run_round(sx_engine *e) {
     if (st != SX_OK && n == 1) req_fail(reqs[0], st);
     if (st != SX_OK && n > 1) /* one sequence at a time: only the ones that fail alone fail */
         for (int i = 0; i < n; i++) {
-            sx_status si = sx_session_forward(reqs[i]->s, reqs[i]->b, reqs[i]->logits, reqs[i]->argmax);
+            sx_status si = run_alone(reqs[i]);
             if (si != SX_OK) req_fail(reqs[i], si);
         }
     sx_engine_unlock(e);
@@ -219,24 +291,21 @@ static struct timespec deadline_after(double ms) {
     return t;
 }
 
-sx_status sx_session_forward_shared(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax) {
-    sx_engine *e = s->e;
+/* Queues r and waits until a round has run it; the device lock must not be held. */
+static sx_status submit(sx_engine *e, breq *r) {
     sx_batcher *B = e->batcher;
-    if (tl_lock_depth > 0) return sx_session_forward(s, b, out_logits, out_argmax);
-    SX_RETURN_IF_ERROR(sx_model_check_batch(e->model, s->kv, b)); /* a bad pass fails alone, before it joins others */
-    breq r = {.s = s, .b = b, .logits = out_logits, .argmax = out_argmax, .rows = b->n};
     pthread_mutex_lock(&B->mu);
     if (!e->cont_batching || (B->n_decoding < 2 && !B->head && !B->running)) { /* nobody to share with */
         pthread_mutex_unlock(&B->mu);
-        return sx_session_forward(s, b, out_logits, out_argmax);
+        return run_alone(r);
     }
-    if (B->tail) B->tail->next = &r;
-    else B->head = &r;
-    B->tail = &r;
+    if (B->tail) B->tail->next = r;
+    else B->head = r;
+    B->tail = r;
     B->n_pending++;
     const struct timespec deadline = deadline_after(SX_BATCH_WAIT_MS);
     bool late = false;
-    while (!r.done) {
+    while (!r->done) {
         if (!B->running && B->head && (late || B->n_pending >= B->n_decoding)) {
             run_round(e);
             continue;
@@ -245,6 +314,19 @@ sx_status sx_session_forward_shared(sx_session *s, const sx_batch *b, float *out
         else if (pthread_cond_timedwait(&B->cv, &B->mu, &deadline) == ETIMEDOUT) late = true;
     }
     pthread_mutex_unlock(&B->mu);
-    if (r.st != SX_OK) return sx_set_error(r.st, "%s", r.err);
+    if (r->st != SX_OK) return sx_set_error(r->st, "%s", r->err);
     return SX_OK;
+}
+
+sx_status sx_session_forward_shared(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax) {
+    if (tl_lock_depth > 0) return sx_session_forward(s, b, out_logits, out_argmax);
+    SX_RETURN_IF_ERROR(sx_model_check_batch(s->e->model, s->kv, b)); /* a bad pass fails alone, before it joins others */
+    breq r = {.s = s, .b = b, .logits = out_logits, .argmax = out_argmax, .rows = b->n};
+    return submit(s->e, &r);
+}
+
+sx_status sx_draft_forward_shared(sx_session *s, const sx_eagle3 *d, const sx_draft_seq *seq, float *probs, int32_t *tops, float *sig) {
+    breq r = {.s = s, .draft = d, .seq = *seq, .probs = probs, .tops = tops, .sig = sig, .rows = seq->b->n};
+    if (tl_lock_depth > 0) return draft_alone(&r);
+    return submit(s->e, &r);
 }

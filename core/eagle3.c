@@ -176,73 +176,133 @@ sx_status sx_eagle3_kv_create(const sx_eagle3 *d, sx_device *dev, int n_ctx, sx_
 static sx_tensor *reshape2(sx_graph *g, sx_tensor *t, int64_t a, int64_t b) { return sx_graph_reshape(g, t, 2, (int64_t[]){a, b}); }
 static sx_tensor *reshape3(sx_graph *g, sx_tensor *t, int64_t a, int64_t b, int64_t c) { return sx_graph_reshape(g, t, 3, (int64_t[]){a, b, c}); }
 
-sx_status sx_eagle3_build(const sx_eagle3 *d, sx_kv_cache *kv, sx_graph *g, sx_tensor *featbuf, sx_tensor *hbuf, const sx_draft_batch *b,
-                          sx_draft_out *out) {
-    memset(out, 0, sizeof *out);
-    const sx_eagle3_hparams *hp = &d->hp;
-    const int64_t n = b->n, H = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
-    const int64_t M = (int64_t)b->slot0 + n - b->n_past, n_kv = (int64_t)b->slot0 + n;
+static sx_status check_draft_batch(const sx_eagle3 *d, const sx_kv_cache *kv, const sx_draft_batch *b) {
+    const int64_t n = b->n, n_kv = (int64_t)b->slot0 + n;
     if (n < 1 || b->n_past < 0 || b->slot0 < b->n_past || n_kv > kv->n_ctx)
         return sx_set_error(SX_ERR_CONTEXT_FULL, "draft: rows %lld at slot %d exceed the draft context of %d", (long long)n, b->slot0, kv->n_ctx);
     if (!b->mask && b->slot0 != b->n_past) return sx_set_error(SX_ERR_INVALID_ARG, "draft: a causal batch must start at n_past");
     if (!b->feat_rows == !b->parent_rows) return sx_set_error(SX_ERR_INVALID_ARG, "draft: rows need features or parents (one of them)");
-    if (b->signals && (!b->feat_rows || hp->n_signals == 0)) return sx_set_error(SX_ERR_INVALID_ARG, "draft: no signals here");
+    if (b->signals && (!b->feat_rows || d->hp.n_signals == 0)) return sx_set_error(SX_ERR_INVALID_ARG, "draft: no signals here");
+    return SX_OK;
+}
 
-    int32_t *slots = malloc(sizeof(int32_t) * (size_t)n);
-    if (!slots) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "draft: out of memory");
-    for (int64_t i = 0; i < n; i++) slots[i] = b->slot0 + (int32_t)i;
-    sx_tensor *tok = sx_graph_input_i32(g, b->tokens, n, "draft_tokens");
-    sx_tensor *pos = sx_graph_input_i32(g, b->pos, n, "draft_pos");
-    sx_tensor *slot = sx_graph_input_i32(g, slots, n, "draft_slots");
-    free(slots);
-    sx_tensor *mask = b->mask ? sx_graph_input_f32(g, b->mask, 2, (int64_t[]){M, n}, "draft_mask") : NULL;
+bool sx_eagle3_batches_compatible(const sx_draft_batch *a, const sx_draft_batch *b) {
+    return !a->feat_rows == !b->feat_rows && (a->n_out > 0) == (b->n_out > 0) && (a->n_out == 0 || a->top_k == b->top_k);
+}
+
+sx_status sx_eagle3_build_multi(const sx_eagle3 *d, int n_seq, const sx_draft_seq *seqs, sx_graph *g, sx_draft_out *outs) {
+    const sx_eagle3_hparams *hp = &d->hp;
+    const int64_t H = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
+    if (n_seq < 1) return sx_set_error(SX_ERR_INVALID_ARG, "draft: no sequences");
+    int64_t rows = 0, n_out = 0;
+    for (int i = 0; i < n_seq; i++) {
+        memset(&outs[i], 0, sizeof outs[i]);
+        SX_RETURN_IF_ERROR(check_draft_batch(d, seqs[i].kv, seqs[i].b));
+        if (i > 0 && !sx_eagle3_batches_compatible(seqs[0].b, seqs[i].b))
+            return sx_set_error(SX_ERR_INVALID_ARG, "draft: incompatible batches in one pass");
+        rows += seqs[i].b->n;
+        n_out += seqs[i].b->n_out;
+    }
+    const sx_draft_batch *b0 = seqs[0].b;
+    sx_tensor **parts = calloc((size_t)n_seq, sizeof *parts);
+    int32_t *iv = malloc(sizeof(int32_t) * (size_t)(3 * rows + n_out + 1));
+    if (!parts || !iv) {
+        free(parts), free(iv);
+        return sx_set_error(SX_ERR_OUT_OF_MEMORY, "draft: out of memory");
+    }
+    int32_t *tok_v = iv, *pos_v = iv + rows, *tmp = iv + 2 * rows, *out_v = iv + 3 * rows;
+    for (int i = 0, r = 0, o = 0; i < n_seq; i++) {
+        const sx_draft_batch *b = seqs[i].b;
+        memcpy(tok_v + r, b->tokens, sizeof(int32_t) * (size_t)b->n);
+        memcpy(pos_v + r, b->pos, sizeof(int32_t) * (size_t)b->n);
+        for (int j = 0; j < b->n_out; j++) out_v[o + j] = r + b->out_rows[j];
+        r += b->n;
+        o += b->n_out;
+    }
+    sx_tensor *tok = sx_graph_input_i32(g, tok_v, rows, "draft_tokens");
+    sx_tensor *pos = sx_graph_input_i32(g, pos_v, rows, "draft_pos");
 
     /* h: fused target features, or the parents' hidden */
-    sx_tensor *h;
-    if (b->feat_rows) {
-        sx_tensor *f = sx_graph_add_get_rows(g, featbuf, sx_graph_input_i32(g, b->feat_rows, n, "feat_rows")); // [3Ht, n]
-        sx_tensor *fused = sx_graph_add_matmul(g, d->fc, f);                                                    // [H + k_sig, n]
+    sx_tensor *h, *fused = NULL;
+    for (int i = 0; i < n_seq; i++) {
+        const sx_draft_batch *b = seqs[i].b;
+        parts[i] = b->feat_rows ? sx_graph_add_get_rows(g, seqs[i].featbuf, sx_graph_input_i32(g, b->feat_rows, b->n, "feat_rows")) // [3Ht, n]
+                                : sx_graph_add_get_rows(g, seqs[i].hbuf, sx_graph_input_i32(g, b->parent_rows, b->n, "parent_rows")); // [H, n]
+    }
+    h = sx_graph_add_concat_n(g, parts, n_seq, 1);
+    if (b0->feat_rows) {
+        fused = sx_graph_add_matmul(g, d->fc, h); // [H + k_sig, rows]
         if (d->fc_b) fused = sx_graph_add_add(g, fused, d->fc_b);
         const size_t rs = fused ? fused->nb[1] : 0;
-        h = sx_graph_add_copy(g, sx_graph_view(g, fused, 2, (int64_t[]){H, n}, (size_t[]){rs}, 0), SX_DTYPE_F32); // [H, n]
-        if (b->signals) {
-            out->sig_01 = sx_graph_add_sigmoid(g, sx_graph_view(g, fused, 2, (int64_t[]){2, n}, (size_t[]){rs}, (size_t)H * 4)); // [2, n]
-            out->sig_2 = sx_graph_add_exp(g, sx_graph_view(g, fused, 2, (int64_t[]){1, n}, (size_t[]){rs}, (size_t)(H + 2) * 4)); // [1, n]
-            sx_graph_set_output(g, out->sig_01);
-            sx_graph_set_output(g, out->sig_2);
-        }
-    } else {
-        h = sx_graph_add_get_rows(g, hbuf, sx_graph_input_i32(g, b->parent_rows, n, "parent_rows")); // [H, n]
+        h = sx_graph_add_copy(g, sx_graph_view(g, fused, 2, (int64_t[]){H, rows}, (size_t[]){rs}, 0), SX_DTYPE_F32); // [H, rows]
     }
-    sx_tensor *e = sx_graph_add_get_rows(g, d->tok_embd, tok);                                                     // [H, n]
+    sx_tensor *e = sx_graph_add_get_rows(g, d->tok_embd, tok);                                                     // [H, rows]
     sx_tensor *x = sx_graph_add_concat(g, sx_graph_add_rms_norm(g, e, d->input_norm, hp->norm_eps),
-                                       sx_graph_add_rms_norm(g, h, d->hidden_norm, hp->norm_eps), 0);            // [2H, n]
-    sx_tensor *q = reshape3(g, sx_graph_add_matmul(g, d->wq, x), hd, nh, n);
-    sx_tensor *k = reshape3(g, sx_graph_add_matmul(g, d->wk, x), hd, nkv, n);
+                                       sx_graph_add_rms_norm(g, h, d->hidden_norm, hp->norm_eps), 0);            // [2H, rows]
+    sx_tensor *q = reshape3(g, sx_graph_add_matmul(g, d->wq, x), hd, nh, rows);
+    sx_tensor *k = reshape3(g, sx_graph_add_matmul(g, d->wk, x), hd, nkv, rows);
     sx_tensor *v = sx_graph_add_matmul(g, d->wv, x);
     q = sx_graph_add_rope(g, q, pos, SX_ROPE_NEOX, (int)hd, hp->rope_base, 1.0f, NULL);
     k = sx_graph_add_rope(g, k, pos, SX_ROPE_NEOX, (int)hd, hp->rope_base, 1.0f, NULL);
-    sx_tensor *kc = sx_graph_add_set_rows(g, &kv->k[0], reshape2(g, k, hd * nkv, n), slot);
-    sx_tensor *vc = sx_graph_add_set_rows(g, &kv->v[0], v, slot);
-    const size_t es = kc ? kc->nb[0] : 0;
-    sx_tensor *kview = sx_graph_view(g, kc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0);
-    sx_tensor *vview = sx_graph_view(g, vc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0);
-    sx_tensor *a = sx_graph_add_attention(g, q, kview, vview, mask, 1.0f / sqrtf((float)hd), b->n_past);
-    sx_tensor *r = sx_graph_add_add(g, h, sx_graph_add_matmul(g, d->wo, reshape2(g, a, hd * nh, n)));             // [H, n]
-    sx_tensor *hn = sx_graph_add_rms_norm(g, r, d->ffn_norm, hp->norm_eps);
+    sx_tensor *k2 = reshape2(g, k, hd * nkv, rows);
+    for (int i = 0, r = 0; i < n_seq; i++) {
+        const sx_draft_batch *b = seqs[i].b;
+        sx_kv_cache *kv = seqs[i].kv;
+        const int64_t n = b->n, M = (int64_t)b->slot0 + n - b->n_past, n_kv = (int64_t)b->slot0 + n;
+        for (int64_t j = 0; j < n; j++) tmp[r + j] = b->slot0 + (int32_t)j;
+        sx_tensor *slot = sx_graph_input_i32(g, tmp + r, n, "draft_slots");
+        sx_tensor *mask = b->mask ? sx_graph_input_f32(g, b->mask, 2, (int64_t[]){M, n}, "draft_mask") : NULL;
+        sx_tensor *kc = sx_graph_add_set_rows(g, &kv->k[0], n_seq == 1 ? k2 : sx_graph_slice(g, k2, 1, r, n), slot);
+        sx_tensor *vc = sx_graph_add_set_rows(g, &kv->v[0], n_seq == 1 ? v : sx_graph_slice(g, v, 1, r, n), slot);
+        const size_t es = kc ? kc->nb[0] : 0;
+        sx_tensor *kview = sx_graph_view(g, kc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0);
+        sx_tensor *vview = sx_graph_view(g, vc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0);
+        sx_tensor *qi = n_seq == 1 ? q : sx_graph_slice(g, q, 2, r, n);
+        parts[i] = sx_graph_add_attention(g, qi, kview, vview, mask, 1.0f / sqrtf((float)hd), b->n_past); // [hd, nh, n]
+        r += (int)n;
+    }
+    sx_tensor *a = sx_graph_add_concat_n(g, parts, n_seq, 2); // [hd, nh, rows]
+    sx_tensor *res = sx_graph_add_add(g, h, sx_graph_add_matmul(g, d->wo, reshape2(g, a, hd * nh, rows)));        // [H, rows]
+    sx_tensor *hn = sx_graph_add_rms_norm(g, res, d->ffn_norm, hp->norm_eps);
     sx_tensor *ff = sx_graph_add_silu_mul(g, sx_graph_add_matmul(g, d->w_gate, hn), sx_graph_add_matmul(g, d->w_up, hn));
-    sx_tensor *hout = sx_graph_add_add(g, r, sx_graph_add_matmul(g, d->w_down, ff));                              // h' [H, n]
-    if (b->n_hout > 0) {
-        sx_tensor *src = b->n_hout == n && !b->hout_src ? hout : sx_graph_add_get_rows(g, hout, sx_graph_input_i32(g, b->hout_src, b->n_hout, "hout_src"));
-        sx_graph_add_set_rows(g, hbuf, src, sx_graph_input_i32(g, b->hout_rows, b->n_hout, "hout_rows"));
+    sx_tensor *hout = sx_graph_add_add(g, res, sx_graph_add_matmul(g, d->w_down, ff));                           // h' [H, rows]
+    for (int i = 0, r = 0; i < n_seq; i++) {
+        const sx_draft_batch *b = seqs[i].b;
+        if (b->signals) {
+            const size_t rs = fused ? fused->nb[1] : 0;
+            outs[i].sig_01 = sx_graph_add_sigmoid(g, sx_graph_view(g, fused, 2, (int64_t[]){2, b->n}, (size_t[]){rs}, (size_t)r * rs + (size_t)H * 4)); // [2, n]
+            outs[i].sig_2 = sx_graph_add_exp(g, sx_graph_view(g, fused, 2, (int64_t[]){1, b->n}, (size_t[]){rs}, (size_t)r * rs + (size_t)(H + 2) * 4)); // [1, n]
+            sx_graph_set_output(g, outs[i].sig_01);
+            sx_graph_set_output(g, outs[i].sig_2);
+        }
+        if (b->n_hout > 0) {
+            sx_tensor *mine = n_seq == 1 ? hout : sx_graph_slice(g, hout, 1, r, b->n);
+            sx_tensor *src = b->n_hout == b->n && !b->hout_src ? mine : sx_graph_add_get_rows(g, mine, sx_graph_input_i32(g, b->hout_src, b->n_hout, "hout_src"));
+            sx_graph_add_set_rows(g, seqs[i].hbuf, src, sx_graph_input_i32(g, b->hout_rows, b->n_hout, "hout_rows"));
+        }
+        r += b->n;
     }
-    if (b->n_out > 0) {
-        sx_tensor *sel = sx_graph_add_get_rows(g, hout, sx_graph_input_i32(g, b->out_rows, b->n_out, "draft_out_rows"));
+    if (n_out > 0) {
+        sx_tensor *sel = sx_graph_add_get_rows(g, hout, sx_graph_input_i32(g, out_v, n_out, "draft_out_rows"));
         sx_tensor *logits = sx_graph_add_matmul(g, d->output, sx_graph_add_rms_norm(g, sel, d->out_norm, hp->norm_eps)); // [Vd, n_out]
-        out->probs = sx_graph_add_softmax(g, logits);
-        out->top = sx_graph_add_top_k(g, logits, b->top_k < hp->n_vocab ? b->top_k : hp->n_vocab);
-        sx_graph_set_output(g, out->probs);
-        sx_graph_set_output(g, out->top);
+        sx_tensor *probs = sx_graph_add_softmax(g, logits);
+        sx_tensor *top = sx_graph_add_top_k(g, logits, b0->top_k < hp->n_vocab ? b0->top_k : hp->n_vocab);
+        sx_graph_set_output(g, probs);
+        sx_graph_set_output(g, top);
+        for (int i = 0, o = 0; i < n_seq; i++) {
+            outs[i].probs = probs;
+            outs[i].top = top;
+            outs[i].row0 = o;
+            outs[i].n_out = seqs[i].b->n_out;
+            o += seqs[i].b->n_out;
+        }
     }
+    free(parts), free(iv);
     return sx_graph_status(g);
+}
+
+sx_status sx_eagle3_build(const sx_eagle3 *d, sx_kv_cache *kv, sx_graph *g, sx_tensor *featbuf, sx_tensor *hbuf, const sx_draft_batch *b,
+                          sx_draft_out *out) {
+    const sx_draft_seq seq = {.kv = kv, .featbuf = featbuf, .hbuf = hbuf, .b = b};
+    return sx_eagle3_build_multi(d, 1, &seq, g, out);
 }

@@ -128,8 +128,9 @@ typedef struct sx_draft_batch {
 } sx_draft_batch;
 
 typedef struct sx_draft_out {
-    sx_tensor *probs;    /* F32 [Vd, n_out] softmax of the draft logits */
-    sx_tensor *top;      /* I32 [top_k, n_out] draft ids, best first */
+    sx_tensor *probs;    /* F32 [Vd, rows out]: this batch's rows are row0.. (n_out of them) */
+    sx_tensor *top;      /* I32 [top_k, rows out] draft ids, best first; same rows */
+    int row0, n_out;
     sx_tensor *sig_01;   /* F32 [2, n] sigmoid(confidence, progress rows) or NULL */
     sx_tensor *sig_2;    /* F32 [1, n] exp(remain row) or NULL */
 } sx_draft_out;
@@ -138,5 +139,19 @@ typedef struct sx_draft_out {
  * buffer [3*Ht, cap]; hbuf: the draft's persistent hidden buffer [H, cap]. */
 SX_MUST_USE sx_status sx_eagle3_build(const sx_eagle3 *d, sx_kv_cache *kv, sx_graph *g, sx_tensor *featbuf, sx_tensor *hbuf,
                                       const sx_draft_batch *b, sx_draft_out *out);
+/* One sequence of a combined draft pass (continuous batching): its cache,
+ * its feature and hidden buffers and its batch. */
+typedef struct sx_draft_seq {
+    sx_kv_cache *kv;
+    sx_tensor *featbuf, *hbuf;
+    const sx_draft_batch *b;
+} sx_draft_seq;
+/* Builds one draft pass over the batches of n_seq sequences: the row-wise
+ * work once over all their rows, attention per sequence on its own cache.
+ * The batches must be compatible (sx_eagle3_batches_compatible). */
+SX_MUST_USE sx_status sx_eagle3_build_multi(const sx_eagle3 *d, int n_seq, const sx_draft_seq *seqs, sx_graph *g, sx_draft_out *outs);
+/* Two batches can share a pass: both start from features or both from
+ * parents, and both or neither want distributions, with the same top_k. */
+bool sx_eagle3_batches_compatible(const sx_draft_batch *a, const sx_draft_batch *b);
 /* A KV cache shaped for the draft's single layer. */
 SX_MUST_USE sx_status sx_eagle3_kv_create(const sx_eagle3 *d, sx_device *dev, int n_ctx, sx_kv_cache **out);

@@ -90,26 +90,6 @@ typedef struct seq_in {
     sx_tensor *slots, *mask;
 } seq_in;
 
-/* Rows r0.. (n of them) of a contiguous [.., rows] tensor t with ne[0] = a
- * as a 2-D [a, n] view, or 3-D [a, c, n] when c > 0. */
-static sx_tensor *row_view(sx_graph *g, sx_tensor *t, int64_t a, int64_t c, int64_t r0, int64_t n) {
-    if (!t) return NULL; /* the graph already holds the error */
-    const size_t row = t->nb[0] * (size_t)a * (size_t)(c > 0 ? c : 1);
-    if (c > 0) return sx_graph_view(g, t, 3, (int64_t[]){a, c, n}, (size_t[]){t->nb[0] * (size_t)a, row}, (size_t)r0 * row);
-    return sx_graph_view(g, t, 2, (int64_t[]){a, n}, (size_t[]){row}, (size_t)r0 * row);
-}
-
-/* Concatenates parts[0..n) along dim (pairwise, so every row is copied about
- * log2(n) times rather than n times); the order of the parts is kept. */
-static sx_tensor *concat_all(sx_graph *g, sx_tensor **parts, int n, int dim) {
-    while (n > 1) {
-        int k = 0;
-        for (int i = 0; i < n; i += 2) parts[k++] = i + 1 < n ? sx_graph_add_concat(g, parts[i], parts[i + 1], dim) : parts[i];
-        n = k;
-    }
-    return parts[0];
-}
-
 /* One transformer block over all rows; x: [n_embd, rows] residual in,
  * returns residual out. Everything but attention (and the cache writes it
  * reads) is row-wise, so it runs once over the rows of every sequence;
@@ -129,19 +109,20 @@ static sx_tensor *build_layer(const sx_model *m, sx_graph *g, int il, sx_tensor 
     q = sx_graph_add_rope(g, q, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale, m->rope_freqs);
     k = sx_graph_add_rope(g, k, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale, m->rope_freqs);
 
+    sx_tensor *k2 = reshape2(g, k, hd * nkv, rows); // [hd*nkv, rows]
     for (int i = 0; i < n_seq; i++) {
         const sx_batch *b = seqs[i].b;
         sx_kv_cache *kv = seqs[i].kv;
         const int64_t n = b->n, r0 = seqs[i].r0, n_kv = b->n_past + (b->mask_width > 0 ? b->mask_width : b->n);
-        sx_tensor *kc = sx_graph_add_set_rows(g, &kv->k[il], row_view(g, k, hd * nkv, 0, r0, n), seqs[i].slots); // cache [kv_dim, n_ctx]
-        sx_tensor *vc = sx_graph_add_set_rows(g, &kv->v[il], row_view(g, v, hd * nkv, 0, r0, n), seqs[i].slots);
+        sx_tensor *kc = sx_graph_add_set_rows(g, &kv->k[il], sx_graph_slice(g, k2, 1, r0, n), seqs[i].slots); // cache [kv_dim, n_ctx]
+        sx_tensor *vc = sx_graph_add_set_rows(g, &kv->v[il], sx_graph_slice(g, v, 1, r0, n), seqs[i].slots);
         const size_t es = kc ? kc->nb[0] : 0;
         sx_tensor *kview = sx_graph_view(g, kc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0); // [hd, nkv, n_kv]
         sx_tensor *vview = sx_graph_view(g, vc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0);
-        sx_tensor *qi = n_seq == 1 ? q : row_view(g, q, hd, nh, r0, n);
+        sx_tensor *qi = n_seq == 1 ? q : sx_graph_slice(g, q, 2, r0, n);
         parts[i] = sx_graph_add_attention(g, qi, kview, vview, seqs[i].mask, 1.0f / sqrtf((float)hd), b->n_past); // [hd, nh, n]
     }
-    sx_tensor *a = concat_all(g, parts, n_seq, 2);                                  // [hd, nh, rows]
+    sx_tensor *a = sx_graph_add_concat_n(g, parts, n_seq, 2);                                  // [hd, nh, rows]
     sx_tensor *o = sx_graph_add_matmul(g, ly->wo, reshape2(g, a, hd * nh, rows)); // [n_embd, rows]
     x = sx_graph_add_add(g, x, o);
 
@@ -247,7 +228,7 @@ sx_status sx_model_build_forward_multi(const sx_model *m, int n_seq, sx_kv_cache
                 free(seqs), free(parts), free(layer_in), free(tok_v);
                 return SX_ERR_INVALID_ARG;
             }
-            sx_tensor *part = n_seq == 1 ? layer_in[il] : row_view(g, layer_in[il], hp->n_embd, 0, seqs[i].r0, b->n);
+            sx_tensor *part = n_seq == 1 ? layer_in[il] : sx_graph_slice(g, layer_in[il], 1, seqs[i].r0, b->n);
             cat = cat ? sx_graph_add_concat(g, cat, part, 0) : part;
         }
         for (int j = 0; j < b->n; j++) slot_v[j] = j;

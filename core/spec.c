@@ -182,11 +182,12 @@ void sx_spec_timing(const sx_spec *sp, double *draft_ms, double *verify_ms) {
 }
 
 /* ---- draft passes ---- */
-static sx_status run_draft(sx_spec *sp, const sx_draft_batch *b, sx_draft_out *o) {
-    sx_session *s = sp->s;
-    sx_graph_reset(s->graph);
-    SX_RETURN_IF_ERROR(sx_eagle3_build(sp->d, sp->dkv, s->graph, &sp->featbuf, &sp->hbuf, b, o));
-    return sx_sched_compute(s->sched, s->graph);
+/* One EAGLE-3 pass (shared with other sessions' passes when they run at the
+ * same time, core/batch.c); reads the wanted rows' distributions into probs
+ * [n_out][Vd] and tops [n_out][top_k], and the signals into sig [3n]. */
+static sx_status run_draft(sx_spec *sp, const sx_draft_batch *b, float *probs, int32_t *tops, float *sig) {
+    const sx_draft_seq seq = {.kv = sp->dkv, .featbuf = &sp->featbuf, .hbuf = &sp->hbuf, .b = b};
+    return sx_draft_forward_shared(sp->s, sp->d, &seq, probs, tops, sig);
 }
 
 /* The pending rows: commits them to the draft's cache, stores the last row's
@@ -202,33 +203,25 @@ static sx_status draft_pending(sx_spec *sp, int32_t root, sx_spec_proposal *prop
     sx_draft_batch b = {.n = n, .tokens = sp->pend_tok, .pos = pos, .n_past = sp->draft_past, .slot0 = sp->draft_past,
                         .feat_rows = sp->pend_feat, .n_hout = 1, .hout_src = &last, .hout_rows = &hrow0, .out_rows = &last, .n_out = 1,
                         .top_k = sp->p.draft_topk, .signals = sig};
-    sx_draft_out o;
-    sx_status st = run_draft(sp, &b, &o);
+    float *a = sig ? malloc(sizeof(float) * (size_t)n * 3) : NULL;
+    sx_status st = sig && !a ? sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory") : SX_OK;
+    if (st == SX_OK) st = run_draft(sp, &b, sp->probs, sp->tops, a);
     free(pos);
-    const int Vd = sp->d->hp.n_vocab;
-    if (st == SX_OK) st = sx_tensor_read(o.probs, sp->probs, sizeof(float) * (size_t)Vd);
-    if (st == SX_OK) st = sx_tensor_read(o.top, sp->tops, sizeof(int32_t) * (size_t)o.top->ne[0]);
     prop->have_signals = false;
     if (st == SX_OK && sig) {
-        float *a = malloc(sizeof(float) * (size_t)n * 3);
-        if (!a) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
-        if (st == SX_OK) st = sx_tensor_read(o.sig_01, a, sizeof(float) * 2 * (size_t)n);
-        if (st == SX_OK) st = sx_tensor_read(o.sig_2, a + 2 * n, sizeof(float) * (size_t)n);
-        if (st == SX_OK) {
-            double m[3] = {0, 0, 0};
-            for (int i = 0; i < n; i++) m[0] += a[2 * i], m[1] += a[2 * i + 1], m[2] += a[2 * n + i];
-            for (int j = 0; j < 3; j++) prop->signals[j] = (float)(m[j] / n);
-            prop->have_signals = true;
-        }
-        free(a);
+        double m[3] = {0, 0, 0};
+        for (int i = 0; i < n; i++) m[0] += a[2 * i], m[1] += a[2 * i + 1], m[2] += a[2 * n + i];
+        for (int j = 0; j < 3; j++) prop->signals[j] = (float)(m[j] / n);
+        prop->have_signals = true;
     }
+    free(a);
     if (st == SX_OK) sp->draft_past += n;
     return st;
 }
 
 /* A pass of the classic draft model over rows; fills probs [n][V] and the
  * top-K ids [n][K] of every row. mask_width 0: causal rows at n_past. */
-static sx_status run_model_rows(sx_spec *sp, const int32_t *tok, const int32_t *pos, int n, int n_past, const float *mask, int mask_width) {
+static sx_status run_model_rows_locked(sx_spec *sp, const int32_t *tok, const int32_t *pos, int n, int n_past, const float *mask, int mask_width) {
     sx_session *s = sp->s;
     sx_batch b = {.tokens = tok, .pos = pos, .n = n, .n_past = n_past, .mask = mask, .mask_width = mask_width};
     sx_forward_out fo;
@@ -243,9 +236,16 @@ static sx_status run_model_rows(sx_spec *sp, const int32_t *tok, const int32_t *
     return sx_tensor_read(top, sp->tops, sizeof(int32_t) * (size_t)sp->p.draft_topk * (size_t)n);
 }
 
+static sx_status run_model_rows(sx_spec *sp, const int32_t *tok, const int32_t *pos, int n, int n_past, const float *mask, int mask_width) {
+    sx_engine_lock(sp->s->e);
+    const sx_status st = run_model_rows_locked(sp, tok, pos, n, n_past, mask, mask_width);
+    sx_engine_unlock(sp->s->e);
+    return st;
+}
+
 /* Classic draft: the committed tokens it has not seen, then the root; the
  * last row's distribution gives the root's children. */
-static sx_status model_pending(sx_spec *sp, int32_t root) {
+static sx_status model_pending_locked(sx_spec *sp, int32_t root) {
     sp->dm_pend[sp->n_dm_pend++] = root;
     const int n = sp->n_dm_pend, V = sp->dm->hp.n_vocab, K = sp->p.draft_topk;
     for (int done = 0; done < n;) { /* in chunks of n_batch; only the last row's distribution is kept */
@@ -275,6 +275,13 @@ static sx_status model_pending(sx_spec *sp, int32_t root) {
     }
     sp->n_dm_pend = 0;
     return SX_OK;
+}
+
+static sx_status model_pending(sx_spec *sp, int32_t root) {
+    sx_engine_lock(sp->s->e);
+    const sx_status st = model_pending_locked(sp, root);
+    sx_engine_unlock(sp->s->e);
+    return st;
 }
 
 static int32_t to_target(const sx_spec *sp, int32_t draft_id) { return sp->d ? sx_eagle3_to_target(sp->d, draft_id) : draft_id; }
@@ -348,10 +355,7 @@ static sx_status draft_tree(sx_spec *sp, int32_t root, sx_spec_proposal *prop) {
         if (sp->d) {
             sx_draft_batch b = {.n = n, .tokens = tok, .pos = pos, .n_past = sp->draft_past, .slot0 = sp->draft_past + n_rows, .mask = mask,
                                 .parent_rows = prow, .n_hout = n, .hout_rows = hout, .out_rows = outr, .n_out = n, .top_k = K};
-            sx_draft_out o;
-            st = run_draft(sp, &b, &o);
-            if (st == SX_OK) st = sx_tensor_read(o.probs, sp->probs, sizeof(float) * (size_t)Vd * (size_t)n);
-            if (st == SX_OK) st = sx_tensor_read(o.top, sp->tops, sizeof(int32_t) * (size_t)K * (size_t)n);
+            st = run_draft(sp, &b, sp->probs, sp->tops, NULL);
         } else {
             st = run_model_rows(sp, tok, pos, n, sp->draft_past, mask, M);
         }
@@ -499,9 +503,7 @@ sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, 
     sp->root = root;
     const int T = sp->p.draft_nodes;
     double t0 = sx_now_ms();
-    sx_engine_lock(s->e);
-    sx_status st = draft_tree(sp, root, out);
-    sx_engine_unlock(s->e);
+    sx_status st = draft_tree(sp, root, out); /* its device calls take the engine lock themselves */
     double t1 = sx_now_ms();
     sp->draft_ms += t1 - t0;
     if (st != SX_OK) return st;
@@ -586,8 +588,7 @@ static sx_status prefill_chunk(sx_spec *sp, const int32_t *prompt, int n, int do
         for (int i = 0; i < rows; i++) pos[i] = sp->draft_past + i;
         sx_draft_batch db = {.n = rows, .tokens = sp->pend_tok, .pos = pos, .n_past = sp->draft_past, .slot0 = sp->draft_past,
                              .feat_rows = sp->pend_feat};
-        sx_draft_out o;
-        sx_status st = run_draft(sp, &db, &o);
+        sx_status st = run_draft(sp, &db, NULL, NULL, NULL);
         free(pos);
         SX_RETURN_IF_ERROR(st);
         sp->draft_past += rows;

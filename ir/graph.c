@@ -161,6 +161,16 @@ sx_tensor *sx_graph_view(sx_graph *g, sx_tensor *t, int n_dims, const int64_t *n
     return v;
 }
 
+sx_tensor *sx_graph_slice(sx_graph *g, sx_tensor *t, int dim, int64_t start, int64_t n) {
+    if (!t) return fail(g, g->status);
+    if (dim < 0 || dim >= SX_MAX_DIMS || start < 0 || n < 1 || start + n > t->ne[dim])
+        return fail(g, sx_set_error(SX_ERR_INVALID_ARG, "graph: slice [%lld, +%lld) of dim %d of %s", (long long)start, (long long)n, dim, t->name));
+    int64_t ne[SX_MAX_DIMS];
+    memcpy(ne, t->ne, sizeof ne);
+    ne[dim] = n;
+    return sx_graph_view(g, t, SX_MAX_DIMS, ne, &t->nb[1], (size_t)start * t->nb[dim]);
+}
+
 sx_tensor *sx_graph_reshape(sx_graph *g, sx_tensor *t, int n_dims, const int64_t *ne) {
     if (!t) return fail(g, g->status);
     if (!sx_tensor_is_contiguous(t)) return fail(g, sx_set_error(SX_ERR_INVALID_ARG, "graph: reshape of non-contiguous %s", t->name));
@@ -238,6 +248,16 @@ sx_tensor *sx_graph_add_top_k(sx_graph *g, sx_tensor *x, int k) {
 sx_tensor *sx_graph_add_concat(sx_graph *g, sx_tensor *a, sx_tensor *b, int dim) {
     sx_op_params p = {.concat = {dim}};
     return sx_graph_add_op(g, SX_OP_CONCAT, SRCS(a, b), &p);
+}
+
+sx_tensor *sx_graph_add_concat_n(sx_graph *g, sx_tensor **parts, int n, int dim) {
+    if (n < 1) return fail(g, sx_set_error(SX_ERR_INVALID_ARG, "graph: concat of nothing"));
+    while (n > 1) { /* pairwise: each element is copied about log2(n) times, not n times */
+        int k = 0;
+        for (int i = 0; i < n; i += 2) parts[k++] = i + 1 < n ? sx_graph_add_concat(g, parts[i], parts[i + 1], dim) : parts[i];
+        n = k;
+    }
+    return parts[0];
 }
 sx_tensor *sx_graph_add_copy(sx_graph *g, sx_tensor *x, sx_dtype dtype) {
     sx_op_params p = {.copy = {(int32_t)dtype}};

@@ -40,6 +40,8 @@ sx_tensor *sx_graph_input_f32(sx_graph *g, const float *vals, int n_dims, const 
 sx_tensor *sx_graph_view(sx_graph *g, sx_tensor *t, int n_dims, const int64_t *ne, const size_t *nb, size_t offset);
 /* Contiguous t seen with another shape of the same element count. */
 sx_tensor *sx_graph_reshape(sx_graph *g, sx_tensor *t, int n_dims, const int64_t *ne);
+/* A view of elements start..start+n-1 along dim (the other dims whole, the strides kept). */
+sx_tensor *sx_graph_slice(sx_graph *g, sx_tensor *t, int dim, int64_t start, int64_t n);
 
 /* Generic node creation: validates with the op's rule from ir/ops.def. */
 sx_tensor *sx_graph_add_op(sx_graph *g, sx_op op, sx_tensor *const *srcs, const sx_op_params *params);
@@ -60,6 +62,8 @@ sx_tensor *sx_graph_add_softmax(sx_graph *g, sx_tensor *x);
 sx_tensor *sx_graph_add_argmax(sx_graph *g, sx_tensor *x);
 sx_tensor *sx_graph_add_top_k(sx_graph *g, sx_tensor *x, int k);
 sx_tensor *sx_graph_add_concat(sx_graph *g, sx_tensor *a, sx_tensor *b, int dim);
+/* parts[0..n) concatenated along dim, in order (overwrites parts[]). */
+sx_tensor *sx_graph_add_concat_n(sx_graph *g, sx_tensor **parts, int n, int dim);
 sx_tensor *sx_graph_add_copy(sx_graph *g, sx_tensor *x, sx_dtype dtype);
 sx_tensor *sx_graph_add_sigmoid(sx_graph *g, sx_tensor *x);
 sx_tensor *sx_graph_add_exp(sx_graph *g, sx_tensor *x);

@@ -2,7 +2,7 @@
  * generating at the same time in different threads share their target
  * passes, and each still gets exactly the tokens it gets alone.
  *
- *   test_cont_batching BACKEND TARGET.gguf [DRAFT.gguf]
+ *   test_cont_batching BACKEND TARGET.gguf [DRAFT.gguf [DRAFT_BACKEND]]
  *
  * Jobs (plain and speculative, greedy and seeded sampling, different prompt
  * lengths and draft shapes) run one after the other on fresh sessions, then
@@ -73,7 +73,7 @@ static void *thread_main(void *arg) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: test_cont_batching BACKEND TARGET.gguf [DRAFT.gguf]\n");
+        fprintf(stderr, "usage: test_cont_batching BACKEND TARGET.gguf [DRAFT.gguf [DRAFT_BACKEND]]\n");
         return 2;
     }
     const char *backend = argv[1], *draft = argc > 3 ? argv[3] : NULL;
@@ -83,6 +83,7 @@ int main(int argc, char **argv) {
     eo.backend = backend;
     eo.n_threads = 2;
     eo.draft_path = draft;
+    eo.draft_backend = argc > 4 ? argv[4] : NULL;
     sx_engine *e = NULL;
     if (sx_engine_create(&eo, &e) != SX_OK) {
         const char *msg = sx_last_error();

@@ -21,4 +21,4 @@ ninja -C build-asan
 # (lavapipe under ASan would take hours; the Vulkan suites ran above)
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 meson test -C build-asan --print-errorlogs --num-processes 2 --logbase asan-unit --suite unit --suite fuzz --suite server || true
-meson test -C build-asan --print-errorlogs --num-processes 2 --logbase asan-cpu ops-cpu models-cpu spec-qwen3-cpu ref-tiny-cpu || true
+meson test -C build-asan --print-errorlogs --num-processes 2 --logbase asan-cpu ops-cpu models-cpu spec-qwen3-cpu ref-tiny-cpu cont-batching-cpu || true
