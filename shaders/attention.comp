@@ -1,11 +1,32 @@
-/* attention.comp — ATTENTION with online softmax (flash-attention style).
- * One workgroup per (query head h, query t). Keys are visited in chunks of
- * WG: each thread scores one key (q . k * scale, -inf when hidden by the
- * causal rule or the tree mask), the chunk max updates the running max, and
- * each thread accumulates its own output dims of sum(p * v) rescaled by
- * exp(old max - new max). Memory is O(d) whatever n_kv is. GQA: head h
- * reads kv head h / group. K/V are f32 or f16 (KV_F16), read as words.
- * Tested by tests/test_ops.c (decode, prefill, MQA, tree mask; f32/f16). */
+/* attention.comp — ATTENTION, batch-invariant, split-K (flash-decoding).
+ *
+ * The ordinal of a key visible to query row t is its index among the row's
+ * visible keys in slot order: prefix slots 0..n_past-1 are ordinals
+ * 0..n_past-1, the visible tree slots (mask[t][i] == 0, or i <= t without a
+ * mask) follow in slot order. Every choice of the reduction depends on
+ * ordinals only, never on slots, T, the mask width or n_kv, so a row of a
+ * verify batch gives the same bits as that token decoded alone (its
+ * ancestors then at contiguous slots): tests/test_batch_invariance.c.
+ *
+ * One workgroup per (row = (query t, head h), chunk c) of SX_ATTN_CHUNK
+ * ordinals. The chunk's ordinal -> slot list is built in shared memory (a
+ * masked row: thread 0 scans the mask row; the mask part is small in
+ * verify/draft batches). Thread tid scores ordinals tid, tid + WG, ... of
+ * the chunk (q . k * scale, each dot product in dim order); the chunk max
+ * m_c (exact in any order); p = exp(s - m_c); then every thread sums
+ * l_c = sum p and its own output dims acc_c = sum p * v in ordinal order.
+ *  - pc.nch > 1 (grid of nch chunks per row): binding 4 is scratch and gets
+ *    the partial (m_c, l_c, acc_c[d]) of each (row, chunk); an empty chunk
+ *    (past the row's visible keys) writes m_c = -inf. attention_merge.comp
+ *    combines them in chunk order.
+ *  - pc.nch == 1: this workgroup applies the same merge formula to its one
+ *    chunk (exp(m - m) = 1, 0 + x = x) and writes the output: the same bits
+ *    as the merge of a grid whose other chunks are empty.
+ * A row that sees nothing outputs zeros. GQA: head h reads kv head
+ * h / group. K/V f32 or f16 (KV_F16), read as words. Rows row0 .. row0 +
+ * nrows - 1 (row = t * nh + h) per dispatch (the host bounds scratch).
+ * Tested by tests/test_ops.c (decode, prefill, MQA, tree mask, long context;
+ * f32/f16) and tests/test_batch_invariance.c; measured by `specexit bench`. */
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #define SX_PC_ATTN
@@ -14,6 +35,8 @@
 
 #define HD_MAX 256u
 #define DPT (HD_MAX / WG)
+#define CH SX_ATTN_CHUNK
+#define KPT (CH / WG)
 layout(local_size_x = WG) in;
 layout(binding = 0, std430) readonly buffer Q { float q[]; };
 #if defined(KV_F16)
@@ -33,75 +56,114 @@ layout(binding = 4, std430) writeonly buffer D { float d[]; };
 #include "common/reduce.glsl"
 
 shared float qs[HD_MAX];
-shared float ps[WG];
+shared float ps[CH];
+shared uint slots[CH];
+shared uint n_found;
 
 void main() {
-    const uint hq = group_linear();
-    const uint h = hq % pc.nh, t = hq / pc.nh;
-    if (t >= pc.T) return;
+    const uint g = group_linear();
+    const uint rl = g / pc.nch, c = g - rl * pc.nch;
+    if (rl >= pc.nrows) return;
+    const uint r = pc.row0 + rl, h = r % pc.nh, t = r / pc.nh;
     const uint tid = gl_LocalInvocationIndex;
     const uint kh = h / pc.group, D = pc.d;
-    for (uint c = tid; c < D; c += WG) qs[c] = q[pc.q_off + h * pc.q_nb1 + t * pc.q_nb2 + c];
+    const float NEG_INF = -1.0 / 0.0;
+
+    /* ordinals [o0, o0 + CH) -> slots; len = how many the row sees */
+    const uint o0 = c * CH;
+    const uint nv = pc.has_mask != 0u ? pc.n_past : pc.n_past + t + 1u; /* with a mask: the prefix part */
+    const uint np = nv > o0 ? min(CH, nv - o0) : 0u;
+    for (uint jj = tid; jj < np; jj += WG) slots[jj] = o0 + jj;
+    for (uint i = tid; i < D; i += WG) qs[i] = q[pc.q_off + h * pc.q_nb1 + t * pc.q_nb2 + i];
+    uint len = np;
+    if (pc.has_mask != 0u) {
+        if (tid == 0u) {
+            uint n = np, ord = pc.n_past;
+            const uint M = pc.n_kv - pc.n_past, mrow = pc.m_off + t * pc.m_nb1;
+            for (uint i = 0u; i < M && n < CH; i++)
+                if (mask[mrow + i] == 0.0) {
+                    if (ord >= o0) slots[n++] = pc.n_past + i;
+                    ord++;
+                }
+            n_found = n;
+        }
+        barrier();
+        len = n_found;
+    }
     barrier();
 
-    const float NEG_INF = -1.0 / 0.0;
-    float m = NEG_INF, l = 0.0;
+    /* scores; the chunk max */
+    const uint kbase = pc.k_off + kh * pc.k_nb1, vbase = pc.v_off + kh * pc.v_nb1;
+#if defined(KV_F16)
+    const bool pairs = ((kbase | pc.k_nb2) & 1u) == 0u; /* the same for every key */
+#endif
+    float mloc = NEG_INF;
+    for (uint k = 0u; k < KPT; k++) {
+        const uint jj = tid + k * WG;
+        float s = NEG_INF;
+        if (jj < len) {
+            const uint kr = kbase + slots[jj] * pc.k_nb2;
+            float a = 0.0;
+            uint i = 0u;
+#if defined(KV_F16)
+            if (pairs)
+                for (; i + 1u < D; i += 2u) {
+                    const vec2 k2 = unpackHalf2x16(kb[(kr + i) >> 1]);
+                    a += qs[i] * k2.x;
+                    a += qs[i + 1u] * k2.y;
+                }
+#endif
+            for (; i < D; i++) a += qs[i] * LDK(kr + i);
+            s = a * pc.scale;
+        }
+        ps[jj] = s;
+        mloc = max(mloc, s);
+    }
+    const float mc = wg_max(mloc); /* its barriers also publish ps */
+    for (uint k = 0u; k < KPT; k++) {
+        const uint jj = tid + k * WG;
+        ps[jj] = ps[jj] == NEG_INF ? 0.0 : exp(ps[jj] - mc);
+    }
+    barrier();
+
+    /* l and this thread's dims of sum p * v, in ordinal order */
+    float l = 0.0;
     float acc[DPT];
     for (uint i = 0u; i < DPT; i++) acc[i] = 0.0;
-    const uint kbase = pc.k_off + kh * pc.k_nb1, vbase = pc.v_off + kh * pc.v_nb1;
+    if (mc != NEG_INF)
+        for (uint jj = 0u; jj < len; jj++) {
+            const float pj = ps[jj];
+            l += pj;
+            if (pj == 0.0) continue;
+            const uint vr = vbase + slots[jj] * pc.v_nb2;
+            for (uint i = 0u; i < DPT; i++) {
+                const uint e = tid + i * WG;
+                if (e < D) acc[i] += pj * LDV(vr + e);
+            }
+        }
 
-    for (uint j0 = 0u; j0 < pc.n_kv; j0 += WG) {
-        const uint j = j0 + tid;
-        float s = NEG_INF;
-        if (j < pc.n_kv) {
-            bool visible = j < pc.n_past;
-            if (!visible) {
-                const uint i = j - pc.n_past;
-                visible = pc.has_mask != 0u ? mask[pc.m_off + t * pc.m_nb1 + i] == 0.0 : i <= t;
-            }
-            if (visible) {
-                const uint kr = kbase + j * pc.k_nb2;
-                float acc_s = 0.0;
-#if defined(KV_F16)
-                if ((kr & 1u) == 0u) {
-                    uint c = 0u;
-                    for (; c + 1u < D; c += 2u) {
-                        const vec2 kv2 = unpackHalf2x16(kb[(kr + c) >> 1]);
-                        acc_s += qs[c] * kv2.x + qs[c + 1u] * kv2.y;
-                    }
-                    if (c < D) acc_s += qs[c] * LDK(kr + c);
-                } else
-#endif
-                for (uint c = 0u; c < D; c++) acc_s += qs[c] * LDK(kr + c);
-                s = acc_s * pc.scale;
-            }
+    if (pc.nch == 1u) { /* the merge formula of attention_merge.comp, one chunk */
+        float L = 0.0, w = 0.0;
+        if (mc != NEG_INF) {
+            w = exp(mc - mc);
+            L += l * w;
         }
-        const float mc = wg_max(s);
-        if (mc == NEG_INF) continue; /* uniform: the whole chunk is hidden */
-        const float mn = max(m, mc);
-        const float alpha = m == NEG_INF ? 0.0 : exp(m - mn);
-        const float p = s == NEG_INF ? 0.0 : exp(s - mn);
-        ps[tid] = p;
-        l = l * alpha + p;
-        barrier();
-        const uint jn = min(WG, pc.n_kv - j0);
         for (uint i = 0u; i < DPT; i++) {
-            const uint c = tid + i * WG;
-            if (c < D) {
-                float a = acc[i] * alpha;
-                for (uint jj = 0u; jj < jn; jj++) {
-                    const float pj = ps[jj];
-                    if (pj != 0.0) a += pj * LDV(vbase + (j0 + jj) * pc.v_nb2 + c);
-                }
-                acc[i] = a;
-            }
+            const uint e = tid + i * WG;
+            float a = 0.0;
+            if (mc != NEG_INF) a += acc[i] * w;
+            if (e < D) d[pc.d_off + h * pc.d_nb1 + t * pc.d_nb2 + e] = L > 0.0 ? a / L : 0.0;
         }
-        barrier();
-        m = mn;
+        return;
     }
-    l = wg_sum(l);
-    for (uint i = 0u; i < DPT; i++) {
-        const uint c = tid + i * WG;
-        if (c < D) d[pc.d_off + h * pc.d_nb1 + t * pc.d_nb2 + c] = l > 0.0 ? acc[i] / l : 0.0;
+    const uint base = pc.d_off + (rl * pc.nch + c) * (D + 2u);
+    if (tid == 0u) {
+        d[base] = mc;
+        d[base + 1u] = l;
     }
+    if (mc != NEG_INF)
+        for (uint i = 0u; i < DPT; i++) {
+            const uint e = tid + i * WG;
+            if (e < D) d[base + 2u + e] = acc[i];
+        }
 }

@@ -1,9 +1,15 @@
-/* tests/test_batch_invariance.c — a backend computes every row of a matmul
- * batch of up to SX_SPEC_MAX_VERIFY (64) rows bit for bit as it computes a
- * single row, for every weight type. Speculative verification relies on it:
- * otherwise greedy speculation can differ from plain greedy decoding at near
- * ties (a batch summing in another order rounds differently).
+/* tests/test_batch_invariance.c — a backend computes every row of a batch bit
+ * for bit as it computes that row alone. Speculative verification relies on
+ * it: otherwise greedy speculation can differ from plain greedy decoding at
+ * near ties (a batch summing in another order rounds differently).
+ *  - MATMUL: every row of up to SX_SPEC_MAX_VERIFY (64) rows, every weight type.
+ *  - ATTENTION: every row of a draft tree's verify batch (tree mask) and of a
+ *    causal prefill batch equals the same query decoded alone, its visible
+ *    keys at other (contiguous) slots; K/V f32/f16, head dims 64/128, GQA,
+ *    short and long contexts (split-K chunks on the GPU backends).
  *   test_batch_invariance BACKEND      (exit 77 without a device) */
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +28,7 @@ static sx_status matmul(sx_sched *s, sx_graph *g, sx_dtype t, const void *wq, in
     return sx_tensor_read(o, y, sizeof(float) * (size_t)(N * M));
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2) return 2;
-    sx_device_options o;
-    sx_device_options_init(&o);
-    sx_device *dev;
-    if (sx_device_open_by_name(argv[1], &o, &dev) != SX_OK) {
-        printf("SKIP: %s\n", sx_last_error());
-        return 77;
-    }
-    sx_sched *s;
-    sx_graph *g;
-    if (sx_sched_create(&dev, 1, &s) != SX_OK || sx_graph_create(16, &g) != SX_OK) return 1;
+static void test_matmul(sx_sched *s, sx_graph *g, int *passed_out, int *failed_out) {
     const sx_dtype types[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0, SX_DTYPE_Q4_1,
                               SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K};
     const int64_t K = 512, N = 67, Ms[] = {2, 5, 17, 64};
@@ -69,8 +64,147 @@ int main(int argc, char **argv) {
         }
         free(wq);
     }
-    printf("%s: batch invariance of MATMUL up to 64 rows: %d passed, %d failed\n", argv[1], passed, failed);
     free(w), free(x), free(y), free(y1);
+    *passed_out += passed, *failed_out += failed;
+}
+
+/* ---- ATTENTION ----
+ * A verify batch of a draft tree: T = 16 rows after n_past prefix slots,
+ * node i at slot n_past + i, row i sees the prefix plus its ancestors and
+ * itself (tree mask [T, T]). The same query decoded alone sees the prefix
+ * plus the same ancestors copied to contiguous slots n_past..P, T = 1, no
+ * mask, n_past = P: the visible keys and their order are the same, only the
+ * slots differ. Depth up to 5, several branches. */
+#define TREE_N 16
+static const int tree_parent[TREE_N] = {-1, 0, 0, 0, 1, 1, 2, 4, 4, 5, 7, 3, 6, 10, 8, 11};
+
+typedef struct attn_case {
+    sx_dtype kv;
+    int64_t d, nh, nkv, n_past;
+    bool tree; /* false: a causal prefill batch of TREE_N rows (no mask) */
+} attn_case;
+
+/* K/V data of `cap` slots (f32 values, converted to kv's dtype), a cache
+ * viewed as [d, nkv, n_kv]; q [d, nh, T]; out [d, nh, T]. */
+static sx_status attention(sx_sched *s, sx_graph *g, const attn_case *c, const float *kf, const float *vf, int64_t cap, int64_t n_kv,
+                           const float *q, int64_t T, const float *mask, int64_t n_past, float *out) {
+    const int64_t row = c->d * c->nkv;
+    const size_t es = sx_dtype_row_size(c->kv, 1), bytes = sx_dtype_row_size(c->kv, row * cap);
+    char *kb = malloc(bytes), *vb = malloc(bytes);
+    if (!kb || !vb) {
+        free(kb), free(vb);
+        return sx_set_error(SX_ERR_OUT_OF_MEMORY, "test: out of memory");
+    }
+    sx_dtype_quantize_row(c->kv, kf, kb, row * cap);
+    sx_dtype_quantize_row(c->kv, vf, vb, row * cap);
+    sx_graph_reset(g);
+    sx_tensor *kc = sx_graph_input(g, c->kv, 2, (int64_t[]){row, cap}, "k_cache");
+    sx_tensor *vc = sx_graph_input(g, c->kv, 2, (int64_t[]){row, cap}, "v_cache");
+    sx_status st = kc && vc ? sx_graph_set_input(g, kc, kb, bytes) : sx_graph_status(g);
+    if (st == SX_OK) st = sx_graph_set_input(g, vc, vb, bytes);
+    free(kb), free(vb);
+    SX_RETURN_IF_ERROR(st);
+    const size_t nb[2] = {(size_t)c->d * es, (size_t)row * es};
+    sx_tensor *k = sx_graph_view(g, kc, 3, (int64_t[]){c->d, c->nkv, n_kv}, nb, 0);
+    sx_tensor *v = sx_graph_view(g, vc, 3, (int64_t[]){c->d, c->nkv, n_kv}, nb, 0);
+    sx_tensor *qi = sx_graph_input_f32(g, q, 3, (int64_t[]){c->d, c->nh, T}, "q");
+    sx_tensor *mi = mask ? sx_graph_input_f32(g, mask, 2, (int64_t[]){n_kv - n_past, T}, "mask") : NULL;
+    sx_tensor *o = sx_graph_add_attention(g, qi, k, v, mi, 1.0f / sqrtf((float)c->d), (int)n_past);
+    SX_RETURN_IF_ERROR(sx_graph_status(g));
+    sx_graph_set_output(g, o);
+    SX_RETURN_IF_ERROR(sx_sched_compute(s, g));
+    return sx_tensor_read(o, out, sizeof(float) * (size_t)(c->d * c->nh * T));
+}
+
+/* -1 when every row equals the same query computed alone, else the first
+ * row that differs; errors in *st. */
+static int attention_case(sx_sched *s, sx_graph *g, const attn_case *c, sx_rng *rng, sx_status *st) {
+    const int64_t T = TREE_N, row = c->d * c->nkv, qn = c->d * c->nh, n_kv = c->n_past + T, cap = n_kv + 8;
+    float *kf = malloc(sizeof(float) * (size_t)(row * cap)), *vf = malloc(sizeof(float) * (size_t)(row * cap));
+    float *ka = malloc(sizeof(float) * (size_t)(row * cap)), *va = malloc(sizeof(float) * (size_t)(row * cap));
+    float *q = malloc(sizeof(float) * (size_t)(qn * T)), *mask = malloc(sizeof(float) * (size_t)(T * T));
+    float *y = malloc(sizeof(float) * (size_t)(qn * T)), *y1 = malloc(sizeof(float) * (size_t)qn);
+    int bad = -1;
+    *st = kf && vf && ka && va && q && mask && y && y1 ? SX_OK : sx_set_error(SX_ERR_OUT_OF_MEMORY, "test: out of memory");
+    if (*st == SX_OK) {
+        for (int64_t i = 0; i < row * cap; i++) kf[i] = (float)sx_rng_uniform(rng) * 2.0f - 1.0f, vf[i] = (float)sx_rng_uniform(rng) * 2.0f - 1.0f;
+        for (int64_t i = 0; i < qn * T; i++) q[i] = ((float)sx_rng_uniform(rng) * 2.0f - 1.0f) * 3.0f; /* peaky softmax */
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t i = 0; i < T; i++) mask[t * T + i] = -INFINITY;
+            for (int a = (int)t; a >= 0; a = tree_parent[a]) mask[t * T + a] = 0.0f;
+        }
+        *st = attention(s, g, c, kf, vf, cap, n_kv, q, T, c->tree ? mask : NULL, c->n_past, y);
+    }
+    memcpy(ka, kf, sizeof(float) * (size_t)(row * cap)); /* prefix and unused slots as in the batch */
+    memcpy(va, vf, sizeof(float) * (size_t)(row * cap));
+    for (int64_t t = 0; t < T && *st == SX_OK && bad < 0; t++) {
+        int64_t P = c->n_past + t; /* prefill: row t sits at its own slot already */
+        if (c->tree) {
+            int chain[TREE_N], depth = 0;
+            for (int a = (int)t; a >= 0; a = tree_parent[a]) chain[depth++] = a;
+            P = c->n_past + depth - 1;
+            for (int i = 0; i < depth; i++) { /* ancestors root first at n_past.. */
+                const int64_t from = c->n_past + chain[depth - 1 - i], to = c->n_past + i;
+                memcpy(ka + to * row, kf + from * row, sizeof(float) * (size_t)row);
+                memcpy(va + to * row, vf + from * row, sizeof(float) * (size_t)row);
+            }
+        }
+        *st = attention(s, g, c, ka, va, cap, P + 1, q + t * qn, 1, NULL, P, y1);
+        if (*st == SX_OK && memcmp(y1, y + t * qn, sizeof(float) * (size_t)qn) != 0) bad = (int)t;
+    }
+    free(kf), free(vf), free(ka), free(va), free(q), free(mask), free(y), free(y1);
+    return bad;
+}
+
+static void test_attention(sx_sched *s, sx_graph *g, int *passed, int *failed) {
+    /* n_past: a short prefix; rows crossing key 256 (a split-K chunk of the
+     * GPU kernels); a long context of several chunks */
+    const int64_t n_pasts[] = {3, 252, 2100};
+    const sx_dtype kvs[] = {SX_DTYPE_F32, SX_DTYPE_F16};
+    const int64_t ds[] = {64, 128};
+    sx_rng rng;
+    sx_rng_seed(&rng, 1234);
+    for (int tree = 1; tree >= 0; tree--)
+        for (size_t pi = 0; pi < sizeof n_pasts / sizeof n_pasts[0]; pi++)
+            for (size_t ki = 0; ki < 2; ki++)
+                for (size_t di = 0; di < 2; di++) {
+                    if (!tree && di) continue; /* prefill: one head size is enough */
+                    const attn_case c = {kvs[ki], ds[di], 8, 2, n_pasts[pi], tree != 0};
+                    sx_status st;
+                    const int bad = attention_case(s, g, &c, &rng, &st);
+                    if (st == SX_OK && bad < 0) {
+                        (*passed)++;
+                        continue;
+                    }
+                    (*failed)++;
+                    printf("FAIL ATTENTION %s kv=%s d=%lld nh=%lld nkv=%lld n_past=%lld (seed 1234): ", tree ? "tree" : "prefill",
+                           sx_dtype_name(c.kv), (long long)c.d, (long long)c.nh, (long long)c.nkv, (long long)c.n_past);
+                    if (st != SX_OK)
+                        printf("%s\n", sx_last_error());
+                    else
+                        printf("row %d differs from the same query computed alone\n", bad);
+                }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    sx_device_options o;
+    sx_device_options_init(&o);
+    sx_device *dev;
+    if (sx_device_open_by_name(argv[1], &o, &dev) != SX_OK) {
+        printf("SKIP: %s\n", sx_last_error());
+        return 77;
+    }
+    sx_sched *s;
+    sx_graph *g;
+    if (sx_sched_create(&dev, 1, &s) != SX_OK || sx_graph_create(32, &g) != SX_OK) return 1;
+    int failed = 0, passed = 0;
+    test_matmul(s, g, &passed, &failed);
+    printf("%s: batch invariance of MATMUL up to 64 rows: %d passed, %d failed\n", argv[1], passed, failed);
+    int apassed = 0, afailed = 0;
+    test_attention(s, g, &apassed, &afailed);
+    printf("%s: batch invariance of ATTENTION (tree verify and prefill rows vs alone): %d passed, %d failed\n", argv[1], apassed, afailed);
+    failed += afailed;
     sx_graph_destroy(g);
     sx_sched_destroy(s);
     sx_device_close(dev);

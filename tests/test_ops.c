@@ -253,6 +253,7 @@ static void make_cases(caselist *l, bool full) {
         add(l, SX_OP_ATTENTION, dt, 64, 4, 5, 1, 0, 11);  /* MQA */
         add(l, SX_OP_ATTENTION, dt, 32, 4, 9, 2, 1, 13);  /* tree mask */
         add(l, SX_OP_ATTENTION, dt, 32, 4, 6, 2, 2, 7);   /* draft tree level: mask covers earlier levels too */
+        add(l, SX_OP_ATTENTION, dt, 64, 4, 3, 2, 2, 600); /* long context: several split-K chunks on the GPUs */
         if (full) add(l, SX_OP_ATTENTION, dt, 128, 8, 33, 2, 1, 300);
     }
     add(l, SX_OP_SILU_MUL, SX_DTYPE_F32, 37, 5, 3, 1, 0, 0);

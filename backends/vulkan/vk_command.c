@@ -128,6 +128,7 @@ sx_status sx_vk_arg_error(vk_device *d, vk_arg *out) {
 
 sx_status sx_vk_wait_all(vk_device *d) {
     for (int i = 0; i < SX_VK_FRAMES; i++) SX_RETURN_IF_ERROR(wait_frame(d, &d->frames[i]));
+    sx_vk_scratch_trim(d); /* outgrown scratch: no frame uses it now */
     return SX_OK;
 }
 

@@ -3,7 +3,8 @@
  * Files by concern:
  *   vk_device.c    loader (dlopen), instance, device selection, features, info
  *   vk_memory.c    buffers (device-local + staging, or host-visible on UMA),
- *                  the append-only constant cache (rope frequency tables)
+ *                  the append-only constant cache (rope frequency tables),
+ *                  the scratch buffer (split-K attention partials)
  *   vk_pipeline.c  descriptor-set/pipeline layouts, lazy pipelines by variant
  *   vk_command.c   frames (command buffer + fence + descriptor pools), hazard
  *                  tracking by buffer range, dispatch, submit, wait
@@ -145,6 +146,13 @@ typedef struct vk_device {
     VkCommandBuffer xfer_cmd;
     VkFence xfer_fence;
 
+    /* scratch for kernels' intermediate results within a graph (split-K
+     * attention partials); outgrown buffers wait in `retired` until no frame
+     * can use them */
+    vk_buffer *scratch;
+    vk_buffer **retired;
+    int n_retired;
+
     /* append-only small constants (host visible) */
     vk_buffer **const_bufs;
     int n_const_bufs;
@@ -191,6 +199,12 @@ sx_status sx_vk_buffer_read(sx_buffer *buf, size_t offset, void *dst, size_t n);
  * before the device): returns a binding of them. */
 sx_status sx_vk_const_get(vk_device *d, const char *key, const void *data, size_t size, vk_arg *out);
 bool sx_vk_const_find(vk_device *d, const char *key, vk_arg *out);
+/* Bytes [0, size) of the device's scratch buffer (device-local, grown on
+ * demand, contents undefined between uses) as a binding; its uses are
+ * ordered by the hazard tracking like any tensor's. size <= max_range. */
+sx_status sx_vk_scratch_get(vk_device *d, size_t size, bool write, vk_arg *out);
+/* Frees outgrown scratch buffers; only when no frame is recorded or pending. */
+void sx_vk_scratch_trim(vk_device *d);
 sx_status sx_vk_read_bytes(vk_buffer *b, size_t offset, void *dst, size_t n);
 
 /* vk_pipeline.c */

@@ -9,7 +9,9 @@
  * Either way buffer_write/buffer_read first wait for submitted work, so a
  * compute never races a host access. Plus a small append-only constant
  * store (host-visible) for tables computed on the host (rope frequencies),
- * and the kernel error words (host-visible; read in vk_command.c). */
+ * the kernel error words (host-visible; read in vk_command.c) and one
+ * device-local scratch buffer that grows on demand (split-K attention
+ * partials). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +99,12 @@ sx_status sx_vk_memory_init(vk_device *d) {
 }
 
 void sx_vk_memory_destroy(vk_device *d) {
+    for (int i = 0; i < d->n_retired; i++) sx_vk_buffer_destroy(d, d->retired[i]); /* the device is idle */
+    free(d->retired);
+    d->retired = NULL;
+    d->n_retired = 0;
+    sx_vk_buffer_destroy(d, d->scratch);
+    d->scratch = NULL;
     sx_vk_buffer_destroy(d, d->staging);
     d->staging = NULL;
     sx_vk_buffer_destroy(d, d->err_buf);
@@ -260,5 +268,42 @@ sx_status sx_vk_const_get(vk_device *d, const char *key, const void *data, size_
     e->size = need;
     d->const_used = at + need;
     *out = (vk_arg){b->buf, at, need, at, at + need, false};
+    return SX_OK;
+}
+
+void sx_vk_scratch_trim(vk_device *d) {
+    for (int i = 0; i < SX_VK_FRAMES; i++)
+        if (d->frames[i].pending) return;
+    if (d->frame >= 0) return;
+    for (int i = 0; i < d->n_retired; i++) sx_vk_buffer_destroy(d, d->retired[i]);
+    free(d->retired);
+    d->retired = NULL;
+    d->n_retired = 0;
+}
+
+sx_status sx_vk_scratch_get(vk_device *d, size_t size, bool write, vk_arg *out) {
+    if (size == 0) size = 4;
+    if (size > d->max_range)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: %zu bytes of scratch exceed the binding limit (%llu)", size,
+                            (unsigned long long)d->max_range);
+    if (!d->scratch || d->scratch->base.size < size) {
+        size_t want = (size_t)1 << 20; /* grow geometrically: few reallocations */
+        while (want < size) want *= 2;
+        if (want > d->max_range) want = size;
+        vk_buffer *b;
+        SX_RETURN_IF_ERROR(sx_vk_buffer_create(d, want, d->mt_device, STORAGE_USAGE, &b));
+        if (d->scratch) { /* a recorded or pending frame may still use it */
+            vk_buffer **r = realloc(d->retired, sizeof *r * (size_t)(d->n_retired + 1));
+            if (!r) {
+                sx_vk_buffer_destroy(d, b);
+                return sx_set_error(SX_ERR_OUT_OF_MEMORY, "vulkan: out of memory");
+            }
+            d->retired = r;
+            d->retired[d->n_retired++] = d->scratch;
+        }
+        d->scratch = b;
+    }
+    const VkDeviceSize range = (size + 3) / 4 * 4;
+    *out = (vk_arg){d->scratch->buf, 0, range, 0, range, write};
     return SX_OK;
 }

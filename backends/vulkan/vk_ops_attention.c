@@ -1,9 +1,14 @@
 /* backends/vulkan/vk_ops_attention.c — the KV-cache ops (shaders/set_rows.comp,
- * attention.comp): SET_ROWS writes new K/V rows into the cache (a slot out
- * of range raises an error word, reported at the next read); ATTENTION
- * reads views of it. Their ordering is enforced by the byte-range hazard
- * tracking of vk_command.c (the write covers the cache root's bytes that the
- * attention view reads), not by graph edges. */
+ * attention.comp, attention_merge.comp): SET_ROWS writes new K/V rows into
+ * the cache (a slot out of range raises an error word, reported at the next
+ * read); ATTENTION reads views of it. Their ordering is enforced by the
+ * byte-range hazard tracking of vk_command.c (the write covers the cache
+ * root's bytes that the attention view reads), not by graph edges.
+ * ATTENTION is batch-invariant (a verify row gives the bits of the same
+ * token decoded alone) and split-K: with more than SX_ATTN_CHUNK keys each
+ * (row, chunk of key ordinals) is a workgroup writing partials to the
+ * device scratch, and a merge pass combines them; a long row batch goes in
+ * several passes so the partials stay within ATTN_SCRATCH_MAX. */
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +36,9 @@ sx_status sx_vk_op_SET_ROWS(sx_device *dev, sx_tensor *node) {
     const uint64_t total = (uint64_t)pc.K * pc.n;
     return sx_vk_dispatch(d, sh, args, 4, &pc, sizeof pc, (uint32_t)((total + (uint64_t)sx_vk_shaders[sh].wg - 1) / (uint64_t)sx_vk_shaders[sh].wg), 1);
 }
+
+/* Partials of one pass at most this many bytes (and the binding limit). */
+#define ATTN_SCRATCH_MAX ((size_t)64 << 20)
 
 sx_status sx_vk_op_ATTENTION(sx_device *dev, sx_tensor *node) {
     vk_device *d = vk_dev(dev);
@@ -61,6 +69,36 @@ sx_status sx_vk_op_ATTENTION(sx_device *dev, sx_tensor *node) {
     } else {
         args[3] = args[0]; /* unused binding: any valid range */
     }
-    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, node, 4, true, &args[4], &pc.d_off));
-    return sx_vk_dispatch(d, sh, args, 5, &pc, sizeof pc, pc.nh * pc.T, 1);
+    vk_arg out;
+    uint32_t out_off;
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, node, 4, true, &out, &out_off));
+    const uint32_t rows = pc.nh * pc.T;
+    pc.nch = (pc.n_kv + SX_ATTN_CHUNK - 1) / SX_ATTN_CHUNK;
+    if (pc.nch <= 1) { /* one chunk: the partial kernel writes the output itself */
+        pc.nch = 1, pc.nrows = rows, pc.d_off = out_off;
+        args[4] = out;
+        return sx_vk_dispatch(d, sh, args, 5, &pc, sizeof pc, rows, 1);
+    }
+    /* split-K: partials (m, l, acc[d]) of every (row, chunk) into scratch,
+     * then the merge; as many rows per pass as the scratch bound allows */
+    const int merge = sx_vk_shader_find("attention_merge");
+    const size_t row_bytes = (size_t)pc.nch * (pc.d + 2) * 4;
+    size_t cap = (size_t)d->max_range < ATTN_SCRATCH_MAX ? (size_t)d->max_range : ATTN_SCRATCH_MAX;
+    if (row_bytes > cap)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: attention over %u keys needs %zu bytes of partials per row (limit %zu)", pc.n_kv,
+                            row_bytes, cap);
+    const uint32_t per = (uint32_t)(cap / row_bytes) < rows ? (uint32_t)(cap / row_bytes) : rows;
+    vk_arg margs[2];
+    SX_RETURN_IF_ERROR(sx_vk_scratch_get(d, (size_t)per * row_bytes, true, &args[4]));
+    margs[0] = args[4], margs[0].write = false;
+    margs[1] = out;
+    for (uint32_t row0 = 0; row0 < rows; row0 += per) {
+        pc.row0 = row0;
+        pc.nrows = rows - row0 < per ? rows - row0 : per;
+        pc.d_off = 0;
+        SX_RETURN_IF_ERROR(sx_vk_dispatch(d, sh, args, 5, &pc, sizeof pc, pc.nrows * pc.nch, 1));
+        pc.d_off = out_off;
+        SX_RETURN_IF_ERROR(sx_vk_dispatch(d, merge, margs, 2, &pc, sizeof pc, pc.nrows, 1));
+    }
+    return SX_OK;
 }

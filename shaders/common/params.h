@@ -107,7 +107,11 @@ SX_PC_BEGIN(sx_pc_set_rows)
 SX_PC_END(sx_pc_set_rows)
 #endif
 
-/* ATTENTION: one workgroup per (head, query). k/v strides in elements. */
+/* ATTENTION (attention.comp, attention_merge.comp): one workgroup per
+ * (row, chunk of SX_ATTN_CHUNK key ordinals), rows row0 .. row0 + nrows - 1
+ * (row = t * nh + h), nch chunks per row (1: no merge pass; more: partials
+ * in scratch, merged by attention_merge). k/v strides in elements. */
+#define SX_ATTN_CHUNK 256u
 #if defined(SX_PC_ALL) || defined(SX_PC_ATTN)
 SX_PC_BEGIN(sx_pc_attn)
     SX_U32 d, nh, T, group, n_kv, n_past;
@@ -117,6 +121,7 @@ SX_PC_BEGIN(sx_pc_attn)
     SX_U32 v_off, v_nb1, v_nb2;
     SX_U32 m_off, m_nb1, has_mask;
     SX_U32 d_off, d_nb1, d_nb2;
+    SX_U32 nch, row0, nrows;
 SX_PC_END(sx_pc_attn)
 #endif
 
