@@ -49,6 +49,35 @@ SX_INLINE float hsum512(__m512 v) {
                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
 }
 
+/* hsum512 of four vectors at once: per vector the same additions in the same
+ * tree (halves of 256, of 128, then the movehl and movehdup steps), so lane
+ * k equals hsum512(v_k) bit for bit; 4 results for ~12 instructions instead
+ * of ~28. */
+SX_INLINE __m128 hsum512x4(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
+    const __m512 a01 = _mm512_add_ps(_mm512_shuffle_f32x4(v0, v1, 0x44), _mm512_shuffle_f32x4(v0, v1, 0xEE));
+    const __m512 a23 = _mm512_add_ps(_mm512_shuffle_f32x4(v2, v3, 0x44), _mm512_shuffle_f32x4(v2, v3, 0xEE));
+    __m512 b = _mm512_add_ps(_mm512_shuffle_f32x4(a01, a23, 0x88), _mm512_shuffle_f32x4(a01, a23, 0xDD));
+    b = _mm512_add_ps(b, _mm512_permute_ps(b, 0xEE));
+    b = _mm512_add_ps(b, _mm512_movehdup_ps(b));
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), b));
+}
+
+/* Tile epilogue: y[c * ldy + r] = hsum512(acc[r][c]) (+ tail[r][c]); the 4
+ * rows of a full tile reduced together. */
+SX_INLINE void store_tile(__m512 acc[4][4], const float (*tail)[4], const int NR, const int NC, float *y, int64_t ldy) {
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        if (NR == 4) {
+            __m128 h = hsum512x4(acc[0][c], acc[1][c], acc[2][c], acc[3][c]);
+            if (tail) h = _mm_add_ps(h, _mm_setr_ps(tail[0][c], tail[1][c], tail[2][c], tail[3][c]));
+            _mm_storeu_ps(y + c * ldy, h);
+            continue;
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) y[c * ldy + r] = tail ? hsum512(acc[r][c]) + tail[r][c] : hsum512(acc[r][c]);
+    }
+}
+
 /* Two blocks of 16 nibble bytes -> [lo0 hi0 lo1 hi1] as 64 unsigned bytes. */
 SX_INLINE __m512i unpack_nibbles_2x32(const uint8_t *qs0, const uint8_t *qs1) {
     const __m256i raw = _mm256_inserti128_si256(
@@ -306,10 +335,7 @@ SX_INLINE void SX_SFX(gemm_legacy_n)(int64_t K, const char *W, size_t ws, const 
             }
         }
     }
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++)
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum512(acc[r][c]) + tail[r][c];
+    store_tile(acc, (const float (*)[4])tail, NR, NC, y, ldy);
 }
 
 SX_INLINE void SX_SFX(gemm_q4_0_n)(int64_t K, const char *W, size_t ws, const int NR, const char *x, size_t xs,
@@ -397,10 +423,7 @@ SX_INLINE void SX_SFX(gemm_q4_k_n)(int64_t K, const char *W, size_t ws, const in
             }
         }
     }
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++)
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum512(acc[r][c]);
+    store_tile(acc, NULL, NR, NC, y, ldy);
 }
 SX_TILE_FN(gemm_q4_k)
 
@@ -468,10 +491,7 @@ SX_INLINE void SX_SFX(gemm_q5_k_n)(int64_t K, const char *W, size_t ws, const in
             }
         }
     }
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++)
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum512(acc[r][c]);
+    store_tile(acc, NULL, NR, NC, y, ldy);
 }
 SX_TILE_FN(gemm_q5_k)
 
@@ -538,10 +558,7 @@ SX_INLINE void SX_SFX(gemm_q6_k_n)(int64_t K, const char *W, size_t ws, const in
             }
         }
     }
-#pragma GCC unroll 4
-    for (int c = 0; c < NC; c++)
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; r++) y[c * ldy + r] = hsum512(acc[r][c]);
+    store_tile(acc, NULL, NR, NC, y, ldy);
 }
 SX_TILE_FN(gemm_q6_k)
 
