@@ -853,6 +853,17 @@ SX_INLINE __m512 load16_bf16(const char *p, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
 }
 
+/* out[r] = hsum512(a0[r] + a1[r]); a full tile of 4 rows reduced together. */
+SX_INLINE void sum_rows(const __m512 a0[4], const __m512 a1[4], const int NR, float *out) {
+    if (NR == 4) {
+        _mm_storeu_ps(out, hsum512x4(_mm512_add_ps(a0[0], a1[0]), _mm512_add_ps(a0[1], a1[1]), _mm512_add_ps(a0[2], a1[2]),
+                                     _mm512_add_ps(a0[3], a1[3])));
+        return;
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) out[r] = hsum512(_mm512_add_ps(a0[r], a1[r]));
+}
+
 /* Two accumulators per row (32 elements per step); the tail uses masked loads. */
 #define SX_FLOAT_KERNEL(T, ESZ)                                                                   \
     SX_INLINE void dot_##T##_n(int64_t K, const char *W, size_t ws, const int NR, const void *x,   \
@@ -875,7 +886,7 @@ SX_INLINE __m512 load16_bf16(const char *p, __mmask16 m) {
             _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                  \
                 a0[r] = _mm512_fmadd_ps(load16_##T(W + r * ws + k * ESZ, m), x0, a0[r]);          \
         }                                                                                         \
-        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) out[r] = hsum512(_mm512_add_ps(a0[r], a1[r])); \
+        sum_rows(a0, a1, NR, out);                                                                \
     }
 
 /* Two activation rows at once: each weight vector is loaded (converted) once
@@ -908,10 +919,8 @@ SX_INLINE __m512 load16_bf16(const char *p, __mmask16 m) {
                 b0[r] = _mm512_fmadd_ps(w0, y0, b0[r]);                                           \
             }                                                                                     \
         }                                                                                         \
-        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) {                                    \
-            oa[r] = hsum512(_mm512_add_ps(a0[r], a1[r]));                                         \
-            ob[r] = hsum512(_mm512_add_ps(b0[r], b1[r]));                                         \
-        }                                                                                         \
+        sum_rows(a0, a1, NR, oa);                                                                 \
+        sum_rows(b0, b1, NR, ob);                                                                 \
     }
 
 SX_FLOAT_KERNEL(f32, 4)
