@@ -43,6 +43,23 @@ static sx_status read_hparams(const sx_gguf *g, const sx_model *t, sx_eagle3_hpa
     if (!(hp->exit_alpha > 0 && hp->exit_alpha <= 1)) hp->exit_alpha = NAN;
     hp->rope_base = sx_gguf_get_f32_or(g, "eagle3.rope.freq_base", 10000.0f);
     if (!(hp->norm_eps > 0) || !(hp->rope_base > 0)) return sx_set_error(SX_ERR_FORMAT, "%s: bad norm epsilon or rope base", sx_gguf_name(g));
+    /* RoPE scaling: linear divides positions by the factor; llama3 divides
+     * each pair's frequency by rope_freqs.weight (bound by the loader) */
+    hp->rope_scale = 1.0f;
+    hp->rope_llama3 = false;
+    char scaling[32] = "";
+    s = sx_gguf_get_str_copy(g, "eagle3.rope.scaling.type", scaling, sizeof scaling);
+    if (s == SX_OK && !strcmp(scaling, "linear")) {
+        const float factor = sx_gguf_get_f32_or(g, "eagle3.rope.scaling.factor", NAN);
+        if (!(factor > 0)) return sx_set_error(SX_ERR_FORMAT, "%s: linear rope scaling needs a positive eagle3.rope.scaling.factor", sx_gguf_name(g));
+        hp->rope_scale = 1.0f / factor;
+    } else if (s == SX_OK && !strcmp(scaling, "llama3")) {
+        hp->rope_llama3 = true;
+    } else if (s == SX_OK && strcmp(scaling, "none") != 0) {
+        return sx_set_error(SX_ERR_UNSUPPORTED, "%s: eagle3.rope.scaling.type '%s' is not supported (linear, llama3)", sx_gguf_name(g), scaling);
+    } else if (s != SX_OK && s != SX_ERR_NOT_FOUND) {
+        return sx_wrap_error(s, "%s: eagle3.rope.scaling.type", sx_gguf_name(g));
+    }
     if (hp->n_signals != 0 && hp->n_signals != 3)
         return sx_set_error(SX_ERR_FORMAT, "%s: eagle3.signal_rows = %d (0 or 3)", sx_gguf_name(g), hp->n_signals);
     if (hp->n_head % hp->n_head_kv) return sx_set_error(SX_ERR_FORMAT, "%s: heads not a multiple of kv heads", sx_gguf_name(g));
@@ -120,6 +137,16 @@ sx_status sx_eagle3_load(const char *path, const sx_model *target, sx_device *de
     B(out_norm, "output_norm.weight", H, 0, false, true);
     B(output, "output.weight", H, hp->n_vocab, false, false);
     B(tok_embd, "token_embd.weight", H, hp->n_vocab_target, true, false);
+    if (s == SX_OK) { /* llama3 RoPE scaling: f32 [head_dim/2] divisors, as a Llama 3.1 target's */
+        const int64_t i = sx_gguf_find_tensor(d->gguf, "rope_freqs.weight");
+        sx_gguf_tensor_info ti;
+        if (i >= 0 && (s = sx_gguf_tensor(d->gguf, i, &ti)) == SX_OK && (ti.dtype != SX_DTYPE_F32 || ti.n_dims != 1 || ti.ne[0] != hp->head_dim / 2))
+            s = sx_set_error(SX_ERR_FORMAT, "%s: rope_freqs.weight must be f32 [head_dim/2 = %d], not %s [%lld%s]", path, hp->head_dim / 2,
+                             sx_dtype_name(ti.dtype), (long long)ti.ne[0], ti.n_dims > 1 ? ", ..." : "");
+        if (s == SX_OK && i < 0 && hp->rope_llama3)
+            s = sx_set_error(SX_ERR_FORMAT, "%s: llama3 rope scaling (eagle3.rope.scaling.type) but no rope_freqs.weight", path);
+    }
+    B(rope_freqs, "rope_freqs.weight", hp->head_dim / 2, 0, true, true);
 #undef B
     if (s == SX_OK) { /* d2t: i32 offsets, checked */
         const int64_t i = sx_gguf_find_tensor(d->gguf, "d2t");
@@ -242,8 +269,8 @@ sx_status sx_eagle3_build_multi(const sx_eagle3 *d, int n_seq, const sx_draft_se
     sx_tensor *q = reshape3(g, sx_graph_add_matmul(g, d->wq, x), hd, nh, rows);
     sx_tensor *k = reshape3(g, sx_graph_add_matmul(g, d->wk, x), hd, nkv, rows);
     sx_tensor *v = sx_graph_add_matmul(g, d->wv, x);
-    q = sx_graph_add_rope(g, q, pos, SX_ROPE_NEOX, (int)hd, hp->rope_base, 1.0f, NULL);
-    k = sx_graph_add_rope(g, k, pos, SX_ROPE_NEOX, (int)hd, hp->rope_base, 1.0f, NULL);
+    q = sx_graph_add_rope(g, q, pos, SX_ROPE_NEOX, (int)hd, hp->rope_base, hp->rope_scale, d->rope_freqs);
+    k = sx_graph_add_rope(g, k, pos, SX_ROPE_NEOX, (int)hd, hp->rope_base, hp->rope_scale, d->rope_freqs);
     sx_tensor *k2 = reshape2(g, k, hd * nkv, rows);
     for (int i = 0, r = 0; i < n_seq; i++) {
         const sx_draft_batch *b = seqs[i].b;

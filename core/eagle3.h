@@ -13,6 +13,12 @@
  *     eagle3.attention.layer_norm_rms_epsilon f32
  *     eagle3.rope.freq_base               f32  draft RoPE base (default 10000,
  *                                              AngelSlim trains with 10000)
+ *     eagle3.rope.scaling.type            str  optional: "linear" (positions / factor)
+ *                                              or "llama3" (rope_freqs.weight); absent: none
+ *     eagle3.rope.scaling.factor          f32  the scaling factor
+ *     eagle3.rope.scaling.original_context_length u32, .low_freq_factor f32,
+ *       .high_freq_factor f32               llama3 only, as recorded (the
+ *                                              divisors are in rope_freqs.weight)
  *     eagle3.vocab_size                   u32  Vd, draft vocabulary
  *     eagle3.target_vocab_size            u32  V, the target's vocabulary
  *     eagle3.target_hidden_size           u32  Ht
@@ -42,6 +48,9 @@
  *                                              absent: Vd == V, identity
  *     token_embd.weight     [H, V]             optional; absent: the target's
  *                                              (requires H == the target's n_embd)
+ *     rope_freqs.weight     f32 [hd/2]         optional (required by llama3 scaling):
+ *                                              pair i's frequency is divided by it,
+ *                                              as a Llama 3.1 target's rope_freqs
  *
  * One draft step over n rows (batch): row i pairs a hidden h_i (the fused
  * target features for the first draft position after committed tokens, or
@@ -68,6 +77,8 @@ typedef struct sx_eagle3_hparams {
     int n_head, n_head_kv, head_dim;
     float norm_eps;
     float rope_base;
+    float rope_scale;  /* RoPE freq_scale: 1 / factor with linear scaling, else 1 */
+    bool rope_llama3;  /* llama3 scaling: rope_freqs.weight required */
     int n_vocab;        /* Vd */
     int n_vocab_target; /* V */
     int n_embd_target;  /* Ht */
@@ -91,6 +102,7 @@ typedef struct sx_eagle3 {
     sx_tensor *ffn_norm, *w_gate, *w_up, *w_down;
     sx_tensor *out_norm, *output;
     sx_tensor *d2t;       /* I32 [Vd] or NULL */
+    sx_tensor *rope_freqs; /* F32 [head_dim/2] RoPE frequency divisors or NULL */
     sx_tensor *tok_embd;  /* own or the target's */
     sx_buffer *embd_buf;  /* the target's embedding copied to the draft's device, or NULL */
     int32_t *d2t_host;    /* [Vd] host copy of the offsets (NULL = identity) */

@@ -4,8 +4,20 @@
  *
  * safetensors: u64 little-endian header length, a JSON header
  * {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__"},
- * then the data; every field is checked before use. */
+ * then the data; every field is checked before use.
+ *
+ * The draft's RoPE (--rope): the EAGLE-3 reference trainer
+ * (SafeAILab/EAGLE traineagle3/cnets.py) and AngelSlim's
+ * (train/models/draft/llama_eagle3.py) build the draft's rotary embedding
+ * with base 10000 whatever config.json's rope_theta says, and apply only
+ * rope_scaling "linear" or "dynamic"; any other type makes them fail, so a
+ * draft they trained never had one. SGLang's and vLLM's llama_eagle3 take
+ * rope_theta and rope_scaling from the config, as newer trainers (SpecForge)
+ * do. config.json cannot tell the two apart (AngelSlim's and SpecForge's
+ * drafts both say LlamaForCausalLMEagle3), so the default is the trainers'
+ * (--rope angelslim) and --rope config follows the config. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,19 +146,97 @@ static int cfg_int(const cJSON *cfg, const char *key, int def) {
     return cJSON_IsNumber(v) ? (int)v->valuedouble : def;
 }
 
+/* The draft's RoPE as written to the GGUF. */
+typedef struct {
+    float base;
+    const char *type; /* NULL (none), "linear" or "llama3" */
+    double factor, low, high;
+    int orig_ctx;
+    float *freqs; /* llama3: [hd/2] divisors of the pair frequencies (rope_freqs.weight), malloc'd */
+} draft_rope;
+
+static bool cfg_num(const cJSON *o, const char *key, double *out) {
+    const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
+    if (cJSON_IsNumber(v)) *out = v->valuedouble;
+    return cJSON_IsNumber(v);
+}
+
+/* Llama 3.1's per-pair divisors (as rope_freqs.weight of a Llama 3.1 GGUF):
+ * wavelengths under orig/high keep their frequency, those over orig/low are
+ * divided by factor, those between blend the two. */
+static void llama3_divisors(draft_rope *r, int hd) {
+    const double lo_wl = r->orig_ctx / r->low, hi_wl = r->orig_ctx / r->high;
+    for (int i = 0; i < hd / 2; i++) {
+        const double wl = 2 * 3.14159265358979323846 / pow(r->base, -2.0 * i / hd);
+        const double sm = (r->orig_ctx / wl - r->low) / (r->high - r->low);
+        r->freqs[i] = wl < hi_wl ? 1.0f : wl > lo_wl ? (float)r->factor : (float)(1.0 / ((1 - sm) / r->factor + sm));
+    }
+}
+
+/* Reads rope_theta and rope_scaling ("type" or "rope_type"; transformers 5's
+ * rope_parameters too) as --rope asks. 0 = ok, 1 = refused (printed). */
+static int read_rope(const cJSON *cfg, const char *dir, bool follow_config, float base_override, int hd, draft_rope *r) {
+    memset(r, 0, sizeof *r);
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
+    if (!cJSON_IsObject(sc)) sc = cJSON_GetObjectItemCaseSensitive(cfg, "rope_parameters");
+    if (!cJSON_IsObject(sc)) sc = NULL;
+    double theta = 10000;
+    const bool have_theta = cfg_num(cfg, "rope_theta", &theta) || cfg_num(sc, "rope_theta", &theta);
+    const cJSON *t = sc ? cJSON_GetObjectItemCaseSensitive(sc, "rope_type") : NULL;
+    if (!cJSON_IsString(t) && sc) t = cJSON_GetObjectItemCaseSensitive(sc, "type");
+    const char *type = cJSON_IsString(t) ? t->valuestring : NULL;
+    if (sc && !type && !cJSON_GetObjectItemCaseSensitive(sc, "rope_theta"))
+        return fail("%s/config.json: rope_scaling has neither \"rope_type\" nor \"type\"%s", dir, "");
+    if (type && !strcmp(type, "default")) type = NULL;
+    if (type && strcmp(type, "linear") != 0 && strcmp(type, "llama3") != 0)
+        return fail("%s/config.json: rope_scaling type '%s' is not supported (linear and llama3 are)", dir, type);
+    r->base = follow_config && have_theta ? (float)theta : 10000.0f;
+    if (base_override > 0) r->base = base_override;
+    if (!(r->base > 0)) return fail("%s/config.json: rope_theta must be positive%s", dir, "");
+    if (!follow_config && have_theta && theta != 10000 && !(base_override > 0))
+        fprintf(stderr, "[convert] rope: base 10000 as AngelSlim/EAGLE-3 training uses, not config.json's rope_theta %g (--rope config uses it)\n", theta);
+    if (type && !strcmp(type, "llama3") && !follow_config) { /* these trainers refuse llama3: the draft was trained without it */
+        fprintf(stderr, "[convert] rope: config.json's llama3 rope_scaling not applied, AngelSlim/EAGLE-3 training cannot use it (--rope config applies it)\n");
+        type = NULL;
+    }
+    r->type = type;
+    if (type && !cfg_num(sc, "factor", &r->factor)) return fail("%s/config.json: rope_scaling %s without a factor", dir, type);
+    if (type && !(r->factor > 0)) return fail("%s/config.json: rope_scaling %s: factor must be positive", dir, type);
+    if (!type || strcmp(type, "llama3") != 0) return 0;
+    double orig = 0;
+    if (!cfg_num(sc, "low_freq_factor", &r->low) || !cfg_num(sc, "high_freq_factor", &r->high) || !cfg_num(sc, "original_max_position_embeddings", &orig))
+        return fail("%s/config.json: rope_scaling llama3 needs low_freq_factor, high_freq_factor and original_max_position_embeddings%s", dir, "");
+    if (!(r->low > 0 && r->high > r->low && orig >= 1 && orig < (1 << 30)))
+        return fail("%s/config.json: rope_scaling llama3 needs 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings >= 1%s", dir, "");
+    r->orig_ctx = (int)orig;
+    if (!(r->freqs = malloc(sizeof(float) * (size_t)(hd / 2)))) return fail("out of memory%s%s", "", "");
+    llama3_divisors(r, hd);
+    return 0;
+}
+
 int sx_cmd_convert(int argc, char **argv) {
     const char *kind = argc > 0 ? argv[0] : NULL, *dir = argc > 1 ? argv[1] : NULL, *out = NULL, *target = NULL;
-    float rope_base = 10000.0f;
+    float rope_base = 0; /* 0: from --rope */
+    bool rope_config = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--target") && i + 1 < argc) target = argv[++i];
-        else if (!strcmp(argv[i], "--rope-base") && i + 1 < argc) rope_base = (float)atof(argv[++i]);
-        else return fail("unknown option '%s' for 'specexit convert'%s", argv[i], "");
+        else if (!strcmp(argv[i], "--rope-base") && i + 1 < argc) {
+            char *end;
+            rope_base = strtof(argv[++i], &end);
+            if (*end || !(rope_base > 0)) return fail("--rope-base '%s' is not a positive number%s", argv[i], "");
+        } else if (!strcmp(argv[i], "--rope") && i + 1 < argc) {
+            rope_config = !strcmp(argv[++i], "config");
+            if (!rope_config && strcmp(argv[i], "angelslim") != 0) return fail("--rope '%s': angelslim or config%s", argv[i], "");
+        } else return fail("unknown option '%s' for 'specexit convert'%s", argv[i], "");
     }
     if (!kind || strcmp(kind, "eagle3") != 0 || !dir || !out) {
-        fprintf(stderr, "usage: specexit convert eagle3 CHECKPOINT_DIR -o DRAFT.gguf [--target TARGET.gguf] [--rope-base 10000]\n"
+        fprintf(stderr, "usage: specexit convert eagle3 CHECKPOINT_DIR -o DRAFT.gguf [--target TARGET.gguf] [--rope angelslim|config] [--rope-base B]\n"
                         "  CHECKPOINT_DIR holds config.json and model.safetensors (AngelSlim / EAGLE-3 layout).\n"
-                        "  --target fills in what the checkpoint lacks: the embedding and the feature layers.\n");
+                        "  --target fills in what the checkpoint lacks: the embedding and the feature layers.\n"
+                        "  --rope angelslim (default): base 10000 and linear rope_scaling only, as AngelSlim and the EAGLE-3\n"
+                        "    reference trainer train drafts; config: config.json's rope_theta and rope_scaling (linear, llama3),\n"
+                        "    as SGLang and vLLM run drafts. --rope-base B overrides the base either way.\n");
         return 1;
     }
     char path[4096];
@@ -171,6 +261,8 @@ int sx_cmd_convert(int argc, char **argv) {
     int rc = 0;
     if (H <= 0 || I <= 0 || nh <= 0 || nkv <= 0 || hd <= 0 || V <= 0 || Vd <= 0 || Ht <= 0)
         rc = fail("%s/config.json: hidden_size, intermediate_size, num_attention_heads and vocab_size must be positive%s", dir, "");
+    draft_rope rope = {0};
+    if (!rc) rc = read_rope(cfg, dir, rope_config, rope_base, hd, &rope);
     st_tensor fc = {0};
     int got = rc ? -1 : st_get(&st, "fc.weight", &fc);
     if (got == 0) rc = fail("%s: missing tensor fc.weight%s", path, "");
@@ -202,7 +294,18 @@ int sx_cmd_convert(int argc, char **argv) {
     KV(sx_gguf_writer_set_u32(w, "eagle3.attention.head_count_kv", (uint32_t)nkv));
     KV(sx_gguf_writer_set_u32(w, "eagle3.attention.key_length", (uint32_t)hd));
     KV(sx_gguf_writer_set_f32(w, "eagle3.attention.layer_norm_rms_epsilon", eps));
-    KV(sx_gguf_writer_set_f32(w, "eagle3.rope.freq_base", rope_base)); /* AngelSlim trains with 10000 whatever rope_theta says */
+    KV(sx_gguf_writer_set_f32(w, "eagle3.rope.freq_base", rope.base));
+    if (rope.type) {
+        KV(sx_gguf_writer_set_str(w, "eagle3.rope.scaling.type", rope.type));
+        KV(sx_gguf_writer_set_f32(w, "eagle3.rope.scaling.factor", (float)rope.factor));
+    }
+    if (rope.freqs) { /* llama3: the scaling as keys, the divisors as Llama 3.1's rope_freqs.weight */
+        const int64_t ne = hd / 2;
+        KV(sx_gguf_writer_set_u32(w, "eagle3.rope.scaling.original_context_length", (uint32_t)rope.orig_ctx));
+        KV(sx_gguf_writer_set_f32(w, "eagle3.rope.scaling.low_freq_factor", (float)rope.low));
+        KV(sx_gguf_writer_set_f32(w, "eagle3.rope.scaling.high_freq_factor", (float)rope.high));
+        KV(sx_gguf_writer_add_tensor_copy(w, "rope_freqs.weight", SX_DTYPE_F32, 1, &ne, rope.freqs, sizeof(float) * (size_t)ne));
+    }
     KV(sx_gguf_writer_set_u32(w, "eagle3.vocab_size", (uint32_t)Vd));
     KV(sx_gguf_writer_set_u32(w, "eagle3.target_vocab_size", (uint32_t)V));
     KV(sx_gguf_writer_set_u32(w, "eagle3.target_hidden_size", (uint32_t)Ht));
@@ -272,8 +375,10 @@ int sx_cmd_convert(int argc, char **argv) {
     if (!rc && s == SX_OK) s = sx_gguf_writer_write(w, out);
 #undef KV
     if (!rc && s != SX_OK) rc = sx_cli_fail("convert", s);
-    if (!rc) fprintf(stderr, "[convert] wrote %s: hidden %d, %d heads (%d kv), ffn %d, draft vocab %d of %d, %d signal rows%s\n", out, H, nh, nkv, I, Vd, V,
-                     k_sig, have_embd ? ", own embedding" : tg ? ", embedding from the target" : "");
+    if (!rc) fprintf(stderr, "[convert] wrote %s: hidden %d, %d heads (%d kv), ffn %d, draft vocab %d of %d, %d signal rows%s; rope base %g%s%s\n", out, H, nh,
+                     nkv, I, Vd, V, k_sig, have_embd ? ", own embedding" : tg ? ", embedding from the target" : "", rope.base,
+                     rope.type ? ", scaling " : "", rope.type ? rope.type : "");
+    free(rope.freqs);
     sx_gguf_writer_destroy(w);
     sx_gguf_close(tg);
     cJSON_Delete(st.header);

@@ -37,6 +37,11 @@ Usage:
       [--vocab 512] [--draft-vocab 128] [--heads 4] [--kv-heads 2]
       [--head-dim H/heads] [--ffn 128] [--signals 3] [--embed] [--fc-bias]
       [--dtype f32|bf16|f16] [--seed 1] [--checksums FILE]
+      [--rope-theta 1e6] [--rope-scaling JSON]
+--rope-scaling writes config.json's rope_scaling as given, e.g.
+'{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+"high_freq_factor": 4.0, "original_max_position_embeddings": 8192}'
+(default null); the weights depend only on the seed and shapes.
 """
 
 import argparse
@@ -93,6 +98,7 @@ def main(argv=None):
     ap.add_argument("--fc-bias", action="store_true", help="also write fc.bias (config bias: true)")
     ap.add_argument("--dtype", default="f32", choices=sorted(DTYPES))
     ap.add_argument("--rope-theta", type=float, default=1000000.0)
+    ap.add_argument("--rope-scaling", type=json.loads, default=None, help="config.json's rope_scaling, as JSON")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--checksums", help="write a JSON of per-tensor checksums here")
     a = ap.parse_args(argv)
@@ -174,7 +180,7 @@ def main(argv=None):
         "num_hidden_layers": 1,
         "rms_norm_eps": 1e-6,
         "rope_theta": a.rope_theta,
-        "rope_scaling": None,
+        "rope_scaling": a.rope_scaling,
         "max_position_embeddings": 4096,
         "vocab_size": V,
         "draft_vocab_size": Vd,
