@@ -20,6 +20,7 @@ void sx_generate_params_init(sx_generate_params *p) {
     p->spec.draft_max = 5;
     p->spec.draft_topk = 4;
     p->spec.draft_nodes = 16;
+    p->spec.p_min = -1.0f;
     p->exit.kind = SX_EXIT_NONE;
     p->exit.conf = 0.8f;
     p->exit.progress = 0.3f;

@@ -120,6 +120,8 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
     sp->s = s;
     sp->p = *p;
     if (sp->p.draft_topk == 1) sp->p.draft_nodes = sp->p.draft_max;
+    if (!(sp->p.p_min >= 0)) sp->p.p_min = e->dev->info.host_visible ? 0.3f : 0.0f;
+    if (sp->p.p_min > 1) return sx_spec_destroy(sp), sx_set_error(SX_ERR_INVALID_ARG, "--draft-p-min must be in [0, 1]");
     sx_device *ddev = e->draft_dev ? e->draft_dev : e->dev;
     const int n_ctx = s->kv->n_ctx, V = e->model->hp.n_vocab;
     sx_status st = SX_OK;
@@ -513,6 +515,14 @@ sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, 
     for (int i = 0; i < sp->n_nodes; i++) sel[n_sel++] = i;
     best_k(sp->nodes, sel, n_sel, T);
     if (n_sel > T) n_sel = T;
+    /* nodes the draft gives a path probability below p_min are not worth a verify row (a prefix of
+     * the score order stays closed under ancestors: a child never outscores its parent) */
+    if (sp->p.p_min > 0) {
+        const float lp = logf(sp->p.p_min);
+        int keep = 0;
+        while (keep < n_sel && sp->nodes[sel[keep]].score >= lp) keep++;
+        n_sel = keep;
+    }
     const int room = s->kv->n_ctx - s->n_past - 1; /* verify rows after the root must fit the context */
     if (n_sel > room) n_sel = room > 0 ? room : 0;
     for (int i = 1; i < n_sel; i++) { /* order by depth (parents before children), stable */

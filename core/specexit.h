@@ -164,6 +164,9 @@ typedef struct sx_spec_params {
     int draft_max;   /* depth D: draft tokens on the longest path (default 5) */
     int draft_topk;  /* K: children tried per expanded node (default 4; 1 = chain) */
     int draft_nodes; /* T: tree nodes verified per step (default 16) */
+    float p_min;     /* verify only nodes whose draft path probability is >= p_min; default -1:
+                        0.3 when the target runs on the CPU (a verify row costs about what a
+                        decoded token does there), else 0 (all T nodes) */
 } sx_spec_params;
 
 /* ---- ending the thinking section ---- */

@@ -92,8 +92,8 @@ static void greedy_invariants(const char *backend, const char *target, const cha
     sx_status st = run(plain, g_prompt, N_PROMPT, &gp, &ref, &gs);
     CHECK(st == SX_OK && ref.n == 48, "plain greedy on %s: %s", target, sx_last_error());
     sx_engine_destroy(plain);
-    typedef struct { int d, k, t; } tree_cfg;
-    static const tree_cfg cfg_all[] = {{1, 1, 1}, {3, 1, 3}, {3, 2, 6}, {6, 3, 30}, {4, 8, 40}, {5, 4, 16}};
+    typedef struct { int d, k, t; float p_min; } tree_cfg; /* p_min -1: the device's default */
+    static const tree_cfg cfg_all[] = {{1, 1, 1, -1}, {3, 1, 3, 0}, {3, 2, 6, 0.05f}, {6, 3, 30, 0.9f}, {4, 8, 40, 0}, {5, 4, 16, -1}};
     const int n_cfg = g_quick ? 2 : (int)(sizeof cfg_all / sizeof cfg_all[0]);
     const tree_cfg *cfg = g_quick ? cfg_all + 4 : cfg_all;
     const char *dbacks[2] = {NULL, "cpu-ref"};
@@ -107,9 +107,18 @@ static void greedy_invariants(const char *backend, const char *target, const cha
             for (int c = 0; c < n_cfg; c++) {
                 sx_generate_params sp = gp;
                 sp.spec.kind = !strcmp(info.draft, "eagle3") ? SX_SPEC_EAGLE3 : SX_SPEC_DRAFT;
-                sp.spec.draft_max = cfg[c].d, sp.spec.draft_topk = cfg[c].k, sp.spec.draft_nodes = cfg[c].t;
+                sp.spec.draft_max = cfg[c].d, sp.spec.draft_topk = cfg[c].k, sp.spec.draft_nodes = cfg[c].t, sp.spec.p_min = cfg[c].p_min;
                 toklist got;
                 st = run(e, g_prompt, N_PROMPT, &sp, &got, &gs);
+                if (st == SX_OK && cfg[c].p_min > 0.5f) { /* the same tree verifies fewer nodes under a high p_min */
+                    sx_generate_params all = sp;
+                    all.spec.p_min = 0;
+                    toklist got0;
+                    sx_generate_stats gs0;
+                    if (run(e, g_prompt, N_PROMPT, &all, &got0, &gs0) == SX_OK)
+                        CHECK(gs.n_drafted < gs0.n_drafted, "%s: --draft-p-min %.2f verified %d nodes, not fewer than the %d of p_min 0", target,
+                              cfg[c].p_min, gs.n_drafted, gs0.n_drafted);
+                }
                 int first_diff = -1;
                 for (int i = 0; i < ref.n && first_diff < 0; i++)
                     if (i >= got.n || got.v[i] != ref.v[i]) first_diff = i;
@@ -288,6 +297,7 @@ static void sampling_distribution(const char *backend, const char *target, const
     sx_generate_params_init(&gp);
     gp.n_predict = 2;
     gp.sampling.temp = temp, gp.sampling.top_k = 0, gp.sampling.top_p = 1, gp.sampling.min_p = 0;
+    gp.spec.p_min = 0; /* every drafted node verified: the draws must exercise acceptance */
     gp.ignore_eos = true;
     gp.spec.kind = kind;
     gp.spec.draft_max = 3, gp.spec.draft_topk = K, gp.spec.draft_nodes = 3 * K;

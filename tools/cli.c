@@ -125,6 +125,8 @@ void sx_cli_print_common_help(FILE *f) {
             "      --draft-max D         draft depth (default 5)\n"
             "      --draft-topk K        children per expanded node (default 4; 1 = chain)\n"
             "      --draft-nodes T       tree nodes verified per step (default 16, at most 63)\n"
+            "      --draft-p-min P       verify only nodes the draft gives a path probability >= P\n"
+            "                            (default 0.3 when the target runs on the CPU, else 0)\n"
             "      --draft-backend B     device of the draft (default: the target's)\n"
             "ending the thinking section:\n"
             "      --exit specexit|budget|first-answer|none   (default: specexit with an EAGLE-3 draft that has signals, else none)\n"
@@ -181,6 +183,7 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (IS("--draft-max") || IS("--draft")) { NEED(); if (!parse_int(a, v, 1, 32, &c->spec.draft_max)) return false; }
         else if (IS("--draft-topk")) { NEED(); if (!parse_int(a, v, 1, 32, &c->spec.draft_topk)) return false; }
         else if (IS("--draft-nodes")) { NEED(); if (!parse_int(a, v, 1, 63, &c->spec.draft_nodes)) return false; }
+        else if (IS("--draft-p-min")) { NEED(); if (!parse_float(a, v, 0, 1, &c->spec.p_min)) return false; }
         else if (IS("--draft-backend") || IS("-devd") || IS("--device-draft")) { NEED(); c->draft_backend = v; }
         else if (IS("--exit")) {
             NEED();

@@ -871,7 +871,7 @@ static void help(void) {
     printf("usage: specexit serve [-m MODEL.gguf] [options]\n\n"
            "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions (\"stream\": true for\n"
            "server-sent events), /tokenize, /detokenize; GET /health, /v1/models, /metrics.\n"
-           "Requests may set the OpenAI fields and spec, draft_max, draft_topk, draft_nodes, exit, exit_conf,\n"
+           "Requests may set the OpenAI fields and spec, draft_max, draft_topk, draft_nodes, draft_p_min, exit, exit_conf,\n"
            "exit_progress, exit_remain, exit_alpha, reasoning_budget, cache_prompt, chat_template_kwargs.enable_thinking.\n\n"
            "server:\n"
            "      --host ADDR           address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"

@@ -219,6 +219,7 @@ static bool parse_spec_exit(pctx *c, sx_req *r) {
     if (!get_int(c, o, "draft_max", 1, 32, &g->spec.draft_max, NULL)) return false;
     if (!get_int(c, o, "draft_topk", 1, 32, &g->spec.draft_topk, NULL)) return false;
     if (!get_int(c, o, "draft_nodes", 1, 63, &g->spec.draft_nodes, NULL)) return false;
+    if (!get_float(c, o, "draft_p_min", 0, 1, &g->spec.p_min)) return false;
     if ((f = field(o, "exit"))) {
         if (!cJSON_IsString(f) || sx_exit_kind_from_name(f->valuestring, &g->exit.kind) != SX_OK)
             return fail(c, "exit", "'exit' must be \"specexit\", \"budget\", \"first-answer\" or \"none\"");

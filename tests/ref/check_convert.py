@@ -224,7 +224,7 @@ def rope_checks(exe, target, work, np, GGUFReader):
 
     def run(draft, temp):
         args = [exe, "run", "-m", target, "-p", "hello there", "-n", "48", "--temp", str(temp), "--seed", "7", "--raw", "--ignore-eos", "--json",
-                "-md", draft, "--draft-topk", "3", "--draft-nodes", "10"] if draft else \
+                "-md", draft, "--draft-topk", "3", "--draft-nodes", "10", "--draft-p-min", "0"] if draft else \
                [exe, "run", "-m", target, "-p", "hello there", "-n", "48", "--temp", str(temp), "--raw", "--ignore-eos", "--json"]
         r = subprocess.run(args, capture_output=True)
         if r.returncode != 0:
