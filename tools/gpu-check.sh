@@ -14,6 +14,8 @@
 #      then at long context: decode of 64 tokens after a SX_BENCH_LONG_CTX
 #      (8192) token prompt, with ATTENTION's split-K (the default) and
 #      without (SPECEXIT_CUDA_ATTN_SPLIT=0)
+#      and continuous batching: 8 sessions at once, combined passes against
+#      taking turns (`specexit bench -np 8`, on the same Q4_0 model)
 #   4. writes a roofline summary: weight bytes x decode tok/s against the
 #      peak memory bandwidth (SX_PEAK_BW, default 4.8e12 B/s for an H200),
 #      and the decode tok/s ratios of graphs on / off and, at long context,
@@ -151,6 +153,17 @@ bench_long() { # path tag [VAR=value...] (environment of the bench run)
   fi
 }
 
+# continuous batching: 8 sessions decoding at the same time, their passes
+# combined into one forward pass against taking turns (bench -np); JSON in
+# par-TAG.json, with outputs_identical (batching must not change a token)
+bench_par() { # path tag
+  if timeout 180 "$build/specexit" bench -m "$1" --backend cuda -np 8 -p 32 -n 64 -r 2 --json > "$out/par-$2.json" 2> "$out/par-$2.log"; then
+    log "bench $2 (8 sessions): $(tail -1 "$out/par-$2.log")"
+  else
+    log "bench $2 (8 sessions) FAILED (see par-$2.log)"; rm -f "$out/par-$2.json"
+  fi
+}
+
 # graphs A/B: the same bench of one model with SPECEXIT_CUDA_GRAPHS=0 (the run
 # above had the default, graphs on); the summary prints the decode ratio.
 # split-K A/B on the same model at long context: ATTENTION's default plan
@@ -161,6 +174,7 @@ bench_model() { # path tag
   bench_one "$1" "$2"
   if [ "$2" = "$ab_tag" ]; then
     bench_one "$1" "$2-nographs" SPECEXIT_CUDA_GRAPHS=0
+    bench_par "$1" "$2"
     if [ "$long_ctx" != 0 ]; then
       bench_long "$1" "$2-split"
       bench_long "$1" "$2-nosplit" SPECEXIT_CUDA_ATTN_SPLIT=0
@@ -240,6 +254,15 @@ def decode_of(path):
         return c["decode_tok_s"]["mean"], c["prefill_tok_s"]["mean"]
     except Exception:
         return None
+for f in sorted(glob.glob(os.path.join(out, "par-*.json"))):
+    try:
+        j = json.load(open(f))
+        print("\ncontinuous batching (%s, %d sessions x %d tokens): take turns %.1f t/s, batched %.1f t/s: x%.2f, %.2f sequences"
+              " per pass, outputs identical: %s" % (os.path.basename(f)[4:-5], j["n_parallel"], j["n_gen"],
+              j["take_turns"]["aggregate_tok_s_mean"], j["cont_batching"]["aggregate_tok_s_mean"], j["throughput_ratio"],
+              j["mean_sequences_per_pass"], j["outputs_identical"]))
+    except Exception as e:
+        print("\ncontinuous batching: %s unreadable: %s" % (os.path.basename(f), e))
 if long_ctx != "0":
     sp, ns = (decode_of(os.path.join(out, "long-%s-%s.json" % (ab, x))) for x in ("split", "nosplit"))
     if sp and ns and ns[0]:
