@@ -42,8 +42,9 @@ typedef struct gpu_graph_entry {
 enum { GPU_ATTN_SPLIT_AUTO = 0, GPU_ATTN_SPLIT_OFF = 1, GPU_ATTN_SPLIT_ALL = 2 };
 
 /* Device scratch for split-K's partial states (allocated at open; a split
- * that would need more falls back to one block per row: 32 MiB hold 16K of
- * context for 32 heads of 128 at T = 8, 128K at T = 1) */
+ * that would need more falls back to one block per row, with the same
+ * bits: (2 + head dim) floats per head, query and 256-key chunk, so 32 MiB
+ * hold 32 heads of 128 up to 64K of context at T = 8, 500K at T = 1) */
 #define GPU_ATTN_SCRATCH_BYTES ((size_t)32 << 20)
 
 typedef struct gpu_device {
