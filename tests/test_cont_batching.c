@@ -15,22 +15,10 @@
 #include <string.h>
 
 #include "core/specexit.h"
+#include "tests/check.h"
 
 #define N_PREDICT 40
 #define MAX_JOBS 6
-
-static int g_failed, g_passed;
-
-#define CHECK(cond, ...)                  \
-    do {                                  \
-        if (cond) {                       \
-            g_passed++;                   \
-        } else {                          \
-            g_failed++;                   \
-            printf("FAIL: " __VA_ARGS__); \
-            printf("\n");                 \
-        }                                 \
-    } while (0)
 
 typedef struct job {
     const char *name;

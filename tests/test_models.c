@@ -15,17 +15,8 @@
 #include <string.h>
 
 #include "core/specexit.h"
+#include "tests/check.h"
 
-static int g_failed;
-
-#define CHECK(cond, ...)                   \
-    do {                                   \
-        if (!(cond)) {                     \
-            printf("FAIL: " __VA_ARGS__);  \
-            printf("\n");                  \
-            g_failed++;                    \
-        }                                  \
-    } while (0)
 
 static int argmax(const float *x, int n) {
     int b = 0;

@@ -21,19 +21,7 @@
 #include <string.h>
 
 #include "core/specexit.h"
-
-static int g_failed, g_passed;
-
-#define CHECK(cond, ...)                       \
-    do {                                       \
-        if (cond) {                            \
-            g_passed++;                        \
-        } else {                               \
-            g_failed++;                        \
-            printf("FAIL: " __VA_ARGS__);      \
-            printf("\n");                      \
-        }                                      \
-    } while (0)
+#include "tests/check.h"
 
 typedef struct {
     int32_t v[2048];
