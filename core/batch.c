@@ -149,15 +149,23 @@ static void req_fail(breq *r, sx_status st) {
     snprintf(r->err, sizeof r->err, "%s", sx_last_error());
 }
 
-/* Reads a draft pass's outputs (row0.. of the shared ones) into its request. */
-static sx_status read_draft(const breq *r, const sx_draft_out *o, int Vd) {
-    const int n = r->seq.b->n;
-    if (r->probs && o->probs)
-        SX_RETURN_IF_ERROR(sx_tensor_read_at(o->probs, (size_t)o->row0 * (size_t)Vd * sizeof(float), r->probs, sizeof(float) * (size_t)Vd * (size_t)o->n_out));
-    if (r->tops && o->top) {
-        const size_t k = (size_t)o->top->ne[0];
-        SX_RETURN_IF_ERROR(sx_tensor_read_at(o->top, (size_t)o->row0 * k * sizeof(int32_t), r->tops, sizeof(int32_t) * k * (size_t)o->n_out));
+/* Reads rows row0.. (n_out of them, row_bytes each) of a shared output into
+ * dst: from all, when the whole output was read back at once, else from the
+ * device. */
+static sx_status read_rows(const sx_tensor *t, const void *all, size_t row_bytes, int row0, int n_out, void *dst) {
+    if (all) {
+        memcpy(dst, (const char *)all + (size_t)row0 * row_bytes, row_bytes * (size_t)n_out);
+        return SX_OK;
     }
+    return sx_tensor_read_at(t, (size_t)row0 * row_bytes, dst, row_bytes * (size_t)n_out);
+}
+
+/* Reads a draft pass's outputs (row0.. of the shared ones) into its request;
+ * all_probs / all_tops: the whole shared outputs when read back at once. */
+static sx_status read_draft(const breq *r, const sx_draft_out *o, int Vd, const float *all_probs, const int32_t *all_tops) {
+    const int n = r->seq.b->n;
+    if (r->probs && o->probs) SX_RETURN_IF_ERROR(read_rows(o->probs, all_probs, sizeof(float) * (size_t)Vd, o->row0, o->n_out, r->probs));
+    if (r->tops && o->top) SX_RETURN_IF_ERROR(read_rows(o->top, all_tops, sizeof(int32_t) * (size_t)o->top->ne[0], o->row0, o->n_out, r->tops));
     if (r->sig && o->sig_01) {
         SX_RETURN_IF_ERROR(sx_tensor_read(o->sig_01, r->sig, sizeof(float) * 2 * (size_t)n));
         SX_RETURN_IF_ERROR(sx_tensor_read(o->sig_2, r->sig + 2 * n, sizeof(float) * (size_t)n));
@@ -173,7 +181,7 @@ static sx_status draft_alone(breq *r) {
     sx_graph_reset(s->graph);
     sx_status st = sx_eagle3_build_multi(r->draft, 1, &r->seq, s->graph, &o);
     if (st == SX_OK) st = sx_sched_compute(s->sched, s->graph);
-    if (st == SX_OK) st = read_draft(r, &o, r->draft->hp.n_vocab);
+    if (st == SX_OK) st = read_draft(r, &o, r->draft->hp.n_vocab, NULL, NULL);
     sx_engine_unlock(s->e);
     return st;
 }
@@ -208,8 +216,20 @@ static sx_status run_combined(sx_engine *e, breq **reqs, int n) {
         for (int i = 0; i < n; i++) seqs[i] = reqs[i]->seq;
         SX_RETURN_IF_ERROR(sx_eagle3_build_multi(reqs[0]->draft, n, seqs, B->graph, dout));
         SX_RETURN_IF_ERROR(sx_sched_compute(B->sched, B->graph));
-        for (int i = 0; i < n; i++) SX_RETURN_IF_ERROR(read_draft(reqs[i], &dout[i], reqs[0]->draft->hp.n_vocab));
-        return SX_OK;
+        /* one readback of each shared output rather than one per sequence (each can be a device sync) */
+        float *probs = NULL;
+        int32_t *tops = NULL;
+        sx_status st = SX_OK;
+        if (dout[0].probs) {
+            probs = malloc(sx_tensor_nbytes(dout[0].probs));
+            tops = malloc(sx_tensor_nbytes(dout[0].top));
+            if (!probs || !tops) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "batch: out of memory");
+            if (st == SX_OK) st = sx_tensor_read(dout[0].probs, probs, sx_tensor_nbytes(dout[0].probs));
+            if (st == SX_OK) st = sx_tensor_read(dout[0].top, tops, sx_tensor_nbytes(dout[0].top));
+        }
+        for (int i = 0; i < n && st == SX_OK; i++) st = read_draft(reqs[i], &dout[i], reqs[0]->draft->hp.n_vocab, probs, tops);
+        free(probs), free(tops);
+        return st;
     }
     sx_kv_cache *kvs[SX_BATCH_MAX_ROWS];
     sx_batch bs[SX_BATCH_MAX_ROWS];
@@ -218,10 +238,12 @@ static sx_status run_combined(sx_engine *e, breq **reqs, int n) {
     SX_RETURN_IF_ERROR(sx_model_build_forward_multi(e->model, n, kvs, bs, B->graph, fo));
     SX_RETURN_IF_ERROR(sx_sched_compute(B->sched, B->graph));
     const size_t V = (size_t)e->model->hp.n_vocab;
+    int32_t argmax[SX_BATCH_MAX_ROWS]; /* every row's, in one readback */
+    if (sx_tensor_nbytes(fo[0].argmax) > sizeof argmax) return sx_set_error(SX_ERR_INVALID_ARG, "batch: more than %d output rows", SX_BATCH_MAX_ROWS);
+    SX_RETURN_IF_ERROR(sx_tensor_read(fo[0].argmax, argmax, sx_tensor_nbytes(fo[0].argmax)));
     for (int i = 0; i < n; i++) {
-        if (reqs[i]->argmax)
-            SX_RETURN_IF_ERROR(sx_tensor_read_at(fo[i].argmax, (size_t)fo[i].row0 * sizeof(int32_t), reqs[i]->argmax, sizeof(int32_t) * (size_t)fo[i].n_out));
-        if (reqs[i]->logits)
+        if (reqs[i]->argmax) memcpy(reqs[i]->argmax, argmax + fo[i].row0, sizeof(int32_t) * (size_t)fo[i].n_out);
+        if (reqs[i]->logits) /* only what sampling sessions need: the rows are large */
             SX_RETURN_IF_ERROR(sx_tensor_read_at(fo[i].logits, (size_t)fo[i].row0 * V * sizeof(float), reqs[i]->logits, sizeof(float) * V * (size_t)fo[i].n_out));
     }
     return SX_OK;
