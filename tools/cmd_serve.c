@@ -4,7 +4,7 @@
  *
  * Endpoints: POST /v1/chat/completions, /v1/completions (streaming as
  * server-sent events, like OpenAI and llama-server), /tokenize, /detokenize;
- * GET /health, /v1/models, /metrics (Prometheus text).
+ * GET /health, /v1/models, /metrics (Prometheus text), /slots.
  *
  * Threads:
  *  - libmicrohttpd runs a thread per connection: it reads the body, parses
@@ -737,6 +737,28 @@ static enum MHD_Result handle_models(server *S, struct MHD_Connection *c) {
     return send_json(c, 200, o);
 }
 
+/* GET /slots (llama-server's monitoring endpoint): each slot, whether it is
+ * generating, and the request it serves. */
+static enum MHD_Result handle_slots(server *S, struct MHD_Connection *c) {
+    cJSON *arr = cJSON_CreateArray();
+    pthread_mutex_lock(&S->mu);
+    for (int i = 0; i < S->n_slots; i++) {
+        const job *j = S->slots[i].job;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", i);
+        cJSON_AddNumberToObject(o, "n_ctx", S->n_ctx);
+        cJSON_AddBoolToObject(o, "is_processing", j != NULL);
+        if (j) {
+            cJSON_AddStringToObject(o, "id_task", j->id);
+            cJSON_AddNumberToObject(o, "n_prompt_tokens", j->n_ids);
+            cJSON_AddBoolToObject(o, "stream", j->req.stream);
+        }
+        cJSON_AddItemToArray(arr, o);
+    }
+    pthread_mutex_unlock(&S->mu);
+    return send_json(c, 200, arr);
+}
+
 static enum MHD_Result handle_metrics(server *S, struct MHD_Connection *c) {
     sx_sbuf b = {0};
     char line[256];
@@ -821,7 +843,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     static const struct {
         const char *path;
         int get; /* 1 GET, 0 POST */
-    } routes[] = {{"/health", 1},           {"/v1/health", 1},     {"/v1/models", 1},    {"/models", 1},    {"/metrics", 1},
+    } routes[] = {{"/health", 1},           {"/v1/health", 1},     {"/v1/models", 1},    {"/models", 1},    {"/metrics", 1},    {"/slots", 1},
                   {"/v1/chat/completions", 0}, {"/chat/completions", 0}, {"/v1/completions", 0}, {"/completions", 0}, {"/tokenize", 0},
                   {"/detokenize", 0}};
     int route = -1;
@@ -848,6 +870,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (cc->body.oom) return send_error(c, 500, "server_error", "out of memory reading the request", NULL);
     if (strstr(path, "models")) return handle_models(S, c);
     if (!strcmp(path, "/metrics")) return handle_metrics(S, c);
+    if (!strcmp(path, "/slots")) return handle_slots(S, c);
     if (!strcmp(path, "/tokenize")) return handle_tokenize(S, c, &cc->body, false);
     if (!strcmp(path, "/detokenize")) return handle_tokenize(S, c, &cc->body, true);
     return handle_generate(S, c, strstr(path, "chat") ? SX_REQ_CHAT : SX_REQ_COMPLETION, &cc->body);
@@ -870,7 +893,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 static void help(void) {
     printf("usage: specexit serve [-m MODEL.gguf] [options]\n\n"
            "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions (\"stream\": true for\n"
-           "server-sent events), /tokenize, /detokenize; GET /health, /v1/models, /metrics.\n"
+           "server-sent events), /tokenize, /detokenize; GET /health, /v1/models, /metrics, /slots.\n"
            "Requests may set the OpenAI fields and spec, draft_max, draft_topk, draft_nodes, draft_p_min, exit, exit_conf,\n"
            "exit_progress, exit_remain, exit_alpha, reasoning_budget, cache_prompt, chat_template_kwargs.enable_thinking.\n\n"
            "server:\n"

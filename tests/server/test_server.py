@@ -279,6 +279,9 @@ def main():
         ms = re.search(rb"^specexit:batched_sequences_total (\S+)$", met, re.M)
         passes, seqs = (float(mp.group(1)), float(ms.group(1))) if mp and ms else (0, 0)
         check(passes > 0 and seqs > passes, f"the 2 slots shared target passes (continuous batching): {passes} passes, {seqs} sequences")
+        st, slots = s.json("GET", "/slots")
+        check(st == 200 and [x["id"] for x in slots] == [0, 1] and not any(x["is_processing"] for x in slots),
+              f"/slots: two idle slots after the clients finished: {st} {slots}")
         print(f"ok   {len(threads)} concurrent clients (2 slots) got exactly their sequential answers "
               f"({seqs / max(passes, 1):.2f} sequences per combined pass)", flush=True)
 
@@ -386,6 +389,9 @@ def main():
         check(wait_metric(L, "requests_processing", 0), "a non-streamed request whose client left is cancelled within seconds")
         a = raw_post(L, LONG)  # occupies the slot
         check(wait_metric(L, "requests_processing", 1), "slot busy")
+        st, slots = L.json("GET", "/slots")
+        check(st == 200 and len(slots) == 1 and slots[0]["is_processing"] and slots[0]["id_task"].startswith("chatcmpl-"),
+              f"/slots shows the busy slot and its request: {st} {slots}")
         b = raw_post(L, dict(LONG, stream=True))  # waits in the queue; its client leaves
         check(wait_metric(L, "requests_deferred", 1), "second request queued")
         b.close()
