@@ -1,5 +1,5 @@
 /* core/batch.c — continuous batching: sessions generating at the same time
- * on one engine share their target forward passes.
+ * on one engine share their forward passes (target and EAGLE-3 draft).
  *
  * Each generating session runs its own loop in its own thread (the server's
  * slots, or any program with several sessions). Every device call of a

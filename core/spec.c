@@ -63,7 +63,6 @@ struct sx_spec {
     int n_path;
     int32_t root;
 
-    float *row_logits;    /* [n_vocab] scratch */
     float *vlogits;       /* [verify rows][n_vocab] target logits of a sampled verification */
     float *probs;         /* [n_out][Vd] scratch for draft distributions */
     int32_t *tops;
@@ -99,7 +98,7 @@ void sx_spec_destroy(sx_spec *sp) {
     free(sp->vlogits);
     free(sp->pend_feat), free(sp->pend_tok), free(sp->dm_pend);
     free(sp->move_src), free(sp->move_dst);
-    free(sp->row_logits), free(sp->probs), free(sp->tops);
+    free(sp->probs), free(sp->tops);
     free(sp);
 }
 
@@ -123,7 +122,7 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
     if (!(sp->p.p_min >= 0)) sp->p.p_min = e->dev->info.host_visible ? 0.3f : 0.0f;
     if (sp->p.p_min > 1) return sx_spec_destroy(sp), sx_set_error(SX_ERR_INVALID_ARG, "--draft-p-min must be in [0, 1]");
     sx_device *ddev = e->draft_dev ? e->draft_dev : e->dev;
-    const int n_ctx = s->kv->n_ctx, V = e->model->hp.n_vocab;
+    const int n_ctx = s->kv->n_ctx;
     sx_status st = SX_OK;
     const int cap_rows = s->n_batch > SX_SPEC_MAX_NODES ? s->n_batch : SX_SPEC_MAX_NODES;
     sp->pend_feat = malloc(sizeof(int32_t) * (size_t)cap_rows);
@@ -131,8 +130,7 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
     sp->dm_pend = malloc(sizeof(int32_t) * (size_t)(n_ctx + 1));
     sp->move_src = malloc(sizeof(int32_t) * (SX_SPEC_MAX_DEPTH + 1));
     sp->move_dst = malloc(sizeof(int32_t) * (SX_SPEC_MAX_DEPTH + 1));
-    sp->row_logits = malloc(sizeof(float) * (size_t)V);
-    if (!sp->pend_feat || !sp->pend_tok || !sp->dm_pend || !sp->move_src || !sp->move_dst || !sp->row_logits)
+    if (!sp->pend_feat || !sp->pend_tok || !sp->dm_pend || !sp->move_src || !sp->move_dst)
         st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
     if (st == SX_OK && p->kind == SX_SPEC_EAGLE3) {
         sp->d = e->eagle;
@@ -446,11 +444,10 @@ static sx_status accept_sample(sx_spec *sp, sx_sampler *smp, int32_t *bonus) {
     const int base = s->n_past;
     s->history[base] = sp->root;
     for (;;) {
-        memcpy(sp->row_logits, sp->vlogits + (size_t)cur * V, sizeof(float) * (size_t)V);
         const int32_t *ids;
         const float *p;
         int n;
-        SX_RETURN_IF_ERROR(sx_sampler_distribution(smp, sp->row_logits, s->history, base + sp->n_path, &ids, &p, &n));
+        SX_RETURN_IF_ERROR(sx_sampler_distribution(smp, sp->vlogits + (size_t)cur * V, s->history, base + sp->n_path, &ids, &p, &n));
         float *q = malloc(sizeof(float) * (size_t)n);
         if (!q) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
         memcpy(q, p, sizeof(float) * (size_t)n);

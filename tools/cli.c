@@ -248,6 +248,24 @@ char *sx_cli_read_file(const char *path) {
     return buf;
 }
 
+void sx_cli_mean_std(const double *v, int n, double *mean, double *sd) {
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    *mean = n ? s / n : 0;
+    for (int i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+cJSON *sx_cli_stat_json(const double *v, int n) {
+    double m, sd;
+    sx_cli_mean_std(v, n, &m, &sd);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "mean", m);
+    cJSON_AddNumberToObject(o, "stddev", sd);
+    cJSON_AddItemToObject(o, "samples", cJSON_CreateDoubleArray(v, n));
+    return o;
+}
+
 double sx_cli_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -82,6 +82,10 @@ void sx_cli_generate_params(const sx_cli *c, const sx_engine_info *info, sx_gene
 struct cJSON;
 /* Adds the speculation/exit fields of a generation to a JSON object. */
 void sx_cli_add_spec_json(struct cJSON *j, const sx_generate_params *gp, const sx_generate_stats *gs);
+/* Mean and sample standard deviation of v[0..n). */
+void sx_cli_mean_std(const double *v, int n, double *mean, double *sd);
+/* {"mean", "stddev", "samples"} of v[0..n) (benchmark repetitions). */
+struct cJSON *sx_cli_stat_json(const double *v, int n);
 
 int sx_cmd_run(int argc, char **argv);
 int sx_cmd_bench(int argc, char **argv);

@@ -4,7 +4,6 @@
  * configurations in one run, interleaving their repetitions so drifting
  * machine load hits all of them alike, and reports ratios to the first. */
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,24 +37,6 @@ static void help(void) {
            "and whether both gave every session the same tokens.\n"
            "Progress goes to stderr.\n\n");
     sx_cli_print_common_help(stdout);
-}
-
-static void mean_std(const double *v, int n, double *mean, double *sd) {
-    double s = 0, q = 0;
-    for (int i = 0; i < n; i++) s += v[i];
-    *mean = n ? s / n : 0;
-    for (int i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
-    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
-}
-
-static cJSON *stat_json(const double *v, int n) {
-    double m, sd;
-    mean_std(v, n, &m, &sd);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "mean", m);
-    cJSON_AddNumberToObject(o, "stddev", sd);
-    cJSON_AddItemToObject(o, "samples", cJSON_CreateDoubleArray(v, n));
-    return o;
 }
 
 static const char *DEFAULT_SPEC_PROMPT = "Write a detailed story about a robot who learns to paint.";
@@ -194,19 +175,19 @@ int sx_cmd_bench(int argc, char **argv) {
             cJSON_AddStringToObject(o, "backend", cfg[k].backend);
             cJSON_AddStringToObject(o, "device", ki.device);
             cJSON_AddStringToObject(o, "driver", ki.backend);
-            cJSON_AddItemToObject(o, "prefill_tok_s", stat_json(cfg[k].pp, R));
-            cJSON_AddItemToObject(o, "decode_tok_s", stat_json(cfg[k].tg, R));
+            cJSON_AddItemToObject(o, "prefill_tok_s", sx_cli_stat_json(cfg[k].pp, R));
+            cJSON_AddItemToObject(o, "decode_tok_s", sx_cli_stat_json(cfg[k].tg, R));
             double mpp, mtg, mal;
-            mean_std(cfg[k].pp, R, &mpp, &sd);
-            mean_std(cfg[k].tg, R, &mtg, &sd);
-            mean_std(cfg[k].al, R, &mal, &sd);
+            sx_cli_mean_std(cfg[k].pp, R, &mpp, &sd);
+            sx_cli_mean_std(cfg[k].tg, R, &mtg, &sd);
+            sx_cli_mean_std(cfg[k].al, R, &mal, &sd);
             if (k == 0) base_pp = mpp, base_tg = mtg;
             cJSON_AddNumberToObject(o, "accept_len_mean", mal);
             cJSON_AddNumberToObject(o, "prefill_ratio", base_pp > 0 ? mpp / base_pp : 0);
             cJSON_AddNumberToObject(o, "decode_ratio", base_tg > 0 ? mtg / base_tg : 0);
             if (cfg[k].spec && k > 0) {
                 double m0, s0;
-                mean_std(cfg[k - 1].tg, R, &m0, &s0);
+                sx_cli_mean_std(cfg[k - 1].tg, R, &m0, &s0);
                 cJSON_AddNumberToObject(o, "speedup_vs_spec_none", m0 > 0 ? mtg / m0 : 0);
             }
             cJSON_AddItemToArray(arr, o);

@@ -6,7 +6,6 @@
  * whether both modes gave every session the same tokens (they must: the
  * combined passes are batch-invariant). */
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,14 +47,6 @@ static void *worker_main(void *arg) {
         snprintf(w->err, sizeof w->err, "%s", sx_last_error());
     }
     return NULL;
-}
-
-static void mean_sd(const double *v, int n, double *m, double *sd) {
-    double s = 0, q = 0;
-    for (int i = 0; i < n; i++) s += v[i];
-    *m = n ? s / n : 0;
-    for (int i = 0; i < n; i++) q += (v[i] - *m) * (v[i] - *m);
-    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
 }
 
 int sx_cmd_bench_parallel(sx_cli *c) {
@@ -150,7 +141,7 @@ int sx_cmd_bench_parallel(sx_cli *c) {
     }
     if (rc == 0) {
         double m[2], sd[2];
-        for (int k = 0; k < 2; k++) mean_sd(tps[k], R, &m[k], &sd[k]);
+        for (int k = 0; k < 2; k++) sx_cli_mean_std(tps[k], R, &m[k], &sd[k]);
         const double ratio = m[0] > 0 ? m[1] / m[0] : 0, batch = passes ? (double)seqs / (double)passes : 0;
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "model", info.model_name);
@@ -164,10 +155,7 @@ int sx_cmd_bench_parallel(sx_cli *c) {
         cJSON_AddNumberToObject(j, "repetitions", R);
         const char *names[2] = {"take_turns", "cont_batching"};
         for (int k = 0; k < 2; k++) {
-            cJSON *o = cJSON_AddObjectToObject(j, names[k]);
-            cJSON_AddNumberToObject(o, "aggregate_tok_s_mean", m[k]);
-            cJSON_AddNumberToObject(o, "aggregate_tok_s_stddev", sd[k]);
-            cJSON_AddItemToObject(o, "samples", cJSON_CreateDoubleArray(tps[k], R));
+            cJSON_AddItemToObject(cJSON_AddObjectToObject(j, names[k]), "aggregate_tok_s", sx_cli_stat_json(tps[k], R));
         }
         cJSON_AddNumberToObject(j, "throughput_ratio", ratio);
         cJSON_AddNumberToObject(j, "mean_sequences_per_pass", batch);

@@ -114,8 +114,6 @@ struct job {
     job *next;
 };
 
-#define now_ms sx_cli_now_ms
-
 /* ---- the engine turn (-nocb) ---- */
 static void turn_acquire(server *S) {
     if (!S->take_turns) return;
@@ -315,9 +313,9 @@ static bool on_token(int32_t token, const char *piece, size_t len, void *user) {
     const bool cancel = j->cancelled || S->stopping;
     pthread_mutex_unlock(&S->mu);
     if (cancel) return false;
-    const double t0 = now_ms();
+    const double t0 = sx_cli_now_ms();
     turn_yield(S);
-    j->wait_ms += now_ms() - t0; /* not this request's decoding time */
+    j->wait_ms += sx_cli_now_ms() - t0; /* not this request's decoding time */
     return go;
 }
 

@@ -259,7 +259,7 @@ for f in sorted(glob.glob(os.path.join(out, "par-*.json"))):
         j = json.load(open(f))
         print("\ncontinuous batching (%s, %d sessions x %d tokens): take turns %.1f t/s, batched %.1f t/s: x%.2f, %.2f sequences"
               " per pass, outputs identical: %s" % (os.path.basename(f)[4:-5], j["n_parallel"], j["n_gen"],
-              j["take_turns"]["aggregate_tok_s_mean"], j["cont_batching"]["aggregate_tok_s_mean"], j["throughput_ratio"],
+              j["take_turns"]["aggregate_tok_s"]["mean"], j["cont_batching"]["aggregate_tok_s"]["mean"], j["throughput_ratio"],
               j["mean_sequences_per_pass"], j["outputs_identical"]))
     except Exception as e:
         print("\ncontinuous batching: %s unreadable: %s" % (os.path.basename(f), e))
