@@ -374,6 +374,10 @@ int main(int argc, char **argv) {
         printf("SKIP: backend %s: %s\n", backend, sx_last_error());
         return 77;
     }
+    if (st != SX_OK) {
+        printf("FAIL: open %s on %s: %s\n", target, backend, sx_last_error());
+        return 1;
+    }
     sx_engine_info pinfo;
     sx_engine_get_info(probe, &pinfo);
     for (int i = 0; i < N_PROMPT; i++) g_prompt[i] %= pinfo.n_vocab - 8; /* valid ids for any vocabulary */

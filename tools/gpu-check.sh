@@ -1,278 +1,398 @@
 #!/usr/bin/env bash
 # tools/gpu-check.sh OUTDIR — the one prepared run for a machine with an NVIDIA
-# GPU (sized for one H200 and well under 10 minutes):
-#   1. builds with CUDA only (meson + ninja, nv_archs=sm_90 unless SX_NV_ARCHS)
-#   2. runs the cuda suite (op conformance, tiny-model goldens on cuda), the
-#      NVRTC compile check and the model (golden) suites, then the attention
-#      conformance and batch-invariance tests once per forced attention plan
-#      (SPECEXIT_CUDA_ATTN_SPLIT=all, =0)
-#   3. writes synthetic-weight models with the layer shapes of Llama-3-8B and
-#      Qwen3-8B in Q4_0, Q4_K and F16 (tools/mkmodel.c) and benchmarks each with
-#      `specexit bench --backend cuda -p 512 -n 128 -r 3 --json`
-#      and the Llama-3-8B-shaped Q4_0 model once more with CUDA graphs off
-#      (SPECEXIT_CUDA_GRAPHS=0; everything else runs with the default, on),
-#      then at long context: decode of 64 tokens after a SX_BENCH_LONG_CTX
-#      (8192) token prompt, with ATTENTION's split-K (the default) and
-#      without (SPECEXIT_CUDA_ATTN_SPLIT=0)
-#      and continuous batching: 8 sessions at once, combined passes against
-#      taking turns (`specexit bench -np 8`, on the same Q4_0 model)
-#   4. writes a roofline summary: weight bytes x decode tok/s against the
-#      peak memory bandwidth (SX_PEAK_BW, default 4.8e12 B/s for an H200),
-#      and the decode tok/s ratios of graphs on / off and, at long context,
-#      of split-K on / off (and long / short context decode).
-# Everything (JSON, logs, summary) goes to OUTDIR. Exit status: non-zero when
-# the build or a test failed; benchmarks failing are reported in the summary.
+# GPU, sized for a short lease (one H200, a few minutes): it works to a
+# deadline (SX_DEADLINE seconds, default 420) in order of importance, skips
+# what no longer fits, and always writes its summary.
+#
+#   0. the build: a bundle made beforehand by tools/gpu-bundle.sh and carried
+#      (.gpu-bundle: needs nothing on the GPU machine but its driver), else
+#      meson + ninja there (needs meson, ninja, nvcc, cJSON, libmicrohttpd)
+#   1. synthetic-weight models with the layer shapes of Llama-3-8B and
+#      Qwen3-8B in Q4_0, Q4_K and F16, and an EAGLE-3 draft of Llama-3-8B's
+#      shape (32000-token draft vocabulary), written in the background while
+#      the tests run (tools/mkmodel.c; 8 layers unless SX_BENCH_LAYERS=full)
+#   2. the backend's test suite (op conformance for every op and dtype, golden
+#      tokens of the tiny models and of the trained sumchain pair, speculative
+#      greedy == plain greedy, continuous batching, batch invariance), run
+#      without meson (tools/run-tests.py)
+#   3. the roofline bench: the Llama-3-8B-shaped Q4_0 model, prefill -p 512 and
+#      decode -n 128, 3 repetitions; decode tok/s x weight bytes against the
+#      peak memory bandwidth (SX_PEAK_BW, default 4.8e12 B/s for an H200)
+#   4. EAGLE-3 verify batches: that model with its random draft, speculative
+#      decode (16-node trees, nearly nothing accepted) against plain decode,
+#      in one run: the cost of a drafted and verified step in decode steps
+#   5. the exit path: the trained sumchain pair on the held-out problems,
+#      plain / EAGLE-3 / SpecExit: accuracy, tokens and time
+#   6. CUDA graphs off (SPECEXIT_CUDA_GRAPHS=0) against on, continuous batching
+#      (8 sessions, `bench -np 8`), decode after SX_BENCH_LONG_CTX (8192)
+#      prompt tokens with ATTENTION's split-K and without
+#      (SPECEXIT_CUDA_ATTN_SPLIT=0)
+#   7. the op matrix in full (test_ops --full), attention conformance and
+#      batch invariance under each forced attention plan, the other models'
+#      benches, the NVRTC compile check
+#
+# OUTDIR gets few files, so that a lease's copy-back takes them all:
+#   summary.txt (what a person reads), summary.json (every number),
+#   gpu-check.log (progress), logs.tar.gz (every log and bench JSON).
+# Exit status: non-zero when the build or a test failed; a bench failing or
+# a step skipped for time is reported in the summary.
 #
 # Knobs (environment):
-#   SX_BENCH_LAYERS  layers per synthetic model: "full" (32 / 36, the real
-#                    depth; ~5 min of single-threaded weight generation per
-#                    model) or a number (default 8: same per-layer shapes, so
-#                    the same bandwidth ratio; about 1/4 of the time and disk)
+#   SX_DEADLINE      seconds for the whole run (default 420)
+#   SX_BACKEND       default cuda (cpu or vulkan: a dry run of this script)
+#   SX_BUILD_DIR     a configured build to use as is (no bundle, no build)
+#   SX_NV_ARCHS      architectures when it builds (default sm_90)
+#   SX_BENCH_LAYERS  "full" (32 / 36 layers) or a number (default 8: the
+#                    same per-layer shapes, so the same bandwidth fraction)
 #   SX_BENCH_TYPES   default "q4_0 q4_k f16"
-#   SX_BUILD_DIR     default build-gpu-check (under the repository root)
-#   SX_NV_ARCHS      default sm_90
-#   SX_PEAK_BW       bytes/s for the roofline, default 4.8e12
-#   SX_BENCH_LONG_CTX prompt tokens of the long-context decode bench, default
-#                    8192 (0: skip it)
-#   SX_SKIP_TESTS=1  benchmarks only
+#   SX_BENCH_SHAPES  "name arch layers embd heads kv_heads head_dim ff vocab;..."
+#                    (default: Llama-3-8B and Qwen3-8B)
+#   SX_BENCH_P, SX_BENCH_N, SX_BENCH_R  prompt, generated tokens, repetitions
+#                    (default 512, 128, 3)
+#   SX_BENCH_LONG_CTX prompt tokens of the long-context bench (default 8192; 0 skips)
+#   SX_PROBLEMS      problems of the exit-path bench (default tests/data/sumchain_heldout.jsonl)
+#   SX_PEAK_BW       bytes/s of the roofline (default 4.8e12)
+#   SX_TEST_JOBS     tests run at once (default 8)
+#   SX_SKIP_TESTS=1  benchmarks only;  SX_EXTRA_TESTS=0  no step-7 tests
+#   SX_MODEL_DIR     where the synthetic models go (default /tmp/specexit-gpu-models)
 set -uo pipefail
 
 out=${1:?usage: tools/gpu-check.sh OUTDIR}
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-build=${SX_BUILD_DIR:-$root/build-gpu-check}
+work=$out/work
+rm -rf "$work"
+mkdir -p "$work"
+t_start=$(date +%s)
+deadline=$((t_start + ${SX_DEADLINE:-420}))
+backend=${SX_BACKEND:-cuda}
 layers=${SX_BENCH_LAYERS:-8}
 types=${SX_BENCH_TYPES:-q4_0 q4_k f16}
 archs=${SX_NV_ARCHS:-sm_90}
 peak=${SX_PEAK_BW:-4.8e12}
 long_ctx=${SX_BENCH_LONG_CTX:-8192}
-models=$out/models
+bp=${SX_BENCH_P:-512} bn=${SX_BENCH_N:-128} br=${SX_BENCH_R:-3}
+problems=${SX_PROBLEMS:-$root/tests/data/sumchain_heldout.jsonl}
+jobs=${SX_TEST_JOBS:-8}
+models=${SX_MODEL_DIR:-/tmp/specexit-gpu-models}
 status=0
-t_start=$(date +%s)
+skipped=()
 
 log() { echo "[gpu-check $(($(date +%s) - t_start))s] $*" | tee -a "$out/gpu-check.log"; }
-
-log "repository $root, build $build, output $out"
-{ nvidia-smi 2>&1 || echo "nvidia-smi not available"; } > "$out/nvidia-smi.txt"
-(cd "$root" && git rev-parse HEAD 2>/dev/null && git status --short 2>/dev/null) > "$out/git.txt" 2>&1
-
-# ---- 1. build ----
-export PATH=/usr/local/cuda/bin:$PATH
-if [ ! -d "$build" ]; then
-  meson setup "$build" "$root" -Dvulkan=disabled -Dhip=disabled -Dcuda=enabled -Dnv_archs="$archs" -Dbuildtype=release \
-    > "$out/meson-setup.log" 2>&1 || { log "meson setup failed (see meson-setup.log)"; exit 1; }
-else
-  meson configure "$build" -Dnv_archs="$archs" > "$out/meson-setup.log" 2>&1
-fi
-if ! timeout 300 ninja -C "$build" > "$out/build.log" 2>&1; then
-  log "build failed (see build.log)"; tail -30 "$out/build.log"; exit 1
-fi
-grep -iE "warning" "$out/build.log" | grep -E "backends/cuda|tests/test_cuda" > "$out/build-warnings-cuda.txt" || true
-log "build ok ($(wc -l < "$out/build-warnings-cuda.txt") warnings in CUDA sources)"
-"$build/specexit" devices --json > "$out/devices.json" 2>&1 || true
-
-# ---- 2. tests ----
-if [ "${SX_SKIP_TESTS:-0}" != 1 ]; then
-  for suite in cuda cuda-compile model; do
-    if timeout 420 meson test -C "$build" --suite "$suite" --print-errorlogs > "$out/test-$suite.log" 2>&1; then
-      log "suite $suite: ok ($(grep -E '^(Ok|Skipped|Fail):' "$out/test-$suite.log" | tr -s ' ' | tr '\n' ' '))"
-    elif grep -q "No suitable tests defined" "$out/test-$suite.log"; then
-      log "suite $suite: no tests defined"
-    else
-      log "suite $suite: FAILED (see test-$suite.log)"; status=1
-    fi
-    [ -f "$build/meson-logs/testlog.json" ] && cp "$build/meson-logs/testlog.json" "$out/testlog-$suite.json"
-  done
-  # the op matrix once more in full (bigger matmuls, 300 past KV slots)
-  timeout 300 "$build/tests/test_ops" cuda --full --xfail "$root/tests/xfail/cuda.txt" > "$out/test-ops-cuda-full.log" 2>&1
-  rc=$?
-  case $rc in
-    0) log "test_ops cuda --full: $(tail -1 "$out/test-ops-cuda-full.log")" ;;
-    77) log "test_ops cuda --full skipped: $(tail -1 "$out/test-ops-cuda-full.log")" ;;
-    *) log "test_ops cuda --full FAILED (rc $rc): $(tail -1 "$out/test-ops-cuda-full.log")"; status=1 ;;
-  esac
-  # ATTENTION's two launch plans forced in turn (the runs above used the
-  # automatic choice): split-K everywhere it can, and never; conformance of
-  # the attention cases and bit-for-bit batch invariance under each
-  for split in all 0; do
-    for t in "test_ops cuda --full --op ATTENTION" "test_batch_invariance cuda"; do
-      args=($t)
-      name=${args[0]}-split-$split
-      timeout 180 env SPECEXIT_CUDA_ATTN_SPLIT=$split "$build/tests/${args[0]}" "${args[@]:1}" > "$out/$name.log" 2>&1
-      rc=$?
-      case $rc in
-        0) log "$t (SPECEXIT_CUDA_ATTN_SPLIT=$split): $(tail -1 "$out/$name.log")" ;;
-        77) log "$t (SPECEXIT_CUDA_ATTN_SPLIT=$split) skipped: $(tail -1 "$out/$name.log")" ;;
-        *) log "$t (SPECEXIT_CUDA_ATTN_SPLIT=$split) FAILED (rc $rc): $(tail -1 "$out/$name.log")"; status=1 ;;
-      esac
-    done
-  done
-fi
-
-# ---- 3. synthetic models and benchmarks ----
-mkdir -p "$models"
-vocab_llama=() vocab_qwen=()
-if "$build/specexit-mkmodel" --help 2>&1 | grep -q -- "--vocab"; then
-  vocab_llama=(--vocab 128256) vocab_qwen=(--vocab 151936)
-else
-  log "note: specexit-mkmodel has no --vocab option: models use its small built-in vocabulary (no 128k/152k lm_head)"
-fi
-llama_layers=32 qwen_layers=36
-if [ "$layers" != full ]; then llama_layers=$layers qwen_layers=$layers; fi
-# name arch layers embd heads kv_heads head_dim ff
-shapes=("llama3-8b llama $llama_layers 4096 32 8 128 14336" "qwen3-8b qwen3 $qwen_layers 4096 32 8 128 12288")
-
-make_model() { # name arch layers embd heads kvh hd ff type -> path
-  local name=$1 arch=$2 nl=$3 embd=$4 nh=$5 nkv=$6 hd=$7 ff=$8 type=$9
-  local path="$models/$name-L$nl-$type.gguf" extra=()
-  if [ "$arch" = llama ]; then extra=("${vocab_llama[@]}"); else extra=("${vocab_qwen[@]}"); fi
-  "$build/specexit-mkmodel" --arch "$arch" --type "$type" --layers "$nl" --embd "$embd" --heads "$nh" --kv-heads "$nkv" \
-    --head-dim "$hd" --ff "$ff" --ctx 4096 --seed 7 "${extra[@]}" -o "$path" > "$path.log" 2>&1 && echo "$path"
+left() { echo $((deadline - $(date +%s))); }
+# fits SECONDS NAME: true when a third of SECONDS (a step's time limit; most
+# take far less) still fits before the deadline, less 15 s for the summary;
+# else notes NAME as skipped for time
+fits() {
+  if [ $(($(left) - 15)) -ge $(($1 / 3)) ]; then return 0; fi
+  skipped+=("$2"); log "skipped for time: $2 (needs up to $1 s, $(left) s left)"; return 1
 }
+# cap SECONDS: a timeout of at most SECONDS that ends 15 s before the deadline
+cap() { local l=$(($(left) - 15)); [ "$l" -lt "$1" ] && echo $((l > 5 ? l : 5)) || echo "$1"; }
 
-bench_one() { # path tag [VAR=value...] (environment of the bench run)
-  local path=$1 tag=$2
-  shift 2
-  if timeout 240 env "$@" "$build/specexit" bench -m "$path" --backend cuda -p 512 -n 128 -r 3 --json > "$out/bench-$tag.json" 2> "$out/bench-$tag.log"; then
-    log "bench $tag: $(grep -E 'rep 3/3' "$out/bench-$tag.log" | tail -1 | sed 's/^\[bench\] //')"
-  else
-    log "bench $tag FAILED (see bench-$tag.log)"; rm -f "$out/bench-$tag.json"
-  fi
-}
-
-# long-context decode: -n 64 after a prompt of long_ctx tokens, -r 2; its
-# JSON goes to long-TAG.json (not a roofline row: KV reads dominate there)
-bench_long() { # path tag [VAR=value...] (environment of the bench run)
-  local path=$1 tag=$2
-  shift 2
-  if timeout 180 env "$@" "$build/specexit" bench -m "$path" --backend cuda -p "$long_ctx" -n 64 -r 2 --json > "$out/long-$tag.json" 2> "$out/long-$tag.log"; then
-    log "bench $tag (decode after $long_ctx tokens): $(grep -E 'rep 2/2' "$out/long-$tag.log" | tail -1 | sed 's/^\[bench\] //')"
-  else
-    log "bench $tag FAILED (see long-$tag.log)"; rm -f "$out/long-$tag.json"
-  fi
-}
-
-# continuous batching: 8 sessions decoding at the same time, their passes
-# combined into one forward pass against taking turns (bench -np); JSON in
-# par-TAG.json, with outputs_identical (batching must not change a token)
-bench_par() { # path tag
-  if timeout 180 "$build/specexit" bench -m "$1" --backend cuda -np 8 -p 32 -n 64 -r 2 --json > "$out/par-$2.json" 2> "$out/par-$2.log"; then
-    log "bench $2 (8 sessions): $(tail -1 "$out/par-$2.log")"
-  else
-    log "bench $2 (8 sessions) FAILED (see par-$2.log)"; rm -f "$out/par-$2.json"
-  fi
-}
-
-# graphs A/B: the same bench of one model with SPECEXIT_CUDA_GRAPHS=0 (the run
-# above had the default, graphs on); the summary prints the decode ratio.
-# split-K A/B on the same model at long context: ATTENTION's default plan
-# (split-K where one block per head and query leaves SMs idle) against
-# SPECEXIT_CUDA_ATTN_SPLIT=0 (one block per head and query, as before)
-ab_tag=llama3-8b-q4_0
-bench_model() { # path tag
-  bench_one "$1" "$2"
-  if [ "$2" = "$ab_tag" ]; then
-    bench_one "$1" "$2-nographs" SPECEXIT_CUDA_GRAPHS=0
-    bench_par "$1" "$2"
-    if [ "$long_ctx" != 0 ]; then
-      bench_long "$1" "$2-split"
-      bench_long "$1" "$2-nosplit" SPECEXIT_CUDA_ATTN_SPLIT=0
-    fi
-  fi
-}
-case " $types " in *" q4_0 "*) ;; *) log "note: q4_0 not in SX_BENCH_TYPES: no graphs on/off comparison" ;; esac
-
-if [ "$layers" = full ]; then
-  # one model at a time: a full-depth F16 model is ~16 GB of disk and RAM
-  for s in "${shapes[@]}"; do
-    set -- $s
-    for type in $types; do
-      log "writing $1 $type ($3 layers)"
-      p=$(make_model "$@" "$type") || { log "mkmodel failed for $1 $type"; continue; }
-      bench_model "$p" "$1-$type"
-      rm -f "$p"
-    done
-  done
-else
-  # shallow models: write them all in parallel (mkmodel is single-threaded)
-  log "writing $(( ${#shapes[@]} * $(echo $types | wc -w) )) models of $layers layers in parallel"
-  pids=()
-  for s in "${shapes[@]}"; do
-    for type in $types; do
-      (set -- $s; make_model "$@" "$type" > /dev/null) & pids+=($!)
-    done
-  done
-  for p in "${pids[@]}"; do wait "$p" || log "a mkmodel run failed (see $models/*.log)"; done
-  for s in "${shapes[@]}"; do
-    set -- $s
-    for type in $types; do
-      p="$models/$1-L$3-$type.gguf"
-      [ -f "$p" ] && bench_model "$p" "$1-$type"
-    done
-  done
-  rm -f "$models"/*.gguf
-fi
-
-# ---- 4. roofline summary ----
-python3 - "$out" "$peak" "$ab_tag" "$long_ctx" <<'PY' > "$out/roofline.txt" 2>&1 || log "roofline summary failed (see roofline.txt)"
+finish() {
+  # ---- summary (always) ----
+  python3 - "$work" "$peak" "$long_ctx" "$backend" "$status" "$(($(date +%s) - t_start))" "$(IFS='|'; echo "${skipped[*]:-}")" "${main_key:-none}" \
+    > "$out/summary.txt" 2> "$work/summary.err" <<'PY' || log "summary failed (see summary.err in logs.tar.gz)"
 import glob, json, os, sys
-out, peak, ab, long_ctx = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
-rows = []
-for f in sorted(glob.glob(os.path.join(out, "bench-*.json"))):
+work, peak, long_ctx, backend, status, secs, skipped, main = sys.argv[1:9]
+peak = float(peak)
+S = {"backend": backend, "status": int(status), "seconds": int(secs), "skipped_for_time": [s for s in skipped.split("|") if s]}
+
+def load(name):
     try:
-        j = json.load(open(f))
-    except Exception as e:
-        rows.append((os.path.basename(f), None, str(e)))
+        return json.load(open(os.path.join(work, name)))
+    except Exception:
+        return None
+
+def dev_info():
+    d = load("devices.json")
+    return d
+S["devices"] = dev_info()
+print("specexit gpu-check: backend %s, %s s, status %s" % (backend, secs, status))
+for f in sorted(glob.glob(os.path.join(work, "tests-*.json"))):
+    t = load(os.path.basename(f))
+    if not t:
+        continue
+    key = os.path.basename(f)[6:-5]
+    S.setdefault("tests", {})[key] = {k: t[k] for k in ("passed", "failed", "skipped", "not_run")}
+    S["tests"][key]["failures"] = [x["name"] for x in t["tests"] if x["result"] == "fail"]
+    print("tests %-14s %d passed, %d failed, %d skipped, %d not run%s" % (key, t["passed"], t["failed"], t["skipped"], t["not_run"],
+          (": FAILED " + " ".join(S["tests"][key]["failures"])) if t["failed"] else ""))
+for f in sorted(glob.glob(os.path.join(work, "step-*.rc"))):
+    name = os.path.basename(f)[5:-3]
+    rc = open(f).read().strip()
+    S.setdefault("steps", {})[name] = rc
+    print("test  %-40s %s" % (name, "ok" if rc == "0" else "skipped (77)" if rc == "77" else "FAILED (exit %s)" % rc))
+
+rows = []
+for f in sorted(glob.glob(os.path.join(work, "bench-*.json"))):
+    j = load(os.path.basename(f))
+    name = os.path.basename(f)[6:-5]
+    if not j:
         continue
     c = j["configs"][0]
     tg, pp = c["decode_tok_s"]["mean"], c["prefill_tok_s"]["mean"]
     wb, npar = j.get("weight_bytes", 0), j.get("n_params", 0)
-    bw = wb * tg  # every weight byte read once per decoded token
-    rows.append((os.path.basename(f)[6:-5], dict(device=c.get("device", "?"), quant=j.get("quant"), weight_gb=wb / 1e9,
-                 decode=tg, prefill=pp, bw=bw, frac=bw / peak, ms=1e3 / tg if tg else 0,
-                 ideal_ms=1e3 * wb / peak, tflops=2.0 * npar * pp / 1e12), None))
-print("roofline: weight bytes x decode tok/s vs peak %.2f TB/s (decode reads every weight once per token;" % (peak / 1e12))
-print("KV-cache and activation traffic are not counted, so the fraction is a lower bound)\n")
-print("%-24s %-6s %9s %10s %9s %9s %8s %8s %9s" % ("model", "quant", "weights", "decode", "ms/tok", "ideal", "GB/s", "of peak", "prefill"))
-for name, r, err in rows:
-    if r is None:
-        print("%-24s error: %s" % (name, err)); continue
-    print("%-24s %-6s %7.2fGB %7.1ft/s %9.2f %9.2f %8.0f %7.1f%% %7.0ft/s (%.1f TFLOP/s)" % (
-        name, r["quant"], r["weight_gb"], r["decode"], r["ms"], r["ideal_ms"], r["bw"] / 1e9, 100 * r["frac"], r["prefill"], r["tflops"]))
+    r = dict(device=c.get("device", "?"), quant=j.get("quant"), weight_bytes=wb, decode_tok_s=tg, prefill_tok_s=pp,
+             decode_bytes_per_s=wb * tg, roofline_fraction=wb * tg / peak, ms_per_token=1e3 / tg if tg else 0,
+             ideal_ms_per_token=1e3 * wb / peak, prefill_tflops=2.0 * npar * pp / 1e12, peak_rss_bytes=j.get("peak_rss_bytes"))
+    rows.append((name, r))
+    S.setdefault("bench", {})[name] = r
+print("\nroofline: weight bytes x decode tok/s vs peak %.2f TB/s (every weight read once per token; KV and" % (peak / 1e12))
+print("activation traffic not counted, so the fraction is a lower bound)")
+print("%-28s %-6s %9s %10s %9s %9s %8s %8s %9s" % ("model", "quant", "weights", "decode", "ms/tok", "ideal", "GB/s", "of peak", "prefill"))
+for name, r in rows:
+    print("%-28s %-6s %7.2fGB %7.1ft/s %9.2f %9.2f %8.0f %7.1f%% %7.0ft/s (%.1f TFLOP/s)" % (
+        name, r["quant"], r["weight_bytes"] / 1e9, r["decode_tok_s"], r["ms_per_token"], r["ideal_ms_per_token"],
+        r["decode_bytes_per_s"] / 1e9, 100 * r["roofline_fraction"], r["prefill_tok_s"], r["prefill_tflops"]))
 if rows:
-    print("\ndevice: %s" % next((r["device"] for _, r, _ in rows if r), "?"))
-on, off = (next((r for name, r, _ in rows if name == n and r), None) for n in (ab, ab + "-nographs"))
-if on and off and off["decode"]:
-    print("\nCUDA graphs (%s): decode %.1f t/s on, %.1f t/s off: on/off %.3f; prefill on/off %.3f" % (
-        ab, on["decode"], off["decode"], on["decode"] / off["decode"], on["prefill"] / off["prefill"] if off["prefill"] else 0))
-else:
-    print("\nCUDA graphs (%s): no on/off comparison (a bench is missing or failed)" % ab)
-def decode_of(path):
+    print("device: %s" % rows[0][1]["device"])
+S["main_model"] = main
+d = dict(rows)
+on, off = d.get(main), d.get(main + "-nographs")
+if on and off and off["decode_tok_s"]:
+    S["graphs_on_off_decode"] = on["decode_tok_s"] / off["decode_tok_s"]
+    print("\nCUDA graphs: decode %.1f t/s on, %.1f off: on/off %.3f" % (on["decode_tok_s"], off["decode_tok_s"], S["graphs_on_off_decode"]))
+
+v = load("verify-%s.json" % main)
+if v:
+    cs = v["configs"]
+    plain = next((c for c in cs if c.get("speedup_vs_spec_none") is None), cs[0])
+    spec = next((c for c in cs if c.get("speedup_vs_spec_none") is not None), None)
+    if spec:
+        al = spec.get("accept_len_mean", 0) or 0
+        ratio = spec["speedup_vs_spec_none"]
+        # a speculative step yields al tokens; its cost in plain decode steps is al / ratio
+        S["verify"] = dict(plain_decode_tok_s=plain["decode_tok_s"]["mean"], spec_decode_tok_s=spec["decode_tok_s"]["mean"],
+                           accept_len_mean=al, speedup_vs_spec_none=ratio, step_cost_in_decode_steps=al / ratio if ratio else None)
+        print("\nEAGLE-3 verify batches (%s, random draft): plain %.1f t/s, speculative %.1f t/s at %.2f tokens"
+              " per step: a draft+verify step costs %.2f decode steps" % (main, S["verify"]["plain_decode_tok_s"], S["verify"]["spec_decode_tok_s"],
+              al, S["verify"]["step_cost_in_decode_steps"] or 0))
+
+e = load("exit-sumchain.json")
+if e:
+    S["exit_path"] = {"n_problems": e.get("n_problems"), "device": e.get("device"), "modes": e.get("modes")}
+    print("\nexit path (sumchain, %s problems, %s):" % (e.get("n_problems"), e.get("device")))
+    for m, r in (e.get("modes") or {}).items():
+        print("  %-12s accuracy %.3f  tokens %7.1f  accept %.2f  %.2f s  tokens/eagle3 %.2f  time/eagle3 %.2f" % (
+            m, r["accuracy"], r["mean_generated_tokens"], r["accept_len_mean"], r["total_seconds"], r["tokens_vs_eagle3"], r["time_vs_eagle3"]))
+
+for f in sorted(glob.glob(os.path.join(work, "par-*.json"))):
+    j = load(os.path.basename(f))
+    if not j:
+        continue
+    S["cont_batching"] = {k: j.get(k) for k in ("n_parallel", "n_gen", "throughput_ratio", "mean_sequences_per_pass", "outputs_identical")}
+    S["cont_batching"]["take_turns_tok_s"] = j["take_turns"]["aggregate_tok_s"]["mean"]
+    S["cont_batching"]["batched_tok_s"] = j["cont_batching"]["aggregate_tok_s"]["mean"]
+    print("\ncontinuous batching (%d sessions x %d tokens): take turns %.1f t/s, batched %.1f t/s: x%.2f, %.2f sequences per pass,"
+          " outputs identical: %s" % (j["n_parallel"], j["n_gen"], S["cont_batching"]["take_turns_tok_s"], S["cont_batching"]["batched_tok_s"],
+          j["throughput_ratio"], j["mean_sequences_per_pass"], j["outputs_identical"]))
+
+def dec(name):
+    j = load(name)
     try:
-        c = json.load(open(path))["configs"][0]
-        return c["decode_tok_s"]["mean"], c["prefill_tok_s"]["mean"]
+        return j["configs"][0]["decode_tok_s"]["mean"], j["configs"][0]["prefill_tok_s"]["mean"]
     except Exception:
         return None
-for f in sorted(glob.glob(os.path.join(out, "par-*.json"))):
-    try:
-        j = json.load(open(f))
-        print("\ncontinuous batching (%s, %d sessions x %d tokens): take turns %.1f t/s, batched %.1f t/s: x%.2f, %.2f sequences"
-              " per pass, outputs identical: %s" % (os.path.basename(f)[4:-5], j["n_parallel"], j["n_gen"],
-              j["take_turns"]["aggregate_tok_s"]["mean"], j["cont_batching"]["aggregate_tok_s"]["mean"], j["throughput_ratio"],
-              j["mean_sequences_per_pass"], j["outputs_identical"]))
-    except Exception as e:
-        print("\ncontinuous batching: %s unreadable: %s" % (os.path.basename(f), e))
-if long_ctx != "0":
-    sp, ns = (decode_of(os.path.join(out, "long-%s-%s.json" % (ab, x))) for x in ("split", "nosplit"))
-    if sp and ns and ns[0]:
-        print("\nsplit-K attention (%s, decode after %s tokens): %.1f t/s split, %.1f t/s one block per head: split/none %.3f"
-              " (prefill %.0f / %.0f t/s)" % (ab, long_ctx, sp[0], ns[0], sp[0] / ns[0], sp[1], ns[1]))
-        if on and on["decode"]:
-            print("long / short context decode (split-K): %.3f (short: -p 512 above)" % (sp[0] / on["decode"]))
-    else:
-        print("\nsplit-K attention (%s at %s tokens): no on/off comparison (a bench is missing or failed)" % (ab, long_ctx))
+sp, ns = dec("long-split.json"), dec("long-nosplit.json")
+if sp and ns and ns[0]:
+    S["long_context"] = dict(prompt_tokens=int(long_ctx), split_decode_tok_s=sp[0], nosplit_decode_tok_s=ns[0], split_over_nosplit=sp[0] / ns[0],
+                             long_over_short=sp[0] / on["decode_tok_s"] if on else None)
+    print("\nsplit-K attention (decode after %s tokens): %.1f t/s split, %.1f t/s one block per head: split/none %.3f" % (
+        long_ctx, sp[0], ns[0], sp[0] / ns[0]))
+if S["skipped_for_time"]:
+    print("\nskipped for time: " + "; ".join(S["skipped_for_time"]))
+json.dump(S, open(os.path.join(os.path.dirname(work), "summary.json"), "w"), indent=1)
 PY
-cat "$out/roofline.txt" | tee -a "$out/gpu-check.log"
-log "done in $(($(date +%s) - t_start)) s, status $status"
-exit $status
+  cat "$out/summary.txt" | tee -a "$out/gpu-check.log"
+  log "done in $(($(date +%s) - t_start)) s, status $status"
+  cp "$out/gpu-check.log" "$work/" 2> /dev/null
+  tar -C "$out" -czf "$out/logs.tar.gz" work && rm -rf "$work"
+  [ -n "${models_made:-}" ] && rm -f "$models"/*.gguf
+  exit $status
+}
+
+log "repository $root, backend $backend, output $out, deadline in $(left) s"
+{ nvidia-smi 2>&1 || echo "nvidia-smi not available"; } > "$work/nvidia-smi.txt"
+(cd "$root" && git rev-parse HEAD 2>/dev/null && git status --short 2>/dev/null) > "$work/git.txt" 2>&1
+
+# ---- 0. the build ----
+export PATH=/usr/local/cuda/bin:$PATH
+root_from=""
+if [ -n "${SX_BUILD_DIR:-}" ]; then
+  build=$SX_BUILD_DIR
+  log "using the build in $build"
+elif [ -f "$root/.gpu-bundle/manifest" ]; then
+  build=$root/.gpu-bundle/build
+  cp "$root/.gpu-bundle/manifest" "$work/bundle-manifest.txt"
+  root_from=$(sed -n 's/^root=//p' "$root/.gpu-bundle/manifest")
+  # the bundle's libraries that this machine lacks (cJSON, libmicrohttpd, ...)
+  mkdir -p "$work/lib"
+  for l in "$root"/.gpu-bundle/lib/*; do
+    [ -e "$l" ] || continue
+    ldconfig -p 2> /dev/null | grep -q "/$(basename "$l")\$" || ln -sf "$l" "$work/lib/"
+  done
+  export LD_LIBRARY_PATH=$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  # the CLI finds its default model under the source path it was built in
+  if [ "$root_from" != "$root" ] && [ ! -e "$root_from" ]; then
+    mkdir -p "$(dirname "$root_from")" 2> /dev/null && ln -s "$root" "$root_from" 2> /dev/null
+  fi
+  log "prebuilt bundle: $(tr '\n' ' ' < "$root/.gpu-bundle/manifest"); libraries taken from it: $(ls "$work/lib" | tr '\n' ' ')"
+else
+  build=$root/build-gpu-check
+  if [ ! -d "$build" ]; then
+    meson setup "$build" "$root" -Dvulkan=disabled -Dhip=disabled -Dcuda=enabled -Dnv_archs="$archs" -Dbuildtype=release \
+      > "$work/meson-setup.log" 2>&1 || { log "meson setup failed: $(grep -iE 'error|not found' "$work/meson-setup.log" | head -3 | tr '\n' ' ')"; status=1; finish; }
+  fi
+  if ! timeout "$(cap 300)" ninja -C "$build" > "$work/build.log" 2>&1; then
+    log "build failed (see build.log)"; tail -30 "$work/build.log"; status=1; finish
+  fi
+  grep -iE "warning" "$work/build.log" | grep -E "backends/cuda|tests/test_cuda" > "$work/build-warnings-cuda.txt" || true
+  log "build ok ($(wc -l < "$work/build-warnings-cuda.txt") warnings in CUDA sources)"
+fi
+if [ ! -x "$build/specexit" ]; then log "no specexit program in $build"; status=1; finish; fi
+"$build/specexit" devices --json > "$work/devices.json" 2> "$work/devices.err" || log "specexit devices failed: $(head -2 "$work/devices.err")"
+runtests() { # NAME DEADLINE_EPOCH runner-args...: the tests through tools/run-tests.py
+  local name=$1 dl=$2
+  shift 2
+  python3 "$root/tools/run-tests.py" "$build" -j "$jobs" --deadline "$dl" --json "$work/tests-$name.json" --log-dir "$work/tests-$name" \
+    ${root_from:+--root-from "$root_from" --root-to "$root"} "$@" > "$work/tests-$name.txt" 2>&1
+  local rc=$?
+  log "tests $name: $(tail -1 "$work/tests-$name.txt")"
+  grep -E '^FAIL ' "$work/tests-$name.txt" | head -10 | while read -r l; do log "  $l"; done
+  [ $rc = 0 ] || status=1
+}
+# step NAME SECONDS COMMAND...: one test program, its exit status in step-NAME.rc
+step() {
+  local name=$1 secs=$2
+  shift 2
+  fits "$secs" "$name" || return 0
+  timeout "$(cap "$secs")" "$@" > "$work/step-$name.log" 2>&1
+  local rc=$?
+  echo $rc > "$work/step-$name.rc"
+  log "$name: exit $rc: $(tail -1 "$work/step-$name.log")"
+  case $rc in 0|77) ;; *) status=1 ;; esac
+}
+
+# ---- 1. synthetic models, in the background ----
+if [ -n "${SX_BENCH_SHAPES:-}" ]; then
+  IFS=';' read -ra shapes <<< "$SX_BENCH_SHAPES"
+else
+  l1=32 l2=36
+  if [ "$layers" != full ]; then l1=$layers l2=$layers; fi
+  # name arch layers embd heads kv_heads head_dim ff vocab
+  shapes=("llama3-8b llama $l1 4096 32 8 128 14336 128256" "qwen3-8b qwen3 $l2 4096 32 8 128 12288 151936")
+fi
+mkdir -p "$models" && models_made=1
+declare -A mpid mpath
+make_model() { # name arch layers embd heads kvh hd ff vocab type
+  nice -n 5 "$build/specexit-mkmodel" --arch "$2" --type "${10}" --layers "$3" --embd "$4" --heads "$5" --kv-heads "$6" --head-dim "$7" --ff "$8" \
+    --ctx 16384 --seed 7 --vocab "$9" -o "$models/$1-${10}.gguf" > "$work/mkmodel-$1-${10}.log" 2>&1
+}
+first=${shapes[0]%% *}
+first_type=${types%% *}
+for s in "${shapes[@]}"; do
+  set -- $s
+  for type in $types; do
+    mpath[$1-$type]=$models/$1-$type.gguf
+    make_model $s "$type" & mpid[$1-$type]=$!
+  done
+done
+# the EAGLE-3 draft of the first shape (as for Llama-3-8B: one layer, 32000-token draft vocabulary)
+draft=$models/$first-eagle3.gguf
+(
+  set -- ${shapes[0]}
+  wait_for=${mpid[$first-$first_type]}
+  while kill -0 "$wait_for" 2> /dev/null; do sleep 1; done
+  dv=$(( $9 < 32000 ? $9 / 2 : 32000 ))
+  nice -n 5 "$build/specexit-mkmodel" --arch eagle3 --target "${mpath[$first-$first_type]}" --type f16 --heads "$5" --kv-heads "$6" \
+    --head-dim "$7" --ff "$8" --draft-vocab "$dv" --own-embd --seed 11 -o "$draft" > "$work/mkmodel-eagle3.log" 2>&1
+) & draft_pid=$!
+log "writing $(( ${#shapes[@]} * $(echo $types | wc -w) )) models ($([ -n "${SX_BENCH_SHAPES:-}" ] && echo "shapes as given" || echo "$layers layers")) and a draft in the background"
+model_ready() { # KEY: waits for its writer (in this shell: not in $(...)); sets $model when the model exists
+  local p=${mpid[$1]:-}
+  model=""
+  [ -n "$p" ] && wait "$p" 2> /dev/null
+  [ -s "${mpath[$1]:-/nonexistent}" ] && model=${mpath[$1]}
+  [ -n "$model" ]
+}
+
+# ---- 2. the backend's suite ----
+if [ "${SX_SKIP_TESTS:-0}" != 1 ]; then
+  # leave ~40% of the run for the benchmarks
+  runtests "$backend" $(( $(date +%s) + ($(left) - 15) * 55 / 100 )) --suite "$backend"
+fi
+
+# bench_cfg OUTNAME SECONDS ENV... -- ARGS...: one `specexit bench --json`
+bench() {
+  local name=$1 secs=$2 envs=()
+  shift 2
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+  shift
+  fits "$secs" "bench $name" || return 0
+  if timeout "$(cap "$secs")" env "${envs[@]}" "$build/specexit" bench --backend "$backend" --json "$@" > "$work/$name.json" 2> "$work/$name.log"; then
+    log "bench $name: $(grep -vE '^\s*$' "$work/$name.log" | tail -1 | sed 's/^\[bench\] //' | cut -c1-200)"
+  else
+    log "bench $name FAILED (see $name.log): $(tail -1 "$work/$name.log" | cut -c1-200)"; rm -f "$work/$name.json"
+  fi
+}
+
+# ---- 3. the roofline bench ----
+main_key=$first-$first_type
+model_ready "$main_key" || log "the $main_key model was not written (see mkmodel-$main_key.log)"
+main_model=$model
+[ -n "$main_model" ] && bench "bench-$main_key" 120 -- -m "$main_model" -p "$bp" -n "$bn" -r "$br"
+
+# ---- 4. EAGLE-3 verify batches ----
+wait "$draft_pid" 2> /dev/null
+if [ -n "$main_model" ] && [ -s "$draft" ]; then
+  bench "verify-$main_key" 120 -- -m "$main_model" -md "$draft" --spec eagle3 -p 64 -n "$bn" -r "$br" --ignore-eos
+else
+  log "no EAGLE-3 draft for the verify bench (see mkmodel-eagle3.log)"
+fi
+
+# ---- 5. the exit path on the trained sumchain pair ----
+if [ -f "$root/models/sumchain/target.gguf" ] && [ -f "$problems" ]; then
+  bench "exit-sumchain" 90 -- -m "$root/models/sumchain/target.gguf" -md "$root/models/sumchain/draft.gguf" --problems "$problems" \
+    --modes plain,eagle3,specexit
+fi
+
+# ---- 6. graphs, continuous batching, long context ----
+if [ -n "$main_model" ]; then
+  bench "bench-$main_key-nographs" 90 SPECEXIT_CUDA_GRAPHS=0 -- -m "$main_model" -p "$bp" -n "$bn" -r "$br"
+  bench "par-$main_key" 90 -- -m "$main_model" -np 8 -p 32 -n 64 -r 2
+  if [ "$long_ctx" != 0 ]; then
+    bench "long-split" 90 -- -m "$main_model" -p "$long_ctx" -n 64 -r 2
+    bench "long-nosplit" 90 SPECEXIT_CUDA_ATTN_SPLIT=0 -- -m "$main_model" -p "$long_ctx" -n 64 -r 2
+  fi
+fi
+
+# ---- 7. more tests, the other models ----
+if [ "${SX_SKIP_TESTS:-0}" != 1 ] && [ "${SX_EXTRA_TESTS:-1}" != 0 ]; then
+  xf=$root/tests/xfail/$backend.txt
+  step "test_ops-$backend-full" 150 "$build/tests/test_ops" "$backend" --full ${xf:+--xfail "$xf"}
+  for split in all 0; do
+    step "attention-split-$split" 90 env SPECEXIT_CUDA_ATTN_SPLIT=$split "$build/tests/test_ops" "$backend" --full --op ATTENTION
+    step "batch-invariance-split-$split" 90 env SPECEXIT_CUDA_ATTN_SPLIT=$split "$build/tests/test_batch_invariance" "$backend"
+  done
+fi
+for s in "${shapes[@]}"; do
+  set -- $s
+  for type in $types; do
+    key=$1-$type
+    [ "$key" = "$main_key" ] && continue
+    model_ready "$key" || { log "the $key model was not written (see mkmodel-$key.log)"; continue; }
+    p=$model
+    bench "bench-$key" 90 -- -m "$p" -p "$bp" -n "$bn" -r "$br"
+    rm -f "$p"
+  done
+done
+if [ "${SX_SKIP_TESTS:-0}" != 1 ] && [ "$backend" = cuda ]; then
+  fits 120 "cuda-compile suite" && runtests cuda-compile $(( $(date +%s) + $(cap 120) )) --suite cuda-compile
+fi
+# writers still running (skipped models) are stopped
+for p in "${mpid[@]}" "$draft_pid"; do kill "$p" 2> /dev/null; done
+wait 2> /dev/null
+finish

@@ -5,8 +5,9 @@ token; it is accepted only at a near tie, i.e. when backend B's top-2 logit
 gap at that position is below --tie (default 0.05 logits), measured with
 dump_logits on the shared prefix.
 
-  check_text_equal.py SPECEXIT MODEL.gguf A B [--b-args "-md DRAFT.gguf ..."]
-(with --b-args: plain greedy on A against speculative greedy on B)
+  check_text_equal.py SPECEXIT MODEL.gguf A B [--b-args "-md DRAFT.gguf ..."] [--prompt P ...]
+(with --b-args: plain greedy on A against speculative greedy on B; --prompt
+replaces the three default prompts)
 Exit 77 when either backend is unavailable or the model is absent."""
 import json
 import os
@@ -36,11 +37,12 @@ def main():
         return 2
     exe, model, ba, bb = a[:4]
     b_args = a[a.index("--b-args") + 1].split() if "--b-args" in a else []
+    prompts = [a[i + 1] for i in range(len(a) - 1) if a[i] == "--prompt"] or PROMPTS
     if not os.path.exists(model):
         print(f"SKIP: {model} not found")
         return 77
     fails = 0
-    for p in PROMPTS:
+    for p in prompts:
         ta, tb = run(exe, model, p, ba), run(exe, model, p, bb, b_args)
         if ta == tb:
             print(f"ok   {p!r}: identical on {ba} and {bb}: {ta[:60]!r}...")
