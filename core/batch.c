@@ -23,7 +23,15 @@
  * so every session gets exactly the tokens it would get alone. A combined
  * pass that fails is retried one sequence at a time, so one bad request
  * cannot fail the others. Tested by tests/test_cont_batching.c and by the
- * server's concurrent-clients test. */
+ * server's concurrent-clients test.
+ *
+ * Prompts: a session's prefill runs in chunks of its batch size (-b), as it
+ * would alone (the chunking decides the bits of its KV cache, so it must
+ * not depend on who else is running). Between two chunks it waits until the
+ * decoding sessions have completed a target pass (sx_batch_prefill_turn), so
+ * a long prompt arriving stalls a streaming session for one chunk, not for
+ * the whole prompt (the device lock is not fair: a prefilling thread that
+ * unlocks and relocks at once would otherwise keep it). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -37,6 +45,7 @@
 
 #define SX_BATCH_MAX_ROWS SX_SPEC_MAX_VERIFY
 #define SX_BATCH_WAIT_MS 50 /* the longest a ready pass waits for the other sessions */
+#define SX_PREFILL_TURN_MS 100 /* the longest a prefill chunk waits for the decoding sessions' next pass */
 
 typedef struct breq {
     sx_session *s;
@@ -68,9 +77,13 @@ typedef struct sx_batcher {
     sx_graph *graph;
     int graph_seqs;  /* sequences the graph has room for */
     uint64_t n_passes, n_seqs;
+    uint64_t decode_epoch; /* target passes of decoding sessions so far (alone or combined) */
 } sx_batcher;
 
+static struct timespec deadline_after(double ms);
+
 static _Thread_local int tl_lock_depth;
+static _Thread_local int tl_decoding; /* this thread's session is in its decode phase */
 
 sx_status sx_engine_sync_init(sx_engine *e) {
     pthread_mutexattr_t a;
@@ -119,6 +132,7 @@ void sx_batch_enter(sx_engine *e) {
     pthread_mutex_lock(&B->mu);
     B->n_decoding++;
     pthread_mutex_unlock(&B->mu);
+    tl_decoding++;
 }
 
 void sx_batch_leave(sx_engine *e) {
@@ -126,6 +140,20 @@ void sx_batch_leave(sx_engine *e) {
     pthread_mutex_lock(&B->mu);
     B->n_decoding--;
     pthread_cond_broadcast(&B->cv); /* the passes waiting for this session wait no more */
+    pthread_mutex_unlock(&B->mu);
+    tl_decoding--;
+}
+
+void sx_batch_prefill_turn(sx_engine *e, uint64_t *seen) {
+    if (tl_lock_depth > 0 || tl_decoding > 0) return; /* waiting would hold up the very passes it waits for */
+    sx_batcher *B = e->batcher;
+    pthread_mutex_lock(&B->mu);
+    if (*seen != SX_PREFILL_FIRST && e->cont_batching) {
+        const struct timespec deadline = deadline_after(SX_PREFILL_TURN_MS);
+        while (B->n_decoding > 0 && B->decode_epoch == *seen)
+            if (pthread_cond_timedwait(&B->cv, &B->mu, &deadline) == ETIMEDOUT) break;
+    }
+    *seen = B->decode_epoch;
     pthread_mutex_unlock(&B->mu);
 }
 
@@ -299,6 +327,7 @@ static void run_round(sx_engine *e) {
         B->n_passes++;
         B->n_seqs += (uint64_t)n;
     }
+    if (!reqs[0]->draft) B->decode_epoch++;
     for (int i = 0; i < n; i++) reqs[i]->done = true;
     B->running = false;
     pthread_cond_broadcast(&B->cv);
@@ -319,7 +348,14 @@ static sx_status submit(sx_engine *e, breq *r) {
     pthread_mutex_lock(&B->mu);
     if (!e->cont_batching || (B->n_decoding < 2 && !B->head && !B->running)) { /* nobody to share with */
         pthread_mutex_unlock(&B->mu);
-        return run_alone(r);
+        const sx_status st = run_alone(r);
+        if (!r->draft) {
+            pthread_mutex_lock(&B->mu);
+            B->decode_epoch++;
+            pthread_cond_broadcast(&B->cv); /* a prefill waiting for its turn goes on */
+            pthread_mutex_unlock(&B->mu);
+        }
+        return st;
     }
     if (B->tail) B->tail->next = r;
     else B->head = r;

@@ -269,10 +269,12 @@ sx_status sx_session_eval(sx_session *s, const int32_t *tokens, int n, float *ou
     if ((int64_t)s->n_past + n > s->kv->n_ctx)
         return sx_set_error(SX_ERR_CONTEXT_FULL, "%d tokens do not fit: %d of %d context slots are used (raise --ctx-size)", n, s->n_past,
                             s->kv->n_ctx);
+    uint64_t turn = SX_PREFILL_FIRST;
     for (int done = 0; done < n;) {
         const int m = n - done < s->n_batch ? n - done : s->n_batch;
         const bool last = done + m == n;
         const int32_t last_row = m - 1;
+        sx_batch_prefill_turn(s->e, &turn);
         sx_batch b = {.tokens = tokens + done, .n = m, .n_past = s->n_past, .out_rows = &last_row, .n_out = 1};
         sx_status st = sx_session_forward(s, &b, last ? out_logits : NULL, NULL);
         if (st != SX_OK) return st;

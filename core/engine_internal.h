@@ -59,6 +59,14 @@ void sx_engine_unlock(sx_engine *e);
  * passes of the sessions in it. */
 void sx_batch_enter(sx_engine *e);
 void sx_batch_leave(sx_engine *e);
+/* Before each prompt chunk (not holding the device lock): from the second
+ * chunk on, waits (up to 100 ms) until the sessions in their decode phase
+ * have completed a target pass since the previous chunk, so that a long
+ * prompt does not hold them up for all its chunks. *seen: SX_PREFILL_FIRST
+ * before the first chunk; the function keeps it. No wait in a thread whose
+ * own session decodes, or under the device lock. */
+#define SX_PREFILL_FIRST UINT64_MAX
+void sx_batch_prefill_turn(sx_engine *e, uint64_t *seen);
 /* As sx_session_forward (without the device lock held), but combined with
  * the passes other sessions of the engine send at the same time. */
 SX_MUST_USE sx_status sx_session_forward_shared(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax);

@@ -622,8 +622,10 @@ sx_status sx_spec_prefill(sx_spec *sp, const int32_t *prompt, int n, float *out_
     }
     int fl[3];
     feature_layers(sp, fl);
+    uint64_t turn = SX_PREFILL_FIRST;
     for (int done = 0; done < n;) {
-        sx_engine_lock(s->e); /* one chunk at a time: other sessions go on between chunks */
+        sx_batch_prefill_turn(s->e, &turn); /* decoding sessions go on between chunks */
+        sx_engine_lock(s->e); /* the target and the draft pass of one chunk together */
         const sx_status st = prefill_chunk(sp, prompt, n, done, fl, out_logits);
         sx_engine_unlock(s->e);
         SX_RETURN_IF_ERROR(st);

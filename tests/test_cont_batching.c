@@ -11,6 +11,7 @@
  * passes). Exit 77 when BACKEND has no device. */
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,78 @@ static void run_job(job *j) {
     if (j->st == SX_OK) sx_generate_stats_free(&gs);
     else snprintf(j->err, sizeof j->err, "%s", sx_last_error());
     free(ids);
+}
+
+/* ---- a long prompt arriving while a session streams ---- */
+typedef struct streamer {
+    sx_session *s;
+    const int32_t *prompt;
+    int n_prompt;
+    volatile int n_tokens; /* emitted so far */
+    volatile int stop;
+    sx_status st;
+} streamer;
+
+static bool stream_cb(int32_t tok, const char *piece, size_t len, void *user) {
+    (void)tok, (void)piece, (void)len;
+    streamer *t = user;
+    __atomic_add_fetch(&t->n_tokens, 1, __ATOMIC_SEQ_CST);
+    return !__atomic_load_n(&t->stop, __ATOMIC_SEQ_CST);
+}
+
+static void *stream_main(void *arg) {
+    streamer *t = arg;
+    sx_generate_params p;
+    sx_generate_params_init(&p);
+    p.n_predict = 400;
+    p.ignore_eos = true;
+    p.sampling.temp = 0;
+    p.exit.kind = SX_EXIT_NONE;
+    sx_generate_stats gs;
+    t->st = sx_generate(t->s, t->prompt, t->n_prompt, &p, stream_cb, t, &gs);
+    if (t->st == SX_OK) sx_generate_stats_free(&gs);
+    return NULL;
+}
+
+/* While one session decodes, another evaluates a prompt in many chunks: the
+ * decoding session must get target passes between the chunks (core/batch.c,
+ * sx_batch_prefill_turn), not wait for the whole prompt. */
+static void prefill_takes_turns(sx_engine *e) {
+    enum { CHUNK = 4, N_LONG = 160 };
+    sx_session_options so;
+    sx_session_options_init(&so);
+    so.n_ctx = 512;
+    sx_session *sa = NULL, *sb = NULL;
+    so.n_batch = CHUNK;
+    if (sx_session_create(e, &so, &sa) != SX_OK || sx_session_create(e, &so, &sb) != SX_OK) {
+        CHECK(false, "sessions: %s", sx_last_error());
+        return;
+    }
+    sx_engine_info info;
+    sx_engine_get_info(e, &info);
+    int32_t a_prompt[3] = {1, 2, 3}, b_prompt[N_LONG];
+    for (int i = 0; i < N_LONG; i++) b_prompt[i] = (int32_t)(7 + (i * 13) % (info.n_vocab - 8));
+    streamer t = {.s = sa, .prompt = a_prompt, .n_prompt = 3};
+    pthread_t th;
+    pthread_create(&th, NULL, stream_main, &t);
+    while (__atomic_load_n(&t.n_tokens, __ATOMIC_SEQ_CST) < 3 && t.st == SX_OK) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    const int before = __atomic_load_n(&t.n_tokens, __ATOMIC_SEQ_CST);
+    const sx_status st = sx_session_eval(sb, b_prompt, N_LONG, NULL);
+    const int during = __atomic_load_n(&t.n_tokens, __ATOMIC_SEQ_CST) - before;
+    __atomic_store_n(&t.stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(th, NULL);
+    const int chunks = N_LONG / CHUNK;
+    CHECK(st == SX_OK, "prompt of %d tokens: %s", N_LONG, sx_last_error());
+    CHECK(t.st == SX_OK, "streaming session: %s", sx_status_str(t.st));
+    /* one pass between every two chunks, unless a wait timed out (100 ms): at least half */
+    CHECK(during >= (chunks - 1) / 2 && during < 400, "the streaming session decoded %d tokens during a prompt of %d chunks (want >= %d)", during,
+          chunks, (chunks - 1) / 2);
+    printf("prefill takes turns: %d tokens streamed during a %d-chunk prompt\n", during, chunks);
+    sx_session_destroy(sa);
+    sx_session_destroy(sb);
 }
 
 static void *thread_main(void *arg) {
@@ -147,6 +220,7 @@ int main(int argc, char **argv) {
            passes ? (double)seqs / (double)passes : 0.0);
     CHECK(passes > 0 && seqs > passes + passes / 4, "the concurrent sessions were not batched (%llu passes, %llu sequences)",
           (unsigned long long)passes, (unsigned long long)seqs);
+    prefill_takes_turns(e);
     sx_engine_destroy(e);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
