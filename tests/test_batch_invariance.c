@@ -89,7 +89,7 @@ typedef struct attn_case {
 static sx_status attention(sx_sched *s, sx_graph *g, const attn_case *c, const float *kf, const float *vf, int64_t cap, int64_t n_kv,
                            const float *q, int64_t T, const float *mask, int64_t n_past, float *out) {
     const int64_t row = c->d * c->nkv;
-    const size_t es = sx_dtype_row_size(c->kv, 1), bytes = sx_dtype_row_size(c->kv, row * cap);
+    const size_t bytes = sx_dtype_row_size(c->kv, row * cap);
     char *kb = malloc(bytes), *vb = malloc(bytes);
     if (!kb || !vb) {
         free(kb), free(vb);
@@ -104,7 +104,7 @@ static sx_status attention(sx_sched *s, sx_graph *g, const attn_case *c, const f
     if (st == SX_OK) st = sx_graph_set_input(g, vc, vb, bytes);
     free(kb), free(vb);
     SX_RETURN_IF_ERROR(st);
-    const size_t nb[2] = {(size_t)c->d * es, (size_t)row * es};
+    const size_t nb[2] = {sx_dtype_row_size(c->kv, c->d), sx_dtype_row_size(c->kv, row)}; /* q8_0: whole blocks per head */
     sx_tensor *k = sx_graph_view(g, kc, 3, (int64_t[]){c->d, c->nkv, n_kv}, nb, 0);
     sx_tensor *v = sx_graph_view(g, vc, 3, (int64_t[]){c->d, c->nkv, n_kv}, nb, 0);
     sx_tensor *qi = sx_graph_input_f32(g, q, 3, (int64_t[]){c->d, c->nh, T}, "q");
@@ -160,13 +160,13 @@ static void test_attention(sx_sched *s, sx_graph *g, int *passed, int *failed) {
     /* n_past: a short prefix; rows crossing key 256 (a split-K chunk of the
      * GPU kernels); a long context of several chunks */
     const int64_t n_pasts[] = {3, 252, 2100};
-    const sx_dtype kvs[] = {SX_DTYPE_F32, SX_DTYPE_F16};
+    const sx_dtype kvs[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_Q8_0}; /* q8_0: a quantized KV cache (-ctk q8_0) */
     const int64_t ds[] = {64, 128};
     sx_rng rng;
     sx_rng_seed(&rng, 1234);
     for (int tree = 1; tree >= 0; tree--)
         for (size_t pi = 0; pi < sizeof n_pasts / sizeof n_pasts[0]; pi++)
-            for (size_t ki = 0; ki < 2; ki++)
+            for (size_t ki = 0; ki < sizeof kvs / sizeof kvs[0]; ki++)
                 for (size_t di = 0; di < 2; di++) {
                     if (!tree && di) continue; /* prefill: one head size is enough */
                     const attn_case c = {kvs[ki], ds[di], 8, 2, n_pasts[pi], tree != 0};

@@ -153,9 +153,9 @@ static sx_tensor *build_ATTENTION(tctx *c, const tcase *tc) {
     sx_tensor *kc = rand_tensor(c, tc->dt, (int64_t[]){d * nkv, n_kv + 5, 1, 1}, -1, 1);
     sx_tensor *vc = rand_tensor(c, tc->dt, (int64_t[]){d * nkv, n_kv + 5, 1, 1}, -1, 1);
     if (!kc || !vc) return NULL;
-    const size_t es = kc->nb[0];
-    sx_tensor *k = sx_graph_view(c->g, kc, 3, (int64_t[]){d, nkv, n_kv}, (size_t[]){d * es, d * nkv * es}, 0);
-    sx_tensor *v = sx_graph_view(c->g, vc, 3, (int64_t[]){d, nkv, n_kv}, (size_t[]){d * es, d * nkv * es}, 0);
+    const size_t rh = sx_dtype_row_size(tc->dt, d); /* one head's row: whole blocks for q8_0 */
+    sx_tensor *k = sx_graph_view(c->g, kc, 3, (int64_t[]){d, nkv, n_kv}, (size_t[]){rh, rh * (size_t)nkv}, 0);
+    sx_tensor *v = sx_graph_view(c->g, vc, 3, (int64_t[]){d, nkv, n_kv}, (size_t[]){rh, rh * (size_t)nkv}, 0);
     sx_tensor *mask = NULL;
     if (tc->variant >= 1) { /* random tree over M slots: parent of i is some j < i; visible = ancestors and self */
         float *m = malloc(sizeof(float) * (size_t)(M * T));
@@ -256,6 +256,15 @@ static void make_cases(caselist *l, bool full) {
         add(l, SX_OP_ATTENTION, dt, 64, 4, 3, 2, 2, 600); /* long context: several split-K chunks on the GPUs */
         if (full) add(l, SX_OP_ATTENTION, dt, 128, 8, 33, 2, 1, 300);
     }
+    /* a quantized KV cache (-ctk q8_0): rows of whole 32-element blocks, head dims 32..128 */
+    add(l, SX_OP_SET_ROWS, SX_DTYPE_Q8_0, 64, 20, 7, 1, 0, 0);
+    add(l, SX_OP_SET_ROWS, SX_DTYPE_Q8_0, 256, 9, 3, 1, 0, 0);
+    add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 64, 4, 1, 2, 0, 9);   /* decode, GQA 2 */
+    add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 32, 6, 7, 3, 0, 0);   /* prefill from empty */
+    add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 32, 4, 9, 2, 1, 13);  /* tree mask */
+    add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 64, 4, 6, 2, 2, 7);   /* draft tree level */
+    add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 128, 4, 3, 2, 2, 600); /* long context: split-K chunks on the GPUs */
+    if (full) add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 128, 8, 33, 2, 1, 300);
     add(l, SX_OP_SILU_MUL, SX_DTYPE_F32, 37, 5, 3, 1, 0, 0);
     add(l, SX_OP_ARGMAX, SX_DTYPE_F32, 101, 7, 1, 1, 0, 0);
     add(l, SX_OP_ARGMAX, SX_DTYPE_F32, 5000, 2, 1, 1, 0, 0);
@@ -280,7 +289,8 @@ static void make_cases(caselist *l, bool full) {
  *  - matmul quantised weights: 1/127 of sum|w x| — fast paths round the
  *    activations to 8 bits per block (max relative error 1/254 per element
  *    of the block max; bound doubled for the block max vs element ratio)
- *  - copy/set_rows into f16/bf16: one unit in the last place of the format
+ *  - copy/set_rows into f16/bf16: one unit in the last place of the format;
+ *    set_rows into q8_0 (a quantized KV cache): exact
  *  - argmax, top_k, get_rows of plain types, concat: exact. */
 typedef struct { double atol, rtol; bool matmul_scale; } tol;
 
@@ -292,7 +302,8 @@ static tol tolerance(const tcase *tc) {
     case SX_OP_ATTENTION: return (tol){2e-5, 1e-5, false};
     case SX_OP_COPY:
         return tc->param == SX_DTYPE_BF16 ? (tol){1e-30, 1.0 / 128, false} : tc->param == SX_DTYPE_F16 ? (tol){1e-7, 1.0 / 1024, false} : (tol){0, 0, false};
-    case SX_OP_SET_ROWS: return tc->dt == SX_DTYPE_F16 ? (tol){1e-7, 1.0 / 1024, false} : (tol){0, 0, false};
+    case SX_OP_SET_ROWS: /* q8_0: exact, every backend quantizes as ir/dtype.c (IEEE 1/d, round half to even) */
+        return tc->dt == SX_DTYPE_F16 ? (tol){1e-7, 1.0 / 1024, false} : (tol){0, 0, false};
     case SX_OP_ARGMAX: case SX_OP_TOP_K: case SX_OP_CONCAT: return (tol){0, 0, false};
     case SX_OP_GET_ROWS: return sx_dtype_get(tc->dt)->quantized ? (tol){1e-6, 1e-6, false} : (tol){0, 0, false};
     default: return (tol){1e-6, 1e-5, false};

@@ -233,14 +233,34 @@ static sx_status fast_ROPE(sx_device *dev, sx_tensor *node) {
  * matmul tile (4 keys x up to 4 heads per call, each K row converted once
  * for the group); per (key, head) the same bits whatever the batch, since
  * the group is fixed by the model and the keys are always blocked from slot
- * 0. Hidden keys are computed too, then overwritten. */
+ * 0. Hidden keys are computed too, then overwritten. q8_0 K/V (a quantized
+ * KV cache): rows are dequantized ATTN_QTILE keys at a time into the task's
+ * scratch, then the f32 dots and sums, in the same order for any batch. */
 typedef struct { const sx_tensor *q, *k, *v, *mask; sx_tensor *y; float *scratch; int64_t stride; const sx_cpu_kernels *kt; } attn_ctx;
 
+#define ATTN_QTILE 64
+
+/* rows j0..j0+n of a q8_0 head view (row stride nb) as floats, [n][d] */
+static void attn_dequant_rows(const char *base, size_t nb, int64_t j0, int64_t n, int64_t d, float *out) {
+    for (int64_t j = 0; j < n; j++) sx_dtype_dequantize_row(SX_DTYPE_Q8_0, base + (size_t)(j0 + j) * nb, out + j * d, d);
+}
+
 /* sc[g * n_kv + j] = dot(K row j, query head h0 + g) for g < group. */
-static void attn_dots(const attn_ctx *c, int64_t t, int64_t h0, int64_t group, const char *kb, float *sc) {
+static void attn_dots(const attn_ctx *c, int64_t t, int64_t h0, int64_t group, const char *kb, float *sc, float *qbuf) {
     const sx_tensor *q = c->q, *k = c->k;
     const int64_t d = q->ne[0], n_kv = k->ne[2];
     const char *q0 = (const char *)sx_cpu_data(q) + t * q->nb[2];
+    if (k->dtype == SX_DTYPE_Q8_0) {
+        for (int64_t j0 = 0; j0 < n_kv; j0 += ATTN_QTILE) {
+            const int64_t n = n_kv - j0 < ATTN_QTILE ? n_kv - j0 : ATTN_QTILE;
+            attn_dequant_rows(kb, k->nb[2], j0, n, d, qbuf);
+            for (int64_t g = 0; g < group; g++) {
+                const float *qr = (const float *)(q0 + (h0 + g) * q->nb[1]);
+                for (int64_t j = 0; j < n; j++) sc[g * n_kv + j0 + j] = c->kt->vec_dot_f32(d, qbuf + j * d, qr);
+            }
+        }
+        return;
+    }
     if (k->dtype == SX_DTYPE_F16) {
         const sx_cpu_gemm_fn gemm = c->kt->gemm[SX_DTYPE_F16];
         for (int64_t g = 0; g < group; g += SX_CPU_TILE_M) {
@@ -268,13 +288,14 @@ static void attn_run(void *p, int ith, int nth) {
     float *acc0 = sc0 + group * n_kv;                         /* [group][d] */
     float *sums = acc0 + group * d;                           /* [group] */
     float *tmp = sums + group;                                /* [n_kv + 16] for exp_sum */
+    float *qbuf = tmp + n_kv + 16;                            /* [ATTN_QTILE][d] dequantized q8_0 rows */
     int64_t lo, hi;
     split(T * nkv, ith, nth, &lo, &hi);
     for (int64_t job = lo; job < hi; job++) {
         const int64_t t = job / nkv, kh = job % nkv;
         const char *kb = (const char *)sx_cpu_data(k) + kh * k->nb[1];
         const char *vb = (const char *)sx_cpu_data(v) + kh * v->nb[1];
-        attn_dots(c, t, kh * group, group, kb, sc0);
+        attn_dots(c, t, kh * group, group, kb, sc0, qbuf);
         const float *mrow = c->mask ? (const float *)((const char *)sx_cpu_data(c->mask) + t * c->mask->nb[1]) : NULL;
         const int64_t n_vis = n_past < n_kv ? n_past : n_kv;
         for (int64_t g = 0; g < group; g++) {
@@ -302,6 +323,18 @@ static void attn_run(void *p, int ith, int nth) {
             for (int64_t g = 0; g < group; g += 4) /* each V row converted once for up to 4 heads */
                 c->kt->vec_axpy_rows_f16(d, n_kv, group - g < 4 ? (int)(group - g) : 4, sc0 + g * n_kv, n_kv, (const uint16_t *)vb,
                                          v->nb[2], acc0 + g * d, d);
+        } else if (v->dtype == SX_DTYPE_Q8_0) {
+            for (int64_t j0 = 0; j0 < n_kv; j0 += ATTN_QTILE) {
+                const int64_t n = n_kv - j0 < ATTN_QTILE ? n_kv - j0 : ATTN_QTILE;
+                attn_dequant_rows(vb, v->nb[2], j0, n, d, qbuf);
+                for (int64_t g = 0; g < group; g++)
+                    for (int64_t j = 0; j < n; j++) {
+                        const float wj = sc0[g * n_kv + j0 + j];
+                        if (wj == 0.0f) continue;
+                        const float *vf = qbuf + j * d;
+                        for (int64_t cc = 0; cc < d; cc++) acc0[g * d + cc] += wj * vf[cc];
+                    }
+            }
         } else {
             for (int64_t g = 0; g < group; g++)
                 for (int64_t j = 0; j < n_kv; j++) {
@@ -327,7 +360,8 @@ static sx_status fast_ATTENTION(sx_device *dev, sx_tensor *node) {
         return sx_cpu_ref_ATTENTION(dev, node);
     const int nth = sx_threadpool_size(pool_of(dev));
     const int64_t n_kv = c.k->ne[2], group = c.q->ne[1] / c.k->ne[1];
-    c.stride = ((group + 1) * n_kv + group * (c.q->ne[0] + 1) + 16 + 15) & ~(int64_t)15; /* scores, acc, sums, exp_sum's tmp */
+    const int64_t qrows = c.k->dtype == SX_DTYPE_Q8_0 ? ATTN_QTILE * c.q->ne[0] : 0;
+    c.stride = ((group + 1) * n_kv + group * (c.q->ne[0] + 1) + 16 + qrows + 15) & ~(int64_t)15; /* scores, acc, sums, exp_sum's tmp, q8_0 rows */
     c.scratch = sx_cpu_scratch((sx_cpu_device *)dev, (size_t)c.stride * (size_t)nth);
     if (!c.scratch) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "attention: scratch");
     run(dev, attn_run, &c, c.q->ne[2] * c.q->ne[1] * n_kv * c.q->ne[0]);
@@ -368,6 +402,16 @@ static sx_status fast_GET_ROWS(sx_device *dev, sx_tensor *node) {
 
 static sx_status fast_SET_ROWS(sx_device *dev, sx_tensor *node) {
     const sx_tensor *src = node->src[1], *ids = node->src[2];
+    if (node->dtype == SX_DTYPE_Q8_0 && src->dtype == SX_DTYPE_F32 && src->nb[0] == 4 && row_dense(node) && ids->nb[0] == 4) {
+        const int32_t *id = sx_cpu_data(ids); /* a q8_0 KV cache: each row quantized as ir/dtype.c does */
+        for (int64_t i = 0; i < ids->ne[0]; i++) {
+            if (id[i] < 0 || id[i] >= node->ne[1])
+                return sx_set_error(SX_ERR_INVALID_ARG, "set_rows: slot %d out of range [0, %lld)", id[i], (long long)node->ne[1]);
+            sx_dtype_quantize_row(SX_DTYPE_Q8_0, (const float *)((const char *)sx_cpu_data(src) + (size_t)i * src->nb[1]),
+                                  (char *)sx_cpu_data(node) + (size_t)id[i] * node->nb[1], src->ne[0]);
+        }
+        return SX_OK;
+    }
     if (src->dtype != SX_DTYPE_F32 || !row_dense(src) || !row_dense(node) || ids->nb[0] != 4 || !cvt_ok(SX_DTYPE_F32, node->dtype))
         return sx_cpu_ref_SET_ROWS(dev, node);
     const sx_cpu_kernels *kt = sx_cpu_kernels_active();

@@ -18,6 +18,10 @@ static float load_f(const sx_tensor *t, int64_t i0, int64_t i1, int64_t i2, int6
     case SX_DTYPE_F16: return sx_fp16_to_fp32(*AT(const uint16_t, t, i0, i1, i2, i3));
     case SX_DTYPE_BF16: return sx_bf16_to_fp32(*AT(const uint16_t, t, i0, i1, i2, i3));
     case SX_DTYPE_I32: return (float)*AT(const int32_t, t, i0, i1, i2, i3);
+    case SX_DTYPE_Q8_0: { /* nb[0] steps blocks of SX_QK elements (a q8_0 KV cache) */
+        const sx_block_q8_0 *b = AT(const sx_block_q8_0, t, i0 / SX_QK, i1, i2, i3);
+        return sx_fp16_to_fp32(b->d) * (float)b->qs[i0 % SX_QK];
+    }
     default: return NAN;
     }
 }
@@ -135,6 +139,14 @@ sx_status sx_cpu_ref_SET_ROWS(sx_device *dev, sx_tensor *node) {
         const int32_t id = *AT(const int32_t, ids, i, 0, 0, 0);
         if (id < 0 || id >= node->ne[1])
             return sx_set_error(SX_ERR_INVALID_ARG, "set_rows: slot %d out of range [0, %lld)", id, (long long)node->ne[1]);
+        if (sx_dtype_get(node->dtype)->quantized) { /* a q8_0 cache: the row quantized as a whole, as ir/dtype.c does */
+            float *row = malloc(sizeof(float) * (size_t)src->ne[0]);
+            if (!row) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "set_rows: scratch");
+            for (int64_t i0 = 0; i0 < src->ne[0]; i0++) row[i0] = load_f(src, i0, i, 0, 0);
+            sx_dtype_quantize_row(node->dtype, row, AT(char, node, 0, id, 0, 0), src->ne[0]);
+            free(row);
+            continue;
+        }
         for (int64_t i0 = 0; i0 < src->ne[0]; i0++) store_f(node, i0, id, 0, 0, load_f(src, i0, i, 0, 0));
     }
     return SX_OK;
