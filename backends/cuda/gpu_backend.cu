@@ -291,16 +291,33 @@ static bool fits_int(const sx_tensor *t) {
     return true;
 }
 
+/* The dtypes k_rows.cu's k_set_rows writes (store_f, one element per
+ * nb[0]): f32 rows into an f32 or f16 destination, i32 ids. Anything else
+ * ir/ops.c may come to accept is left to the CPU, never written wrong. */
+static bool set_rows_dtypes_ok(const sx_tensor *node) {
+    const sx_dtype dt = node->src[0]->dtype;
+    return (dt == SX_DTYPE_F32 || dt == SX_DTYPE_F16) && node->dtype == dt && node->src[1]->dtype == SX_DTYPE_F32 &&
+           node->src[2]->dtype == SX_DTYPE_I32;
+}
+
+/* The dtypes k_attention.cu reads: q f32, K and V both f32 or both f16
+ * (one element per nb[0]), mask f32, output f32. */
+static bool attention_dtypes_ok(const sx_tensor *node) {
+    const sx_tensor *q = node->src[0], *k = node->src[1], *v = node->src[2], *m = node->src[3];
+    return q->dtype == SX_DTYPE_F32 && (k->dtype == SX_DTYPE_F32 || k->dtype == SX_DTYPE_F16) && v->dtype == k->dtype &&
+           (!m || m->dtype == SX_DTYPE_F32) && node->dtype == SX_DTYPE_F32;
+}
+
 bool gpu_supports(const sx_tensor *node) {
     if (!fits_int(node)) return false;
     for (int s = 0; s < SX_MAX_SRC; s++)
         if (node->src[s] && !fits_int(node->src[s])) return false;
     switch (node->op) {
     case SX_OP_GET_ROWS: return node->src[1]->ne[0] <= 65535;  /* ids on grid y */
-    case SX_OP_SET_ROWS: return node->src[2]->ne[0] <= 65535;
+    case SX_OP_SET_ROWS: return set_rows_dtypes_ok(node) && node->src[2]->ne[0] <= 65535;
     case SX_OP_MATMUL: return node->src[1]->nb[1] % sizeof(float) == 0 && node->nb[1] % sizeof(float) == 0;
     case SX_OP_ATTENTION: /* head dim on 8 registers per lane; queries on grid y */
-        return node->src[0]->ne[0] <= 8 * SX_WARP && node->src[0]->ne[2] <= 65535 && node->src[0]->ne[3] == 1;
+        return attention_dtypes_ok(node) && node->src[0]->ne[0] <= 8 * SX_WARP && node->src[0]->ne[2] <= 65535 && node->src[0]->ne[3] == 1;
     default: return true;
     }
 }
