@@ -29,6 +29,9 @@ static bool elem_strides(const sx_tensor *t) {
     return sx_vk_strides(t, unit, nb) && sx_tensor_nelements(t) < ((int64_t)1 << 32);
 }
 
+/* A q8_0 KV cache: the cache of SET_ROWS (src 0). */
+static bool kv_q8_0(const sx_tensor *node, int i) { return node->src[i]->dtype == SX_DTYPE_Q8_0 && node->op == SX_OP_SET_ROWS && i == 0; }
+
 bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
     if ((unsigned)node->op >= SX_OP_COUNT || !g_kernels[node->op]) return false;
     const int nsrc = sx_op_n_src(node->op);
@@ -37,7 +40,7 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
     for (int i = 0; i < nsrc; i++) {
         const sx_tensor *s = node->src[i];
         if (!s) continue;
-        if (s->dtype != SX_DTYPE_I32 && !is_plain(s->dtype) && !(windowed && i == 0)) return false;
+        if (s->dtype != SX_DTYPE_I32 && !is_plain(s->dtype) && !(windowed && i == 0) && !kv_q8_0(node, i)) return false;
         if (!elem_strides(s)) return false;
         if (!(windowed && i < 2) && !sx_vk_fits(d, s)) return false;
     }
@@ -54,8 +57,10 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
         if (node->op == SX_OP_GET_ROWS) return sx_vk_fits(d, node) && node->nb[0] == 4;
         return node->src[1]->nb[0] == 4 && node->nb[0] == 4 && (size_t)a->ne[0] * 4 <= lim && (size_t)a->ne[1] * 4 <= lim;
     }
-    case SX_OP_COPY:
-    case SX_OP_SET_ROWS: return node->dtype == SX_DTYPE_F32 || d->storage16;
+    case SX_OP_SET_ROWS: /* q8_0: whole blocks per row, written as halves */
+        if (node->dtype == SX_DTYPE_Q8_0) return d->storage16 && node->ne[0] % 32 == 0 && node->nb[1] % 2 == 0;
+        return node->dtype == SX_DTYPE_F32 || d->storage16;
+    case SX_OP_COPY: return node->dtype == SX_DTYPE_F32 || d->storage16;
     case SX_OP_ATTENTION: return a->ne[0] <= 256 && a->nb[0] == 4 && node->nb[0] == 4;
     case SX_OP_ROPE: { /* frequency factors are read by the host (rope_table): host-written data only */
         const sx_tensor *ff = node->src[2], *r = ff && ff->view_src ? ff->view_src : ff;

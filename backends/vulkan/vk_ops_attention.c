@@ -4,6 +4,10 @@
  * read); ATTENTION reads views of it. Their ordering is enforced by the
  * byte-range hazard tracking of vk_command.c (the write covers the cache
  * root's bytes that the attention view reads), not by graph edges.
+ * A q8_0 cache (llama.cpp's -ctk/-ctv q8_0) is written by quantizing each
+ * row of 32-element blocks in the kernel with the bits of ir/dtype.c; the
+ * shader addresses its 34-byte blocks in halves, so its strides are passed
+ * in halves.
  * ATTENTION is batch-invariant (a verify row gives the bits of the same
  * token decoded alone) and split-K: with more than SX_ATTN_CHUNK keys each
  * (row, chunk of key ordinals) is a workgroup writing partials to the
@@ -17,9 +21,10 @@
 sx_status sx_vk_op_SET_ROWS(sx_device *dev, sx_tensor *node) {
     vk_device *d = vk_dev(dev);
     const sx_tensor *src = node->src[1], *ids = node->src[2];
+    const bool q8 = node->dtype == SX_DTYPE_Q8_0; /* 17 halves a block of 32 */
     const bool f16 = node->dtype == SX_DTYPE_F16;
-    const int sh = sx_vk_shader_find(f16 ? "set_rows_f16" : "set_rows_f32");
-    const size_t unit = f16 ? 2 : 4;
+    const int sh = sx_vk_shader_find(q8 ? "set_rows_q8_0" : f16 ? "set_rows_f16" : "set_rows_f32");
+    const size_t unit = q8 || f16 ? 2 : 4;
     sx_pc_set_rows pc = {0};
     vk_arg args[4];
     pc.K = (uint32_t)src->ne[0];
@@ -33,8 +38,9 @@ sx_status sx_vk_op_SET_ROWS(sx_device *dev, sx_tensor *node) {
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, src, 4, false, &args[1], &pc.s_off));
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, ids, 4, false, &args[2], &pc.ids_off));
     SX_RETURN_IF_ERROR(sx_vk_arg_error(d, &args[3])); /* slots out of [0, R) */
-    const uint64_t total = (uint64_t)pc.K * pc.n;
-    return sx_vk_dispatch(d, sh, args, 4, &pc, sizeof pc, (uint32_t)((total + (uint64_t)sx_vk_shaders[sh].wg - 1) / (uint64_t)sx_vk_shaders[sh].wg), 1);
+    const uint64_t per_group = (uint64_t)sx_vk_shaders[sh].wg / (q8 ? 32 : 1); /* q8_0: blocks, else elements */
+    const uint64_t total = (uint64_t)pc.K / (q8 ? 32 : 1) * pc.n;
+    return sx_vk_dispatch(d, sh, args, 4, &pc, sizeof pc, (uint32_t)((total + per_group - 1) / per_group), 1);
 }
 
 /* Partials of one pass at most this many bytes (and the binding limit). */
