@@ -191,12 +191,54 @@ void sx_session_options_init(sx_session_options *o) {
     memset(o, 0, sizeof *o);
 }
 
+sx_status sx_kv_type_from_name(const char *name, sx_kv_type *out) {
+    static const char *names[] = {"f16", "f32", "q8_0"};
+    for (int i = 0; i < 3; i++)
+        if (name && !strcmp(name, names[i])) {
+            *out = (sx_kv_type)i;
+            return SX_OK;
+        }
+    return sx_set_error(SX_ERR_INVALID_ARG, "unknown KV cache type '%s' (f16, f32 or q8_0)", name ? name : "(null)");
+}
+
+const char *sx_kv_type_name(sx_kv_type t) { return t == SX_KV_F32 ? "f32" : t == SX_KV_Q8_0 ? "q8_0" : "f16"; }
+
+/* A KV cache type the model and the target's device can use: q8_0 needs
+ * whole 32-element blocks per head, and a device that writes and reads it
+ * (asked with the two nodes a layer adds; else every layer's attention would
+ * fall back to another device with a copy of the cache). */
+static sx_status kv_type_check(sx_engine *e, sx_dtype t) {
+    if (t != SX_DTYPE_Q8_0) return SX_OK;
+    const sx_hparams *hp = &e->model->hp;
+    if (hp->head_dim % 32)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "a q8_0 KV cache needs a head dim multiple of 32 (this model's is %d): use --cache-type-k f16",
+                            hp->head_dim);
+    sx_graph *g;
+    SX_RETURN_IF_ERROR(sx_graph_create(16, &g));
+    const int64_t hd = hp->head_dim, nkv = hp->n_head_kv;
+    sx_tensor *cache = sx_graph_input(g, SX_DTYPE_Q8_0, 2, (int64_t[]){hd * nkv, 2}, "kv_probe");
+    sx_tensor *x = sx_graph_input(g, SX_DTYPE_F32, 2, (int64_t[]){hd * nkv, 1}, "x_probe");
+    sx_tensor *ids = sx_graph_input(g, SX_DTYPE_I32, 1, (int64_t[]){1}, "ids_probe");
+    sx_tensor *set = sx_graph_add_set_rows(g, cache, x, ids);
+    const size_t rh = sx_dtype_row_size(SX_DTYPE_Q8_0, hd);
+    sx_tensor *kv = set ? sx_graph_view(g, set, 3, (int64_t[]){hd, nkv, 1}, (size_t[]){rh, rh * (size_t)nkv}, 0) : NULL;
+    sx_tensor *q = sx_graph_input(g, SX_DTYPE_F32, 3, (int64_t[]){hd, hp->n_head, 1}, "q_probe");
+    sx_tensor *att = kv && q ? sx_graph_add_attention(g, q, kv, kv, NULL, 1.0f, 0) : NULL;
+    sx_status st = sx_graph_status(g);
+    if (st == SX_OK && (!e->dev->vt->supports_op(e->dev, set) || !e->dev->vt->supports_op(e->dev, att)))
+        st = sx_set_error(SX_ERR_UNSUPPORTED, "the %s backend cannot keep a q8_0 KV cache (writing or attending to it): use --cache-type-k f16",
+                          e->dev->vt->name);
+    sx_graph_destroy(g);
+    return st;
+}
+
 sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_session **out) {
     *out = NULL;
     sx_session_options def;
     sx_session_options_init(&def);
     if (!o) o = &def;
     if (o->n_ctx < 0 || o->n_batch < 0) return sx_set_error(SX_ERR_INVALID_ARG, "session: negative context or batch size");
+    if ((unsigned)o->kv_type > SX_KV_Q8_0) return sx_set_error(SX_ERR_INVALID_ARG, "session: unknown KV cache type %d", (int)o->kv_type);
     sx_session *s = calloc(1, sizeof *s);
     if (!s) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "session: out of memory");
     s->e = e;
@@ -208,7 +250,9 @@ sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_sessio
     if (e->draft_dev) devs[n_devs++] = e->draft_dev;
     if (e->cpu) devs[n_devs++] = e->cpu;
     sx_engine_lock(e);
-    sx_status st = sx_kv_cache_create(&e->model->hp, e->dev, n_ctx, o->kv_f32 ? SX_DTYPE_F32 : SX_DTYPE_F16, &s->kv);
+    const sx_dtype kvt = o->kv_type == SX_KV_F32 ? SX_DTYPE_F32 : o->kv_type == SX_KV_Q8_0 ? SX_DTYPE_Q8_0 : SX_DTYPE_F16;
+    sx_status st = kv_type_check(e, kvt);
+    if (st == SX_OK) st = sx_kv_cache_create(&e->model->hp, e->dev, n_ctx, kvt, &s->kv);
     if (st == SX_OK) st = sx_sched_create(devs, n_devs, &s->sched);
     sx_engine_unlock(e);
     if (st == SX_OK) st = sx_graph_create(sx_model_graph_size(e->model) + 8 * e->model->hp.n_layer + 256, &s->graph);
@@ -220,6 +264,8 @@ sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_sessio
     *out = s;
     return SX_OK;
 }
+
+size_t sx_session_kv_bytes(const sx_session *s) { return s && s->kv && s->kv->buf ? s->kv->buf->size : 0; }
 
 void sx_session_destroy(sx_session *s) {
     if (!s) return;

@@ -11,7 +11,10 @@
 sx_status sx_kv_cache_create(const sx_hparams *hp, sx_device *dev, int n_ctx, sx_dtype dtype, sx_kv_cache **out) {
     *out = NULL;
     if (n_ctx < 1 || n_ctx > (1 << 24)) return sx_set_error(SX_ERR_INVALID_ARG, "kv cache: context size %d out of range", n_ctx);
-    if (dtype != SX_DTYPE_F16 && dtype != SX_DTYPE_F32) return sx_set_error(SX_ERR_UNSUPPORTED, "kv cache: type %s (use f16 or f32)", sx_dtype_name(dtype));
+    if (dtype != SX_DTYPE_F16 && dtype != SX_DTYPE_F32 && dtype != SX_DTYPE_Q8_0)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "kv cache: type %s (use f16, f32 or q8_0)", sx_dtype_name(dtype));
+    if (dtype == SX_DTYPE_Q8_0 && hp->head_dim % 32)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "kv cache: q8_0 needs a head dim multiple of 32 (%d)", hp->head_dim);
     sx_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "kv cache: out of memory");
     kv->n_layer = hp->n_layer;
@@ -65,7 +68,7 @@ sx_status sx_kv_cache_build_move(sx_kv_cache *kv, sx_graph *g, const int32_t *sr
     for (int il = 0; il < kv->n_layer; il++) {
         sx_tensor *caches[2] = {&kv->k[il], &kv->v[il]};
         for (int j = 0; j < 2; j++) {
-            sx_tensor *rows = sx_graph_add_get_rows(g, caches[j], s_ids); /* f16 -> f32 -> f16 is exact */
+            sx_tensor *rows = sx_graph_add_get_rows(g, caches[j], s_ids); /* f16 or q8_0 -> f32 -> back is exact */
             sx_graph_add_set_rows(g, caches[j], rows, d_ids);
         }
     }
@@ -116,9 +119,9 @@ static sx_tensor *build_layer(const sx_model *m, sx_graph *g, int il, sx_tensor 
         const int64_t n = b->n, r0 = seqs[i].r0, n_kv = b->n_past + (b->mask_width > 0 ? b->mask_width : b->n);
         sx_tensor *kc = sx_graph_add_set_rows(g, &kv->k[il], sx_graph_slice(g, k2, 1, r0, n), seqs[i].slots); // cache [kv_dim, n_ctx]
         sx_tensor *vc = sx_graph_add_set_rows(g, &kv->v[il], sx_graph_slice(g, v, 1, r0, n), seqs[i].slots);
-        const size_t es = kc ? kc->nb[0] : 0;
-        sx_tensor *kview = sx_graph_view(g, kc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0); // [hd, nkv, n_kv]
-        sx_tensor *vview = sx_graph_view(g, vc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){hd * es, hd * nkv * es}, 0);
+        const size_t rh = sx_dtype_row_size(kv->dtype, hd); /* one head's row: whole blocks for q8_0 */
+        sx_tensor *kview = sx_graph_view(g, kc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){rh, rh * (size_t)nkv}, 0); // [hd, nkv, n_kv]
+        sx_tensor *vview = sx_graph_view(g, vc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){rh, rh * (size_t)nkv}, 0);
         sx_tensor *qi = n_seq == 1 ? q : sx_graph_slice(g, q, 2, r0, n);
         parts[i] = sx_graph_add_attention(g, qi, kview, vview, seqs[i].mask, 1.0f / sqrtf((float)hd), b->n_past); // [hd, nh, n]
     }

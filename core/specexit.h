@@ -110,13 +110,23 @@ SX_MUST_USE sx_status sx_chat_apply(const sx_engine *e, const sx_chat_message *m
 bool sx_token_is_eog(const sx_engine *e, int32_t token);
 
 /* ---- sessions ---- */
+/* The KV cache's element type (llama.cpp's --cache-type-k/-v): f16 (the
+ * default), f32, or q8_0 (blocks of 32 int8 with an f16 scale: 8.5 bits per
+ * value, about half of f16; needs a head dim multiple of 32). */
+typedef enum { SX_KV_F16 = 0, SX_KV_F32, SX_KV_Q8_0 } sx_kv_type;
+/* "f16", "f32", "q8_0" -> *out; SX_ERR_INVALID_ARG for anything else. */
+SX_MUST_USE sx_status sx_kv_type_from_name(const char *name, sx_kv_type *out);
+const char *sx_kv_type_name(sx_kv_type t);
+
 typedef struct sx_session_options {
-    int n_ctx;       /* context size in tokens; 0 = min(training context, 4096) */
-    int n_batch;     /* prompt tokens per forward pass; 0 = 512 */
-    bool kv_f32;     /* KV cache in f32 instead of f16 */
+    int n_ctx;          /* context size in tokens; 0 = min(training context, 4096) */
+    int n_batch;        /* prompt tokens per forward pass; 0 = 512 */
+    sx_kv_type kv_type; /* the target's KV cache (drafts keep theirs in f16) */
 } sx_session_options;
 
 void sx_session_options_init(sx_session_options *o);
+/* Bytes of the session's KV cache (all layers, K and V). */
+size_t sx_session_kv_bytes(const sx_session *s);
 SX_MUST_USE sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_session **out_session);
 void sx_session_destroy(sx_session *s);
 /* Forgets all tokens (keeps the memory). */

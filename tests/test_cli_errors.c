@@ -56,6 +56,13 @@ static void expect(const char *name, const char *args, int want, const char *nee
     }
 }
 
+/* `specexit run -m MODEL -p hi -n 2 EXTRA` must fail (status 1) with `needle` in its output. */
+static void expect_run(const char *name, const char *model, const char *extra, const char *needle) {
+    char args[8192];
+    snprintf(args, sizeof args, "run -m %s -p hi -n 2 %s", model, extra);
+    expect(name, args, 1, needle);
+}
+
 /* finds a tensor-info record by name and returns the offset of its type field */
 static long type_field(const char *data, size_t n, const char *tname) {
     const size_t len = strlen(tname);
@@ -89,6 +96,11 @@ int main(int argc, char **argv) {
     /* sanity: the valid model works */
     snprintf(args, sizeof args, "run -m %s -p hello -n 4 --temp 0", model);
     expect("valid model runs", args, 0, "generated");
+
+    /* KV cache types: unknown, K and V apart, q8_0 on a head dim of 16 (the tiny model's) */
+    expect_run("unknown cache type", model, "-ctk q4_9", "unknown KV cache type 'q4_9'");
+    expect_run("K and V cache types differ", model, "-ctk q8_0 -ctv f32", "one type");
+    expect_run("q8_0 cache on head dim 16", model, "--cache-type-k q8_0", "head dim multiple of 32");
 
     snprintf(args, sizeof args, "run -m %s/does-not-exist.gguf -p hi", tmp);
     expect("missing file", args, 1, "does-not-exist.gguf");
@@ -170,14 +182,10 @@ int main(int argc, char **argv) {
              "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen");
     expect("prompt longer than the context", args, 1, "context");
     /* bad flags and backends */
-    snprintf(args, sizeof args, "run -m %s -p hi -n abc", model);
-    expect("bad -n value", args, 1, "-n expects an integer");
-    snprintf(args, sizeof args, "run -m %s -p hi --bogus", model);
-    expect("unknown option", args, 1, "unknown option '--bogus'");
-    snprintf(args, sizeof args, "run -m %s -p hi --backend nosuch", model);
-    expect("unknown backend", args, 1, "backend 'nosuch' is unknown");
-    snprintf(args, sizeof args, "run -m %s -p hi --backend cpu:3", model);
-    expect("device index out of range", args, 1, "device 3 does not exist");
+    expect_run("bad -n value", model, "-n abc", "-n expects an integer");
+    expect_run("unknown option", model, "--bogus", "unknown option '--bogus'");
+    expect_run("unknown backend", model, "--backend nosuch", "backend 'nosuch' is unknown");
+    expect_run("device index out of range", model, "--backend cpu:3", "device 3 does not exist");
     expect("unknown command", "frobnicate", 1, "unknown command 'frobnicate'");
     expect("option without its value", "run -p hi -m", 1, "-m needs a value");
     free(data);

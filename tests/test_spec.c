@@ -49,11 +49,14 @@ static sx_engine *open_engine(const char *backend, const char *target, const cha
     return e;
 }
 
+static sx_kv_type g_kv;    /* --kv TYPE: the target's KV cache (q8_0: quantized cache, same invariants) */
+
 static sx_status run(sx_engine *e, const int32_t *prompt, int n_prompt, const sx_generate_params *p, toklist *out, sx_generate_stats *gs) {
     sx_session *s;
     sx_session_options so;
     sx_session_options_init(&so);
     so.n_ctx = 512;
+    so.kv_type = g_kv;
     SX_RETURN_IF_ERROR(sx_session_create(e, &so, &s));
     out->n = 0;
     sx_status st = sx_generate(s, prompt, n_prompt, p, collect, out, gs);
@@ -142,6 +145,7 @@ static void multi_turn(const char *backend, const char *target, const char *cons
         sx_session_options so;
         sx_session_options_init(&so);
         so.n_ctx = 512;
+        so.kv_type = g_kv;
         sx_session *s = NULL;
         sx_generate_stats gs;
         sx_status st = sx_session_create(e, &so, &s);
@@ -229,6 +233,7 @@ static void exit_only_forced_token(const char *backend, const char *target, cons
         sx_session_options so;
         sx_session_options_init(&so);
         so.n_ctx = 512;
+        so.kv_type = g_kv;
         int diffs = 0, forced_ok = 1;
         float *logits = malloc(sizeof(float) * 4096 * 64);
         sx_engine_info info;
@@ -307,6 +312,7 @@ static void sampling_distribution(const char *backend, const char *target, const
             sx_session_options so;
             sx_session_options_init(&so);
             so.n_ctx = 64;
+            so.kv_type = g_kv;
             st = sx_session_create(e, &so, &s);
             if (st == SX_OK) st = sx_session_eval(s, seq, N_PROMPT + 1, logits);
             sx_session_destroy(s);
@@ -358,6 +364,9 @@ int main(int argc, char **argv) {
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--other-draft") && i + 1 < argc) other = argv[++i];
         else if (!strcmp(argv[i], "--quick")) g_quick = true;
+        else if (!strcmp(argv[i], "--kv") && i + 1 < argc) {
+            if (sx_kv_type_from_name(argv[++i], &g_kv) != SX_OK) return printf("FAIL: %s\n", sx_last_error()), 2;
+        }
         else if (!strcmp(argv[i], "--no-sampling")) g_no_sampling = true;
         else if (!strcmp(argv[i], "--chat-prompt") && i + 1 < argc) g_chat_prompt = argv[++i];
         else if (!strcmp(argv[i], "--bad-draft") && i + 1 < argc && n_bad < 16) bad[n_bad++] = argv[++i];

@@ -67,7 +67,7 @@ void sx_cli_session_options(const sx_cli *c, sx_session_options *so) {
     sx_session_options_init(so);
     so->n_ctx = c->n_ctx;
     so->n_batch = c->n_batch;
-    so->kv_f32 = c->kv_f32;
+    so->kv_type = c->kv_type_k; /* sx_cli_parse checked that K and V agree */
 }
 
 static bool parse_int(const char *opt, const char *v, long lo, long hi, int *out) {
@@ -117,7 +117,8 @@ void sx_cli_print_common_help(FILE *f) {
             "      --pin-threads         bind CPU threads to physical cores (hwloc); best on an otherwise idle machine\n"
             "  -c, --ctx-size N          context size (default: min(model, 4096))\n"
             "  -b, --batch-size N        prompt tokens per forward pass (default 512)\n"
-            "      --kv-f32              keep the KV cache in f32 (default f16)\n"
+            "  -ctk, --cache-type-k T    KV cache type: f16 (default), f32, q8_0 (about half of f16's memory)\n"
+            "  -ctv, --cache-type-v T    the same for V (specexit keeps K and V in one type: one flag sets both)\n"
             "      --json                print one JSON object on stdout\n"
             "speculative decoding:\n"
             "  -md, --model-draft FILE   draft: an EAGLE-3 draft GGUF or a small model sharing the vocabulary\n"
@@ -172,7 +173,14 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (IS("-t") || IS("--threads")) { NEED(); if (!parse_int(a, v, 0, 1024, &c->n_threads)) return false; }
         else if (IS("-c") || IS("--ctx-size")) { NEED(); if (!parse_int(a, v, 0, 1 << 24, &c->n_ctx)) return false; }
         else if (IS("-b") || IS("--batch-size")) { NEED(); if (!parse_int(a, v, 0, 1 << 16, &c->n_batch)) return false; }
-        else if (IS("--kv-f32")) c->kv_f32 = true;
+        else if (IS("--kv-f32")) c->kv_type_k = c->kv_type_v = SX_KV_F32;
+        else if (IS("-ctk") || IS("--cache-type-k") || IS("-ctv") || IS("--cache-type-v")) {
+            NEED();
+            sx_kv_type t;
+            if (sx_kv_type_from_name(v, &t) != SX_OK) { fprintf(stderr, "error: %s: %s\n", a, sx_last_error()); return false; }
+            if (IS("-ctk") || IS("--cache-type-k")) c->kv_type_k = t, c->kv_k_set = true;
+            else c->kv_type_v = t, c->kv_v_set = true;
+        }
         else if (IS("--json")) c->json = true;
         else if (IS("-md") || IS("--model-draft")) { NEED(); c->draft_model = v; }
         else if (IS("--spec")) {
@@ -219,6 +227,15 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         }
 #undef IS
 #undef NEED
+    }
+    if (c->kv_k_set != c->kv_v_set) { /* one given: the other follows (one type for both) */
+        if (c->kv_k_set) c->kv_type_v = c->kv_type_k;
+        else c->kv_type_k = c->kv_type_v;
+    }
+    if (c->kv_type_k != c->kv_type_v) {
+        fprintf(stderr, "error: specexit keeps K and V in one type: give the same --cache-type-k and --cache-type-v (got %s and %s)\n",
+                sx_kv_type_name(c->kv_type_k), sx_kv_type_name(c->kv_type_v));
+        return false;
     }
     return true;
 }

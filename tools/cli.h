@@ -24,7 +24,8 @@ typedef struct sx_cli {
     bool json;
     bool ignore_eos;
     bool no_think;
-    bool kv_f32;
+    sx_kv_type kv_type_k, kv_type_v;
+    bool kv_k_set, kv_v_set;
     sx_sampler_params sampling;
     const char *draft_model;
     const char *draft_backend;

@@ -14,10 +14,12 @@
 
 typedef struct {
     char backend[64];
+    sx_kv_type kv;
     char label[160];
     int spec;        /* 0: --spec none, 1: the draft's speculation */
     bool shared;     /* engine owned by the previous config */
     sx_engine *e;
+    size_t kv_bytes; /* the session's KV cache */
     double *pp, *tg, *al; /* [repetitions] tok/s, tok/s, tokens per pass */
 } bench_cfg;
 
@@ -48,10 +50,18 @@ int sx_cmd_bench(int argc, char **argv) {
     }
     sx_cli c;
     sx_cli_init(&c);
-    /* llama-bench spelling: -p / -n mean prompt and generation lengths here */
+    /* llama-bench spelling: -p / -n mean prompt and generation lengths here,
+     * and -ctk takes a list of cache types to compare (f16,q8_0) */
+    char kv_list[64] = "";
     for (int i = 0; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "-p")) argv[i] = "-pp";
         else if (!strcmp(argv[i], "-n")) argv[i] = "-tg";
+        else if (!strcmp(argv[i], "-ctk") || !strcmp(argv[i], "--cache-type-k") || !strcmp(argv[i], "-ctv") || !strcmp(argv[i], "--cache-type-v")) {
+            if (strchr(argv[i + 1], ',')) {
+                snprintf(kv_list, sizeof kv_list, "%s", argv[i + 1]);
+                *strchr(argv[i + 1], ',') = 0; /* the parser checks the first; the list is expanded below */
+            }
+        }
     }
     if (!sx_cli_parse(&c, argc, argv, "bench")) return 1;
     if (!c.model && !sx_cli_default_model(&c)) {
@@ -74,21 +84,38 @@ int sx_cmd_bench(int argc, char **argv) {
     memset(cfg, 0, sizeof cfg);
     char list[256];
     snprintf(list, sizeof list, "%s", c.backend);
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        for (int sp = 0; sp < (c.draft_model ? 2 : 1); sp++) {
-            if (n_cfg == MAX_CONFIGS) {
-                fprintf(stderr, "error: at most %d configurations\n", MAX_CONFIGS);
+    sx_kv_type kvs[4] = {c.kv_type_k};
+    int n_kv = 1;
+    if (kv_list[0]) {
+        n_kv = 0;
+        for (char *save = NULL, *tok = strtok_r(kv_list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (n_kv == 4 || sx_kv_type_from_name(tok, &kvs[n_kv]) != SX_OK) {
+                fprintf(stderr, "error: -ctk: %s\n", n_kv == 4 ? "at most 4 cache types" : sx_last_error());
                 return 1;
             }
-            snprintf(cfg[n_cfg].backend, sizeof cfg[0].backend, "%s", tok);
-            cfg[n_cfg].spec = sp;
-            n_cfg++;
+            n_kv++;
         }
+    }
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        for (int ik = 0; ik < n_kv; ik++)
+            for (int sp = 0; sp < (c.draft_model ? 2 : 1); sp++) {
+                if (n_cfg == MAX_CONFIGS) {
+                    fprintf(stderr, "error: at most %d configurations\n", MAX_CONFIGS);
+                    return 1;
+                }
+                snprintf(cfg[n_cfg].backend, sizeof cfg[0].backend, "%s", tok);
+                cfg[n_cfg].spec = sp;
+                cfg[n_cfg].kv = kvs[ik];
+                n_cfg++;
+            }
     }
     const int R = c.repetitions;
     for (int k = 0; k < n_cfg && rc == 0; k++) {
-        if (k > 0 && cfg[k].spec && !strcmp(cfg[k].backend, cfg[k - 1].backend)) { /* same engine, with speculation */
-            cfg[k].e = cfg[k - 1].e;
+        int same = -1; /* an earlier configuration on the same backend: its engine (cache type and speculation are per session) */
+        for (int j = 0; j < k && same < 0; j++)
+            if (!strcmp(cfg[k].backend, cfg[j].backend)) same = j;
+        if (same >= 0) {
+            cfg[k].e = cfg[same].e;
             cfg[k].shared = true;
         } else {
             sx_engine_options eo;
@@ -125,6 +152,7 @@ int sx_cmd_bench(int argc, char **argv) {
             sx_session_options so;
             sx_cli_session_options(&c, &so);
             if (!so.n_ctx) so.n_ctx = n_prompt + c.bench_gen + 300;
+            so.kv_type = cfg[k].kv;
             sx_session *s = NULL;
             sx_status st = sx_session_create(cfg[k].e, &so, &s);
             sx_engine_info ki;
@@ -138,7 +166,10 @@ int sx_cmd_bench(int argc, char **argv) {
             gc.sampling.temp = 0;
             sx_generate_params gp;
             sx_cli_generate_params(&gc, &ki, &gp);
-            snprintf(cfg[k].label, sizeof cfg[k].label, "%.63s%s%.15s", cfg[k].backend, cfg[k].spec ? "+" : "", cfg[k].spec ? sx_spec_kind_name(gp.spec.kind) : "");
+            snprintf(cfg[k].label, sizeof cfg[k].label, "%.63s%s%.15s%s%s", cfg[k].backend, cfg[k].spec ? "+" : "",
+                     cfg[k].spec ? sx_spec_kind_name(gp.spec.kind) : "", n_kv > 1 || cfg[k].kv ? " kv=" : "",
+                     n_kv > 1 || cfg[k].kv ? sx_kv_type_name(cfg[k].kv) : "");
+            if (st == SX_OK) cfg[k].kv_bytes = sx_session_kv_bytes(s);
             sx_generate_stats gs;
             if (st == SX_OK) st = sx_generate(s, prompt, n_prompt, &gp, NULL, NULL, &gs);
             sx_session_destroy(s);
@@ -175,6 +206,8 @@ int sx_cmd_bench(int argc, char **argv) {
             cJSON_AddStringToObject(o, "backend", cfg[k].backend);
             cJSON_AddStringToObject(o, "device", ki.device);
             cJSON_AddStringToObject(o, "driver", ki.backend);
+            cJSON_AddStringToObject(o, "kv_type", sx_kv_type_name(cfg[k].kv));
+            cJSON_AddNumberToObject(o, "kv_cache_bytes", (double)cfg[k].kv_bytes);
             cJSON_AddItemToObject(o, "prefill_tok_s", sx_cli_stat_json(cfg[k].pp, R));
             cJSON_AddItemToObject(o, "decode_tok_s", sx_cli_stat_json(cfg[k].tg, R));
             double mpp, mtg, mal;

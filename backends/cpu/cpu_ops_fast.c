@@ -233,27 +233,57 @@ static sx_status fast_ROPE(sx_device *dev, sx_tensor *node) {
  * matmul tile (4 keys x up to 4 heads per call, each K row converted once
  * for the group); per (key, head) the same bits whatever the batch, since
  * the group is fixed by the model and the keys are always blocked from slot
- * 0. Hidden keys are computed too, then overwritten. q8_0 K/V (a quantized
- * KV cache): rows are dequantized ATTN_QTILE keys at a time into the task's
- * scratch, then the f32 dots and sums, in the same order for any batch. */
-typedef struct { const sx_tensor *q, *k, *v, *mask; sx_tensor *y; float *scratch; int64_t stride; const sx_cpu_kernels *kt; } attn_ctx;
+ * 0. Hidden keys are computed too, then overwritten. K/V are read at
+ * kdata/vdata with strides k_nb1/k_nb2 (kv head, slot): the tensors' own,
+ * or f32 copies of q8_0 ones (below), then with kdt F32. */
+typedef struct {
+    const sx_tensor *q, *k, *v, *mask;
+    sx_tensor *y;
+    float *scratch;
+    int64_t stride;
+    const sx_cpu_kernels *kt;
+    const char *kdata, *vdata;
+    size_t k_nb1, k_nb2, v_nb1, v_nb2;
+    sx_dtype kdt;
+} attn_ctx;
 
+/* q8_0 K/V (a quantized KV cache): with few queries (decode) rows are
+ * dequantized ATTN_QTILE keys at a time into the task's scratch (L1); with
+ * many (prefill, verify trees) the views are dequantized once per call into
+ * f32 ([nkv][n_kv][d] each, in parallel) and the f32 path runs on them.
+ * Either way each key's values and each dot are the same float operations,
+ * so a row's bits do not depend on the batch. */
 #define ATTN_QTILE 64
-
-/* rows j0..j0+n of a q8_0 head view (row stride nb) as floats, [n][d] */
-static void attn_dequant_rows(const char *base, size_t nb, int64_t j0, int64_t n, int64_t d, float *out) {
-    for (int64_t j = 0; j < n; j++) sx_dtype_dequantize_row(SX_DTYPE_Q8_0, base + (size_t)(j0 + j) * nb, out + j * d, d);
+#define ATTN_Q8_WHOLE_T 4 /* from this many queries on, dequantize the whole views */
+static inline void deq_q8_0_row(const sx_block_q8_0 *b, int64_t d, float *y) {
+    for (int64_t ib = 0; ib < d / SX_QK; ib++) { /* as sx_dtype_dequantize_row, in a loop the compiler vectorizes */
+        const float s = sx_fp16_to_fp32(b[ib].d);
+        for (int i = 0; i < SX_QK; i++) y[ib * SX_QK + i] = s * (float)b[ib].qs[i];
+    }
 }
 
-/* sc[g * n_kv + j] = dot(K row j, query head h0 + g) for g < group. */
+typedef struct { const sx_tensor *src; float *dst; } attn_deq_ctx;
+static void attn_deq_run(void *p, int ith, int nth) {
+    const attn_deq_ctx *c = p;
+    const sx_tensor *t = c->src;
+    const int64_t d = t->ne[0], nkv = t->ne[1], n_kv = t->ne[2];
+    int64_t lo, hi;
+    split(nkv * n_kv, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const int64_t kh = r / n_kv, j = r % n_kv;
+        deq_q8_0_row((const sx_block_q8_0 *)((const char *)sx_cpu_data(t) + kh * t->nb[1] + j * t->nb[2]), d, c->dst + r * d);
+    }
+}
+
 static void attn_dots(const attn_ctx *c, int64_t t, int64_t h0, int64_t group, const char *kb, float *sc, float *qbuf) {
     const sx_tensor *q = c->q, *k = c->k;
     const int64_t d = q->ne[0], n_kv = k->ne[2];
     const char *q0 = (const char *)sx_cpu_data(q) + t * q->nb[2];
-    if (k->dtype == SX_DTYPE_Q8_0) {
-        for (int64_t j0 = 0; j0 < n_kv; j0 += ATTN_QTILE) {
-            const int64_t n = n_kv - j0 < ATTN_QTILE ? n_kv - j0 : ATTN_QTILE;
-            attn_dequant_rows(kb, k->nb[2], j0, n, d, qbuf);
+    if (c->kdt == SX_DTYPE_Q8_0) { /* keys a causal row cannot see are left out (their scores are overwritten) */
+        const int64_t n_past = c->y->params.attn.n_past, lim = !c->mask && n_past + t + 1 < n_kv ? n_past + t + 1 : n_kv;
+        for (int64_t j0 = 0; j0 < lim; j0 += ATTN_QTILE) {
+            const int64_t n = lim - j0 < ATTN_QTILE ? lim - j0 : ATTN_QTILE;
+            for (int64_t j = 0; j < n; j++) deq_q8_0_row((const sx_block_q8_0 *)(kb + (j0 + j) * c->k_nb2), d, qbuf + j * d);
             for (int64_t g = 0; g < group; g++) {
                 const float *qr = (const float *)(q0 + (h0 + g) * q->nb[1]);
                 for (int64_t j = 0; j < n; j++) sc[g * n_kv + j0 + j] = c->kt->vec_dot_f32(d, qbuf + j * d, qr);
@@ -261,26 +291,26 @@ static void attn_dots(const attn_ctx *c, int64_t t, int64_t h0, int64_t group, c
         }
         return;
     }
-    if (k->dtype == SX_DTYPE_F16) {
+    if (c->kdt == SX_DTYPE_F16) {
         const sx_cpu_gemm_fn gemm = c->kt->gemm[SX_DTYPE_F16];
         for (int64_t g = 0; g < group; g += SX_CPU_TILE_M) {
             const int nc = group - g < SX_CPU_TILE_M ? (int)(group - g) : SX_CPU_TILE_M;
             for (int64_t j = 0; j < n_kv; j += SX_CPU_TILE_N) {
                 const int nr = n_kv - j < SX_CPU_TILE_N ? (int)(n_kv - j) : SX_CPU_TILE_N;
-                gemm(d, kb + j * k->nb[2], k->nb[2], nr, q0 + (h0 + g) * q->nb[1], q->nb[1], nc, sc + g * n_kv + j, n_kv);
+                gemm(d, kb + j * c->k_nb2, c->k_nb2, nr, q0 + (h0 + g) * q->nb[1], q->nb[1], nc, sc + g * n_kv + j, n_kv);
             }
         }
         return;
     }
     for (int64_t g = 0; g < group; g++) {
         const float *qr = (const float *)(q0 + (h0 + g) * q->nb[1]);
-        for (int64_t j = 0; j < n_kv; j++) sc[g * n_kv + j] = c->kt->vec_dot_f32(d, (const float *)(kb + j * k->nb[2]), qr);
+        for (int64_t j = 0; j < n_kv; j++) sc[g * n_kv + j] = c->kt->vec_dot_f32(d, (const float *)(kb + j * c->k_nb2), qr);
     }
 }
 
 static void attn_run(void *p, int ith, int nth) {
     attn_ctx *c = p;
-    const sx_tensor *q = c->q, *k = c->k, *v = c->v;
+    const sx_tensor *q = c->q, *k = c->k;
     const int64_t d = q->ne[0], nh = q->ne[1], T = q->ne[2], n_kv = k->ne[2], nkv = k->ne[1];
     const int64_t group = nh / nkv, n_past = c->y->params.attn.n_past;
     const float scale = c->y->params.attn.scale;
@@ -288,13 +318,13 @@ static void attn_run(void *p, int ith, int nth) {
     float *acc0 = sc0 + group * n_kv;                         /* [group][d] */
     float *sums = acc0 + group * d;                           /* [group] */
     float *tmp = sums + group;                                /* [n_kv + 16] for exp_sum */
-    float *qbuf = tmp + n_kv + 16;                            /* [ATTN_QTILE][d] dequantized q8_0 rows */
+    float *qbuf = tmp + n_kv + 16;                            /* [ATTN_QTILE][d] q8_0 rows (tile mode) */
     int64_t lo, hi;
     split(T * nkv, ith, nth, &lo, &hi);
     for (int64_t job = lo; job < hi; job++) {
         const int64_t t = job / nkv, kh = job % nkv;
-        const char *kb = (const char *)sx_cpu_data(k) + kh * k->nb[1];
-        const char *vb = (const char *)sx_cpu_data(v) + kh * v->nb[1];
+        const char *kb = c->kdata + kh * c->k_nb1;
+        const char *vb = c->vdata + kh * c->v_nb1;
         attn_dots(c, t, kh * group, group, kb, sc0, qbuf);
         const float *mrow = c->mask ? (const float *)((const char *)sx_cpu_data(c->mask) + t * c->mask->nb[1]) : NULL;
         const int64_t n_vis = n_past < n_kv ? n_past : n_kv;
@@ -319,14 +349,15 @@ static void attn_run(void *p, int ith, int nth) {
             sums[g] = c->kt->exp_sum(n_kv, sc, mx, tmp);
         }
         memset(acc0, 0, sizeof(float) * (size_t)(group * d));
-        if (k->dtype == SX_DTYPE_F16) {
+        if (c->kdt == SX_DTYPE_F16) {
             for (int64_t g = 0; g < group; g += 4) /* each V row converted once for up to 4 heads */
                 c->kt->vec_axpy_rows_f16(d, n_kv, group - g < 4 ? (int)(group - g) : 4, sc0 + g * n_kv, n_kv, (const uint16_t *)vb,
-                                         v->nb[2], acc0 + g * d, d);
-        } else if (v->dtype == SX_DTYPE_Q8_0) {
-            for (int64_t j0 = 0; j0 < n_kv; j0 += ATTN_QTILE) {
-                const int64_t n = n_kv - j0 < ATTN_QTILE ? n_kv - j0 : ATTN_QTILE;
-                attn_dequant_rows(vb, v->nb[2], j0, n, d, qbuf);
+                                         c->v_nb2, acc0 + g * d, d);
+        } else if (c->kdt == SX_DTYPE_Q8_0) {
+            const int64_t lim = !c->mask && n_past + t + 1 < n_kv ? n_past + t + 1 : n_kv; /* as in attn_dots */
+            for (int64_t j0 = 0; j0 < lim; j0 += ATTN_QTILE) {
+                const int64_t n = lim - j0 < ATTN_QTILE ? lim - j0 : ATTN_QTILE;
+                for (int64_t j = 0; j < n; j++) deq_q8_0_row((const sx_block_q8_0 *)(vb + (j0 + j) * c->v_nb2), d, qbuf + j * d);
                 for (int64_t g = 0; g < group; g++)
                     for (int64_t j = 0; j < n; j++) {
                         const float wj = sc0[g * n_kv + j0 + j];
@@ -340,7 +371,7 @@ static void attn_run(void *p, int ith, int nth) {
                 for (int64_t j = 0; j < n_kv; j++) {
                     const float wj = sc0[g * n_kv + j];
                     if (wj == 0.0f) continue;
-                    const float *vf = (const float *)(vb + j * v->nb[2]);
+                    const float *vf = (const float *)(vb + j * c->v_nb2);
                     for (int64_t cc = 0; cc < d; cc++) acc0[g * d + cc] += wj * vf[cc];
                 }
         }
@@ -354,17 +385,32 @@ static void attn_run(void *p, int ith, int nth) {
 }
 
 static sx_status fast_ATTENTION(sx_device *dev, sx_tensor *node) {
-    attn_ctx c = {node->src[0], node->src[1], node->src[2], node->src[3], node, NULL, 0, sx_cpu_kernels_active()};
+    attn_ctx c = {.q = node->src[0], .k = node->src[1], .v = node->src[2], .mask = node->src[3], .y = node, .kt = sx_cpu_kernels_active()};
     if (c.q->nb[0] != 4 || c.k->nb[0] != (size_t)sx_dtype_get(c.k->dtype)->type_size || c.q->ne[1] % c.k->ne[1] ||
         (c.k->dtype == SX_DTYPE_F16 && !c.kt->gemm[SX_DTYPE_F16]))
         return sx_cpu_ref_ATTENTION(dev, node);
     const int nth = sx_threadpool_size(pool_of(dev));
-    const int64_t n_kv = c.k->ne[2], group = c.q->ne[1] / c.k->ne[1];
-    const int64_t qrows = c.k->dtype == SX_DTYPE_Q8_0 ? ATTN_QTILE * c.q->ne[0] : 0;
-    c.stride = ((group + 1) * n_kv + group * (c.q->ne[0] + 1) + 16 + qrows + 15) & ~(int64_t)15; /* scores, acc, sums, exp_sum's tmp, q8_0 rows */
-    c.scratch = sx_cpu_scratch((sx_cpu_device *)dev, (size_t)c.stride * (size_t)nth);
-    if (!c.scratch) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "attention: scratch");
-    run(dev, attn_run, &c, c.q->ne[2] * c.q->ne[1] * n_kv * c.q->ne[0]);
+    const int64_t d = c.q->ne[0], n_kv = c.k->ne[2], nkv = c.k->ne[1], group = c.q->ne[1] / nkv;
+    const bool q8 = c.k->dtype == SX_DTYPE_Q8_0, whole = q8 && c.q->ne[2] >= ATTN_Q8_WHOLE_T;
+    const int64_t deq = whole ? 2 * nkv * n_kv * d : 0; /* f32 copies of q8_0 K and V */
+    c.stride = ((group + 1) * n_kv + group * (d + 1) + 16 + (q8 && !whole ? ATTN_QTILE * d : 0) + 15) &
+               ~(int64_t)15; /* scores, acc, sums, exp_sum's tmp, q8_0 tile */
+    float *mem = sx_cpu_scratch((sx_cpu_device *)dev, (size_t)deq + (size_t)c.stride * (size_t)nth);
+    if (!mem) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "attention: scratch");
+    c.scratch = mem + deq;
+    c.kdt = c.k->dtype;
+    c.kdata = sx_cpu_data(c.k), c.vdata = sx_cpu_data(c.v);
+    c.k_nb1 = c.k->nb[1], c.k_nb2 = c.k->nb[2], c.v_nb1 = c.v->nb[1], c.v_nb2 = c.v->nb[2];
+    if (whole) {
+        attn_deq_ctx dk = {c.k, mem}, dv = {c.v, mem + deq / 2};
+        run(dev, attn_deq_run, &dk, nkv * n_kv * d);
+        run(dev, attn_deq_run, &dv, nkv * n_kv * d);
+        c.kdt = SX_DTYPE_F32;
+        c.kdata = (const char *)mem, c.vdata = (const char *)(mem + deq / 2);
+        c.k_nb1 = c.v_nb1 = sizeof(float) * (size_t)(n_kv * d);
+        c.k_nb2 = c.v_nb2 = sizeof(float) * (size_t)d;
+    }
+    run(dev, attn_run, &c, c.q->ne[2] * c.q->ne[1] * n_kv * d);
     return SX_OK;
 }
 
