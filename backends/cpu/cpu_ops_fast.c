@@ -275,6 +275,33 @@ static void attn_deq_run(void *p, int ith, int nth) {
     }
 }
 
+/* scores of n key rows of type dt (f16 or f32; row j at keys + j * ks bytes)
+ * against the group's query heads, into sc[g * ld + j]: the tile kernel (4
+ * keys x up to 4 heads per call, each K row converted once for the group,
+ * blocked from the first key), else (f32 without one) a dot per pair.
+ * Callers pass tiles that start at multiples of 4 keys, so a key's score
+ * does not depend on how the keys were cut. */
+static void attn_dots_tiles(const attn_ctx *c, sx_dtype dt, const char *q0, int64_t h0, int64_t group, const char *keys, size_t ks, int64_t n,
+                            float *sc, int64_t ld) {
+    const sx_tensor *q = c->q;
+    const int64_t d = q->ne[0];
+    const sx_cpu_gemm_fn gemm = c->kt->gemm[dt];
+    for (int64_t g = 0; g < group; g += SX_CPU_TILE_M) {
+        const int nc = group - g < SX_CPU_TILE_M ? (int)(group - g) : SX_CPU_TILE_M;
+        for (int64_t j = 0; j < n; j += SX_CPU_TILE_N) {
+            const int nr = n - j < SX_CPU_TILE_N ? (int)(n - j) : SX_CPU_TILE_N;
+            if (gemm) {
+                gemm(d, keys + j * ks, ks, nr, q0 + (h0 + g) * q->nb[1], q->nb[1], nc, sc + g * ld + j, ld);
+                continue;
+            }
+            for (int gg = 0; gg < nc; gg++)
+                for (int r = 0; r < nr; r++)
+                    sc[(g + gg) * ld + j + r] =
+                        c->kt->vec_dot_f32(d, (const float *)(keys + (j + r) * ks), (const float *)(q0 + (h0 + g + gg) * q->nb[1]));
+        }
+    }
+}
+
 static void attn_dots(const attn_ctx *c, int64_t t, int64_t h0, int64_t group, const char *kb, float *sc, float *qbuf) {
     const sx_tensor *q = c->q, *k = c->k;
     const int64_t d = q->ne[0], n_kv = k->ne[2];
@@ -284,28 +311,11 @@ static void attn_dots(const attn_ctx *c, int64_t t, int64_t h0, int64_t group, c
         for (int64_t j0 = 0; j0 < lim; j0 += ATTN_QTILE) {
             const int64_t n = lim - j0 < ATTN_QTILE ? lim - j0 : ATTN_QTILE;
             for (int64_t j = 0; j < n; j++) deq_q8_0_row((const sx_block_q8_0 *)(kb + (j0 + j) * c->k_nb2), d, qbuf + j * d);
-            for (int64_t g = 0; g < group; g++) {
-                const float *qr = (const float *)(q0 + (h0 + g) * q->nb[1]);
-                for (int64_t j = 0; j < n; j++) sc[g * n_kv + j0 + j] = c->kt->vec_dot_f32(d, qbuf + j * d, qr);
-            }
+            attn_dots_tiles(c, SX_DTYPE_F32, q0, h0, group, (const char *)qbuf, sizeof(float) * (size_t)d, n, sc + j0, n_kv); /* as whole views */
         }
         return;
     }
-    if (c->kdt == SX_DTYPE_F16) {
-        const sx_cpu_gemm_fn gemm = c->kt->gemm[SX_DTYPE_F16];
-        for (int64_t g = 0; g < group; g += SX_CPU_TILE_M) {
-            const int nc = group - g < SX_CPU_TILE_M ? (int)(group - g) : SX_CPU_TILE_M;
-            for (int64_t j = 0; j < n_kv; j += SX_CPU_TILE_N) {
-                const int nr = n_kv - j < SX_CPU_TILE_N ? (int)(n_kv - j) : SX_CPU_TILE_N;
-                gemm(d, kb + j * c->k_nb2, c->k_nb2, nr, q0 + (h0 + g) * q->nb[1], q->nb[1], nc, sc + g * n_kv + j, n_kv);
-            }
-        }
-        return;
-    }
-    for (int64_t g = 0; g < group; g++) {
-        const float *qr = (const float *)(q0 + (h0 + g) * q->nb[1]);
-        for (int64_t j = 0; j < n_kv; j++) sc[g * n_kv + j] = c->kt->vec_dot_f32(d, (const float *)(kb + j * c->k_nb2), qr);
-    }
+    attn_dots_tiles(c, c->kdt, q0, h0, group, kb, c->k_nb2, n_kv, sc, n_kv); /* f16 (which has a tile kernel, or the reference ran) or f32 */
 }
 
 static void attn_run(void *p, int ith, int nth) {
