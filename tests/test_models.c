@@ -7,7 +7,7 @@
  * (gap <= 2 x error and <= --tie; reported). The generation loop must pick
  * the same tokens, and chunked prefill (n_batch 3) must equal one-shot.
  *
- *   test_models BACKEND MODEL.gguf... [--steps N] [--tie GAP]
+ *   test_models BACKEND MODEL.gguf... [--steps N] [--tie GAP] [--kv f16|f32|q8_0]
  * Exit 77 when BACKEND has no device. */
 #include <math.h>
 #include <stdio.h>
@@ -25,6 +25,8 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
+static sx_kv_type g_kv; /* --kv TYPE: both sides' KV cache (q8_0: the quantized cache, exact across backends) */
+
 static sx_status open_engine(const char *backend, const char *path, sx_engine **e, sx_session **s, int n_batch) {
     sx_engine_options eo;
     sx_engine_options_init(&eo);
@@ -36,6 +38,7 @@ static sx_status open_engine(const char *backend, const char *path, sx_engine **
     sx_session_options_init(&so);
     so.n_ctx = 256;
     so.n_batch = n_batch;
+    so.kv_type = g_kv;
     return sx_session_create(*e, &so, s);
 }
 
@@ -113,6 +116,7 @@ static void test_model(const char *backend, const char *path, int steps, float t
     sx_session_options_init(&so);
     so.n_ctx = 256;
     so.n_batch = 3;
+    so.kv_type = g_kv;
     float *l1 = malloc(sizeof(float) * (size_t)V), *l2 = malloc(sizeof(float) * (size_t)V);
     sx_session_reset(s);
     st = sx_session_create(e, &so, &s3);
@@ -143,6 +147,8 @@ int main(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tie") && i + 1 < argc) tie = (float)atof(argv[++i]);
+        else if (!strcmp(argv[i], "--kv") && i + 1 < argc && sx_kv_type_from_name(argv[++i], &g_kv) != SX_OK)
+            return printf("FAIL: %s\n", sx_last_error()), 2;
     }
     /* skip when the backend cannot open a device */
     sx_engine_options eo;

@@ -26,7 +26,8 @@
 #   6. CUDA graphs off (SPECEXIT_CUDA_GRAPHS=0) against on, continuous batching
 #      (8 sessions, `bench -np 8`), decode after SX_BENCH_LONG_CTX (8192)
 #      prompt tokens with ATTENTION's split-K and without
-#      (SPECEXIT_CUDA_ATTN_SPLIT=0)
+#      (SPECEXIT_CUDA_ATTN_SPLIT=0), and there the KV cache in f16 against q8_0
+#      (`bench -ctk f16,q8_0`: decode speed and cache bytes)
 #   7. the op matrix in full (test_ops --full), attention conformance and
 #      batch invariance under each forced attention plan, the other models'
 #      benches, the NVRTC compile check
@@ -202,6 +203,15 @@ if sp and ns and ns[0]:
                              long_over_short=sp[0] / on["decode_tok_s"] if on else None)
     print("\nsplit-K attention (decode after %s tokens): %.1f t/s split, %.1f t/s one block per head: split/none %.3f" % (
         long_ctx, sp[0], ns[0], sp[0] / ns[0]))
+kv = load("long-kv.json")
+if kv and len(kv.get("configs", [])) == 2:
+    a, b = kv["configs"]
+    S["kv_q8_0"] = dict(prompt_tokens=int(long_ctx), f16_decode_tok_s=a["decode_tok_s"]["mean"], q8_0_decode_tok_s=b["decode_tok_s"]["mean"],
+                        decode_ratio=b["decode_tok_s"]["mean"] / a["decode_tok_s"]["mean"] if a["decode_tok_s"]["mean"] else None,
+                        f16_kv_bytes=a.get("kv_cache_bytes"), q8_0_kv_bytes=b.get("kv_cache_bytes"))
+    print("\nKV cache q8_0 vs f16 (decode after %s tokens): %.1f vs %.1f t/s (x%.3f), cache %.1f vs %.1f MiB" % (
+        long_ctx, S["kv_q8_0"]["q8_0_decode_tok_s"], S["kv_q8_0"]["f16_decode_tok_s"], S["kv_q8_0"]["decode_ratio"] or 0,
+        (b.get("kv_cache_bytes") or 0) / 2**20, (a.get("kv_cache_bytes") or 0) / 2**20))
 if S["skipped_for_time"]:
     print("\nskipped for time: " + "; ".join(S["skipped_for_time"]))
 json.dump(S, open(os.path.join(os.path.dirname(work), "summary.json"), "w"), indent=1)
@@ -366,6 +376,7 @@ if [ -n "$main_model" ]; then
   if [ "$long_ctx" != 0 ]; then
     bench "long-split" 90 -- -m "$main_model" -p "$long_ctx" -n 64 -r 2
     bench "long-nosplit" 90 SPECEXIT_CUDA_ATTN_SPLIT=0 -- -m "$main_model" -p "$long_ctx" -n 64 -r 2
+    bench "long-kv" 120 -- -m "$main_model" -ctk f16,q8_0 -p "$long_ctx" -n 64 -r 2
   fi
 fi
 
