@@ -101,6 +101,8 @@ int main(int argc, char **argv) {
     expect_run("unknown cache type", model, "-ctk q4_9", "unknown KV cache type 'q4_9'");
     expect_run("K and V cache types differ", model, "-ctk q8_0 -ctv f32", "one type");
     expect_run("q8_0 cache on head dim 16", model, "--cache-type-k q8_0", "head dim multiple of 32");
+    snprintf(args, sizeof args, "bench -m %s -np 2 -ctk f16,q8_0", model);
+    expect("cache type list outside the speed bench", args, 1, "speed bench only");
 
     snprintf(args, sizeof args, "run -m %s/does-not-exist.gguf -p hi", tmp);
     expect("missing file", args, 1, "does-not-exist.gguf");

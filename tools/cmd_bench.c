@@ -68,6 +68,11 @@ int sx_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "error: no model given (-m MODEL.gguf) and the embedded default (models/sumchain) is not installed\n");
         return 1;
     }
+    if (kv_list[0] && (c.problems || c.parallel_set)) {
+        fprintf(stderr, "error: a list of cache types (-ctk %s) compares them in the speed bench only; give one type with %s\n", kv_list,
+                c.problems ? "--problems" : "-np");
+        return 1;
+    }
     if (c.problems) {
         if (!c.sampling_set) c.sampling.temp = 0; /* greedy unless asked */
         if (c.n_predict == 128) c.n_predict = 1024;
