@@ -79,6 +79,9 @@ static inline int atomicExch(int *p, int v) { return __atomic_exchange_n(p, v, _
 static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
 static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+/* round half to even under the default rounding mode, as the GPU's cvt.rni */
+static inline int __float2int_rn(float f) { return (int)nearbyintf(f); }
 
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 static inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
