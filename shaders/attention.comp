@@ -23,10 +23,15 @@
  *    chunk (exp(m - m) = 1, 0 + x = x) and writes the output: the same bits
  *    as the merge of a grid whose other chunks are empty.
  * A row that sees nothing outputs zeros. GQA: head h reads kv head
- * h / group. K/V f32 or f16 (KV_F16), read as words. Rows row0 .. row0 +
- * nrows - 1 (row = t * nh + h) per dispatch (the host bounds scratch).
+ * h / group. K/V f32, f16 (KV_F16) or q8_0 (KV_Q8_0, a quantized KV
+ * cache: element i of a head's row is fp16 d * int8 q of block i / 32,
+ * dequantized on load; exact, so the reduction above is unchanged; k/v
+ * offsets and strides then in bytes, head dim a multiple of 32), read as
+ * words. Rows row0 .. row0 + nrows - 1 (row = t * nh + h) per dispatch (the
+ * host bounds scratch).
  * Tested by tests/test_ops.c (decode, prefill, MQA, tree mask, long context;
- * f32/f16) and tests/test_batch_invariance.c; measured by `specexit bench`. */
+ * f32/f16/q8_0) and tests/test_batch_invariance.c; measured by
+ * `specexit bench`. */
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #define SX_PC_ATTN
@@ -39,16 +44,25 @@
 #define KPT (CH / WG)
 layout(local_size_x = WG) in;
 layout(binding = 0, std430) readonly buffer Q { float q[]; };
+/* LDK(r, i) / LDV(r, i): element i of the K / V head row at r */
 #if defined(KV_F16)
 layout(binding = 1, std430) readonly buffer Kb { uint kb[]; };
 layout(binding = 2, std430) readonly buffer Vb { uint vb[]; };
-#define LDK(e) f16_to_f32(RD_HALF(kb, e))
-#define LDV(e) f16_to_f32(RD_HALF(vb, e))
+#define LDK(r, i) f16_to_f32(RD_HALF(kb, (r) + (i)))
+#define LDV(r, i) f16_to_f32(RD_HALF(vb, (r) + (i)))
+#elif defined(KV_Q8_0)
+layout(binding = 1, std430) readonly buffer Kb { uint kb[]; };
+layout(binding = 2, std430) readonly buffer Vb { uint vb[]; };
+/* r: byte offset of the row (even); block {f16 d; int8 qs[32]} of 34 bytes */
+#define Q8_AT(buf, r, i) (f16_to_f32(RD_U16(buf, (r) + ((i) >> 5) * 34u)) \
+    * float(bitfieldExtract(int(RD_U8(buf, (r) + ((i) >> 5) * 34u + 2u + ((i) & 31u))), 0, 8)))
+#define LDK(r, i) Q8_AT(kb, r, i)
+#define LDV(r, i) Q8_AT(vb, r, i)
 #else
 layout(binding = 1, std430) readonly buffer Kb { float kb[]; };
 layout(binding = 2, std430) readonly buffer Vb { float vb[]; };
-#define LDK(e) kb[e]
-#define LDV(e) vb[e]
+#define LDK(r, i) kb[(r) + (i)]
+#define LDV(r, i) vb[(r) + (i)]
 #endif
 layout(binding = 3, std430) readonly buffer Mk { float mask[]; };
 layout(binding = 4, std430) writeonly buffer D { float d[]; };
@@ -112,8 +126,27 @@ void main() {
                     a += qs[i] * k2.x;
                     a += qs[i + 1u] * k2.y;
                 }
+#elif defined(KV_Q8_0)
+            for (; i + 32u <= D; i += 32u) {
+                /* a block in the 9 words from o / 4: o % 4 == 0: d low in the
+                 * first, codes at half offsets; o % 4 == 2: d high, then 8 whole
+                 * words of codes */
+                const uint o = kr + (i >> 5) * 34u, w = o >> 2;
+                const bool mid = (o & 2u) == 0u;
+                uint cur = kb[w];
+                const float dk = f16_to_f32(mid ? cur & 0xffffu : cur >> 16);
+                for (uint g = 0u; g < 32u; g += 4u) {
+                    const uint nxt = kb[w + 1u + (g >> 2)];
+                    const vec4 k4 = dk * bytes_s(mid ? (cur >> 16) | (nxt << 16) : nxt); /* exact: the values of LDK */
+                    cur = nxt;
+                    a += qs[i + g] * k4.x;
+                    a += qs[i + g + 1u] * k4.y;
+                    a += qs[i + g + 2u] * k4.z;
+                    a += qs[i + g + 3u] * k4.w;
+                }
+            }
 #endif
-            for (; i < D; i++) a += qs[i] * LDK(kr + i);
+            for (; i < D; i++) a += qs[i] * LDK(kr, i);
             s = a * pc.scale;
         }
         ps[jj] = s;
@@ -138,7 +171,7 @@ void main() {
             const uint vr = vbase + slots[jj] * pc.v_nb2;
             for (uint i = 0u; i < DPT; i++) {
                 const uint e = tid + i * WG;
-                if (e < D) acc[i] += pj * LDV(vr + e);
+                if (e < D) acc[i] += pj * LDV(vr, e);
             }
         }
 

@@ -29,8 +29,19 @@ static bool elem_strides(const sx_tensor *t) {
     return sx_vk_strides(t, unit, nb) && sx_tensor_nelements(t) < ((int64_t)1 << 32);
 }
 
-/* A q8_0 KV cache: the cache of SET_ROWS (src 0). */
-static bool kv_q8_0(const sx_tensor *node, int i) { return node->src[i]->dtype == SX_DTYPE_Q8_0 && node->op == SX_OP_SET_ROWS && i == 0; }
+/* A q8_0 KV cache: the cache of SET_ROWS (src 0) or K/V of ATTENTION. */
+static bool kv_q8_0(const sx_tensor *node, int i) {
+    if (node->src[i]->dtype != SX_DTYPE_Q8_0) return false;
+    return (node->op == SX_OP_SET_ROWS && i == 0) || (node->op == SX_OP_ATTENTION && (i == 1 || i == 2));
+}
+
+/* q8_0 K/V (shaders/attention.comp, KV_Q8_0): both q8_0, whole blocks per
+ * head, rows at even byte strides (the scales are read as halves) */
+static bool attention_kv_ok(const sx_tensor *k, const sx_tensor *v) {
+    if (k->dtype != v->dtype) return false;
+    if (k->dtype != SX_DTYPE_Q8_0) return true;
+    return k->ne[0] % 32 == 0 && k->nb[1] % 2 == 0 && k->nb[2] % 2 == 0 && v->nb[1] % 2 == 0 && v->nb[2] % 2 == 0;
+}
 
 bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
     if ((unsigned)node->op >= SX_OP_COUNT || !g_kernels[node->op]) return false;
@@ -61,7 +72,7 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
         if (node->dtype == SX_DTYPE_Q8_0) return d->storage16 && node->ne[0] % 32 == 0 && node->nb[1] % 2 == 0;
         return node->dtype == SX_DTYPE_F32 || d->storage16;
     case SX_OP_COPY: return node->dtype == SX_DTYPE_F32 || d->storage16;
-    case SX_OP_ATTENTION: return a->ne[0] <= 256 && a->nb[0] == 4 && node->nb[0] == 4;
+    case SX_OP_ATTENTION: return a->ne[0] <= 256 && a->nb[0] == 4 && node->nb[0] == 4 && attention_kv_ok(node->src[1], node->src[2]);
     case SX_OP_ROPE: { /* frequency factors are read by the host (rope_table): host-written data only */
         const sx_tensor *ff = node->src[2], *r = ff && ff->view_src ? ff->view_src : ff;
         return node->params.rope.n_dims <= 2048 && (!r || (r->op == SX_OP_NONE && (r->role == SX_ROLE_WEIGHT || r->role == SX_ROLE_INPUT)));

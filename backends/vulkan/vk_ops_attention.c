@@ -5,9 +5,10 @@
  * byte-range hazard tracking of vk_command.c (the write covers the cache
  * root's bytes that the attention view reads), not by graph edges.
  * A q8_0 cache (llama.cpp's -ctk/-ctv q8_0) is written by quantizing each
- * row of 32-element blocks in the kernel with the bits of ir/dtype.c; the
- * shader addresses its 34-byte blocks in halves, so its strides are passed
- * in halves.
+ * row of 32-element blocks in the kernel with the bits of ir/dtype.c, and
+ * read by dequantizing K/V elements on load; the shaders address its 34-byte
+ * blocks in halves (SET_ROWS) or bytes (ATTENTION), so its strides are
+ * passed in those units.
  * ATTENTION is batch-invariant (a verify row gives the bits of the same
  * token decoded alone) and split-K: with more than SX_ATTN_CHUNK keys each
  * (row, chunk of key ordinals) is a workgroup writing partials to the
@@ -49,9 +50,10 @@ sx_status sx_vk_op_SET_ROWS(sx_device *dev, sx_tensor *node) {
 sx_status sx_vk_op_ATTENTION(sx_device *dev, sx_tensor *node) {
     vk_device *d = vk_dev(dev);
     const sx_tensor *q = node->src[0], *k = node->src[1], *v = node->src[2], *mask = node->src[3];
-    const bool f16 = k->dtype == SX_DTYPE_F16;
-    const size_t unit = f16 ? 2 : 4;
-    const int sh = sx_vk_shader_pick(d, "attention_%s", f16 ? "f16" : "f32");
+    const bool q8 = k->dtype == SX_DTYPE_Q8_0;
+    /* k/v offsets and strides in elements, q8_0 in bytes (bound 2-aligned) */
+    const size_t unit = q8 ? 1 : k->dtype == SX_DTYPE_F16 ? 2 : 4, align = q8 ? 2 : unit;
+    const int sh = sx_vk_shader_pick(d, "attention_%s", sx_dtype_name(k->dtype));
     sx_pc_attn pc = {0};
     vk_arg args[5];
     pc.d = (uint32_t)q->ne[0];
@@ -66,8 +68,9 @@ sx_status sx_vk_op_ATTENTION(sx_device *dev, sx_tensor *node) {
     pc.v_nb1 = (uint32_t)(v->nb[1] / unit), pc.v_nb2 = (uint32_t)(v->nb[2] / unit);
     pc.d_nb1 = (uint32_t)(node->nb[1] / 4), pc.d_nb2 = (uint32_t)(node->nb[2] / 4);
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, q, 4, false, &args[0], &pc.q_off));
-    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, k, unit, false, &args[1], &pc.k_off));
-    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, v, unit, false, &args[2], &pc.v_off));
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, k, align, false, &args[1], &pc.k_off));
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, v, align, false, &args[2], &pc.v_off));
+    pc.k_off *= (uint32_t)(align / unit), pc.v_off *= (uint32_t)(align / unit);
     if (mask) {
         pc.has_mask = 1;
         pc.m_nb1 = (uint32_t)(mask->nb[1] / 4);
