@@ -312,12 +312,14 @@ static bool set_rows_dtypes_ok(const sx_tensor *node) {
     return dt == SX_DTYPE_F32 || dt == SX_DTYPE_F16;
 }
 
-/* The dtypes k_attention.cu reads: q f32, K and V both f32 or both f16
- * (one element per nb[0]), mask f32, output f32. */
+/* The dtypes k_attention.cu reads: q f32, K and V both f32, both f16 (one
+ * element per nb[0]) or both q8_0 (head dim % 32 == 0), mask f32, output
+ * f32. */
 static bool attention_dtypes_ok(const sx_tensor *node) {
     const sx_tensor *q = node->src[0], *k = node->src[1], *v = node->src[2], *m = node->src[3];
-    return q->dtype == SX_DTYPE_F32 && (k->dtype == SX_DTYPE_F32 || k->dtype == SX_DTYPE_F16) && v->dtype == k->dtype &&
-           (!m || m->dtype == SX_DTYPE_F32) && node->dtype == SX_DTYPE_F32;
+    if (q->dtype != SX_DTYPE_F32 || v->dtype != k->dtype || (m && m->dtype != SX_DTYPE_F32) || node->dtype != SX_DTYPE_F32) return false;
+    if (k->dtype == SX_DTYPE_Q8_0) return q8_0_rows_ok(k) && q8_0_rows_ok(v);
+    return k->dtype == SX_DTYPE_F32 || k->dtype == SX_DTYPE_F16;
 }
 
 bool gpu_supports(const sx_tensor *node) {

@@ -1,7 +1,9 @@
 /* backends/cuda/k_attention.cu — ATTENTION over a KV cache: GQA, causal or
- * tree mask over the T new tokens, the n_past prefix visible to all, f16 or
- * f32 K/V, online softmax (no score matrix in memory), batch-invariant, with
- * split-K ("flash-decoding") for grids too small to fill the GPU.
+ * tree mask over the T new tokens, the n_past prefix visible to all, f16,
+ * f32 or q8_0 K/V (q8_0, a quantized KV cache: head dim % 32 == 0,
+ * dequantised on load, d * q, by both plans alike), online softmax (no
+ * score matrix in memory), batch-invariant, with split-K
+ * ("flash-decoding") for grids too small to fill the GPU.
  *
  * Batch invariance (speculative verification must give plain decoding's
  * bits): every reduction choice is a function of *ordinals*, never of slot
@@ -36,15 +38,17 @@
  *           small verify batches) and the row has 2 or more chunks.
  * Head dim <= 32 * R (R = 1, 2, 4, 8: up to 256).
  * Layout: q [d, nh, T] f32, k/v [d, nkv, n_kv] views of the cache (any slot
- * stride, rows contiguous), mask f32 [M, T] (0 = visible, M = n_kv -
- * n_past), output [d, nh, T]; scratch [T][nh][n_chunks][2 + d] f32.
+ * stride, rows contiguous; a q8_0 head row is d / 32 blocks of 34 bytes,
+ * 2-byte aligned), mask f32 [M, T] (0 = visible, M = n_kv - n_past), output
+ * [d, nh, T]; scratch [T][nh][n_chunks][2 + d] f32.
  * Semantics (ir/ops.def): slot j < n_past always visible; slot n_past + i
  * visible to query t when mask[t][i] == 0, or i <= t without a mask; a query
  * that sees nothing outputs zeros.
  * Tested by tests/test_ops.c (decode, GQA, MQA, prefill from empty, tree
- * masks; --full adds 300 past slots, d = 128) against cpu_ops_ref.c with
- * atol 2e-5; bit-for-bit invariance by tests/test_batch_invariance.c and,
- * under the CPU emulation (both plans forced, n_past in the thousands), by
+ * masks, q8_0 K/V at d = 32, 64, 128; --full adds 300 past slots, d = 128)
+ * against cpu_ops_ref.c with atol 2e-5; bit-for-bit invariance by
+ * tests/test_batch_invariance.c and, under the CPU emulation (both plans
+ * forced, n_past in the thousands, f16/f32/q8_0), by
  * backends/cuda/emu/attn_invariance.c. Benchmarked by tools/gpu-check.sh
  * (long-context decode, split-K on / off). */
 #include "backends/cuda/common.cuh"
@@ -61,7 +65,18 @@ namespace SX_NS {
 #define ATTN_THREADS (ATTN_WARPS * SX_WARP)
 #define ATTN_CHUNK 256 /* ordinals per chunk: the unit of split-K and of the fold */
 
-template <int KVT> static __device__ __forceinline__ float kv_load(const char *p) {
+/* Element c of a K or V row (head dim contiguous: f32/f16 one element per
+ * nb0 bytes; q8_0 one 34-byte block per 32 elements, nb0 = 34). q8_0 is
+ * dequantised as d * q with an explicit product, the formula of
+ * sx_dtype_dequantize_row, so no contraction can round it differently in
+ * the two plans. Lane l reads element l of block c / 32: one broadcast
+ * 16-bit scale and 32 consecutive bytes per warp. */
+template <int KVT> static __device__ __forceinline__ float kv_load(const char *row, int c, sx_i64 nb0) {
+    if (KVT == SXT_Q8_0) {
+        const sx_u8 *b = (const sx_u8 *)row + (c / SX_QK) * SX_Q8_0_BYTES;
+        return __fmul_rn(h2f(ld16(b)), (float)(sx_i8)b[2 + c % SX_QK]);
+    }
+    const char *p = row + c * nb0;
     return KVT == SXT_F16 ? h2f(*(const sx_u16 *)p) : *(const float *)p;
 }
 
@@ -142,7 +157,7 @@ static __device__ __forceinline__ void attn_chunk(const float *qr, const char *k
 #pragma unroll
         for (int i = 0; i < R; i++) {
             const int c = lane + SX_WARP * i;
-            if (c < d) s = __fmaf_rn(qr[i], kv_load<KVT>(kp + c * k.nb[0]), s);
+            if (c < d) s = __fmaf_rn(qr[i], kv_load<KVT>(kp, c, k.nb[0]), s);
         }
         s = __fmul_rn(warp_sum(s), scale);
         const float m_new = fmaxf(m, s);
@@ -152,7 +167,7 @@ static __device__ __forceinline__ void attn_chunk(const float *qr, const char *k
 #pragma unroll
         for (int i = 0; i < R; i++) {
             const int c = lane + SX_WARP * i;
-            acc[i] = __fmaf_rn(acc[i], corr, c < d ? __fmul_rn(p, kv_load<KVT>(vp + c * v.nb[0])) : 0.0f);
+            acc[i] = __fmaf_rn(acc[i], corr, c < d ? __fmul_rn(p, kv_load<KVT>(vp, c, v.nb[0])) : 0.0f);
         }
         m = m_new;
     }
@@ -275,6 +290,10 @@ SX_ATTN_INST(1, SXT_F16)
 SX_ATTN_INST(2, SXT_F16)
 SX_ATTN_INST(4, SXT_F16)
 SX_ATTN_INST(8, SXT_F16)
+SX_ATTN_INST(1, SXT_Q8_0)
+SX_ATTN_INST(2, SXT_Q8_0)
+SX_ATTN_INST(4, SXT_Q8_0)
+SX_ATTN_INST(8, SXT_Q8_0)
 
 } /* namespace SX_NS */
 
@@ -341,6 +360,8 @@ sx_status launch_ATTENTION(gpu_device *d, sx_tensor *node) {
     const float scale = node->params.attn.scale;
     if (k->dtype == SX_DTYPE_F16)
         attn_launch_r<SXT_F16>(d, R, S, n_chunks, grid, gt_of(q), gt_of(k), gt_of(v), mg, gt_of(node), n_past, scale, group);
+    else if (k->dtype == SX_DTYPE_Q8_0)
+        attn_launch_r<SXT_Q8_0>(d, R, S, n_chunks, grid, gt_of(q), gt_of(k), gt_of(v), mg, gt_of(node), n_past, scale, group);
     else
         attn_launch_r<SXT_F32>(d, R, S, n_chunks, grid, gt_of(q), gt_of(k), gt_of(v), mg, gt_of(node), n_past, scale, group);
     return SX_OK;

@@ -7,11 +7,16 @@
  * block per row) and one with =all (split-K on every row of 2 chunks or
  * more), crossed both ways. Also checks each row against a double-precision
  * reference (atol 2e-5), so a consistently wrong kernel fails too.
+ * K/V f16, f32 and q8_0 (a quantized KV cache): each slot's row of floats
+ * is stored as SET_ROWS would (sx_dtype_quantize_row); "alone" moves the
+ * same floats, so its rows get the same bytes, and the double reference
+ * reads what the cache holds (the dequantized rows).
  * Sized for the CPU emulation (one OS thread per GPU thread): head dim 128,
  * 2 heads on 1 KV head, a 7-slot tree, n_past up to the thousands.
  *   SX_EMU_TEST=backends/cuda/emu/attn_invariance.c \
- *     bash backends/cuda/emu/run_emu_tests.sh [--quick]
- * (--quick: n_past up to 300). Exit 0 pass, 1 fail, 77 no device. */
+ *     bash backends/cuda/emu/run_emu_tests.sh [--quick] [--dtype NAME]
+ * (--quick: n_past up to 300; --dtype: only that K/V dtype). Exit 0 pass,
+ * 1 fail, 77 no device. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,23 +40,18 @@ typedef struct {
 static sx_status attention(ctx *c, sx_dtype dt, const float *kv_k, const float *kv_v, int n_kv, const float *q, int T, const float *mask,
                            int n_past, float *out) {
     sx_graph_reset(c->g);
-    const size_t n = (size_t)n_kv * NKV * D, es = sx_dtype_row_size(dt, 1);
-    void *kb = malloc(n * es), *vb = malloc(n * es);
-    for (size_t i = 0; i < n; i++) {
-        if (dt == SX_DTYPE_F16) {
-            ((uint16_t *)kb)[i] = sx_fp32_to_fp16(kv_k[i]);
-            ((uint16_t *)vb)[i] = sx_fp32_to_fp16(kv_v[i]);
-        } else {
-            ((float *)kb)[i] = kv_k[i];
-            ((float *)vb)[i] = kv_v[i];
-        }
+    const size_t rs = sx_dtype_row_size(dt, NKV * D), nbytes = (size_t)n_kv * rs; /* one slot: NKV heads of D */
+    char *kb = malloc(nbytes), *vb = malloc(nbytes);
+    for (int j = 0; j < n_kv; j++) {
+        sx_dtype_quantize_row(dt, kv_k + (size_t)j * NKV * D, kb + (size_t)j * rs, NKV * D);
+        sx_dtype_quantize_row(dt, kv_v + (size_t)j * NKV * D, vb + (size_t)j * rs, NKV * D);
     }
     sx_tensor *k = sx_graph_input(c->g, dt, 3, (int64_t[]){D, NKV, n_kv}, "k");
     sx_tensor *v = sx_graph_input(c->g, dt, 3, (int64_t[]){D, NKV, n_kv}, "v");
     sx_status st = SX_OK;
     if (k && v) {
-        st = sx_graph_set_input(c->g, k, kb, n * es);
-        if (st == SX_OK) st = sx_graph_set_input(c->g, v, vb, n * es);
+        st = sx_graph_set_input(c->g, k, kb, nbytes);
+        if (st == SX_OK) st = sx_graph_set_input(c->g, v, vb, nbytes);
     }
     free(kb), free(vb);
     SX_RETURN_IF_ERROR(st);
@@ -99,9 +99,22 @@ static sx_status open_ctx(const char *backend, const char *split, ctx *c) {
 
 static float rnd(sx_rng *r) { return (float)sx_rng_uniform(r) * 2.0f - 1.0f; }
 
+/* x[n] replaced by what a dt cache holds for it (n a multiple of 32 for q8_0) */
+static void round_to(sx_dtype dt, float *x, int64_t n) {
+    void *tmp = malloc(sx_dtype_row_size(dt, n));
+    sx_dtype_quantize_row(dt, x, tmp, n);
+    sx_dtype_dequantize_row(dt, tmp, x, n);
+    free(tmp);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
-    const bool quick = argc > 2 && strcmp(argv[2], "--quick") == 0;
+    bool quick = false;
+    const char *only = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else if (strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) only = argv[++i];
+    }
     ctx cx[2] = {{0}, {0}}; /* [0] one block per row, [1] split-K everywhere */
     if (open_ctx(argv[1], "0", &cx[0]) != SX_OK || open_ctx(argv[1], "all", &cx[1]) != SX_OK) {
         printf("SKIP: %s\n", sx_last_error());
@@ -109,20 +122,29 @@ int main(int argc, char **argv) {
     }
     const int n_pasts[] = {0, 3, 253, 300, 700, 2900};
     const int n_cases = quick ? 4 : (int)(sizeof n_pasts / sizeof n_pasts[0]);
-    const sx_dtype dts[] = {SX_DTYPE_F16, SX_DTYPE_F32};
+    const sx_dtype dts[] = {SX_DTYPE_F16, SX_DTYPE_F32, SX_DTYPE_Q8_0};
     sx_rng rng;
-    sx_rng_seed(&rng, 4242);
     int failed = 0, passed = 0;
-    for (int di = 0; di < 2; di++)
+    for (int di = 0; di < (int)(sizeof dts / sizeof dts[0]); di++)
         for (int ci = 0; ci < n_cases; ci++) {
             const sx_dtype dt = dts[di];
+            if (only && strcmp(only, sx_dtype_name(dt)) != 0) continue;
+            sx_rng_seed(&rng, 4242 + 100 * (uint64_t)di + (uint64_t)ci); /* a case's data does not depend on --dtype */
             const int n_past = n_pasts[ci], n_kv = n_past + M, T = M;
             const clock_t t0 = clock();
             /* verify layout: prefix, then the tree's M slots */
             float *kk = malloc(sizeof(float) * (size_t)n_kv * NKV * D), *vv = malloc(sizeof(float) * (size_t)n_kv * NKV * D);
             for (size_t i = 0; i < (size_t)n_kv * NKV * D; i++) {
-                kk[i] = dt == SX_DTYPE_F16 ? sx_fp16_to_fp32(sx_fp32_to_fp16(rnd(&rng))) : rnd(&rng);
-                vv[i] = dt == SX_DTYPE_F16 ? sx_fp16_to_fp32(sx_fp32_to_fp16(rnd(&rng))) : rnd(&rng);
+                kk[i] = rnd(&rng);
+                vv[i] = rnd(&rng);
+            }
+            /* kr, vr: what the cache holds, for the double reference */
+            float *kr = malloc(sizeof(float) * (size_t)n_kv * NKV * D), *vr = malloc(sizeof(float) * (size_t)n_kv * NKV * D);
+            memcpy(kr, kk, sizeof(float) * (size_t)n_kv * NKV * D);
+            memcpy(vr, vv, sizeof(float) * (size_t)n_kv * NKV * D);
+            for (int j = 0; j < n_kv; j++) {
+                round_to(dt, kr + (size_t)j * NKV * D, NKV * D);
+                round_to(dt, vr + (size_t)j * NKV * D, NKV * D);
             }
             float q[M * NH * D], mask[M * M], vout[2][M * NH * D], aout[2][NH * D];
             for (int i = 0; i < M * NH * D; i++) q[i] = rnd(&rng) * 2.0f;
@@ -153,7 +175,7 @@ int main(int argc, char **argv) {
                         why = p ? "a verify row differs from the same query alone (alone split-K)" : "a verify row differs from the same query alone";
                 }
                 if (st == SX_OK && !why) {
-                    const double e = ref_err(q + t * NH * D, kk, vv, slots, n, vout[0] + t * NH * D);
+                    const double e = ref_err(q + t * NH * D, kr, vr, slots, n, vout[0] + t * NH * D);
                     if (e > worst) worst = e;
                     if (e > 2e-5) why = "a row is off the double-precision reference by more than 2e-5";
                 }
@@ -164,7 +186,7 @@ int main(int argc, char **argv) {
                    (double)(clock() - t0) / CLOCKS_PER_SEC, why ? ": " : "", why ? why : "");
             fflush(stdout);
             why ? failed++ : passed++;
-            free(kk), free(vv);
+            free(kk), free(vv), free(kr), free(vr);
         }
     printf("%s: ATTENTION batch invariance (verify row == alone, both plans): %d passed, %d failed\n", argv[1], passed, failed);
     for (int p = 0; p < 2; p++) {
