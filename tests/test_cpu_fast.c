@@ -340,6 +340,32 @@ static void test_vec(void) {
                 check(!bad, "vec_axpy_rows_f16 level=%s d=%lld heads=%g differs from vec_axpy_f16 row by row%g", lv, (long long)d,
                       (double)nw, 0.0);
                 free(kv);
+                /* f32 V rows: each head as alone (nw = 1), the rows in two
+                 * calls as in one (attention's q8_0 tiles), within 1e-5 of double */
+                float *vf = malloc(sizeof(float) * (size_t)(nr * st));
+                float acc3[4][129];
+                double ref[129], worst = 0;
+                for (int64_t k = 0; k < nr * st; k++) vf[k] = rndf(-2, 2);
+                for (int g = 0; g < nw; g++)
+                    for (int64_t k = 0; k <= d; k++) acc1[g][k] = acc2[g][k] = acc3[g][k] = rndf(-1, 1);
+                kt->vec_axpy_rows_f32(d, nr, nw, &w[0][0], 13, vf, sizeof(float) * (size_t)st, &acc1[0][0], 129);
+                bad = 0;
+                for (int g = 0; g < nw; g++) {
+                    for (int64_t k = 0; k < d; k++) ref[k] = acc2[g][k];
+                    kt->vec_axpy_rows_f32(d, nr, 1, w[g], 13, vf, sizeof(float) * (size_t)st, acc2[g], 129);
+                    kt->vec_axpy_rows_f32(d, 5, 1, w[g], 13, vf, sizeof(float) * (size_t)st, acc3[g], 129);
+                    kt->vec_axpy_rows_f32(d, nr - 5, 1, w[g] + 5, 13, vf + 5 * st, sizeof(float) * (size_t)st, acc3[g], 129);
+                    bad |= memcmp(acc1[g], acc2[g], sizeof(float) * (size_t)(d + 1)) != 0 || memcmp(acc2[g], acc3[g], sizeof(float) * (size_t)(d + 1)) != 0;
+                    for (int64_t k = 0; k < d; k++) {
+                        for (int j = 0; j < nr; j++) ref[k] += (double)w[g][j] * vf[j * st + k];
+                        const double e = fabs(ref[k] - acc1[g][k]);
+                        worst = e > worst ? e : worst;
+                    }
+                }
+                check(!bad && worst <= 1e-5, bad ? "vec_axpy_rows_f32 level=%s d=%lld heads=%g: heads or row splits change the bits%g"
+                                                 : "vec_axpy_rows_f32 level=%s d=%lld heads=%g: error %g vs double",
+                      lv, (long long)d, (double)nw, worst);
+                free(vf);
             }
         /* exp_sum: exp within 1e-6 relative of double exp, down to
          * underflow; the sum does not move when -inf entries are inserted */

@@ -203,6 +203,10 @@ typedef struct sx_cpu_kernels {
      * depend on the other heads of the call) */
     void (*vec_axpy_rows_f16)(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const uint16_t *V,
                               size_t v_stride, float *acc, int64_t acc_stride);
+    /* the same for f32 V rows (an f32 cache, or q8_0 rows dequantized):
+     * per head and lane a fixed sequence acc += w * v, row after row */
+    void (*vec_axpy_rows_f32)(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const float *V,
+                              size_t v_stride, float *acc, int64_t acc_stride);
     /* softmax numerators in place: x[j] = exp(x[j] - mx), 0 where x[j] is
      * -inf; returns their sum. The sum depends only on the sequence of
      * nonzero numerators, not on where the zeros (hidden keys) stand, so an
@@ -238,6 +242,21 @@ const sx_cpu_kernels *sx_cpu_kernels_active(void);
             for (int64_t j = 0; j < n; j++)                                                                    \
                 if (w[g * w_stride + j] != 0.0f)                                                               \
                     axpy(d, w[g * w_stride + j], (const uint16_t *)((const char *)V + j * v_stride), acc + g * acc_stride); \
+    }
+
+/* vec_axpy_rows_f32 as plain loops (the scalar and AVX2 levels; the
+ * compiler vectorizes the inner loop with the file's instruction set). */
+#define SX_CPU_AXPY_ROWS_F32_BY_ROW(name)                                                                      \
+    static void name(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const float *V,           \
+                     size_t v_stride, float *acc, int64_t acc_stride) {                                        \
+        for (int g = 0; g < nw; g++)                                                                           \
+            for (int64_t j = 0; j < n; j++) {                                                                  \
+                const float wj = w[g * w_stride + j];                                                          \
+                if (wj == 0.0f) continue;                                                                      \
+                const float *v = (const float *)((const char *)V + j * v_stride);                              \
+                float *a = acc + g * acc_stride;                                                               \
+                for (int64_t c = 0; c < d; c++) a[c] += wj * v[c];                                             \
+            }                                                                                                  \
     }
 
 /* exp_sum of the scalar table (also the AVX2 level's). */

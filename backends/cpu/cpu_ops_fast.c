@@ -368,22 +368,14 @@ static void attn_run(void *p, int ith, int nth) {
             for (int64_t j0 = 0; j0 < lim; j0 += ATTN_QTILE) {
                 const int64_t n = lim - j0 < ATTN_QTILE ? lim - j0 : ATTN_QTILE;
                 for (int64_t j = 0; j < n; j++) deq_q8_0_row((const sx_block_q8_0 *)(vb + (j0 + j) * c->v_nb2), d, qbuf + j * d);
-                for (int64_t g = 0; g < group; g++)
-                    for (int64_t j = 0; j < n; j++) {
-                        const float wj = sc0[g * n_kv + j0 + j];
-                        if (wj == 0.0f) continue;
-                        const float *vf = qbuf + j * d;
-                        for (int64_t cc = 0; cc < d; cc++) acc0[g * d + cc] += wj * vf[cc];
-                    }
+                for (int64_t g = 0; g < group; g += 4) /* as f32 V below: tiles of whole rows keep each head's sequence */
+                    c->kt->vec_axpy_rows_f32(d, n, group - g < 4 ? (int)(group - g) : 4, sc0 + g * n_kv + j0, n_kv, qbuf,
+                                             sizeof(float) * (size_t)d, acc0 + g * d, d);
             }
         } else {
-            for (int64_t g = 0; g < group; g++)
-                for (int64_t j = 0; j < n_kv; j++) {
-                    const float wj = sc0[g * n_kv + j];
-                    if (wj == 0.0f) continue;
-                    const float *vf = (const float *)(vb + j * c->v_nb2);
-                    for (int64_t cc = 0; cc < d; cc++) acc0[g * d + cc] += wj * vf[cc];
-                }
+            for (int64_t g = 0; g < group; g += 4)
+                c->kt->vec_axpy_rows_f32(d, n_kv, group - g < 4 ? (int)(group - g) : 4, sc0 + g * n_kv, n_kv, (const float *)vb, c->v_nb2,
+                                         acc0 + g * d, d);
         }
         for (int64_t g = 0; g < group; g++) {
             const int64_t h = kh * group + g;

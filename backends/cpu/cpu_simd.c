@@ -479,6 +479,7 @@ static void vec_axpy_f16_scalar(int64_t n, float alpha, const uint16_t *x, float
 }
 
 SX_CPU_AXPY_ROWS_BY_ROW(vec_axpy_rows_f16_scalar, vec_axpy_f16_scalar)
+SX_CPU_AXPY_ROWS_F32_BY_ROW(vec_axpy_rows_f32_scalar)
 
 float sx_cpu_exp_sum_scalar(int64_t n, float *x, float mx, float *tmp) {
     (void)tmp;
@@ -538,6 +539,7 @@ static const sx_cpu_kernels k_scalar = {
     .vec_dot_f16_f32 = vec_dot_f16_f32_scalar,
     .vec_axpy_f16 = vec_axpy_f16_scalar,
     .vec_axpy_rows_f16 = vec_axpy_rows_f16_scalar,
+    .vec_axpy_rows_f32 = vec_axpy_rows_f32_scalar,
     .exp_sum = sx_cpu_exp_sum_scalar,
     .silu_mul = sx_cpu_silu_mul_scalar,
     .fp32_to_fp16 = fp32_to_fp16_scalar,

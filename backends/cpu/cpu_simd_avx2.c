@@ -593,6 +593,7 @@ static void vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
 
 /* Attention's weighted V sum: vec_axpy_f16 per head and row, inlined. */
 SX_CPU_AXPY_ROWS_BY_ROW(vec_axpy_rows_f16, vec_axpy_f16)
+SX_CPU_AXPY_ROWS_F32_BY_ROW(vec_axpy_rows_f32)
 
 /* ------------------------------------------------- f32 <-> f16 rows */
 
@@ -712,6 +713,7 @@ static const sx_cpu_kernels k_avx2 = {
     .vec_dot_f16_f32 = vec_dot_f16_f32,
     .vec_axpy_f16 = vec_axpy_f16,
     .vec_axpy_rows_f16 = vec_axpy_rows_f16,
+    .vec_axpy_rows_f32 = vec_axpy_rows_f32,
     .exp_sum = sx_cpu_exp_sum_scalar,
     .silu_mul = sx_cpu_silu_mul_scalar,
     .fp32_to_fp16 = sx_cpu_fp32_to_fp16_f16c,

@@ -987,9 +987,9 @@ static void vec_axpy_f16(int64_t n, float alpha, const uint16_t *x, float *y) {
 /* Attention's weighted V sum: up to 64 lanes of the nw heads' accumulators
  * stay in registers while the V rows pass, each row converted once for all
  * heads; per head and lane the same fmadd(w, v, acc) sequence as
- * vec_axpy_f16 row after row. */
-SX_INLINE void axpy_rows_f16_n(int64_t d, int64_t n, const int NW, const float *w, int64_t w_stride, const char *V,
-                               size_t v_stride, float *acc, int64_t acc_stride) {
+ * vec_axpy_f16 row after row. F32: V rows of floats instead of f16. */
+SX_INLINE void axpy_rows_n(int64_t d, int64_t n, const int NW, const float *w, int64_t w_stride, const char *V, size_t v_stride, float *acc,
+                           int64_t acc_stride, const bool F32) {
     for (int64_t c = 0; c < d; c += 64) {
         __mmask16 m[4];
         __m512 a[4][4];
@@ -1005,7 +1005,8 @@ SX_INLINE void axpy_rows_f16_n(int64_t d, int64_t n, const int NW, const float *
                 const float wj = w[g * w_stride + j];
                 if (wj == 0.0f) continue;
                 if (!loaded) {
-                    for (int i = 0; i < 4; i++) v[i] = load16_f16(V + j * v_stride + c * 2 + 32 * i, m[i]);
+                    for (int i = 0; i < 4; i++)
+                        v[i] = F32 ? _mm512_maskz_loadu_ps(m[i], V + j * v_stride + c * 4 + 64 * i) : load16_f16(V + j * v_stride + c * 2 + 32 * i, m[i]);
                     loaded = true;
                 }
                 const __m512 wv = _mm512_set1_ps(wj);
@@ -1017,15 +1018,22 @@ SX_INLINE void axpy_rows_f16_n(int64_t d, int64_t n, const int NW, const float *
     }
 }
 
-static void vec_axpy_rows_f16(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const uint16_t *V,
-                              size_t v_stride, float *acc, int64_t acc_stride) {
-    const char *v = (const char *)V;
-    switch (nw) {
-    case 4: axpy_rows_f16_n(d, n, 4, w, w_stride, v, v_stride, acc, acc_stride); break;
-    case 3: axpy_rows_f16_n(d, n, 3, w, w_stride, v, v_stride, acc, acc_stride); break;
-    case 2: axpy_rows_f16_n(d, n, 2, w, w_stride, v, v_stride, acc, acc_stride); break;
-    default: axpy_rows_f16_n(d, n, 1, w, w_stride, v, v_stride, acc, acc_stride); break;
+SX_INLINE void axpy_rows(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const char *v, size_t v_stride, float *acc,
+                        int64_t acc_stride, bool f32) {
+    switch (nw) { /* NW a constant in each: the heads' accumulators stay in registers */
+    case 4: axpy_rows_n(d, n, 4, w, w_stride, v, v_stride, acc, acc_stride, f32); break;
+    case 3: axpy_rows_n(d, n, 3, w, w_stride, v, v_stride, acc, acc_stride, f32); break;
+    case 2: axpy_rows_n(d, n, 2, w, w_stride, v, v_stride, acc, acc_stride, f32); break;
+    default: axpy_rows_n(d, n, 1, w, w_stride, v, v_stride, acc, acc_stride, f32); break;
     }
+}
+static void vec_axpy_rows_f16(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const uint16_t *V, size_t v_stride, float *acc,
+                              int64_t acc_stride) {
+    axpy_rows(d, n, nw, w, w_stride, (const char *)V, v_stride, acc, acc_stride, false);
+}
+static void vec_axpy_rows_f32(int64_t d, int64_t n, int nw, const float *w, int64_t w_stride, const float *V, size_t v_stride, float *acc,
+                              int64_t acc_stride) {
+    axpy_rows(d, n, nw, w, w_stride, (const char *)V, v_stride, acc, acc_stride, true);
 }
 
 /* exp(x): x = n ln2 + r, |r| <= ln2/2, exp(r) by the Cephes expf
@@ -1146,6 +1154,7 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
     .vec_dot_f16_f32 = vec_dot_f16_f32,
     .vec_axpy_f16 = vec_axpy_f16,
     .vec_axpy_rows_f16 = vec_axpy_rows_f16,
+    .vec_axpy_rows_f32 = vec_axpy_rows_f32,
     .exp_sum = exp_sum,
     .silu_mul = silu_mul,
     .fp32_to_fp16 = sx_cpu_fp32_to_fp16_f16c, /* 8 lanes are enough for KV rows */
