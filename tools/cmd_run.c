@@ -113,6 +113,9 @@ int sx_cmd_run(int argc, char **argv) {
         cJSON_AddStringToObject(j, "stop_reason", sx_stop_reason_str(gs.stop_reason));
         sx_cli_add_spec_json(j, &gp, &gs);
         cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)sx_cli_peak_rss());
+        cJSON_AddStringToObject(j, "kv_type", sx_kv_type_name(so.kv_type));
+        cJSON_AddNumberToObject(j, "n_ctx", sx_session_n_ctx(s));
+        cJSON_AddNumberToObject(j, "kv_cache_bytes", (double)sx_session_kv_bytes(s));
         char *str = cJSON_Print(j);
         printf("%s\n", str);
         free(str);
@@ -120,9 +123,10 @@ int sx_cmd_run(int argc, char **argv) {
     } else {
         printf("\n");
         fprintf(stderr,
-                "\n[specexit] model %s (%s, %s) on %s (%s)\n"
+                "\n[specexit] model %s (%s, %s) on %s (%s); KV cache %s, %d tokens, %.1f MiB\n"
                 "[specexit] prompt %d tokens in %.1f ms (%.1f tok/s); generated %d tokens in %.1f ms (%.1f tok/s); stop: %s\n",
-                info.model_name, info.arch, info.quant, info.backend, info.device, gs.n_prompt_tokens, gs.prefill_ms, gs.prefill_tok_s,
+                info.model_name, info.arch, info.quant, info.backend, info.device, sx_kv_type_name(so.kv_type), sx_session_n_ctx(s),
+                (double)sx_session_kv_bytes(s) / (1 << 20), gs.n_prompt_tokens, gs.prefill_ms, gs.prefill_tok_s,
                 gs.n_generated_tokens, gs.decode_ms, gs.decode_tok_s, sx_stop_reason_str(gs.stop_reason));
         if (gp.spec.kind != SX_SPEC_NONE)
             fprintf(stderr, "[specexit] speculation %s: %d target passes, %.2f tokens per pass, %d of %d drafted tokens accepted; draft %.1f ms, verify %.1f ms\n",
