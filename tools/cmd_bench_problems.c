@@ -148,7 +148,7 @@ int sx_cmd_bench_problems(sx_cli *c) {
         for (int m = 0; st == SX_OK && m < n_modes; m++) {
             sx_session *s = NULL;
             sx_session_options so;
-            sx_cli_session_options(c, &so); /* -b and --kv-f32 apply here too */
+            sx_cli_session_options(c, &so); /* -b and -ctk apply here too */
             st = sx_session_create(e, &so, &s);
             sx_cli gc = *c;
             gc.spec_set = gc.exit_set = true;
