@@ -60,6 +60,7 @@ typedef struct slot {
     sx_session *s;
     pthread_t thread;
     job *job; /* assigned, under S->mu */
+    int n_tokens; /* in its KV cache (a finished request's stay for prompt caching), under S->mu */
 } slot;
 
 struct server {
@@ -69,6 +70,8 @@ struct server {
     bool default_think;
     const char *alias, *api_key;
     int n_ctx, n_slots;
+    double kv_bytes;     /* all slots' KV caches */
+    const char *kv_type; /* their type */
     slot *slots;
     pthread_mutex_t mu; /* jobs, queue, slots, metrics */
     pthread_cond_t work_cv; /* a slot got a job, or the server stops */
@@ -311,6 +314,7 @@ static bool on_token(int32_t token, const char *piece, size_t len, void *user) {
     if (j->req.stream && (j->d_reasoning.len || j->d_content.len)) push_delta(j, NULL, &j->d_reasoning, &j->d_content, NULL, NULL);
     pthread_mutex_lock(&S->mu);
     const bool cancel = j->cancelled || S->stopping;
+    S->slots[j->slot].n_tokens = sx_session_n_past(S->slots[j->slot].s); /* this worker's own session */
     pthread_mutex_unlock(&S->mu);
     if (cancel) return false;
     const double t0 = sx_cli_now_ms();
@@ -398,6 +402,7 @@ static void run_job(server *S, slot *sl, job *j) {
         pthread_mutex_unlock(&S->mu);
     }
     pthread_mutex_lock(&S->mu);
+    sl->n_tokens = sx_session_n_past(s);
     if (st != SX_OK) {
         j->failed = true;
         j->fail_status = (int)fail_status;
@@ -745,6 +750,8 @@ static enum MHD_Result handle_slots(server *S, struct MHD_Connection *c) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "id", i);
         cJSON_AddNumberToObject(o, "n_ctx", S->n_ctx);
+        cJSON_AddNumberToObject(o, "n_past", S->slots[i].n_tokens);
+        cJSON_AddStringToObject(o, "cache_type_k", S->kv_type);
         cJSON_AddBoolToObject(o, "is_processing", j != NULL);
         if (j) {
             cJSON_AddStringToObject(o, "id_task", j->id);
@@ -763,6 +770,8 @@ static enum MHD_Result handle_metrics(server *S, struct MHD_Connection *c) {
     uint64_t b_passes, b_seqs;
     sx_engine_batch_stats(S->e, &b_passes, &b_seqs);
     pthread_mutex_lock(&S->mu);
+    double kv_tokens = 0;
+    for (int i = 0; i < S->n_slots; i++) kv_tokens += S->slots[i].n_tokens;
     const struct {
         const char *name, *type, *help;
         double v;
@@ -783,6 +792,9 @@ static enum MHD_Result handle_metrics(server *S, struct MHD_Connection *c) {
         {"batched_sequences_total", "counter", "Sequences those passes carried (divided by the passes: the mean batch).", (double)b_seqs},
         {"requests_processing", "gauge", "Requests running in a slot.", (double)S->n_running},
         {"requests_deferred", "gauge", "Requests waiting for a slot.", (double)S->n_queued},
+        {"kv_cache_tokens", "gauge", "Tokens in the slots' KV caches (finished requests' stay for prompt caching).", kv_tokens},
+        {"kv_cache_usage_ratio", "gauge", "kv_cache_tokens over the slots' context sizes.", kv_tokens / ((double)S->n_ctx * S->n_slots)},
+        {"kv_cache_bytes", "gauge", "Memory of the slots' KV caches.", S->kv_bytes},
     };
     pthread_mutex_unlock(&S->mu);
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
@@ -981,6 +993,8 @@ int sx_cmd_serve(int argc, char **argv) {
         goto done_sessions;
     }
     S.n_ctx = sx_session_n_ctx(S.slots[0].s);
+    for (int i = 0; i < S.n_slots; i++) S.kv_bytes += (double)sx_session_kv_bytes(S.slots[i].s);
+    S.kv_type = sx_kv_type_name(so.kv_type);
     int started = 0;
     for (; started < S.n_slots; started++)
         if (pthread_create(&S.slots[started].thread, NULL, worker_main, &S.slots[started]) != 0) break;

@@ -282,6 +282,16 @@ def main():
         st, slots = s.json("GET", "/slots")
         check(st == 200 and [x["id"] for x in slots] == [0, 1] and not any(x["is_processing"] for x in slots),
               f"/slots: two idle slots after the clients finished: {st} {slots}")
+        # the KV caches: the finished requests' tokens stay for prompt caching
+        kv_tok = re.search(rb"^specexit:kv_cache_tokens (\S+)$", met, re.M)
+        kv_ratio = re.search(rb"^specexit:kv_cache_usage_ratio (\S+)$", met, re.M)
+        kv_bytes = re.search(rb"^specexit:kv_cache_bytes (\S+)$", met, re.M)
+        n_past = sum(x.get("n_past", -1) for x in slots) if st == 200 else -1
+        check(kv_tok and kv_ratio and kv_bytes and float(kv_tok.group(1)) == n_past > 0 and
+              abs(float(kv_ratio.group(1)) - n_past / sum(x["n_ctx"] for x in slots)) < 1e-9 and float(kv_bytes.group(1)) > 0 and
+              all(x.get("cache_type_k") == "f16" for x in slots),
+              f"KV cache metrics agree with /slots: tokens {kv_tok and kv_tok.group(1)}, ratio {kv_ratio and kv_ratio.group(1)}, "
+              f"bytes {kv_bytes and kv_bytes.group(1)}, slots' n_past {n_past}")
         print(f"ok   {len(threads)} concurrent clients (2 slots) got exactly their sequential answers "
               f"({seqs / max(passes, 1):.2f} sequences per combined pass)", flush=True)
 
