@@ -13,8 +13,6 @@ sx_status sx_kv_cache_create(const sx_hparams *hp, sx_device *dev, int n_ctx, sx
     if (n_ctx < 1 || n_ctx > (1 << 24)) return sx_set_error(SX_ERR_INVALID_ARG, "kv cache: context size %d out of range", n_ctx);
     if (dtype != SX_DTYPE_F16 && dtype != SX_DTYPE_F32 && dtype != SX_DTYPE_Q8_0)
         return sx_set_error(SX_ERR_UNSUPPORTED, "kv cache: type %s (use f16, f32 or q8_0)", sx_dtype_name(dtype));
-    if (dtype == SX_DTYPE_Q8_0 && hp->head_dim % 32)
-        return sx_set_error(SX_ERR_UNSUPPORTED, "kv cache: q8_0 needs a head dim multiple of 32 (%d)", hp->head_dim);
     sx_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "kv cache: out of memory");
     kv->n_layer = hp->n_layer;

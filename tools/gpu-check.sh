@@ -107,10 +107,7 @@ def load(name):
     except Exception:
         return None
 
-def dev_info():
-    d = load("devices.json")
-    return d
-S["devices"] = dev_info()
+S["devices"] = load("devices.json")
 print("specexit gpu-check: backend %s, %s s, status %s" % (backend, secs, status))
 for f in sorted(glob.glob(os.path.join(work, "tests-*.json"))):
     t = load(os.path.basename(f))

@@ -262,6 +262,18 @@ static inline void deq_q8_0_row(const sx_block_q8_0 *b, int64_t d, float *y) {
     }
 }
 
+/* rows j0..j0+n of a q8_0 head (row j at base + j * stride) as floats, [n][d] */
+static void deq_q8_0_rows(const char *base, size_t stride, int64_t j0, int64_t n, int64_t d, float *out) {
+    for (int64_t j = 0; j < n; j++) deq_q8_0_row((const sx_block_q8_0 *)(base + (size_t)(j0 + j) * stride), d, out + j * d);
+}
+
+/* keys [0, lim) are the ones query t may see (a causal row sees none past
+ * its own slot; with a mask, any): the q8_0 tiles stop there */
+static inline int64_t attn_key_lim(const attn_ctx *c, int64_t t, int64_t n_kv) {
+    const int64_t n_past = c->y->params.attn.n_past;
+    return !c->mask && n_past + t + 1 < n_kv ? n_past + t + 1 : n_kv;
+}
+
 typedef struct { const sx_tensor *src; float *dst; } attn_deq_ctx;
 static void attn_deq_run(void *p, int ith, int nth) {
     const attn_deq_ctx *c = p;
@@ -269,10 +281,8 @@ static void attn_deq_run(void *p, int ith, int nth) {
     const int64_t d = t->ne[0], nkv = t->ne[1], n_kv = t->ne[2];
     int64_t lo, hi;
     split(nkv * n_kv, ith, nth, &lo, &hi);
-    for (int64_t r = lo; r < hi; r++) {
-        const int64_t kh = r / n_kv, j = r % n_kv;
-        deq_q8_0_row((const sx_block_q8_0 *)((const char *)sx_cpu_data(t) + kh * t->nb[1] + j * t->nb[2]), d, c->dst + r * d);
-    }
+    for (int64_t r = lo; r < hi; r++)
+        deq_q8_0_rows((const char *)sx_cpu_data(t) + (r / n_kv) * t->nb[1], t->nb[2], r % n_kv, 1, d, c->dst + r * d);
 }
 
 /* scores of n key rows of type dt (f16 or f32; row j at keys + j * ks bytes)
@@ -307,10 +317,10 @@ static void attn_dots(const attn_ctx *c, int64_t t, int64_t h0, int64_t group, c
     const int64_t d = q->ne[0], n_kv = k->ne[2];
     const char *q0 = (const char *)sx_cpu_data(q) + t * q->nb[2];
     if (c->kdt == SX_DTYPE_Q8_0) { /* keys a causal row cannot see are left out (their scores are overwritten) */
-        const int64_t n_past = c->y->params.attn.n_past, lim = !c->mask && n_past + t + 1 < n_kv ? n_past + t + 1 : n_kv;
+        const int64_t lim = attn_key_lim(c, t, n_kv);
         for (int64_t j0 = 0; j0 < lim; j0 += ATTN_QTILE) {
             const int64_t n = lim - j0 < ATTN_QTILE ? lim - j0 : ATTN_QTILE;
-            for (int64_t j = 0; j < n; j++) deq_q8_0_row((const sx_block_q8_0 *)(kb + (j0 + j) * c->k_nb2), d, qbuf + j * d);
+            deq_q8_0_rows(kb, c->k_nb2, j0, n, d, qbuf);
             attn_dots_tiles(c, SX_DTYPE_F32, q0, h0, group, (const char *)qbuf, sizeof(float) * (size_t)d, n, sc + j0, n_kv); /* as whole views */
         }
         return;
@@ -364,10 +374,10 @@ static void attn_run(void *p, int ith, int nth) {
                 c->kt->vec_axpy_rows_f16(d, n_kv, group - g < 4 ? (int)(group - g) : 4, sc0 + g * n_kv, n_kv, (const uint16_t *)vb,
                                          c->v_nb2, acc0 + g * d, d);
         } else if (c->kdt == SX_DTYPE_Q8_0) {
-            const int64_t lim = !c->mask && n_past + t + 1 < n_kv ? n_past + t + 1 : n_kv; /* as in attn_dots */
+            const int64_t lim = attn_key_lim(c, t, n_kv); /* as in attn_dots */
             for (int64_t j0 = 0; j0 < lim; j0 += ATTN_QTILE) {
                 const int64_t n = lim - j0 < ATTN_QTILE ? lim - j0 : ATTN_QTILE;
-                for (int64_t j = 0; j < n; j++) deq_q8_0_row((const sx_block_q8_0 *)(vb + (j0 + j) * c->v_nb2), d, qbuf + j * d);
+                deq_q8_0_rows(vb, c->v_nb2, j0, n, d, qbuf);
                 for (int64_t g = 0; g < group; g += 4) /* as f32 V below: tiles of whole rows keep each head's sequence */
                     c->kt->vec_axpy_rows_f32(d, n, group - g < 4 ? (int)(group - g) : 4, sc0 + g * n_kv + j0, n_kv, qbuf,
                                              sizeof(float) * (size_t)d, acc0 + g * d, d);
@@ -450,25 +460,18 @@ static sx_status fast_GET_ROWS(sx_device *dev, sx_tensor *node) {
 
 static sx_status fast_SET_ROWS(sx_device *dev, sx_tensor *node) {
     const sx_tensor *src = node->src[1], *ids = node->src[2];
-    if (node->dtype == SX_DTYPE_Q8_0 && src->dtype == SX_DTYPE_F32 && src->nb[0] == 4 && row_dense(node) && ids->nb[0] == 4) {
-        const int32_t *id = sx_cpu_data(ids); /* a q8_0 KV cache: each row quantized as ir/dtype.c does */
-        for (int64_t i = 0; i < ids->ne[0]; i++) {
-            if (id[i] < 0 || id[i] >= node->ne[1])
-                return sx_set_error(SX_ERR_INVALID_ARG, "set_rows: slot %d out of range [0, %lld)", id[i], (long long)node->ne[1]);
-            sx_dtype_quantize_row(SX_DTYPE_Q8_0, (const float *)((const char *)sx_cpu_data(src) + (size_t)i * src->nb[1]),
-                                  (char *)sx_cpu_data(node) + (size_t)id[i] * node->nb[1], src->ne[0]);
-        }
-        return SX_OK;
-    }
-    if (src->dtype != SX_DTYPE_F32 || !row_dense(src) || !row_dense(node) || ids->nb[0] != 4 || !cvt_ok(SX_DTYPE_F32, node->dtype))
+    const bool q8 = node->dtype == SX_DTYPE_Q8_0; /* a q8_0 KV cache: each row quantized as ir/dtype.c does */
+    if (src->dtype != SX_DTYPE_F32 || !row_dense(src) || !row_dense(node) || ids->nb[0] != 4 || !(q8 || cvt_ok(SX_DTYPE_F32, node->dtype)))
         return sx_cpu_ref_SET_ROWS(dev, node);
     const sx_cpu_kernels *kt = sx_cpu_kernels_active();
     const int32_t *id = sx_cpu_data(ids);
     for (int64_t i = 0; i < ids->ne[0]; i++) {
         if (id[i] < 0 || id[i] >= node->ne[1])
             return sx_set_error(SX_ERR_INVALID_ARG, "set_rows: slot %d out of range [0, %lld)", id[i], (long long)node->ne[1]);
-        cvt_row(kt, SX_DTYPE_F32, node->dtype, src->ne[0], (const char *)sx_cpu_data(src) + (size_t)i * src->nb[1],
-                (char *)sx_cpu_data(node) + (size_t)id[i] * node->nb[1]);
+        const char *from = (const char *)sx_cpu_data(src) + (size_t)i * src->nb[1];
+        char *to = (char *)sx_cpu_data(node) + (size_t)id[i] * node->nb[1];
+        if (q8) sx_dtype_quantize_row(SX_DTYPE_Q8_0, (const float *)from, to, src->ne[0]);
+        else cvt_row(kt, SX_DTYPE_F32, node->dtype, src->ne[0], from, to);
     }
     return SX_OK;
 }
