@@ -351,12 +351,15 @@ sx_status sx_sched_compute(sx_sched *s, sx_graph *g) {
     SX_RETURN_IF_ERROR(insert_proxies(s, g, &recs, &n_recs));
     const int n = sx_graph_n_nodes(g);
 
-    /* a proxy must be live from the start of the segment that fills it */
+    /* a proxy must be live from the start of the segment that fills it, and
+     * its source until then: its last reader on its own device may come
+     * several segments earlier, and its bytes must not be reused meanwhile */
     for (int j = 0; j < n_recs; j++) {
         int k = recs[j].first_node;
         while (k > 0 && sx_graph_node(g, k - 1)->device == sx_graph_node(g, k)->device) k--;
         recs[j].first_node = k;
         recs[j].proxy->live_from = k;
+        if (sx_graph_owns(g, recs[j].from) && recs[j].from->live_until < k) recs[j].from->live_until = k;
     }
 
     sx_status st = SX_OK;

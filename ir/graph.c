@@ -69,6 +69,7 @@ static sx_tensor *new_tensor(sx_graph *g) {
     t->device = -1;
     t->index = -1;
     t->live_from = -1;
+    t->live_until = -1;
     return t;
 }
 
@@ -325,6 +326,7 @@ sx_status sx_graph_plan_memory(sx_graph *g, int device, size_t alignment, size_t
         if (t->role == SX_ROLE_INPUT) it.start = 0;
         if (t->live_from >= 0) it.start = t->live_from;
         if (it.start < 0) it.start = 0;
+        if (t->live_until > it.end) it.end = t->live_until; /* e.g. read by a cross-device copy after its last reader here */
         if (t->role == SX_ROLE_OUTPUT || it.end < 0) it.end = g->n_nodes; /* outputs and unused stay */
         if (it.end < it.start) it.end = it.start;
         if (guard_bytes) it.start = 0, it.end = g->n_nodes; /* no reuse: a later tensor must not overwrite a guard */

@@ -80,6 +80,7 @@ typedef struct sx_tensor {
     int device;            /* placement index in the scheduler (-1 = unset) */
     int index;             /* position in the graph's node list (-1 = leaf) */
     int live_from;         /* planner: first node index needing the bytes (-1 = derive) */
+    int live_until;        /* planner: last node index needing them, at least (-1 = derive from the readers) */
     char name[SX_MAX_NAME];
 } sx_tensor;
 

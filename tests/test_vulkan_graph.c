@@ -196,6 +196,44 @@ static void test_fan(side *ref, side *vk) {
     free(w), free(x);
 }
 
+/* Two devices: a tensor made on the CPU, read there by an early node, then
+ * by a node on BACKEND after several CPU nodes that could reuse its bytes.
+ * The cross-device copy happens when BACKEND's segment starts, so the
+ * planner must keep the tensor until then (it once reused it: wrong input). */
+static void test_cross_device(side *ref, side *vk) {
+    const int64_t n = 1024;
+    float *x = malloc(sizeof(float) * (size_t)n), *want = malloc(sizeof(float) * (size_t)n), *got = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) x[i] = frand();
+    sx_device *devs[2] = {vk->dev, ref->dev};
+    sx_sched *two = NULL;
+    sx_graph *g = NULL;
+    sx_status st = sx_sched_create(devs, 2, &two); /* no guard bytes: they turn off the reuse under test */
+    if (st == SX_OK) st = sx_graph_create(64, &g);
+    for (int pass = 0; pass < 2 && st == SX_OK; pass++) { /* pass 0: all on the CPU (the expectation); 1: the last node on BACKEND */
+        sx_graph_reset(g);
+        sx_tensor *xi = sx_graph_input_f32(g, x, 1, (int64_t[]){n}, "x");
+        sx_tensor *a = sx_graph_add_mul(g, xi, xi);
+        sx_tensor *t = sx_graph_add_add(g, a, xi); /* a's last reader on the CPU */
+        for (int i = 0; i < 6; i++) t = sx_graph_add_mul(g, t, sx_graph_add_sigmoid(g, t)); /* CPU nodes that may reuse a's bytes */
+        sx_tensor *y = sx_graph_add_add(g, a, t);
+        sx_graph_set_output(g, y);
+        st = sx_graph_status(g);
+        for (int k = 0; k < sx_graph_n_nodes(g) && st == SX_OK; k++) sx_graph_node(g, k)->device = 1;
+        if (st == SX_OK && pass == 1) y->device = 0;
+        if (st == SX_OK) st = sx_sched_compute(two, g);
+        if (st == SX_OK) st = sx_sched_read(two, y, pass ? got : want, sizeof(float) * (size_t)n);
+    }
+    if (st != SX_OK) {
+        printf("FAIL cross-device: %s\n", sx_last_error());
+        g_fail++;
+    } else if (close_enough("a CPU tensor read on the device after later CPU nodes", want, got, n, 1e-5)) {
+        printf("ok   a CPU tensor read on the device after later CPU nodes\n");
+    }
+    sx_graph_destroy(g);
+    sx_sched_destroy(two);
+    free(x), free(want), free(got);
+}
+
 static int open_side(const char *name, side *s) {
     sx_device_options o;
     sx_device_options_init(&o);
@@ -234,6 +272,7 @@ int main(int argc, char **argv) {
     test_kv(&ref, &vk, SX_DTYPE_F16);
     test_chain(&ref, &vk);
     test_fan(&ref, &vk);
+    test_cross_device(&ref, &vk);
     close_side(&vk);
     close_side(&ref);
     printf("%s: %s\n", backend, g_fail ? "FAILED" : "all graph tests passed");
