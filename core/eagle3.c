@@ -119,7 +119,7 @@ sx_status sx_eagle3_load(const char *path, const sx_model *target, sx_device *de
     sx_status s = sx_gguf_open(path, &d->gguf);
     if (s == SX_OK) s = read_hparams(d->gguf, target, &d->hp);
     const sx_eagle3_hparams *hp = &d->hp;
-    sx_weight_loader L = {d->gguf, path, "eagle3", d->gguf ? sx_gguf_data_offset(d->gguf) : 0, d->tensors, 0, 18};
+    sx_weight_loader L = {d->gguf, path, "eagle3", d->gguf ? sx_gguf_data_offset(d->gguf) : 0, d->tensors, 0, 18, NULL};
     const int H = hp->n_embd, q_dim = hp->n_head * hp->head_dim, kv_dim = hp->n_head_kv * hp->head_dim;
 #define B(field, name, a, b, opt, f32) if (s == SX_OK) s = sx_weights_bind(&L, name, a, b, opt, f32, &d->field)
     B(fc, "fc.weight", 3 * hp->n_embd_target, H + hp->n_signals, false, false);
@@ -173,7 +173,7 @@ sx_status sx_eagle3_load(const char *path, const sx_model *target, sx_device *de
         if (target->hp.n_embd != H)
             s = sx_set_error(SX_ERR_FORMAT, "%s: no token_embd.weight and the target's embedding width %d differs from the draft's %d", path,
                              target->hp.n_embd, H);
-        else if (target->dev == dev)
+        else if (target->tok_embd->buffer->dev == dev)
             d->tok_embd = target->tok_embd;
         else
             s = copy_embedding(d, target, dev);

@@ -59,6 +59,7 @@ static sx_status load_draft(sx_engine *e, const sx_engine_options *o, const sx_d
 void sx_engine_options_init(sx_engine_options *o) {
     memset(o, 0, sizeof *o);
     o->backend = "cpu";
+    o->n_gpu_layers = -1;
 }
 
 sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
@@ -80,7 +81,17 @@ sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
     dopts.pin_threads = o->pin_threads;
     s = sx_device_open_by_name(backend, &dopts, &e->dev);
     if (s == SX_OK && !e->dev->info.host_visible) s = sx_device_open_by_name("cpu", &dopts, &e->cpu);
-    if (s == SX_OK) s = sx_model_load(o->model_path, e->dev, &e->model);
+    if (s == SX_OK && o->n_gpu_layers < -1)
+        s = sx_set_error(SX_ERR_INVALID_ARG, "--n-gpu-layers %d: give a layer count >= 0, or -1 for all", o->n_gpu_layers);
+    if (s == SX_OK && o->n_gpu_layers >= 0 && !e->cpu)
+        SX_LOGW("--n-gpu-layers is ignored: the %s backend keeps every layer in host memory", e->dev->vt->name);
+    sx_gguf *g = NULL;
+    if (s == SX_OK) s = sx_gguf_open(o->model_path, &g);
+    if (s == SX_OK) s = sx_model_load_gguf_split(g, e->dev, e->cpu, o->n_gpu_layers, &e->model);
+    if (s == SX_OK && e->model->host)
+        SX_LOGI("offloaded %d/%d layers to %s (%.1f MiB of weights); the token embedding, the output layer and %d blocks run on the CPU",
+                e->model->n_dev_layers, e->model->hp.n_layer + 1, e->dev->info.name, (double)e->model->dev_weight_bytes / (1 << 20),
+                e->model->hp.n_layer - e->model->n_dev_layers);
     if (s == SX_OK) s = sx_tokenizer_from_gguf(e->model->gguf, &e->tok);
     if (s == SX_OK && sx_tokenizer_n_vocab(e->tok) > e->model->hp.n_vocab)
         s = sx_set_error(SX_ERR_FORMAT, "%s: tokenizer has %lld tokens but the embedding only %d rows", o->model_path,
@@ -137,6 +148,9 @@ void sx_engine_get_info(const sx_engine *e, sx_engine_info *out) {
     out->n_ctx_train = m->hp.n_ctx_train;
     out->backend = e->dev->vt->name;
     out->device = e->dev->info.name;
+    out->n_gpu_layers = m->n_dev_layers;
+    out->output_on_device = m->output_on_dev;
+    out->device_weight_bytes = m->dev_weight_bytes;
     out->chat_template = sx_chat_kind_name(e->chat_kind);
     out->draft = e->eagle ? "eagle3" : e->draft ? "draft" : "none";
     out->draft_signals = e->eagle && e->eagle->hp.n_signals == 3;
@@ -252,7 +266,7 @@ sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_sessio
     sx_engine_lock(e);
     const sx_dtype kvt = o->kv_type == SX_KV_F32 ? SX_DTYPE_F32 : o->kv_type == SX_KV_Q8_0 ? SX_DTYPE_Q8_0 : SX_DTYPE_F16;
     sx_status st = kv_type_check(e, kvt);
-    if (st == SX_OK) st = sx_kv_cache_create(&e->model->hp, e->dev, n_ctx, kvt, &s->kv);
+    if (st == SX_OK) st = sx_kv_cache_create_for_model(e->model, n_ctx, kvt, &s->kv);
     if (st == SX_OK) st = sx_sched_create(devs, n_devs, &s->sched);
     sx_engine_unlock(e);
     if (st == SX_OK) st = sx_graph_create(sx_model_graph_size(e->model) + 8 * e->model->hp.n_layer + 256, &s->graph);
@@ -265,7 +279,7 @@ sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_sessio
     return SX_OK;
 }
 
-size_t sx_session_kv_bytes(const sx_session *s) { return s && s->kv && s->kv->buf ? s->kv->buf->size : 0; }
+size_t sx_session_kv_bytes(const sx_session *s) { return s ? sx_kv_cache_bytes(s->kv) : 0; }
 
 void sx_session_destroy(sx_session *s) {
     if (!s) return;

@@ -104,8 +104,13 @@ static sx_status bind_layer(sx_weight_loader *L, const sx_hparams *hp, int il, s
 
 static void summarize(sx_model *m) {
     int count[SX_DTYPE_COUNT] = {0};
+    bool seen_embd = false, seen_freqs = false;
     for (int i = 0; i < m->n_tensors; i++) {
         const sx_tensor *t = &m->tensors[i];
+        /* with -ngl a tied output matrix and rope_freqs are bound once per device: count the file's bytes once */
+        bool *seen = !strcmp(t->name, "token_embd.weight") ? &seen_embd : !strcmp(t->name, "rope_freqs.weight") ? &seen_freqs : NULL;
+        if (seen && *seen) continue;
+        if (seen) *seen = true;
         m->n_params += (uint64_t)sx_tensor_nelements(t);
         m->weight_bytes += sx_tensor_nbytes(t);
         if (t->ne[1] > 1) count[t->dtype]++;
@@ -122,7 +127,12 @@ static void summarize(sx_model *m) {
         snprintf(m->name, sizeof m->name, "%s", sx_arch_name(m->hp.arch));
 }
 
-sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out) {
+/* Devices of the bound slots under -ngl: slots [first, last) of layer il. */
+static void assign(sx_device **tdev, int first, int last, sx_device *d) {
+    for (int i = first; i < last; i++) tdev[i] = d;
+}
+
+sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, int n_dev_layers, sx_model **out) {
     *out = NULL;
     sx_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -131,14 +141,18 @@ sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out) {
     }
     m->gguf = g;
     m->dev = dev;
-    sx_weight_loader L = {g, sx_gguf_name(g), "", sx_gguf_data_offset(g), NULL, 0, 0};
+    sx_weight_loader L = {g, sx_gguf_name(g), "", sx_gguf_data_offset(g), NULL, 0, 0, NULL};
     sx_status s = read_hparams(g, &m->hp);
+    /* split only when some layers stay on the host; all of them on dev keeps
+     * the embedding there too (no copy of the residual at the first layer) */
+    const bool split = s == SX_OK && host && host != dev && n_dev_layers >= 0 && n_dev_layers <= m->hp.n_layer;
     if (s == SX_OK) {
         L.arch = sx_arch_name(m->hp.arch);
-        L.cap = 4 + 14 * m->hp.n_layer;
+        L.cap = 6 + 14 * m->hp.n_layer;
         m->tensors = L.tensors = calloc((size_t)L.cap, sizeof *m->tensors);
         m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
-        if (!m->tensors || !m->layers) s = sx_set_error(SX_ERR_OUT_OF_MEMORY, "model: out of memory");
+        L.tensor_dev = calloc((size_t)L.cap, sizeof *L.tensor_dev);
+        if (!m->tensors || !m->layers || !L.tensor_dev) s = sx_set_error(SX_ERR_OUT_OF_MEMORY, "model: out of memory");
     }
     if (s == SX_OK) {
         const int64_t i = sx_gguf_find_tensor(g, "token_embd.weight");
@@ -149,23 +163,57 @@ sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out) {
             m->hp.n_vocab = (int)ti.ne[1];
         }
     }
+    m->n_dev_layers = split ? n_dev_layers : m->hp.n_layer;
+    m->output_on_dev = !split;
+    m->host = split ? host : NULL;
+    sx_device *embd_dev = split ? host : dev, *out_dev = m->output_on_dev ? dev : host;
+    const int first_dev_layer = m->hp.n_layer - m->n_dev_layers;
     if (s == SX_OK) s = sx_weights_bind(&L, "token_embd.weight", m->hp.n_embd, m->hp.n_vocab, false, false, &m->tok_embd);
     if (s == SX_OK) s = sx_weights_bind(&L, "output_norm.weight", m->hp.n_embd, 0, false, true, &m->out_norm);
     if (s == SX_OK) s = sx_weights_bind(&L, "output.weight", m->hp.n_embd, m->hp.n_vocab, true, false, &m->output);
-    if (s == SX_OK && !m->output) m->output = m->tok_embd; /* tied embeddings */
-    /* Llama 3.1/3.2 (and the DeepSeek-R1 Llama distills): per-pair RoPE frequency divisors */
-    if (s == SX_OK) s = sx_weights_bind(&L, "rope_freqs.weight", m->hp.rope_dims / 2, 0, true, true, &m->rope_freqs);
-    for (int il = 0; il < m->hp.n_layer && s == SX_OK; il++) s = bind_layer(&L, &m->hp, il, &m->layers[il]);
+    if (s == SX_OK) {
+        assign(L.tensor_dev, 0, 1, embd_dev);
+        assign(L.tensor_dev, 1, L.n_tensors, out_dev);
+    }
+    if (s == SX_OK && !m->output) { /* tied embeddings: the same bytes, bound again where the output runs */
+        if (out_dev == embd_dev) m->output = m->tok_embd;
+        else if ((s = sx_weights_bind(&L, "token_embd.weight", m->hp.n_embd, m->hp.n_vocab, false, false, &m->output)) == SX_OK)
+            assign(L.tensor_dev, L.n_tensors - 1, L.n_tensors, out_dev);
+    }
+    /* Llama 3.1/3.2 (and the DeepSeek-R1 Llama distills): per-pair RoPE frequency divisors, one binding per device with layers */
+    sx_tensor *freqs[2] = {NULL, NULL}; /* [0] on dev, [1] on host */
+    for (int k = 0; k < (split ? 2 : 1) && s == SX_OK; k++) {
+        if (k == 0 && m->n_dev_layers == 0) continue;
+        if (k == 1 && first_dev_layer == 0) continue;
+        s = sx_weights_bind(&L, "rope_freqs.weight", m->hp.rope_dims / 2, 0, true, true, &freqs[k]);
+        if (s == SX_OK && freqs[k]) assign(L.tensor_dev, L.n_tensors - 1, L.n_tensors, k ? host : dev);
+    }
+    m->rope_freqs = freqs[0] ? freqs[0] : freqs[1];
+    for (int il = 0; il < m->hp.n_layer && s == SX_OK; il++) {
+        const int first = L.n_tensors;
+        sx_layer *ly = &m->layers[il];
+        s = bind_layer(&L, &m->hp, il, ly);
+        ly->dev = il >= first_dev_layer ? dev : host;
+        ly->rope_freqs = freqs[ly->dev == dev ? 0 : 1];
+        assign(L.tensor_dev, first, L.n_tensors, ly->dev);
+    }
     m->n_tensors = L.n_tensors;
-    if (s == SX_OK) s = sx_weights_place(&L, dev, &m->weights);
+    if (s == SX_OK && !split) s = sx_weights_place(&L, dev, &m->weights);
+    if (s == SX_OK && split) s = sx_weights_place_some(&L, dev, &m->weights, &m->dev_weight_bytes);
+    size_t host_bytes = 0;
+    if (s == SX_OK && split) s = sx_weights_place_some(&L, host, &m->host_weights, &host_bytes);
+    free(L.tensor_dev);
     if (s != SX_OK) {
         sx_model_free(m);
         return s;
     }
     summarize(m);
+    if (!split) m->dev_weight_bytes = m->weight_bytes;
     *out = m;
     return SX_OK;
 }
+
+sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out) { return sx_model_load_gguf_split(g, dev, NULL, -1, out); }
 
 sx_status sx_model_load(const char *path, sx_device *dev, sx_model **out) {
     *out = NULL;
@@ -177,6 +225,7 @@ sx_status sx_model_load(const char *path, sx_device *dev, sx_model **out) {
 void sx_model_free(sx_model *m) {
     if (!m) return;
     sx_buffer_free(m->weights);
+    sx_buffer_free(m->host_weights);
     free(m->tensors);
     free(m->layers);
     sx_gguf_close(m->gguf);

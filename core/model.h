@@ -40,13 +40,20 @@ typedef struct sx_layer {
     sx_tensor *ffn_norm;           /* [n_embd] */
     sx_tensor *w_gate, *w_up;      /* [n_embd, n_ff] */
     sx_tensor *w_down;             /* [n_ff, n_embd] */
+    sx_tensor *rope_freqs;         /* the model's rope_freqs on this layer's device, or NULL */
+    sx_device *dev;                /* where this layer's weights and KV cache live */
 } sx_layer;
 
 typedef struct sx_model {
     sx_hparams hp;
     sx_gguf *gguf;       /* owned; weights may point into its mapping */
-    sx_device *dev;      /* borrowed; where the weights live */
-    sx_buffer *weights;  /* owned */
+    sx_device *dev;      /* borrowed; where the weights live (the offloaded ones, with -ngl) */
+    sx_device *host;     /* borrowed; with -ngl: the CPU holding the other layers, else NULL */
+    int n_dev_layers;    /* layers on dev (the rest, the first ones, are on host) */
+    bool output_on_dev;  /* output norm and matrix on dev (else on host) */
+    sx_buffer *weights;  /* owned: the weights on dev */
+    sx_buffer *host_weights; /* owned (with host): the file mapping wrapped for host */
+    size_t dev_weight_bytes; /* bytes of weights on dev */
     sx_tensor *tensors;  /* [n_tensors] owned weight tensors */
     int n_tensors;
     sx_tensor *tok_embd; /* [n_embd, n_vocab] */
@@ -67,17 +74,28 @@ typedef struct sx_model {
 SX_MUST_USE sx_status sx_model_load(const char *path, sx_device *dev, sx_model **out);
 /* Same, from an already opened GGUF (takes ownership of g even on failure). */
 SX_MUST_USE sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out);
+/* Layer offload (llama.cpp's -ngl): the last n_dev_layers blocks go to dev,
+ * the others and the token embedding stay on host (a CPU device, read in
+ * place from the file mapping); the output norm and matrix go to dev only
+ * when n_dev_layers > n_layer, which puts the whole model on dev. host NULL
+ * or n_dev_layers < 0: everything on dev, as sx_model_load_gguf. */
+SX_MUST_USE sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, int n_dev_layers, sx_model **out);
 void sx_model_free(sx_model *m);
 
 /* ---- KV cache: per layer K and V, [kv_dim, n_ctx] slots ---- */
+#define SX_KV_MAX_BUFS 2
 typedef struct sx_kv_cache {
     int n_layer, n_ctx, kv_dim;
-    sx_dtype dtype;   /* F16 default, F32 allowed */
+    sx_dtype dtype;   /* F16 default, F32 and Q8_0 allowed */
     sx_tensor *k, *v; /* [n_layer] each */
-    sx_buffer *buf;
+    sx_buffer *bufs[SX_KV_MAX_BUFS]; /* one per device holding layers */
+    int n_bufs;
 } sx_kv_cache;
 
 SX_MUST_USE sx_status sx_kv_cache_create(const sx_hparams *hp, sx_device *dev, int n_ctx, sx_dtype dtype, sx_kv_cache **out);
+/* The cache of model m: each layer's K and V on that layer's device. */
+SX_MUST_USE sx_status sx_kv_cache_create_for_model(const sx_model *m, int n_ctx, sx_dtype dtype, sx_kv_cache **out);
+size_t sx_kv_cache_bytes(const sx_kv_cache *kv);
 void sx_kv_cache_free(sx_kv_cache *kv);
 /* Adds to g the copies that move slot src[i] to slot dst[i] in every layer
  * (KV compaction after tree verification). Gathers first, then scatters, so

@@ -8,7 +8,8 @@
 
 #include "core/model.h"
 
-sx_status sx_kv_cache_create(const sx_hparams *hp, sx_device *dev, int n_ctx, sx_dtype dtype, sx_kv_cache **out) {
+/* Each layer's K and V on layer_dev[il]: one buffer per distinct device. */
+static sx_status kv_cache_create(const sx_hparams *hp, sx_device *const *layer_dev, int n_ctx, sx_dtype dtype, sx_kv_cache **out) {
     *out = NULL;
     if (n_ctx < 1 || n_ctx > (1 << 24)) return sx_set_error(SX_ERR_INVALID_ARG, "kv cache: context size %d out of range", n_ctx);
     if (dtype != SX_DTYPE_F16 && dtype != SX_DTYPE_F32 && dtype != SX_DTYPE_Q8_0)
@@ -24,12 +25,29 @@ sx_status sx_kv_cache_create(const sx_hparams *hp, sx_device *dev, int n_ctx, sx
     const size_t per = sx_dtype_row_size(dtype, kv->kv_dim) * (size_t)n_ctx;
     const size_t per_aligned = (per + 255) & ~(size_t)255;
     sx_status s = kv->k && kv->v ? SX_OK : sx_set_error(SX_ERR_OUT_OF_MEMORY, "kv cache: out of memory");
-    if (s == SX_OK) s = sx_buffer_alloc(dev, per_aligned * 2 * (size_t)hp->n_layer, &kv->buf);
+    sx_device *devs[SX_KV_MAX_BUFS];
+    int n_on[SX_KV_MAX_BUFS] = {0};
+    for (int il = 0; il < hp->n_layer && s == SX_OK; il++) {
+        int b = 0;
+        while (b < kv->n_bufs && devs[b] != layer_dev[il]) b++;
+        if (b == kv->n_bufs) {
+            if (b == SX_KV_MAX_BUFS) s = sx_set_error(SX_ERR_INVALID_ARG, "kv cache: layers on more than %d devices", SX_KV_MAX_BUFS);
+            else devs[kv->n_bufs++] = layer_dev[il];
+        }
+        if (s == SX_OK) n_on[b]++;
+    }
+    for (int b = 0; b < kv->n_bufs && s == SX_OK; b++) {
+        s = sx_buffer_alloc(devs[b], per_aligned * 2 * (size_t)n_on[b], &kv->bufs[b]);
+        if (s != SX_OK) s = sx_wrap_error(s, "kv cache of %d tokens on %s (%zu MiB)", n_ctx, devs[b]->info.name, (per_aligned * 2 * (size_t)n_on[b]) >> 20);
+    }
     if (s != SX_OK) {
         sx_kv_cache_free(kv);
-        return sx_wrap_error(s, "kv cache of %d tokens (%zu MiB)", n_ctx, (per_aligned * 2 * (size_t)hp->n_layer) >> 20);
+        return s;
     }
+    int at[SX_KV_MAX_BUFS] = {0};
     for (int il = 0; il < hp->n_layer; il++) {
+        int b = 0;
+        while (devs[b] != layer_dev[il]) b++;
         sx_tensor *pair[2] = {&kv->k[il], &kv->v[il]};
         for (int j = 0; j < 2; j++) {
             sx_tensor *t = pair[j];
@@ -39,8 +57,8 @@ sx_status sx_kv_cache_create(const sx_hparams *hp, sx_device *dev, int n_ctx, sx
             t->ne[2] = t->ne[3] = 1;
             sx_tensor_set_contiguous_strides(t);
             t->role = SX_ROLE_KV;
-            t->buffer = kv->buf;
-            t->offset = per_aligned * (size_t)(2 * il + j);
+            t->buffer = kv->bufs[b];
+            t->offset = per_aligned * (size_t)at[b]++;
             t->device = t->index = t->live_from = -1;
             snprintf(t->name, sizeof t->name, "cache_%c_l%d", j ? 'v' : 'k', il);
         }
@@ -49,9 +67,35 @@ sx_status sx_kv_cache_create(const sx_hparams *hp, sx_device *dev, int n_ctx, sx
     return SX_OK;
 }
 
+sx_status sx_kv_cache_create(const sx_hparams *hp, sx_device *dev, int n_ctx, sx_dtype dtype, sx_kv_cache **out) {
+    *out = NULL;
+    sx_device **devs = malloc(sizeof *devs * (size_t)(hp->n_layer > 0 ? hp->n_layer : 1));
+    if (!devs) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "kv cache: out of memory");
+    for (int il = 0; il < hp->n_layer; il++) devs[il] = dev;
+    const sx_status s = kv_cache_create(hp, devs, n_ctx, dtype, out);
+    free(devs);
+    return s;
+}
+
+sx_status sx_kv_cache_create_for_model(const sx_model *m, int n_ctx, sx_dtype dtype, sx_kv_cache **out) {
+    *out = NULL;
+    sx_device **devs = malloc(sizeof *devs * (size_t)m->hp.n_layer);
+    if (!devs) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "kv cache: out of memory");
+    for (int il = 0; il < m->hp.n_layer; il++) devs[il] = m->layers[il].dev;
+    const sx_status s = kv_cache_create(&m->hp, devs, n_ctx, dtype, out);
+    free(devs);
+    return s;
+}
+
+size_t sx_kv_cache_bytes(const sx_kv_cache *kv) {
+    size_t n = 0;
+    for (int b = 0; kv && b < kv->n_bufs; b++) n += kv->bufs[b]->size;
+    return n;
+}
+
 void sx_kv_cache_free(sx_kv_cache *kv) {
     if (!kv) return;
-    sx_buffer_free(kv->buf);
+    for (int b = 0; b < kv->n_bufs; b++) sx_buffer_free(kv->bufs[b]);
     free(kv->k);
     free(kv->v);
     free(kv);
@@ -107,8 +151,8 @@ static sx_tensor *build_layer(const sx_model *m, sx_graph *g, int il, sx_tensor 
     sx_tensor *v = linear(g, ly->wv, ly->bv, h);                               // [hd*nkv, rows]
     if (ly->q_norm) q = sx_graph_add_rms_norm(g, q, ly->q_norm, hp->norm_eps);
     if (ly->k_norm) k = sx_graph_add_rms_norm(g, k, ly->k_norm, hp->norm_eps);
-    q = sx_graph_add_rope(g, q, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale, m->rope_freqs);
-    k = sx_graph_add_rope(g, k, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale, m->rope_freqs);
+    q = sx_graph_add_rope(g, q, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale, ly->rope_freqs);
+    k = sx_graph_add_rope(g, k, pos, hp->rope_mode, hp->rope_dims, hp->rope_base, hp->rope_scale, ly->rope_freqs);
 
     sx_tensor *k2 = reshape2(g, k, hd * nkv, rows); // [hd*nkv, rows]
     for (int i = 0; i < n_seq; i++) {
@@ -125,11 +169,12 @@ static sx_tensor *build_layer(const sx_model *m, sx_graph *g, int il, sx_tensor 
     }
     sx_tensor *a = sx_graph_add_concat_n(g, parts, n_seq, 2);                                  // [hd, nh, rows]
     sx_tensor *o = sx_graph_add_matmul(g, ly->wo, reshape2(g, a, hd * nh, rows)); // [n_embd, rows]
-    x = sx_graph_add_add(g, x, o);
+    x = sx_graph_add_add(g, o, x); /* the layer's own output first: the scheduler places an op by its first computed source,
+                                      so the residual stream moves to the layer's device where layers are split (-ngl) */
 
     h = sx_graph_add_rms_norm(g, x, ly->ffn_norm, hp->norm_eps);
     sx_tensor *f = sx_graph_add_silu_mul(g, sx_graph_add_matmul(g, ly->w_gate, h), sx_graph_add_matmul(g, ly->w_up, h)); // [n_ff, rows]
-    return sx_graph_add_add(g, x, sx_graph_add_matmul(g, ly->w_down, f));
+    return sx_graph_add_add(g, sx_graph_add_matmul(g, ly->w_down, f), x);
 }
 
 sx_status sx_model_check_batch(const sx_model *m, const sx_kv_cache *kv, const sx_batch *b) {

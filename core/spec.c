@@ -119,7 +119,8 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
     sp->s = s;
     sp->p = *p;
     if (sp->p.draft_topk == 1) sp->p.draft_nodes = sp->p.draft_max;
-    if (!(sp->p.p_min >= 0)) sp->p.p_min = e->dev->info.host_visible ? 0.3f : 0.0f;
+    /* a verify row costs about a decoded token where any of the target runs on the CPU (-ngl included) */
+    if (!(sp->p.p_min >= 0)) sp->p.p_min = e->dev->info.host_visible || e->model->host ? 0.3f : 0.0f;
     if (sp->p.p_min > 1) return sx_spec_destroy(sp), sx_set_error(SX_ERR_INVALID_ARG, "--draft-p-min must be in [0, 1]");
     sx_device *ddev = e->draft_dev ? e->draft_dev : e->dev;
     const int n_ctx = s->kv->n_ctx;

@@ -44,6 +44,12 @@ typedef struct sx_engine_options {
     const char *draft_backend; /* device of the draft; NULL = the target's */
     bool no_cont_batching;     /* sessions generating at the same time take turns instead of
                                   sharing target passes (default false: they share them) */
+    int n_gpu_layers;          /* llama.cpp's -ngl: with a GPU backend, the last n_gpu_layers
+                                  blocks (and their KV cache) go to the GPU, the others and the
+                                  token embedding stay in host memory and run on the CPU; the
+                                  output layer goes too when n_gpu_layers > the block count.
+                                  -1 (default): the whole model on the GPU. Ignored by the CPU
+                                  backends. */
 } sx_engine_options;
 
 void sx_engine_options_init(sx_engine_options *o);
@@ -68,6 +74,9 @@ typedef struct sx_engine_info {
     int n_layer, n_embd, n_head, n_head_kv, n_vocab, n_ctx_train;
     const char *backend;    /* "cpu", "vulkan", ... */
     const char *device;     /* device name */
+    int n_gpu_layers;       /* blocks on the device (n_layer unless -ngl left some on the CPU) */
+    bool output_on_device;  /* the output layer runs on the device */
+    uint64_t device_weight_bytes; /* weights on the device (the rest are read in place on the CPU) */
     const char *chat_template; /* detected template family */
     const char *draft;      /* "eagle3", "draft" or "none" */
     bool draft_signals;     /* the EAGLE-3 draft predicts the exit signals */

@@ -70,3 +70,43 @@ sx_status sx_weights_place(sx_weight_loader *L, sx_device *dev, sx_buffer **out_
     return SX_OK;
 }
 
+sx_status sx_weights_place_some(sx_weight_loader *L, sx_device *dev, sx_buffer **out_buf, size_t *out_bytes) {
+    *out_buf = NULL;
+    *out_bytes = 0;
+    size_t total = 0;
+    int n = 0;
+    for (int i = 0; i < L->n_tensors; i++)
+        if (L->tensor_dev[i] == dev) total += (sx_tensor_nbytes(&L->tensors[i]) + 255) & ~(size_t)255, n++;
+    if (n == 0) return SX_OK;
+    sx_buffer *buf = NULL;
+    if (dev->info.host_visible && dev->vt->buffer_wrap_host) {
+        const size_t size = sx_gguf_size(L->g) - (size_t)L->data_offset;
+        SX_RETURN_IF_ERROR(dev->vt->buffer_wrap_host(dev, (char *)sx_gguf_data(L->g) + L->data_offset, size, &buf));
+        for (int i = 0; i < L->n_tensors; i++)
+            if (L->tensor_dev[i] == dev) L->tensors[i].buffer = buf, *out_bytes += sx_tensor_nbytes(&L->tensors[i]);
+        *out_buf = buf;
+        return SX_OK;
+    }
+    SX_RETURN_IF_ERROR(sx_buffer_alloc(dev, total, &buf));
+    size_t at = 0, next_log = 0;
+    for (int i = 0; i < L->n_tensors; i++) {
+        sx_tensor *t = &L->tensors[i];
+        if (L->tensor_dev[i] != dev) continue;
+        const size_t bytes = sx_tensor_nbytes(t);
+        const sx_status s = dev->vt->buffer_write(buf, at, (const char *)sx_gguf_data(L->g) + L->data_offset + t->offset, bytes);
+        if (s != SX_OK) {
+            sx_buffer_free(buf);
+            return s;
+        }
+        t->buffer = buf;
+        t->offset = at;
+        at += (bytes + 255) & ~(size_t)255;
+        *out_bytes += bytes;
+        if (at >= next_log || at == total) {
+            SX_LOGI("uploading weights to %s: %zu/%zu MiB", dev->info.name, at >> 20, total >> 20);
+            next_log = at + (64u << 20);
+        }
+    }
+    *out_buf = buf;
+    return SX_OK;
+}

@@ -12,6 +12,7 @@ typedef struct sx_weight_loader {
     uint64_t data_offset; /* of the GGUF data section */
     sx_tensor *tensors;   /* [cap] slots filled by bind */
     int n_tensors, cap;
+    sx_device **tensor_dev; /* optional [cap]: each slot's device (split placement), set by the caller after bind */
 } sx_weight_loader;
 
 /* Finds `name`, checks its shape [ne0, ne1] (ne1 = 0: 1-D) and type (f32
@@ -22,5 +23,10 @@ SX_MUST_USE sx_status sx_weights_bind(sx_weight_loader *L, const char *name, int
 /* Puts the file's data section on dev (wrapping the mapping when the device
  * reads host memory) and points every bound tensor at it. */
 SX_MUST_USE sx_status sx_weights_place(sx_weight_loader *L, sx_device *dev, sx_buffer **out_buf);
+/* Split placement: the slots whose tensor_dev is dev go to dev, wrapped in
+ * place when dev reads host memory, else uploaded into one buffer of just
+ * their bytes (*out_bytes). The same file bytes may back slots on two
+ * devices (a tied output matrix, rope_freqs). No slot of dev: *out_buf NULL. */
+SX_MUST_USE sx_status sx_weights_place_some(sx_weight_loader *L, sx_device *dev, sx_buffer **out_buf, size_t *out_bytes);
 
 #endif

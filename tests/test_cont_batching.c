@@ -2,7 +2,8 @@
  * generating at the same time in different threads share their target
  * passes, and each still gets exactly the tokens it gets alone.
  *
- *   test_cont_batching BACKEND TARGET.gguf [DRAFT.gguf [DRAFT_BACKEND]]
+ *   test_cont_batching BACKEND TARGET.gguf [DRAFT.gguf [DRAFT_BACKEND]] [--ngl N]
+ * (--ngl N: the target's last N blocks on BACKEND, the others on the CPU)
  *
  * Jobs (plain and speculative, greedy and seeded sampling, different prompt
  * lengths and draft shapes) run one after the other on fresh sessions, then
@@ -133,13 +134,19 @@ static void *thread_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
+    int ngl = -1;
+    if (argc >= 5 && !strcmp(argv[argc - 2], "--ngl")) {
+        ngl = atoi(argv[argc - 1]);
+        argc -= 2;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: test_cont_batching BACKEND TARGET.gguf [DRAFT.gguf [DRAFT_BACKEND]]\n");
+        fprintf(stderr, "usage: test_cont_batching BACKEND TARGET.gguf [DRAFT.gguf [DRAFT_BACKEND]] [--ngl N]\n");
         return 2;
     }
     const char *backend = argv[1], *draft = argc > 3 ? argv[3] : NULL;
     sx_engine_options eo;
     sx_engine_options_init(&eo);
+    eo.n_gpu_layers = ngl;
     eo.model_path = argv[2];
     eo.backend = backend;
     eo.n_threads = 2;

@@ -7,13 +7,19 @@
  * (gap <= 2 x error and <= --tie; reported). The generation loop must pick
  * the same tokens, and chunked prefill (n_batch 3) must equal one-shot.
  *
- *   test_models BACKEND MODEL.gguf... [--steps N] [--tie GAP] [--kv f16|f32|q8_0]
+ * With --ngl LIST (e.g. 0,1,2,3) every model runs once per value with only
+ * the last N blocks on BACKEND (llama.cpp's -ngl), the rest on the CPU: the
+ * same agreement must hold, the weights must sit where -ngl says, and a
+ * decode step must cross devices only at the split (3 device segments).
+ *
+ *   test_models BACKEND MODEL.gguf... [--steps N] [--tie GAP] [--kv f16|f32|q8_0] [--ngl LIST]
  * Exit 77 when BACKEND has no device. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/engine_internal.h"
 #include "core/specexit.h"
 #include "tests/check.h"
 
@@ -26,12 +32,14 @@ static int argmax(const float *x, int n) {
 }
 
 static sx_kv_type g_kv; /* --kv TYPE: both sides' KV cache (q8_0: the quantized cache, exact across backends) */
+static int g_ngl = -1;  /* the backend side's -ngl */
 
 static sx_status open_engine(const char *backend, const char *path, sx_engine **e, sx_session **s, int n_batch) {
     sx_engine_options eo;
     sx_engine_options_init(&eo);
     eo.model_path = path;
     eo.backend = backend;
+    if (strcmp(backend, "cpu-ref") != 0) eo.n_gpu_layers = g_ngl;
     eo.n_threads = 2;
     SX_RETURN_IF_ERROR(sx_engine_create(&eo, e));
     sx_session_options so;
@@ -59,6 +67,18 @@ static void test_model(const char *backend, const char *path, int steps, float t
     sx_engine_info info;
     sx_engine_get_info(e, &info);
     const int V = info.n_vocab;
+    const bool split = g_ngl >= 0 && g_ngl <= info.n_layer && e->cpu; /* e->cpu: a device that is not the CPU */
+    if (g_ngl >= 0 && e->cpu) {
+        printf("%s on %s: -ngl %d: %d of %d blocks and %.1f of %.1f KiB of weights on the device, output layer on the %s\n", path, backend,
+               g_ngl, info.n_gpu_layers, info.n_layer, info.device_weight_bytes / 1024.0, info.weight_bytes / 1024.0,
+               info.output_on_device ? "device" : "CPU");
+        CHECK(info.n_gpu_layers == (split ? g_ngl : info.n_layer) && info.output_on_device == !split, "%s: -ngl %d placed %d blocks (output %d)",
+              path, g_ngl, info.n_gpu_layers, info.output_on_device);
+        CHECK(split ? info.device_weight_bytes < info.weight_bytes && (g_ngl > 0) == (info.device_weight_bytes > 0)
+                    : info.device_weight_bytes == info.weight_bytes,
+              "%s: -ngl %d: %llu of %llu weight bytes on the device", path, g_ngl, (unsigned long long)info.device_weight_bytes,
+              (unsigned long long)info.weight_bytes);
+    }
     int32_t prompt[12];
     for (int i = 0; i < 12; i++) prompt[i] = (int32_t)((i * 7919 + 13) % (V - 8)); /* fixed, varied ids */
 
@@ -91,6 +111,13 @@ static void test_model(const char *backend, const char *path, int steps, float t
         }
         chosen[i] = tb;
         st = sx_session_eval(s, &chosen[i], 1, lb);
+        if (st == SX_OK && i == 0 && g_ngl >= 0 && e->cpu) { /* the residual crosses at the split only: CPU, device, CPU (output) */
+            int segments, copies;
+            sx_sched_last_stats(s->sched, &segments, &copies);
+            const int want = !split || g_ngl == 0 ? 1 : 3;
+            CHECK(segments == want, "%s on %s -ngl %d: a decode step ran in %d device segments (%d copies), expected %d", path, backend, g_ngl,
+                  segments, copies, want);
+        }
         if (st == SX_OK) st = sx_session_eval(sref, &chosen[i], 1, lr);
     }
     CHECK(st == SX_OK, "%s: eval: %s", path, sx_last_error());
@@ -144,11 +171,24 @@ int main(int argc, char **argv) {
     const char *backend = argv[1];
     int steps = 24;
     float tie = 0.1f;
+    const char *ngl_list = NULL;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tie") && i + 1 < argc) tie = (float)atof(argv[++i]);
         else if (!strcmp(argv[i], "--kv") && i + 1 < argc && sx_kv_type_from_name(argv[++i], &g_kv) != SX_OK)
             return printf("FAIL: %s\n", sx_last_error()), 2;
+        else if (!strcmp(argv[i], "--ngl") && i + 1 < argc) ngl_list = argv[++i];
+    }
+    int ngls[16], n_ngl = 0;
+    ngls[n_ngl++] = -1;
+    if (ngl_list) {
+        n_ngl = 0;
+        for (const char *p = ngl_list; *p && n_ngl < 16; p += *p == ',') {
+            char *end;
+            ngls[n_ngl++] = (int)strtol(p, &end, 10);
+            if (end == p) return printf("FAIL: --ngl %s: a comma-separated list of integers\n", ngl_list), 2;
+            p = end;
+        }
     }
     /* skip when the backend cannot open a device */
     sx_engine_options eo;
@@ -173,7 +213,10 @@ int main(int argc, char **argv) {
             i++;
             continue;
         }
-        test_model(backend, argv[i], steps, tie);
+        for (int k = 0; k < n_ngl; k++) {
+            g_ngl = ngls[k];
+            test_model(backend, argv[i], steps, tie);
+        }
     }
     printf("%s\n", g_failed ? "FAILED" : "all model checks passed");
     return g_failed ? 1 : 0;

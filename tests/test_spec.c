@@ -1,7 +1,7 @@
 /* tests/test_spec.c — invariants of speculative decoding and the exit.
  *
  *   test_spec BACKEND TARGET.gguf EAGLE3.gguf [EAGLE3_D2T.gguf] [--other-draft M.gguf]
- *             [--bad-draft FILE:SUBSTRING ...]
+ *             [--bad-draft FILE:SUBSTRING ...] [--kv TYPE] [--ngl N]
  *
  *  1. greedy speculative output == plain greedy output, token for token, for
  *     chain and tree drafts of several depths/widths, EAGLE-3 and classic
@@ -14,6 +14,8 @@
  *  5. a conversation continued on the same session (a second sx_generate)
  *     gives the same tokens with speculation as without: the context left by
  *     a speculative turn holds its tokens in order (KV moves applied).
+ * --ngl N: the target's last N blocks on BACKEND, the rest on the CPU (-ngl);
+ * every invariant still holds.
  * Exit 77 when BACKEND has no device. */
 #include <math.h>
 #include <stdio.h>
@@ -35,9 +37,12 @@ static bool collect(int32_t tok, const char *piece, size_t len, void *user) {
     return true;
 }
 
+static int g_ngl = -1; /* --ngl N: the target's -ngl */
+
 static sx_engine *open_engine(const char *backend, const char *target, const char *draft, const char *draft_backend) {
     sx_engine_options eo;
     sx_engine_options_init(&eo);
+    eo.n_gpu_layers = g_ngl;
     eo.model_path = target;
     eo.backend = backend;
     eo.n_threads = 2;
@@ -367,6 +372,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--kv") && i + 1 < argc) {
             if (sx_kv_type_from_name(argv[++i], &g_kv) != SX_OK) return printf("FAIL: %s\n", sx_last_error()), 2;
         }
+        else if (!strcmp(argv[i], "--ngl") && i + 1 < argc) g_ngl = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-sampling")) g_no_sampling = true;
         else if (!strcmp(argv[i], "--chat-prompt") && i + 1 < argc) g_chat_prompt = argv[++i];
         else if (!strcmp(argv[i], "--bad-draft") && i + 1 < argc && n_bad < 16) bad[n_bad++] = argv[++i];

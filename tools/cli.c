@@ -13,6 +13,7 @@
 void sx_cli_init(sx_cli *c) {
     memset(c, 0, sizeof *c);
     c->backend = "cpu";
+    c->n_gpu_layers = -1;
     c->n_predict = 128;
     c->chat = true;
     sx_sampler_params_init(&c->sampling);
@@ -61,6 +62,7 @@ void sx_cli_engine_options(const sx_cli *c, sx_engine_options *eo) {
     eo->draft_path = c->draft_model;
     eo->draft_backend = c->draft_backend;
     eo->no_cont_batching = c->no_cont_batching;
+    eo->n_gpu_layers = c->n_gpu_layers;
 }
 
 void sx_cli_session_options(const sx_cli *c, sx_session_options *so) {
@@ -113,6 +115,9 @@ void sx_cli_print_common_help(FILE *f) {
             "  -s, --seed S              RNG seed (default: random)\n"
             "      --ignore-eos          keep generating past end-of-generation tokens\n"
             "      --backend NAME[:N]    cpu (default), cpu-ref, vulkan, cuda, hip; see `specexit devices`\n"
+            "  -ngl, --n-gpu-layers N    with a GPU backend: put the last N blocks (and their KV cache) on the GPU,\n"
+            "                            the rest on the CPU; N > the block count adds the output layer\n"
+            "                            (default: all, the whole model on the GPU; ignored by cpu backends)\n"
             "  -t, --threads N           CPU threads (default: physical cores)\n"
             "      --pin-threads         bind CPU threads to physical cores (hwloc); best on an otherwise idle machine\n"
             "  -c, --ctx-size N          context size (default: min(model, 4096))\n"
@@ -127,7 +132,7 @@ void sx_cli_print_common_help(FILE *f) {
             "      --draft-topk K        children per expanded node (default 4; 1 = chain)\n"
             "      --draft-nodes T       tree nodes verified per step (default 16, at most 63)\n"
             "      --draft-p-min P       verify only nodes the draft gives a path probability >= P\n"
-            "                            (default 0.3 when the target runs on the CPU, else 0)\n"
+            "                            (default 0.3 when the target runs on the CPU, wholly or in part with -ngl, else 0)\n"
             "      --draft-backend B     device of the draft (default: the target's)\n"
             "ending the thinking section:\n"
             "      --exit specexit|budget|first-answer|none   (default: specexit with an EAGLE-3 draft that has signals, else none)\n"
@@ -169,6 +174,11 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         }
         else if (IS("--ignore-eos")) c->ignore_eos = true;
         else if (IS("--backend") || IS("-dev") || IS("--device")) { NEED(); c->backend = v; }
+        else if (IS("-ngl") || IS("--gpu-layers") || IS("--n-gpu-layers")) {
+            NEED();
+            if (!strcmp(v, "all") || !strcmp(v, "auto")) c->n_gpu_layers = -1;
+            else if (!parse_int(a, v, -1, 1 << 20, &c->n_gpu_layers)) return false;
+        }
         else if (IS("--pin-threads")) c->pin_threads = true;
         else if (IS("-t") || IS("--threads")) { NEED(); if (!parse_int(a, v, 0, 1024, &c->n_threads)) return false; }
         else if (IS("-c") || IS("--ctx-size")) { NEED(); if (!parse_int(a, v, 0, 1 << 24, &c->n_ctx)) return false; }

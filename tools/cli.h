@@ -13,6 +13,7 @@ typedef struct sx_cli {
     const char *prompt_file;
     const char *system;
     const char *backend;
+    int n_gpu_layers; /* -ngl (-1 = all) */
     const char *chat_template;
     int n_predict;
     int n_threads;

@@ -15,6 +15,7 @@
 typedef struct {
     char backend[64];
     sx_kv_type kv;
+    int ngl;         /* -ngl of its engine */
     char label[160];
     int spec;        /* 0: --spec none, 1: the draft's speculation */
     bool shared;     /* engine owned by the previous config */
@@ -52,8 +53,12 @@ int sx_cmd_bench(int argc, char **argv) {
     sx_cli_init(&c);
     /* llama-bench spelling: -p / -n mean prompt and generation lengths here,
      * and -ctk takes a list of cache types to compare (f16,q8_0) */
-    char kv_list[64] = "";
+    char kv_list[64] = "", ngl_list[64] = "";
     for (int i = 0; i + 1 < argc; i++) {
+        if ((!strcmp(argv[i], "-ngl") || !strcmp(argv[i], "--gpu-layers") || !strcmp(argv[i], "--n-gpu-layers")) && strchr(argv[i + 1], ',')) {
+            snprintf(ngl_list, sizeof ngl_list, "%s", argv[i + 1]);
+            *strchr(argv[i + 1], ',') = 0; /* as -ctk: the first is checked by the parser, the list expanded below */
+        }
         if (!strcmp(argv[i], "-p")) argv[i] = "-pp";
         else if (!strcmp(argv[i], "-n")) argv[i] = "-tg";
         else if (!strcmp(argv[i], "-ctk") || !strcmp(argv[i], "--cache-type-k") || !strcmp(argv[i], "-ctv") || !strcmp(argv[i], "--cache-type-v")) {
@@ -68,8 +73,9 @@ int sx_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "error: no model given (-m MODEL.gguf) and the embedded default (models/sumchain) is not installed\n");
         return 1;
     }
-    if (kv_list[0] && (c.problems || c.parallel_set)) {
-        fprintf(stderr, "error: a list of cache types (-ctk %s) compares them in the speed bench only; give one type with %s\n", kv_list,
+    if ((kv_list[0] || ngl_list[0]) && (c.problems || c.parallel_set)) {
+        fprintf(stderr, "error: a list of %s (%s %s) compares them in the speed bench only; give one with %s\n",
+                kv_list[0] ? "cache types" : "layer counts", kv_list[0] ? "-ctk" : "-ngl", kv_list[0] ? kv_list : ngl_list,
                 c.problems ? "--problems" : "-np");
         return 1;
     }
@@ -101,24 +107,40 @@ int sx_cmd_bench(int argc, char **argv) {
             n_kv++;
         }
     }
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        for (int ik = 0; ik < n_kv; ik++)
-            for (int sp = 0; sp < (c.draft_model ? 2 : 1); sp++) {
-                if (n_cfg == MAX_CONFIGS) {
-                    fprintf(stderr, "error: at most %d configurations\n", MAX_CONFIGS);
-                    return 1;
-                }
-                snprintf(cfg[n_cfg].backend, sizeof cfg[0].backend, "%s", tok);
-                cfg[n_cfg].spec = sp;
-                cfg[n_cfg].kv = kvs[ik];
-                n_cfg++;
+    int ngls[MAX_CONFIGS] = {c.n_gpu_layers}, n_ngl = 1;
+    if (ngl_list[0]) {
+        n_ngl = 0;
+        for (char *save = NULL, *tok = strtok_r(ngl_list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            char *end;
+            const long v = strtol(tok, &end, 10);
+            if (n_ngl == MAX_CONFIGS || *end || end == tok || v < -1 || v > (1 << 20)) {
+                fprintf(stderr, "error: -ngl: %s\n", n_ngl == MAX_CONFIGS ? "too many layer counts" : "a comma-separated list of layer counts >= -1");
+                return 1;
             }
+            ngls[n_ngl++] = (int)v;
+        }
+    }
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        const bool host = !strncmp(tok, "cpu", 3); /* the CPU backends keep every layer in host memory: one -ngl is enough */
+        for (int in = 0; in < (host ? 1 : n_ngl); in++)
+            for (int ik = 0; ik < n_kv; ik++)
+                for (int sp = 0; sp < (c.draft_model ? 2 : 1); sp++) {
+                    if (n_cfg == MAX_CONFIGS) {
+                        fprintf(stderr, "error: at most %d configurations\n", MAX_CONFIGS);
+                        return 1;
+                    }
+                    snprintf(cfg[n_cfg].backend, sizeof cfg[0].backend, "%s", tok);
+                    cfg[n_cfg].spec = sp;
+                    cfg[n_cfg].kv = kvs[ik];
+                    cfg[n_cfg].ngl = host ? -1 : ngls[in];
+                    n_cfg++;
+                }
     }
     const int R = c.repetitions;
     for (int k = 0; k < n_cfg && rc == 0; k++) {
-        int same = -1; /* an earlier configuration on the same backend: its engine (cache type and speculation are per session) */
+        int same = -1; /* an earlier configuration on the same backend and -ngl: its engine (cache type and speculation are per session) */
         for (int j = 0; j < k && same < 0; j++)
-            if (!strcmp(cfg[k].backend, cfg[j].backend)) same = j;
+            if (!strcmp(cfg[k].backend, cfg[j].backend) && cfg[k].ngl == cfg[j].ngl) same = j;
         if (same >= 0) {
             cfg[k].e = cfg[same].e;
             cfg[k].shared = true;
@@ -126,6 +148,7 @@ int sx_cmd_bench(int argc, char **argv) {
             sx_engine_options eo;
             sx_cli_engine_options(&c, &eo);
             eo.backend = cfg[k].backend;
+            eo.n_gpu_layers = cfg[k].ngl;
             sx_status st = sx_engine_create(&eo, &cfg[k].e);
             if (st != SX_OK) rc = sx_cli_fail(cfg[k].backend, st);
         }
@@ -171,9 +194,11 @@ int sx_cmd_bench(int argc, char **argv) {
             gc.sampling.temp = 0;
             sx_generate_params gp;
             sx_cli_generate_params(&gc, &ki, &gp);
-            snprintf(cfg[k].label, sizeof cfg[k].label, "%.63s%s%.15s%s%s", cfg[k].backend, cfg[k].spec ? "+" : "",
+            char ngl_label[24] = "";
+            if ((n_ngl > 1 || cfg[k].ngl >= 0) && strncmp(cfg[k].backend, "cpu", 3)) snprintf(ngl_label, sizeof ngl_label, " ngl=%d", ki.n_gpu_layers + ki.output_on_device);
+            snprintf(cfg[k].label, sizeof cfg[k].label, "%.63s%s%.15s%s%s%s", cfg[k].backend, cfg[k].spec ? "+" : "",
                      cfg[k].spec ? sx_spec_kind_name(gp.spec.kind) : "", n_kv > 1 || cfg[k].kv ? " kv=" : "",
-                     n_kv > 1 || cfg[k].kv ? sx_kv_type_name(cfg[k].kv) : "");
+                     n_kv > 1 || cfg[k].kv ? sx_kv_type_name(cfg[k].kv) : "", ngl_label);
             if (st == SX_OK) cfg[k].kv_bytes = sx_session_kv_bytes(s);
             sx_generate_stats gs;
             if (st == SX_OK) st = sx_generate(s, prompt, n_prompt, &gp, NULL, NULL, &gs);
@@ -212,6 +237,8 @@ int sx_cmd_bench(int argc, char **argv) {
             cJSON_AddStringToObject(o, "device", ki.device);
             cJSON_AddStringToObject(o, "driver", ki.backend);
             cJSON_AddStringToObject(o, "kv_type", sx_kv_type_name(cfg[k].kv));
+            cJSON_AddNumberToObject(o, "n_gpu_layers", ki.n_gpu_layers + ki.output_on_device); /* llama.cpp's count: blocks + the output layer */
+            cJSON_AddNumberToObject(o, "device_weight_bytes", (double)ki.device_weight_bytes);
             cJSON_AddNumberToObject(o, "kv_cache_bytes", (double)cfg[k].kv_bytes);
             cJSON_AddItemToObject(o, "prefill_tok_s", sx_cli_stat_json(cfg[k].pp, R));
             cJSON_AddItemToObject(o, "decode_tok_s", sx_cli_stat_json(cfg[k].tg, R));

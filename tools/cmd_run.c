@@ -104,6 +104,10 @@ int sx_cmd_run(int argc, char **argv) {
         cJSON_AddStringToObject(j, "quant", info.quant);
         cJSON_AddStringToObject(j, "backend", info.backend);
         cJSON_AddStringToObject(j, "device", info.device);
+        cJSON_AddNumberToObject(j, "n_layer", info.n_layer);
+        cJSON_AddNumberToObject(j, "n_gpu_layers", info.n_gpu_layers);
+        cJSON_AddBoolToObject(j, "output_on_device", info.output_on_device);
+        cJSON_AddNumberToObject(j, "device_weight_bytes", (double)info.device_weight_bytes);
         cJSON_AddNumberToObject(j, "n_prompt_tokens", gs.n_prompt_tokens);
         cJSON_AddNumberToObject(j, "n_generated_tokens", gs.n_generated_tokens);
         cJSON_AddNumberToObject(j, "prefill_ms", gs.prefill_ms);
@@ -128,6 +132,10 @@ int sx_cmd_run(int argc, char **argv) {
                 info.model_name, info.arch, info.quant, info.backend, info.device, sx_kv_type_name(so.kv_type), sx_session_n_ctx(s),
                 (double)sx_session_kv_bytes(s) / (1 << 20), gs.n_prompt_tokens, gs.prefill_ms, gs.prefill_tok_s,
                 gs.n_generated_tokens, gs.decode_ms, gs.decode_tok_s, sx_stop_reason_str(gs.stop_reason));
+        if (info.n_gpu_layers < info.n_layer || !info.output_on_device)
+            fprintf(stderr, "[specexit] offloaded %d/%d layers to %s (%.1f of %.1f MiB of weights); the rest runs on the CPU\n",
+                    info.n_gpu_layers + info.output_on_device, info.n_layer + 1, info.device, (double)info.device_weight_bytes / (1 << 20),
+                    (double)info.weight_bytes / (1 << 20));
         if (gp.spec.kind != SX_SPEC_NONE)
             fprintf(stderr, "[specexit] speculation %s: %d target passes, %.2f tokens per pass, %d of %d drafted tokens accepted; draft %.1f ms, verify %.1f ms\n",
                     sx_spec_kind_name(gp.spec.kind), gs.n_steps, gs.accept_len_mean, gs.n_accepted, gs.n_drafted, gs.draft_ms, gs.verify_ms);

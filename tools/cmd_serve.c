@@ -731,6 +731,8 @@ static enum MHD_Result handle_models(server *S, struct MHD_Connection *c) {
     cJSON_AddNumberToObject(meta, "n_slots", S->n_slots);
     cJSON_AddStringToObject(meta, "backend", S->info.backend);
     cJSON_AddStringToObject(meta, "device", S->info.device);
+    cJSON_AddNumberToObject(meta, "n_layer", S->info.n_layer);
+    cJSON_AddNumberToObject(meta, "n_gpu_layers", S->info.n_gpu_layers + S->info.output_on_device); /* llama.cpp's count */
     cJSON_AddStringToObject(meta, "chat_template", S->info.chat_template);
     cJSON_AddBoolToObject(meta, "thinking", S->info.thinking);
     cJSON_AddStringToObject(meta, "draft", S->info.draft);

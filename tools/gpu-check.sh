@@ -188,6 +188,13 @@ for f in sorted(glob.glob(os.path.join(work, "par-*.json"))):
           " outputs identical: %s" % (j["n_parallel"], j["n_gen"], S["cont_batching"]["take_turns_tok_s"], S["cont_batching"]["batched_tok_s"],
           j["throughput_ratio"], j["mean_sequences_per_pass"], j["outputs_identical"]))
 
+o = load("offload-%s.json" % main)
+if o:
+    S["offload"] = [dict(n_gpu_layers=c.get("n_gpu_layers"), device_weight_bytes=c.get("device_weight_bytes"),
+                         decode_tok_s=c["decode_tok_s"]["mean"], prefill_tok_s=c["prefill_tok_s"]["mean"]) for c in o["configs"]]
+    print("\nlayer offload (%s): " % main + ", ".join("-ngl %d (%.2f GB on the GPU): decode %.1f t/s, prefill %.0f t/s" % (
+        r["n_gpu_layers"], (r["device_weight_bytes"] or 0) / 1e9, r["decode_tok_s"], r["prefill_tok_s"]) for r in S["offload"]))
+
 def dec(name):
     j = load(name)
     try:
@@ -299,6 +306,7 @@ make_model() { # name arch layers embd heads kvh hd ff vocab type
     --ctx 16384 --seed 7 --vocab "$9" -o "$models/$1-${10}.gguf" > "$work/mkmodel-$1-${10}.log" 2>&1
 }
 first=${shapes[0]%% *}
+main_layers=$(echo "${shapes[0]}" | awk '{print $3}')
 first_type=${types%% *}
 for s in "${shapes[@]}"; do
   set -- $s
@@ -375,6 +383,8 @@ if [ -n "$main_model" ]; then
     bench "long-nosplit" 90 SPECEXIT_CUDA_ATTN_SPLIT=0 -- -m "$main_model" -p "$long_ctx" -n 64 -r 2
     bench "long-kv" 120 -- -m "$main_model" -ctk f16,q8_0 -p "$long_ctx" -n 64 -r 2
   fi
+  # layer offload: half the blocks on the CPU, all blocks (output on the CPU), the whole model
+  bench "offload-$main_key" 120 -- -m "$main_model" -ngl "$((main_layers / 2)),$main_layers,$((main_layers + 1))" -p 128 -n 32 -r 1
 fi
 
 # ---- 7. more tests, the other models ----
