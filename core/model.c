@@ -2,6 +2,7 @@
  * Every hyperparameter and tensor is checked before use; the weights stay in
  * the file's mapping on the CPU and are uploaded once to other devices. */
 #include "core/model.h"
+#include "core/specexit.h"
 #include "core/weights.h"
 
 #include <stdio.h>
@@ -132,7 +133,31 @@ static void assign(sx_device **tdev, int first, int last, sx_device *d) {
     for (int i = first; i < last; i++) tdev[i] = d;
 }
 
-sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, int n_dev_layers, sx_model **out) {
+/* SX_NGL_AUTO: the number of blocks to put on the device (-1: all, the
+ * output layer and embedding too), from the file's tensor sizes. */
+static int fit_layers(const sx_gguf *g, const sx_hparams *hp, const sx_model_fit *fit, uint64_t *out_need) {
+    uint64_t *layer = calloc((size_t)hp->n_layer, sizeof *layer), all = 0, freqs = 0;
+    if (!layer) return 0;
+    for (int64_t i = 0; i < sx_gguf_n_tensors(g); i++) {
+        sx_gguf_tensor_info ti;
+        if (sx_gguf_tensor(g, i, &ti) != SX_OK) continue;
+        all += ti.size;
+        int il = -1, len = 0;
+        if (sscanf(ti.name, "blk.%d.%n", &il, &len) == 1 && len > 0 && il >= 0 && il < hp->n_layer) layer[il] += ti.size;
+        else if (!strcmp(ti.name, "rope_freqs.weight")) freqs = ti.size;
+    }
+    *out_need = all + fit->kv_per_layer * (uint64_t)hp->n_layer;
+    int n = -1;
+    if (*out_need > fit->budget) { /* blocks from the last one down, with rope_freqs' copy */
+        uint64_t used = freqs;
+        n = 0;
+        while (n < hp->n_layer && used + layer[hp->n_layer - 1 - n] + fit->kv_per_layer <= fit->budget) used += layer[hp->n_layer - 1 - n++] + fit->kv_per_layer;
+    }
+    free(layer);
+    return n;
+}
+
+sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, int n_dev_layers, const sx_model_fit *fit, sx_model **out) {
     *out = NULL;
     sx_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -143,6 +168,7 @@ sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, 
     m->dev = dev;
     sx_weight_loader L = {g, sx_gguf_name(g), "", sx_gguf_data_offset(g), NULL, 0, 0, NULL};
     sx_status s = read_hparams(g, &m->hp);
+    if (s == SX_OK && n_dev_layers == SX_NGL_AUTO) n_dev_layers = host && host != dev && fit ? fit_layers(g, &m->hp, fit, &m->fit_need) : -1;
     /* split only when some layers stay on the host; all of them on dev keeps
      * the embedding there too (no copy of the residual at the first layer) */
     const bool split = s == SX_OK && host && host != dev && n_dev_layers >= 0 && n_dev_layers <= m->hp.n_layer;
@@ -213,7 +239,7 @@ sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, 
     return SX_OK;
 }
 
-sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out) { return sx_model_load_gguf_split(g, dev, NULL, -1, out); }
+sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out) { return sx_model_load_gguf_split(g, dev, NULL, -1, NULL, out); }
 
 sx_status sx_model_load(const char *path, sx_device *dev, sx_model **out) {
     *out = NULL;

@@ -50,6 +50,7 @@ typedef struct sx_model {
     sx_device *dev;      /* borrowed; where the weights live (the offloaded ones, with -ngl) */
     sx_device *host;     /* borrowed; with -ngl: the CPU holding the other layers, else NULL */
     int n_dev_layers;    /* layers on dev (the rest, the first ones, are on host) */
+    uint64_t fit_need;   /* SX_NGL_AUTO: bytes the whole model and its cache would take on dev (0: not fitted) */
     bool output_on_dev;  /* output norm and matrix on dev (else on host) */
     sx_buffer *weights;  /* owned: the weights on dev */
     sx_buffer *host_weights; /* owned (with host): the file mapping wrapped for host */
@@ -74,12 +75,21 @@ typedef struct sx_model {
 SX_MUST_USE sx_status sx_model_load(const char *path, sx_device *dev, sx_model **out);
 /* Same, from an already opened GGUF (takes ownership of g even on failure). */
 SX_MUST_USE sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out);
+/* n_dev_layers = SX_NGL_AUTO: the device has `budget` bytes for weights and
+ * KV cache (kv_per_layer bytes per block); the whole model goes there when
+ * it fits, else the most blocks that do (the output layer and embedding
+ * then stay on host). */
+typedef struct sx_model_fit {
+    uint64_t budget;
+    uint64_t kv_per_layer;
+} sx_model_fit;
 /* Layer offload (llama.cpp's -ngl): the last n_dev_layers blocks go to dev,
  * the others and the token embedding stay on host (a CPU device, read in
  * place from the file mapping); the output norm and matrix go to dev only
  * when n_dev_layers > n_layer, which puts the whole model on dev. host NULL
  * or n_dev_layers < 0: everything on dev, as sx_model_load_gguf. */
-SX_MUST_USE sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, int n_dev_layers, sx_model **out);
+SX_MUST_USE sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, int n_dev_layers, const sx_model_fit *fit,
+                                               sx_model **out);
 void sx_model_free(sx_model *m);
 
 /* ---- KV cache: per layer K and V, [kv_dim, n_ctx] slots ---- */

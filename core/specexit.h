@@ -48,9 +48,15 @@ typedef struct sx_engine_options {
                                   blocks (and their KV cache) go to the GPU, the others and the
                                   token embedding stay in host memory and run on the CPU; the
                                   output layer goes too when n_gpu_layers > the block count.
-                                  -1 (default): the whole model on the GPU. Ignored by the CPU
-                                  backends. */
+                                  -1 (default): the whole model on the GPU. SX_NGL_AUTO: the
+                                  whole model when it fits the device's memory (weights, a
+                                  fit_ctx-token KV cache, work space), else as many blocks as
+                                  fit. Ignored by the CPU backends. */
+    int fit_ctx;               /* SX_NGL_AUTO: KV cache tokens the sessions will hold in all
+                                  (0 = 4096) */
+    int fit_kv_type;           /* SX_NGL_AUTO: their cache type (an sx_kv_type; 0 = f16) */
 } sx_engine_options;
+#define SX_NGL_AUTO (-2)
 
 void sx_engine_options_init(sx_engine_options *o);
 /* Loads the model onto the backend's device. Errors: SX_ERR_IO (cannot open),

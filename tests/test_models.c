@@ -12,7 +12,9 @@
  * same agreement must hold, the weights must sit where -ngl says, and a
  * decode step must cross devices only at the split (3 device segments).
  *
- *   test_models BACKEND MODEL.gguf... [--steps N] [--tie GAP] [--kv f16|f32|q8_0] [--ngl LIST]
+ * With --fit: -ngl auto under device budgets (SPECEXIT_FIT_MEMORY) instead.
+ *
+ *   test_models BACKEND MODEL.gguf... [--steps N] [--tie GAP] [--kv f16|f32|q8_0] [--ngl LIST] [--fit]
  * Exit 77 when BACKEND has no device. */
 #include <math.h>
 #include <stdio.h>
@@ -163,6 +165,69 @@ done:
     sx_engine_destroy(e), sx_engine_destroy(eref);
 }
 
+/* -ngl auto with a device budget (SPECEXIT_FIT_MEMORY): the chosen block
+ * count must fit the budget, one more must not, and a budget for the whole
+ * model must put the whole model (output layer too) on the device. The
+ * sizes are measured on engines placed with explicit -ngl counts. */
+static bool fit_engine(const char *backend, const char *path, int ngl, long long budget, sx_engine_info *info, size_t *kv_per_layer) {
+    char b[32];
+    snprintf(b, sizeof b, "%lld", budget);
+    setenv("SPECEXIT_FIT_MEMORY", b, 1);
+    sx_engine_options eo;
+    sx_engine_options_init(&eo);
+    eo.model_path = path;
+    eo.backend = backend;
+    eo.n_threads = 2;
+    eo.n_gpu_layers = ngl;
+    eo.fit_ctx = 256;
+    eo.fit_kv_type = (int)g_kv;
+    sx_engine *e = NULL;
+    sx_session *s = NULL;
+    sx_session_options so;
+    sx_session_options_init(&so);
+    so.n_ctx = 256;
+    so.kv_type = g_kv;
+    sx_status st = sx_engine_create(&eo, &e);
+    if (st == SX_OK) st = sx_session_create(e, &so, &s);
+    if (st == SX_OK) {
+        sx_engine_get_info(e, info);
+        *kv_per_layer = sx_session_kv_bytes(s) / (size_t)info->n_layer;
+    }
+    CHECK(st == SX_OK, "%s: -ngl %d with a %lld-byte budget: %s", path, ngl, budget, sx_last_error());
+    sx_session_destroy(s);
+    sx_engine_destroy(e);
+    unsetenv("SPECEXIT_FIT_MEMORY");
+    return st == SX_OK;
+}
+
+static void test_fit(const char *backend, const char *path) {
+    sx_engine_info all;
+    size_t kvl;
+    if (!fit_engine(backend, path, -1, 0, &all, &kvl)) return;
+    const long long need = (long long)(all.weight_bytes + kvl * (size_t)all.n_layer);
+    const double fractions[] = {0, 0.2, 0.5, 0.8, 0.99, 1.0};
+    for (size_t i = 0; i < sizeof fractions / sizeof *fractions; i++) {
+        const long long budget = (long long)(fractions[i] * (double)need);
+        sx_engine_info got, more;
+        size_t k2;
+        if (!fit_engine(backend, path, SX_NGL_AUTO, budget, &got, &k2)) return;
+        const int n = got.n_gpu_layers;
+        printf("%s on %s: -ngl auto, budget %lld of %lld bytes: %d of %d blocks%s on the device (%llu weight bytes)\n", path, backend, budget,
+               need, n, got.n_layer, got.output_on_device ? " and the output layer" : "", (unsigned long long)got.device_weight_bytes);
+        if (budget >= need) {
+            CHECK(n == got.n_layer && got.output_on_device, "%s: a budget for the whole model placed %d blocks (output %d)", path, n,
+                  got.output_on_device);
+            continue;
+        }
+        CHECK(!got.output_on_device && got.device_weight_bytes + kvl * (size_t)n <= (size_t)budget,
+              "%s: -ngl auto put %d blocks (%llu weight bytes + cache) past a %lld-byte budget", path, n,
+              (unsigned long long)got.device_weight_bytes, budget);
+        if (n < got.n_layer && fit_engine(backend, path, n + 1, 0, &more, &k2))
+            CHECK(more.device_weight_bytes + kvl * (size_t)(n + 1) > (size_t)budget, "%s: -ngl auto chose %d blocks, but %d fit a %lld-byte budget",
+                  path, n, n + 1, budget);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: test_models BACKEND MODEL.gguf... [--steps N] [--tie GAP]\n");
@@ -172,12 +237,14 @@ int main(int argc, char **argv) {
     int steps = 24;
     float tie = 0.1f;
     const char *ngl_list = NULL;
+    bool fit = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tie") && i + 1 < argc) tie = (float)atof(argv[++i]);
         else if (!strcmp(argv[i], "--kv") && i + 1 < argc && sx_kv_type_from_name(argv[++i], &g_kv) != SX_OK)
             return printf("FAIL: %s\n", sx_last_error()), 2;
         else if (!strcmp(argv[i], "--ngl") && i + 1 < argc) ngl_list = argv[++i];
+        else if (!strcmp(argv[i], "--fit")) fit = true;
     }
     int ngls[16], n_ngl = 0;
     ngls[n_ngl++] = -1;
@@ -195,7 +262,7 @@ int main(int argc, char **argv) {
     sx_engine_options_init(&eo);
     for (int i = 2; i < argc; i++) {
         if (argv[i][0] == '-') {
-            i++;
+            i += strcmp(argv[i], "--fit") != 0;
             continue;
         }
         if (!eo.model_path) eo.model_path = argv[i];
@@ -210,7 +277,11 @@ int main(int argc, char **argv) {
     sx_engine_destroy(probe);
     for (int i = 2; i < argc; i++) {
         if (argv[i][0] == '-') {
-            i++;
+            i += strcmp(argv[i], "--fit") != 0;
+            continue;
+        }
+        if (fit) {
+            test_fit(backend, argv[i]);
             continue;
         }
         for (int k = 0; k < n_ngl; k++) {

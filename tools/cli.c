@@ -13,7 +13,7 @@
 void sx_cli_init(sx_cli *c) {
     memset(c, 0, sizeof *c);
     c->backend = "cpu";
-    c->n_gpu_layers = -1;
+    c->n_gpu_layers = SX_NGL_AUTO;
     c->n_predict = 128;
     c->chat = true;
     sx_sampler_params_init(&c->sampling);
@@ -63,6 +63,8 @@ void sx_cli_engine_options(const sx_cli *c, sx_engine_options *eo) {
     eo->draft_backend = c->draft_backend;
     eo->no_cont_batching = c->no_cont_batching;
     eo->n_gpu_layers = c->n_gpu_layers;
+    eo->fit_ctx = c->n_ctx ? c->n_ctx : 4096; /* the sessions' default context is at most 4096 */
+    eo->fit_kv_type = (int)c->kv_type_k;
 }
 
 void sx_cli_session_options(const sx_cli *c, sx_session_options *so) {
@@ -116,8 +118,10 @@ void sx_cli_print_common_help(FILE *f) {
             "      --ignore-eos          keep generating past end-of-generation tokens\n"
             "      --backend NAME[:N]    cpu (default), cpu-ref, vulkan, cuda, hip; see `specexit devices`\n"
             "  -ngl, --n-gpu-layers N    with a GPU backend: put the last N blocks (and their KV cache) on the GPU,\n"
-            "                            the rest on the CPU; N > the block count adds the output layer\n"
-            "                            (default: all, the whole model on the GPU; ignored by cpu backends)\n"
+            "                            the rest on the CPU; N > the block count adds the output layer; all:\n"
+            "                            the whole model; auto (default): the whole model when it fits the GPU's\n"
+            "                            free memory with its KV cache, else the most blocks that do\n"
+            "                            (ignored by the cpu backends)\n"
             "  -t, --threads N           CPU threads (default: physical cores)\n"
             "      --pin-threads         bind CPU threads to physical cores (hwloc); best on an otherwise idle machine\n"
             "  -c, --ctx-size N          context size (default: min(model, 4096))\n"
@@ -176,7 +180,8 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (IS("--backend") || IS("-dev") || IS("--device")) { NEED(); c->backend = v; }
         else if (IS("-ngl") || IS("--gpu-layers") || IS("--n-gpu-layers")) {
             NEED();
-            if (!strcmp(v, "all") || !strcmp(v, "auto")) c->n_gpu_layers = -1;
+            if (!strcmp(v, "all")) c->n_gpu_layers = -1;
+            else if (!strcmp(v, "auto")) c->n_gpu_layers = SX_NGL_AUTO;
             else if (!parse_int(a, v, -1, 1 << 20, &c->n_gpu_layers)) return false;
         }
         else if (IS("--pin-threads")) c->pin_threads = true;

@@ -13,7 +13,7 @@ typedef struct sx_cli {
     const char *prompt_file;
     const char *system;
     const char *backend;
-    int n_gpu_layers; /* -ngl (-1 = all) */
+    int n_gpu_layers; /* -ngl (-1 = all, SX_NGL_AUTO = fit the device's memory) */
     const char *chat_template;
     int n_predict;
     int n_threads;

@@ -112,9 +112,10 @@ int sx_cmd_bench(int argc, char **argv) {
         n_ngl = 0;
         for (char *save = NULL, *tok = strtok_r(ngl_list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             char *end;
-            const long v = strtol(tok, &end, 10);
-            if (n_ngl == MAX_CONFIGS || *end || end == tok || v < -1 || v > (1 << 20)) {
-                fprintf(stderr, "error: -ngl: %s\n", n_ngl == MAX_CONFIGS ? "too many layer counts" : "a comma-separated list of layer counts >= -1");
+            const long v = !strcmp(tok, "auto") ? SX_NGL_AUTO : !strcmp(tok, "all") ? -1 : strtol(tok, &end, 10);
+            if (strcmp(tok, "auto") && strcmp(tok, "all") && (*end || end == tok)) end = NULL;
+            if (n_ngl == MAX_CONFIGS || !end || v < SX_NGL_AUTO || v > (1 << 20)) {
+                fprintf(stderr, "error: -ngl: %s\n", n_ngl == MAX_CONFIGS ? "too many layer counts" : "a comma-separated list of layer counts, all or auto");
                 return 1;
             }
             ngls[n_ngl++] = (int)v;

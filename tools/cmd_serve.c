@@ -963,6 +963,7 @@ int sx_cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     sx_engine_options eo;
     sx_cli_engine_options(&c, &eo);
+    eo.fit_ctx *= c.n_parallel; /* -ngl auto: every slot has its own cache */
     int rc = 0;
     sx_status st = sx_engine_create(&eo, &S.e);
     if (st != SX_OK) return sx_cli_fail("loading model", st);
