@@ -246,6 +246,10 @@ sx_tensor *sx_graph_add_top_k(sx_graph *g, sx_tensor *x, int k) {
     sx_op_params p = {.top_k = {k}};
     return sx_graph_add_op(g, SX_OP_TOP_K, SRCS(x), &p);
 }
+sx_tensor *sx_graph_add_gather(sx_graph *g, sx_tensor *x, sx_tensor *ids) { return sx_graph_add_op(g, SX_OP_GATHER, SRCS(x, ids), NULL); }
+sx_tensor *sx_graph_add_mul_mat_id(sx_graph *g, sx_tensor *w, sx_tensor *x, sx_tensor *ids) {
+    return sx_graph_add_op(g, SX_OP_MUL_MAT_ID, SRCS(w, x, ids), NULL);
+}
 sx_tensor *sx_graph_add_concat(sx_graph *g, sx_tensor *a, sx_tensor *b, int dim) {
     sx_op_params p = {.concat = {dim}};
     return sx_graph_add_op(g, SX_OP_CONCAT, SRCS(a, b), &p);

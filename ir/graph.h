@@ -61,6 +61,8 @@ sx_tensor *sx_graph_add_silu_mul(sx_graph *g, sx_tensor *gate, sx_tensor *up);
 sx_tensor *sx_graph_add_softmax(sx_graph *g, sx_tensor *x);
 sx_tensor *sx_graph_add_argmax(sx_graph *g, sx_tensor *x);
 sx_tensor *sx_graph_add_top_k(sx_graph *g, sx_tensor *x, int k);
+sx_tensor *sx_graph_add_gather(sx_graph *g, sx_tensor *x, sx_tensor *ids);
+sx_tensor *sx_graph_add_mul_mat_id(sx_graph *g, sx_tensor *w, sx_tensor *x, sx_tensor *ids);
 sx_tensor *sx_graph_add_concat(sx_graph *g, sx_tensor *a, sx_tensor *b, int dim);
 /* parts[0..n) concatenated along dim, in order (overwrites parts[]). */
 sx_tensor *sx_graph_add_concat_n(sx_graph *g, sx_tensor **parts, int n, int dim);

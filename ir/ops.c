@@ -186,6 +186,34 @@ static sx_status check_TOP_K(sx_tensor *d) {
     return SX_OK;
 }
 
+static sx_status check_GATHER(sx_tensor *d) {
+    const sx_tensor *x = d->src[0], *ids = d->src[1];
+    if (!is_f32(x) || x->ne[2] != 1 || x->ne[3] != 1) return bad(d, "x must be 2-D f32");
+    if (ids->dtype != SX_DTYPE_I32 || ids->ne[1] != x->ne[1] || ids->ne[2] != 1 || ids->ne[3] != 1) return bad(d, "ids must be i32 [k, R of x]");
+    d->dtype = SX_DTYPE_F32;
+    d->ne[0] = ids->ne[0];
+    d->ne[1] = x->ne[1];
+    return SX_OK;
+}
+
+static sx_status check_MUL_MAT_ID(sx_tensor *d) {
+    const sx_tensor *w = d->src[0], *x = d->src[1], *ids = d->src[2];
+    if (!is_f32(x)) return bad(d, "x must be f32");
+    if (w->dtype == SX_DTYPE_I32) return bad(d, "w cannot be i32");
+    if (ids->dtype != SX_DTYPE_I32 || ids->ne[2] != 1 || ids->ne[3] != 1) return bad(d, "ids must be 2-D i32");
+    if (w->ne[3] != 1 || x->ne[3] != 1) return bad(d, "w and x are at most 3-D");
+    if (w->ne[0] != x->ne[0]) return bad(d, "inner dimensions differ");
+    if (x->ne[1] != 1 && x->ne[1] != ids->ne[0]) return bad(d, "x must have 1 or k columns per row");
+    if (x->ne[2] != ids->ne[1]) return bad(d, "x and ids must have the same rows");
+    if (!rows_contiguous(w) || x->nb[0] != 4) return bad(d, "rows must be contiguous");
+    if (w->ne[0] % sx_dtype_get(w->dtype)->block_size) return bad(d, "K not a multiple of the block size");
+    d->dtype = SX_DTYPE_F32;
+    d->ne[0] = w->ne[1];
+    d->ne[1] = ids->ne[0];
+    d->ne[2] = ids->ne[1];
+    return SX_OK;
+}
+
 static sx_status check_CONCAT(sx_tensor *d) {
     const sx_tensor *a = d->src[0], *b = d->src[1];
     const int dim = d->params.concat.dim;

@@ -189,6 +189,39 @@ static sx_tensor *build_COPY(tctx *c, const tcase *tc) {
 static sx_tensor *build_SIGMOID(tctx *c, const tcase *tc) { return sx_graph_add_sigmoid(c->g, with_view(c, SX_DTYPE_F32, tc->ne, tc->variant, -10, 10)); }
 static sx_tensor *build_EXP(tctx *c, const tcase *tc) { return sx_graph_add_exp(c->g, with_view(c, SX_DTYPE_F32, tc->ne, tc->variant, -10, 5)); }
 
+/* ne = {K, R}, param = k: values picked by random ids (repeats allowed) */
+static sx_tensor *build_GATHER(tctx *c, const tcase *tc) {
+    sx_tensor *x = rand_tensor(c, SX_DTYPE_F32, (int64_t[]){tc->ne[0], tc->ne[1], 1, 1}, -5, 5);
+    const int64_t n = (int64_t)tc->param * tc->ne[1];
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) v[i] = (int32_t)(sx_rng_uniform(&c->rng) * (double)tc->ne[0]);
+    sx_tensor *ids = sx_graph_input(c->g, SX_DTYPE_I32, 2, (int64_t[]){tc->param, tc->ne[1]}, "ids");
+    if (!ids || sx_graph_set_input(c->g, ids, v, sizeof(int32_t) * (size_t)n) != SX_OK) c->bad = true;
+    free(v);
+    return sx_graph_add_gather(c->g, x, ids);
+}
+/* ne = {K, N, E experts, R rows}, param = k picks per row (distinct experts,
+ * as a router's top-k); variant 0: one input column per row, 1: k columns */
+static sx_tensor *build_MUL_MAT_ID(tctx *c, const tcase *tc) {
+    const int64_t K = tc->ne[0], N = tc->ne[1], E = tc->ne[2], R = tc->ne[3], k = tc->param;
+    sx_tensor *w = rand_tensor(c, tc->dt, (int64_t[]){K, N, E, 1}, -1, 1);
+    sx_tensor *x = rand_tensor(c, SX_DTYPE_F32, (int64_t[]){K, tc->variant ? k : 1, R, 1}, -1, 1);
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)(k * R)), *perm = malloc(sizeof(int32_t) * (size_t)E);
+    for (int64_t r = 0; r < R; r++) {
+        for (int64_t e = 0; e < E; e++) perm[e] = (int32_t)e;
+        for (int64_t j = 0; j < k; j++) { /* a random prefix of a permutation */
+            const int64_t t = j + (int64_t)(sx_rng_uniform(&c->rng) * (double)(E - j));
+            const int32_t tmp = perm[j];
+            perm[j] = perm[t], perm[t] = tmp;
+            v[r * k + j] = perm[j];
+        }
+    }
+    sx_tensor *ids = sx_graph_input(c->g, SX_DTYPE_I32, 2, (int64_t[]){k, R}, "ids");
+    if (!ids || sx_graph_set_input(c->g, ids, v, sizeof(int32_t) * (size_t)(k * R)) != SX_OK) c->bad = true;
+    free(v), free(perm);
+    return sx_graph_add_mul_mat_id(c->g, w, x, ids);
+}
+
 static const build_fn g_builders[SX_OP_COUNT] = {
 #define SX_OP(NAME, nsrc, nopt, params) [SX_OP_##NAME] = build_##NAME,
 #include "ir/ops.def"
@@ -224,6 +257,9 @@ static void make_cases(caselist *l, bool full) {
         add(l, SX_OP_MATMUL, t, K, 37, 3, 1, 0, 0);      /* small batches (tree verify): GPU matvec paths for M <= 8 */
         add(l, SX_OP_MATMUL, t, K * 2, 37, 8, 1, 0, 0);
         if (full) add(l, SX_OP_MATMUL, t, K * 4, 130, 67, 1, 0, 0);
+        add(l, SX_OP_MUL_MAT_ID, t, K, 19, 6, 1, 0, 2);   /* mixture of experts, decode: 2 of 6 experts, shared input */
+        add(l, SX_OP_MUL_MAT_ID, t, K, 21, 8, 5, 1, 3);   /* a verify batch, each pick its own input (down projection) */
+        if (full) add(l, SX_OP_MUL_MAT_ID, t, K * 2, 70, 16, 37, 0, 8);
     }
     for (int v = 0; v < 3; v++) {
         add(l, SX_OP_RMS_NORM, SX_DTYPE_F32, 37, 5, 3, 1, v, 0);
@@ -271,6 +307,8 @@ static void make_cases(caselist *l, bool full) {
     add(l, SX_OP_TOP_K, SX_DTYPE_F32, 101, 7, 1, 1, 0, 10);
     add(l, SX_OP_TOP_K, SX_DTYPE_F32, 3000, 2, 1, 1, 0, 1);
     add(l, SX_OP_TOP_K, SX_DTYPE_F32, 9, 3, 1, 1, 0, 9);
+    add(l, SX_OP_GATHER, SX_DTYPE_F32, 64, 5, 1, 1, 0, 8);
+    add(l, SX_OP_GATHER, SX_DTYPE_F32, 7, 1, 1, 1, 0, 7);
     for (int dim = 0; dim < 4; dim++) add(l, SX_OP_CONCAT, SX_DTYPE_F32, 4, 3, 2, 2, dim, dim);
     const sx_dtype ft[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16};
     for (int a = 0; a < 3; a++)
@@ -296,7 +334,7 @@ typedef struct { double atol, rtol; bool matmul_scale; } tol;
 
 static tol tolerance(const tcase *tc) {
     switch (tc->op) {
-    case SX_OP_MATMUL:
+    case SX_OP_MATMUL: case SX_OP_MUL_MAT_ID:
         return sx_dtype_get(tc->dt)->quantized ? (tol){1e-5, 1.0 / 127, true} : (tol){1e-6, 2e-5, true};
     case SX_OP_ROPE: return (tol){2e-5, 1e-5, false};
     case SX_OP_ATTENTION: return (tol){2e-5, 1e-5, false};
@@ -304,7 +342,7 @@ static tol tolerance(const tcase *tc) {
         return tc->param == SX_DTYPE_BF16 ? (tol){1e-30, 1.0 / 128, false} : tc->param == SX_DTYPE_F16 ? (tol){1e-7, 1.0 / 1024, false} : (tol){0, 0, false};
     case SX_OP_SET_ROWS: /* q8_0: exact, every backend quantizes as ir/dtype.c (IEEE 1/d, round half to even) */
         return tc->dt == SX_DTYPE_F16 ? (tol){1e-7, 1.0 / 1024, false} : (tol){0, 0, false};
-    case SX_OP_ARGMAX: case SX_OP_TOP_K: case SX_OP_CONCAT: return (tol){0, 0, false};
+    case SX_OP_ARGMAX: case SX_OP_TOP_K: case SX_OP_CONCAT: case SX_OP_GATHER: return (tol){0, 0, false};
     case SX_OP_GET_ROWS: return sx_dtype_get(tc->dt)->quantized ? (tol){1e-6, 1e-6, false} : (tol){0, 0, false};
     default: return (tol){1e-6, 1e-5, false};
     }
@@ -421,8 +459,33 @@ static int check_bad_ids(sx_sched *s, sx_graph *g, const char *only, uint64_t se
     return failed;
 }
 
+/* MUL_MAT_ID: the same per output [N, k, R] (inputs contiguous, as built) */
+static double *matmul_id_scale(sx_tensor *node) {
+    const sx_tensor *w = node->src[0], *x = node->src[1], *ids = node->src[2];
+    const int64_t K = w->ne[0], N = w->ne[1], k = ids->ne[0], R = ids->ne[1];
+    double *sc = calloc((size_t)(N * k * R), sizeof(double));
+    float *wr = malloc(sizeof(float) * (size_t)K), *xf = malloc(sx_tensor_nbytes(x));
+    void *wraw = malloc(sx_tensor_nbytes(w));
+    int32_t *iv = malloc(sx_tensor_nbytes(ids));
+    if (sx_tensor_read(w, wraw, sx_tensor_nbytes(w)) == SX_OK && sx_tensor_read(x, xf, sx_tensor_nbytes(x)) == SX_OK &&
+        sx_tensor_read(ids, iv, sx_tensor_nbytes(ids)) == SX_OK)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t j = 0; j < k; j++) {
+                const float *xc = xf + (r * x->ne[1] + (x->ne[1] == 1 ? 0 : j)) * K;
+                for (int64_t n = 0; n < N; n++) {
+                    sx_dtype_dequantize_row(w->dtype, (char *)wraw + (size_t)n * w->nb[1] + (size_t)iv[r * k + j] * w->nb[2], wr, K);
+                    double acc = 0;
+                    for (int64_t i = 0; i < K; i++) acc += fabs((double)wr[i] * xc[i]);
+                    sc[(r * k + j) * N + n] = acc;
+                }
+            }
+    free(wr), free(xf), free(wraw), free(iv);
+    return sc;
+}
+
 /* sum_k |w_k x_k| per matmul output, from the reference graph's inputs */
 static double *matmul_scale(sx_tensor *node) {
+    if (node->op == SX_OP_MUL_MAT_ID) return matmul_id_scale(node);
     const sx_tensor *w = node->src[0], *x = node->src[1];
     const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
     double *sc = calloc((size_t)(N * M), sizeof(double));

@@ -36,6 +36,50 @@ static sx_status fast_MATMUL(sx_device *dev, sx_tensor *node) {
                          (int64_t)(x->nb[1] / 4), x->ne[1], sx_cpu_data(node), (int64_t)(node->nb[1] / 4));
 }
 
+/* ---- mixture of experts: each expert's picks gathered into one matmul ----
+ * The columns routed to one expert run as one MATMUL of at most
+ * SX_CPU_INVARIANT_M columns, so every column is computed exactly as alone
+ * (a verification batch still reproduces decoding bit for bit). */
+static sx_status fast_MUL_MAT_ID(sx_device *dev, sx_tensor *node) {
+    const sx_tensor *w = node->src[0], *x = node->src[1], *ids = node->src[2];
+    const int64_t K = w->ne[0], N = w->ne[1], E = w->ne[2], k = ids->ne[0], R = ids->ne[1], P = k * R;
+    if (x->nb[1] % 4 || x->nb[2] % 4 || node->nb[0] != 4 || ids->nb[0] != 4) return sx_cpu_ref_MUL_MAT_ID(dev, node);
+    int32_t *pick = malloc(sizeof(int32_t) * (size_t)P); /* pick indices p = r * k + j, grouped by expert */
+    int64_t *start = calloc((size_t)E + 1, sizeof *start);
+    float *X = malloc(sizeof(float) * (size_t)(K * SX_CPU_INVARIANT_M)), *Y = malloc(sizeof(float) * (size_t)(N * SX_CPU_INVARIANT_M));
+    sx_status st = pick && start && X && Y ? SX_OK : sx_set_error(SX_ERR_OUT_OF_MEMORY, "mul_mat_id: scratch");
+    const char *ib = sx_cpu_data(ids);
+    for (int64_t p = 0; p < P && st == SX_OK; p++) { /* counting sort by expert, picks in order within each */
+        const int32_t e = *(const int32_t *)(ib + (size_t)(p % k) * ids->nb[0] + (size_t)(p / k) * ids->nb[1]);
+        if (e < 0 || e >= E) st = sx_set_error(SX_ERR_INVALID_ARG, "mul_mat_id: expert %d out of range [0, %lld)", e, (long long)E);
+        else start[e + 1]++;
+    }
+    for (int64_t e = 0; e < E && st == SX_OK; e++) start[e + 1] += start[e];
+    for (int64_t p = 0; p < P && st == SX_OK; p++) {
+        const int32_t e = *(const int32_t *)(ib + (size_t)(p % k) * ids->nb[0] + (size_t)(p / k) * ids->nb[1]);
+        pick[start[e]++] = (int32_t)p;
+    }
+    for (int64_t e = E; e > 0 && st == SX_OK; e--) start[e] = start[e - 1]; /* back to the group starts */
+    if (st == SX_OK) start[0] = 0;
+    for (int64_t e = 0; e < E && st == SX_OK; e++)
+        for (int64_t c0 = start[e]; c0 < start[e + 1] && st == SX_OK; c0 += SX_CPU_INVARIANT_M) {
+            const int64_t m = start[e + 1] - c0 < SX_CPU_INVARIANT_M ? start[e + 1] - c0 : SX_CPU_INVARIANT_M;
+            for (int64_t i = 0; i < m; i++) {
+                const int64_t p = pick[c0 + i], j = p % k, r = p / k;
+                memcpy(X + i * K, (const char *)sx_cpu_data(x) + (size_t)(x->ne[1] == 1 ? 0 : j) * x->nb[1] + (size_t)r * x->nb[2],
+                       sizeof(float) * (size_t)K);
+            }
+            st = sx_cpu_matmul(pool_of(dev), w->dtype, (const char *)sx_cpu_data(w) + (size_t)e * w->nb[2], w->nb[1], K, N, X, K, m, Y, N);
+            for (int64_t i = 0; i < m && st == SX_OK; i++) {
+                const int64_t p = pick[c0 + i], j = p % k, r = p / k;
+                float *d = (float *)((char *)sx_cpu_data(node) + (size_t)j * node->nb[1] + (size_t)r * node->nb[2]);
+                memcpy(d, Y + i * N, sizeof(float) * (size_t)N);
+            }
+        }
+    free(pick), free(start), free(X), free(Y);
+    return st;
+}
+
 /* ---- rms_norm over contiguous rows ---- */
 typedef struct { const sx_tensor *x, *w; sx_tensor *y; } norm_ctx;
 
@@ -593,6 +637,7 @@ static sx_status fast_TOP_K(sx_device *dev, sx_tensor *node) {
 
 /* Rare in the model graphs (a few elements per step). */
 #define fast_SIGMOID sx_cpu_ref_SIGMOID
+#define fast_GATHER sx_cpu_ref_GATHER
 #define fast_EXP sx_cpu_ref_EXP
 
 const sx_kernel_fn sx_cpu_fast_kernels[SX_OP_COUNT] = {

@@ -256,6 +256,38 @@ sx_status sx_cpu_ref_TOP_K(sx_device *dev, sx_tensor *node) {
     return SX_OK;
 }
 
+sx_status sx_cpu_ref_GATHER(sx_device *dev, sx_tensor *node) {
+    (void)dev;
+    const sx_tensor *x = node->src[0], *ids = node->src[1];
+    for (int64_t r = 0; r < x->ne[1]; r++)
+        for (int64_t j = 0; j < ids->ne[0]; j++) {
+            const int32_t id = *AT(const int32_t, ids, j, r, 0, 0);
+            if (id < 0 || id >= x->ne[0]) return sx_set_error(SX_ERR_INVALID_ARG, "gather: id %d out of range [0, %lld)", id, (long long)x->ne[0]);
+            *AT(float, node, j, r, 0, 0) = load_f(x, id, r, 0, 0);
+        }
+    return SX_OK;
+}
+
+sx_status sx_cpu_ref_MUL_MAT_ID(sx_device *dev, sx_tensor *node) {
+    const sx_tensor *w = node->src[0], *x = node->src[1], *ids = node->src[2];
+    const int64_t K = w->ne[0], N = w->ne[1], E = w->ne[2], k = ids->ne[0], R = ids->ne[1];
+    float *row = sx_cpu_scratch((sx_cpu_device *)dev, (size_t)K);
+    if (!row) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "mul_mat_id: scratch");
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t j = 0; j < k; j++) {
+            const int32_t e = *AT(const int32_t, ids, j, r, 0, 0);
+            if (e < 0 || e >= E) return sx_set_error(SX_ERR_INVALID_ARG, "mul_mat_id: expert %d out of range [0, %lld)", e, (long long)E);
+            const float *xc = AT(const float, x, 0, x->ne[1] == 1 ? 0 : j, r, 0);
+            for (int64_t n = 0; n < N; n++) {
+                sx_dtype_dequantize_row(w->dtype, (const char *)sx_cpu_data(w) + (size_t)n * w->nb[1] + (size_t)e * w->nb[2], row, K);
+                double acc = 0;
+                for (int64_t i = 0; i < K; i++) acc += (double)row[i] * xc[i];
+                *AT(float, node, n, j, r, 0) = (float)acc;
+            }
+        }
+    return SX_OK;
+}
+
 sx_status sx_cpu_ref_CONCAT(sx_device *dev, sx_tensor *node) {
     (void)dev;
     const sx_tensor *a = node->src[0], *b = node->src[1];

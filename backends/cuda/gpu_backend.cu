@@ -330,6 +330,7 @@ bool gpu_supports(const sx_tensor *node) {
     case SX_OP_GET_ROWS: return node->src[1]->ne[0] <= 65535;  /* ids on grid y */
     case SX_OP_SET_ROWS: return set_rows_dtypes_ok(node) && node->src[2]->ne[0] <= 65535;
     case SX_OP_MATMUL: return node->src[1]->nb[1] % sizeof(float) == 0 && node->nb[1] % sizeof(float) == 0;
+    case SX_OP_GATHER: case SX_OP_MUL_MAT_ID: return false; /* no kernel yet: the scheduler runs them on the CPU */
     case SX_OP_ATTENTION: /* head dim on 8 registers per lane; queries on grid y */
         return attention_dtypes_ok(node) && node->src[0]->ne[0] <= 8 * SX_WARP && node->src[0]->ne[2] <= 65535 && node->src[0]->ne[3] == 1;
     default: return true;

@@ -221,5 +221,10 @@ sx_status launch_MATMUL(gpu_device *d, sx_tensor *node) {
     return SX_OK;
 }
 
+sx_status launch_MUL_MAT_ID(gpu_device *d, sx_tensor *node) {
+    (void)d;
+    return sx_set_error(SX_ERR_UNSUPPORTED, SX_GPU_NAME ": no mul_mat_id kernel (node %s)", node->name);
+}
+
 } /* namespace SX_NS */
 #endif

@@ -95,5 +95,10 @@ sx_status launch_TOP_K(gpu_device *d, sx_tensor *node) {
     return SX_OK;
 }
 
+sx_status launch_GATHER(gpu_device *d, sx_tensor *node) {
+    (void)d;
+    return sx_set_error(SX_ERR_UNSUPPORTED, SX_GPU_NAME ": no gather kernel (node %s)", node->name);
+}
+
 } /* namespace SX_NS */
 #endif

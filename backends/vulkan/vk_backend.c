@@ -78,6 +78,7 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
         return node->params.rope.n_dims <= 2048 && (!r || (r->op == SX_OP_NONE && (r->role == SX_ROLE_WEIGHT || r->role == SX_ROLE_INPUT)));
     }
     case SX_OP_TOP_K: return node->params.top_k.k <= 256;
+    case SX_OP_GATHER: case SX_OP_MUL_MAT_ID: return false; /* no shader yet: the scheduler runs them on the CPU */
     default: return true;
     }
 }

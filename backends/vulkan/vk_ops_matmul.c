@@ -98,3 +98,8 @@ sx_status sx_vk_op_GET_ROWS(sx_device *dev, sx_tensor *node) {
     }
     return SX_OK;
 }
+
+sx_status sx_vk_op_MUL_MAT_ID(sx_device *dev, sx_tensor *node) {
+    (void)dev;
+    return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: no mul_mat_id shader (node %s)", node->name);
+}

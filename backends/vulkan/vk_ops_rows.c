@@ -50,3 +50,8 @@ static sx_status select_op(sx_device *dev, sx_tensor *node, const char *name, ui
 
 sx_status sx_vk_op_ARGMAX(sx_device *dev, sx_tensor *node) { return select_op(dev, node, "argmax", 1); }
 sx_status sx_vk_op_TOP_K(sx_device *dev, sx_tensor *node) { return select_op(dev, node, "top_k", (uint32_t)node->params.top_k.k); }
+
+sx_status sx_vk_op_GATHER(sx_device *dev, sx_tensor *node) {
+    (void)dev;
+    return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: no gather shader (node %s)", node->name);
+}
