@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const g_arch_names[SX_ARCH_COUNT] = {"llama", "qwen2", "qwen3"};
+static const char *const g_arch_names[SX_ARCH_COUNT] = {"llama", "qwen2", "qwen3", "qwen3moe"};
 
 const char *sx_arch_name(sx_arch a) { return (unsigned)a < SX_ARCH_COUNT ? g_arch_names[a] : "unknown"; }
 
@@ -55,11 +55,19 @@ static sx_status read_hparams(const sx_gguf *g, sx_hparams *hp) {
     for (int a = 0; a < SX_ARCH_COUNT; a++)
         if (strcmp(arch, g_arch_names[a]) == 0) hp->arch = (sx_arch)a;
     if (hp->arch == SX_ARCH_COUNT)
-        return sx_set_error(SX_ERR_UNSUPPORTED, "%s: unknown architecture '%s' (supported: llama, qwen2, qwen3)", sx_gguf_name(g), arch);
+        return sx_set_error(SX_ERR_UNSUPPORTED, "%s: unknown architecture '%s' (supported: llama, qwen2, qwen3, qwen3moe)", sx_gguf_name(g), arch);
     const int big = 1 << 20;
     SX_RETURN_IF_ERROR(get_int(g, arch, "block_count", 1, 4096, true, 0, &hp->n_layer));
     SX_RETURN_IF_ERROR(get_int(g, arch, "embedding_length", 1, big, true, 0, &hp->n_embd));
-    SX_RETURN_IF_ERROR(get_int(g, arch, "feed_forward_length", 1, big, true, 0, &hp->n_ff));
+    const bool moe = hp->arch == SX_ARCH_QWEN3MOE;
+    SX_RETURN_IF_ERROR(get_int(g, arch, "feed_forward_length", 1, big, !moe, 0, &hp->n_ff));
+    if (moe) {
+        SX_RETURN_IF_ERROR(get_int(g, arch, "expert_count", 1, 4096, true, 0, &hp->n_expert));
+        SX_RETURN_IF_ERROR(get_int(g, arch, "expert_used_count", 1, hp->n_expert, true, 0, &hp->n_expert_used));
+        SX_RETURN_IF_ERROR(get_int(g, arch, "expert_feed_forward_length", 1, big, false, hp->n_ff ? hp->n_ff / hp->n_expert_used : 0, &hp->n_ff_exp));
+        if (hp->n_ff_exp < 1) return sx_set_error(SX_ERR_FORMAT, "%s: missing key %s.expert_feed_forward_length", sx_gguf_name(g), arch);
+        if (hp->n_expert_used > 64) return sx_set_error(SX_ERR_UNSUPPORTED, "%s: %d experts per token (at most 64)", sx_gguf_name(g), hp->n_expert_used);
+    }
     SX_RETURN_IF_ERROR(get_int(g, arch, "attention.head_count", 1, 4096, true, 0, &hp->n_head));
     SX_RETURN_IF_ERROR(get_int(g, arch, "attention.head_count_kv", 1, 4096, false, hp->n_head, &hp->n_head_kv));
     SX_RETURN_IF_ERROR(get_int(g, arch, "attention.key_length", 1, 4096, false, hp->n_embd / hp->n_head, &hp->head_dim));
@@ -89,13 +97,24 @@ static sx_status bind_layer(sx_weight_loader *L, const sx_hparams *hp, int il, s
     B(wk, "attn_k.weight", hp->n_embd, kv_dim, false, false);
     B(wv, "attn_v.weight", hp->n_embd, kv_dim, false, false);
     B(wo, "attn_output.weight", q_dim, hp->n_embd, false, false);
-    const bool qwen2 = hp->arch == SX_ARCH_QWEN2, qwen3 = hp->arch == SX_ARCH_QWEN3;
+    const bool qwen2 = hp->arch == SX_ARCH_QWEN2, qwen3 = hp->arch == SX_ARCH_QWEN3 || hp->arch == SX_ARCH_QWEN3MOE;
     B(bq, "attn_q.bias", q_dim, 0, !qwen2, true);
     B(bk, "attn_k.bias", kv_dim, 0, !qwen2, true);
     B(bv, "attn_v.bias", kv_dim, 0, !qwen2, true);
     B(q_norm, "attn_q_norm.weight", hp->head_dim, 0, !qwen3, true);
     B(k_norm, "attn_k_norm.weight", hp->head_dim, 0, !qwen3, true);
     B(ffn_norm, "ffn_norm.weight", hp->n_embd, 0, false, true);
+    if (hp->n_expert) { /* routed experts: the router, then the expert stacks */
+        B(gate_inp, "ffn_gate_inp.weight", hp->n_embd, hp->n_expert, false, false);
+#define B3(field, suffix, ne0, ne1)                                         \
+        snprintf(n, sizeof n, "blk.%d.%s", il, suffix);                     \
+        SX_RETURN_IF_ERROR(sx_weights_bind3(L, n, ne0, ne1, hp->n_expert, &ly->field));
+        B3(gate_exps, "ffn_gate_exps.weight", hp->n_embd, hp->n_ff_exp);
+        B3(up_exps, "ffn_up_exps.weight", hp->n_embd, hp->n_ff_exp);
+        B3(down_exps, "ffn_down_exps.weight", hp->n_ff_exp, hp->n_embd);
+#undef B3
+        return SX_OK;
+    }
     B(w_gate, "ffn_gate.weight", hp->n_embd, hp->n_ff, false, false);
     B(w_up, "ffn_up.weight", hp->n_embd, hp->n_ff, false, false);
     B(w_down, "ffn_down.weight", hp->n_ff, hp->n_embd, false, false);
@@ -258,4 +277,4 @@ void sx_model_free(sx_model *m) {
     free(m);
 }
 
-int sx_model_graph_size(const sx_model *m) { return 64 + 48 * m->hp.n_layer; }
+int sx_model_graph_size(const sx_model *m) { return 64 + (48 + (m->hp.n_expert ? 16 + 2 * m->hp.n_expert_used : 0)) * m->hp.n_layer; }

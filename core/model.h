@@ -11,6 +11,7 @@ typedef enum sx_arch {
     SX_ARCH_LLAMA = 0, /* SmolLM2, Llama 3, DeepSeek-R1-Distill-Llama */
     SX_ARCH_QWEN2,     /* DeepSeek-R1-Distill-Qwen: q/k/v biases */
     SX_ARCH_QWEN3,     /* Qwen3: per-head q/k rms norm */
+    SX_ARCH_QWEN3MOE,  /* Qwen3 MoE (Qwen3-30B-A3B, 235B-A22B): qwen3 attention, routed experts */
     SX_ARCH_COUNT
 } sx_arch;
 
@@ -23,6 +24,8 @@ typedef struct sx_hparams {
     int n_head, n_head_kv;
     int head_dim;   /* q/k/v per head */
     int n_ff;
+    int n_expert, n_expert_used; /* mixture of experts (qwen3moe), else 0 */
+    int n_ff_exp;                /* each expert's hidden size */
     int n_vocab;
     int n_ctx_train;
     int rope_dims;
@@ -40,6 +43,9 @@ typedef struct sx_layer {
     sx_tensor *ffn_norm;           /* [n_embd] */
     sx_tensor *w_gate, *w_up;      /* [n_embd, n_ff] */
     sx_tensor *w_down;             /* [n_ff, n_embd] */
+    sx_tensor *gate_inp;           /* MoE router [n_embd, n_expert], or NULL (then the dense FFN above) */
+    sx_tensor *gate_exps, *up_exps; /* [n_embd, n_ff_exp, n_expert] */
+    sx_tensor *down_exps;          /* [n_ff_exp, n_embd, n_expert] */
     sx_tensor *rope_freqs;         /* the model's rope_freqs on this layer's device, or NULL */
     sx_device *dev;                /* where this layer's weights and KV cache live */
 } sx_layer;

@@ -126,6 +126,30 @@ static sx_tensor *linear(sx_graph *g, sx_tensor *w, sx_tensor *b, sx_tensor *x) 
     return b ? sx_graph_add_add(g, y, b) : y;
 }
 
+/* The routed-experts FFN (qwen3moe, as Hugging Face's Qwen3MoeSparseMoeBlock):
+ * the router's top k experts per row, weighted by the softmax of their router
+ * logits (the softmax over all experts renormalised over the picks), each a
+ * SwiGLU FFN; the weighted outputs summed in pick order. Every op works row
+ * by row, so a row's result does not depend on the other rows. */
+static sx_tensor *moe_ffn(const sx_model *m, sx_graph *g, const sx_layer *ly, sx_tensor *h, int64_t rows) {
+    const sx_hparams *hp = &m->hp;
+    const int64_t k = hp->n_expert_used, E = hp->n_embd;
+    sx_tensor *logits = sx_graph_add_matmul(g, ly->gate_inp, h);                              // [n_expert, rows]
+    sx_tensor *ids = sx_graph_add_top_k(g, logits, (int)k);                                    // [k, rows]
+    sx_tensor *w = sx_graph_add_softmax(g, sx_graph_add_gather(g, logits, ids));               // [k, rows]
+    sx_tensor *h3 = sx_graph_reshape(g, h, 3, (int64_t[]){E, 1, rows});                        // [n_embd, 1, rows]
+    sx_tensor *a = sx_graph_add_silu_mul(g, sx_graph_add_mul_mat_id(g, ly->gate_exps, h3, ids),
+                                         sx_graph_add_mul_mat_id(g, ly->up_exps, h3, ids));    // [n_ff_exp, k, rows]
+    sx_tensor *y = sx_graph_add_mul_mat_id(g, ly->down_exps, a, ids);                          // [n_embd, k, rows]
+    y = sx_graph_add_mul(g, y, sx_graph_reshape(g, w, 3, (int64_t[]){1, k, rows}));            // each pick times its weight
+    sx_tensor *sum = NULL;
+    for (int64_t j = 0; j < k; j++) {
+        sx_tensor *yj = sx_graph_view(g, y, 2, (int64_t[]){E, rows}, (size_t[]){y ? y->nb[2] : 0}, (size_t)j * (y ? y->nb[1] : 0));
+        sum = sum ? sx_graph_add_add(g, sum, yj) : yj;
+    }
+    return sum;                                                                                // [n_embd, rows]
+}
+
 /* One sequence of a (possibly combined) forward pass: its batch, its cache
  * and where its rows start in the combined rows. */
 typedef struct seq_in {
@@ -173,6 +197,7 @@ static sx_tensor *build_layer(const sx_model *m, sx_graph *g, int il, sx_tensor 
                                       so the residual stream moves to the layer's device where layers are split (-ngl) */
 
     h = sx_graph_add_rms_norm(g, x, ly->ffn_norm, hp->norm_eps);
+    if (ly->gate_inp) return sx_graph_add_add(g, moe_ffn(m, g, ly, h, rows), x);
     sx_tensor *f = sx_graph_add_silu_mul(g, sx_graph_add_matmul(g, ly->w_gate, h), sx_graph_add_matmul(g, ly->w_up, h)); // [n_ff, rows]
     return sx_graph_add_add(g, sx_graph_add_matmul(g, ly->w_down, f), x);
 }

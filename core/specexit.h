@@ -73,7 +73,7 @@ void sx_engine_set_cont_batching(sx_engine *e, bool on);
 
 typedef struct sx_engine_info {
     const char *model_name; /* general.name */
-    const char *arch;       /* "llama", "qwen2", "qwen3" */
+    const char *arch;       /* "llama", "qwen2", "qwen3", "qwen3moe" */
     const char *quant;      /* most common weight type, "q4_1" */
     uint64_t n_params;
     uint64_t weight_bytes;

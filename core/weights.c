@@ -6,7 +6,19 @@
 #include "core/weights.h"
 
 /* Finds a tensor, checks its shape (ne1 = 0: 1-D) and dtype class. */
+static sx_status bind(sx_weight_loader *L, const char *name, int64_t ne0, int64_t ne1, int64_t ne2, bool optional, bool must_be_f32,
+                      sx_tensor **out);
+
 sx_status sx_weights_bind(sx_weight_loader *L, const char *name, int64_t ne0, int64_t ne1, bool optional, bool must_be_f32, sx_tensor **out) {
+    return bind(L, name, ne0, ne1, 1, optional, must_be_f32, out);
+}
+
+sx_status sx_weights_bind3(sx_weight_loader *L, const char *name, int64_t ne0, int64_t ne1, int64_t ne2, sx_tensor **out) {
+    return bind(L, name, ne0, ne1, ne2, false, false, out);
+}
+
+static sx_status bind(sx_weight_loader *L, const char *name, int64_t ne0, int64_t ne1, int64_t ne2, bool optional, bool must_be_f32,
+                      sx_tensor **out) {
     *out = NULL;
     const sx_gguf *g = L->g;
     const int64_t i = sx_gguf_find_tensor(g, name);
@@ -20,9 +32,14 @@ sx_status sx_weights_bind(sx_weight_loader *L, const char *name, int64_t ne0, in
         return sx_set_error(SX_ERR_UNSUPPORTED, "%s: tensor '%s' has unsupported type %d (%s); supported: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k",
                             L->path, name, ti.ggml_type, sx_gguf_ggml_type_name(ti.ggml_type));
     const int64_t want1 = ne1 ? ne1 : 1;
-    if (ti.ne[0] != ne0 || ti.ne[1] != want1 || ti.ne[2] != 1 || ti.ne[3] != 1)
+    if (ti.ne[0] != ne0 || ti.ne[1] != want1 || ti.ne[2] != ne2 || ti.ne[3] != 1) {
+        if (ne2 > 1)
+            return sx_set_error(SX_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, %lld]", L->path, name,
+                                (long long)ti.ne[0], (long long)ti.ne[1], (long long)ti.ne[2], (long long)ti.ne[3], (long long)ne0, (long long)want1,
+                                (long long)ne2);
         return sx_set_error(SX_ERR_FORMAT, "%s: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", L->path, name,
                             (long long)ti.ne[0], (long long)ti.ne[1], (long long)ti.ne[2], (long long)ti.ne[3], (long long)ne0, (long long)want1);
+    }
     if (must_be_f32 && ti.dtype != SX_DTYPE_F32)
         return sx_set_error(SX_ERR_UNSUPPORTED, "%s: tensor '%s' is %s; norms and biases must be f32", L->path, name, sx_dtype_name(ti.dtype));
     if (ti.dtype == SX_DTYPE_I32) return sx_set_error(SX_ERR_FORMAT, "%s: tensor '%s' is i32, not a weight", L->path, name);

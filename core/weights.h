@@ -20,6 +20,8 @@ typedef struct sx_weight_loader {
  * tensor leaves *out NULL. */
 SX_MUST_USE sx_status sx_weights_bind(sx_weight_loader *L, const char *name, int64_t ne0, int64_t ne1, bool optional, bool must_be_f32,
                                       sx_tensor **out);
+/* The same for a 3-D tensor [ne0, ne1, ne2] (expert stacks). */
+SX_MUST_USE sx_status sx_weights_bind3(sx_weight_loader *L, const char *name, int64_t ne0, int64_t ne1, int64_t ne2, sx_tensor **out);
 /* Puts the file's data section on dev (wrapping the mapping when the device
  * reads host memory) and points every bound tensor at it. */
 SX_MUST_USE sx_status sx_weights_place(sx_weight_loader *L, sx_device *dev, sx_buffer **out_buf);

@@ -1,5 +1,5 @@
 /* tools/mkmodel.c — writes tiny random-weight models (seeded) of the llama,
- * qwen2 and qwen3 architectures, with a small byte-level BPE vocabulary and
+ * qwen2, qwen3 and qwen3moe architectures, with a small byte-level BPE vocabulary and
  * the ChatML special tokens. Used by the tests to exercise every model graph
  * quickly; also handy for benchmarking a shape without real weights.
  *
@@ -18,6 +18,7 @@ typedef struct {
     sx_dtype type;
     uint64_t seed;
     int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_ctx;
+    int n_expert, n_expert_used, n_ff_exp; /* qwen3moe */
     bool tied;
     bool rope_freqs; /* write a Llama 3.1-style rope_freqs.weight */
     int extra_tokens;
@@ -63,21 +64,26 @@ static void push(strlist *l, const char *s) {
     l->items[l->n++] = strdup(s);
 }
 
-static sx_status add_weight(sx_gguf_writer *w, const char *name, sx_dtype t, int64_t ne0, int64_t ne1, float scale, float offset) {
-    const int64_t n = ne0 * ne1;
+/* a [ne0, ne1, ne2] weight (ne2 > 1: a stack of experts) */
+static sx_status add_weight3(sx_gguf_writer *w, const char *name, sx_dtype t, int64_t ne0, int64_t ne1, int64_t ne2, float scale, float offset) {
+    const int64_t n = ne0 * ne1 * ne2;
     float *f = malloc(sizeof(float) * (size_t)n);
-    const size_t bytes = sx_dtype_row_size(t, ne0) * (size_t)ne1;
+    const size_t rs = sx_dtype_row_size(t, ne0), bytes = rs * (size_t)(ne1 * ne2);
     void *q = malloc(bytes);
     if (!f || !q) {
         free(f), free(q);
         return sx_set_error(SX_ERR_OUT_OF_MEMORY, "mkmodel: out of memory");
     }
     for (int64_t i = 0; i < n; i++) f[i] = offset + scale * randn();
-    for (int64_t r = 0; r < ne1; r++) sx_dtype_quantize_row(t, f + r * ne0, (char *)q + (size_t)r * sx_dtype_row_size(t, ne0), ne0);
-    const int64_t ne[2] = {ne0, ne1};
-    sx_status s = sx_gguf_writer_add_tensor_copy(w, name, t, ne1 > 1 ? 2 : 1, ne, q, bytes);
+    for (int64_t r = 0; r < ne1 * ne2; r++) sx_dtype_quantize_row(t, f + r * ne0, (char *)q + (size_t)r * rs, ne0);
+    const int64_t ne[3] = {ne0, ne1, ne2};
+    sx_status s = sx_gguf_writer_add_tensor_copy(w, name, t, ne2 > 1 ? 3 : ne1 > 1 ? 2 : 1, ne, q, bytes);
     free(f), free(q);
     return s;
+}
+
+static sx_status add_weight(sx_gguf_writer *w, const char *name, sx_dtype t, int64_t ne0, int64_t ne1, float scale, float offset) {
+    return add_weight3(w, name, t, ne0, ne1, 1, scale, offset);
 }
 
 static sx_status write_model(const mk_opts *o) {
@@ -122,6 +128,12 @@ static sx_status write_model(const mk_opts *o) {
     KV(sx_gguf_writer_set_u32(w, AK("block_count"), (uint32_t)o->n_layer));
     KV(sx_gguf_writer_set_u32(w, AK("embedding_length"), (uint32_t)o->n_embd));
     KV(sx_gguf_writer_set_u32(w, AK("feed_forward_length"), (uint32_t)o->n_ff));
+    const bool moe = !strcmp(o->arch, "qwen3moe");
+    if (moe) {
+        KV(sx_gguf_writer_set_u32(w, AK("expert_count"), (uint32_t)o->n_expert));
+        KV(sx_gguf_writer_set_u32(w, AK("expert_used_count"), (uint32_t)o->n_expert_used));
+        KV(sx_gguf_writer_set_u32(w, AK("expert_feed_forward_length"), (uint32_t)o->n_ff_exp));
+    }
     KV(sx_gguf_writer_set_u32(w, AK("attention.head_count"), (uint32_t)o->n_head));
     KV(sx_gguf_writer_set_u32(w, AK("attention.head_count_kv"), (uint32_t)o->n_head_kv));
     KV(sx_gguf_writer_set_u32(w, AK("attention.key_length"), (uint32_t)o->head_dim));
@@ -166,11 +178,21 @@ static sx_status write_model(const mk_opts *o) {
             W("attn_k.bias", SX_DTYPE_F32, kv_dim, 1, 0.1f, 0);
             W("attn_v.bias", SX_DTYPE_F32, kv_dim, 1, 0.1f, 0);
         }
-        if (!strcmp(o->arch, "qwen3")) {
+        if (!strcmp(o->arch, "qwen3") || moe) {
             W("attn_q_norm.weight", SX_DTYPE_F32, o->head_dim, 1, 0.1f, 1.0f);
             W("attn_k_norm.weight", SX_DTYPE_F32, o->head_dim, 1, 0.1f, 1.0f);
         }
         W("ffn_norm.weight", SX_DTYPE_F32, o->n_embd, 1, 0.1f, 1.0f);
+        if (moe) { /* the router (f32, as converted checkpoints have it) and the expert stacks */
+            W("ffn_gate_inp.weight", SX_DTYPE_F32, o->n_embd, o->n_expert, 4.0f * lin, 0);
+            const float fe = 1.0f / sqrtf((float)o->n_ff_exp);
+#define W3(suffix, a, b, sc) do { snprintf(n, sizeof n, "blk.%d.%s", il, suffix); KV(add_weight3(w, n, o->type, a, b, o->n_expert, sc, 0)); } while (0)
+            W3("ffn_gate_exps.weight", o->n_embd, o->n_ff_exp, lin);
+            W3("ffn_up_exps.weight", o->n_embd, o->n_ff_exp, lin);
+            W3("ffn_down_exps.weight", o->n_ff_exp, o->n_embd, fe);
+#undef W3
+            continue;
+        }
         W("ffn_gate.weight", o->type, o->n_embd, o->n_ff, lin, 0);
         W("ffn_up.weight", o->type, o->n_embd, o->n_ff, lin, 0);
         W("ffn_down.weight", o->type, o->n_ff, o->n_embd, ffs, 0);
@@ -256,9 +278,10 @@ static sx_status write_eagle3(const mk_opts *o, const char *target_path, int dra
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: specexit-mkmodel --arch llama|qwen2|qwen3 -o OUT.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k]\n"
+    fprintf(stderr, "usage: specexit-mkmodel --arch llama|qwen2|qwen3|qwen3moe -o OUT.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k]\n"
                     "       [--seed S] [--layers N] [--embd N] [--heads N] [--kv-heads N] [--head-dim N] [--ff N] [--ctx N] [--tied] [--rope-freqs]\n"
                     "       [--vocab N (pad the vocabulary to N tokens)] [--extra-tokens N]\n"
+                    "       [--experts E] [--experts-used K] [--ff-exp N]   (qwen3moe; defaults 8, 2, --ff / 2)\n"
                     "       specexit-mkmodel --arch eagle3 --target TARGET.gguf -o DRAFT.gguf [--draft-vocab N] [--own-embd]\n"
                     "       [--type T] [--seed S] [--heads N] [--kv-heads N] [--head-dim N] [--ff N]   (a random EAGLE-3 draft)\n");
 }
@@ -291,6 +314,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--draft-vocab")) draft_vocab = atoi(v);
         else if (!strcmp(a, "--extra-tokens")) o.extra_tokens = atoi(v);
         else if (!strcmp(a, "--vocab")) o.vocab = atoi(v);
+        else if (!strcmp(a, "--experts")) o.n_expert = atoi(v);
+        else if (!strcmp(a, "--experts-used")) o.n_expert_used = atoi(v);
+        else if (!strcmp(a, "--ff-exp")) o.n_ff_exp = atoi(v);
         else { usage(); return 1; }
         if (takes) i++;
     }
@@ -307,11 +333,18 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
-    if (!o.out || (strcmp(o.arch, "llama") && strcmp(o.arch, "qwen2") && strcmp(o.arch, "qwen3"))) {
+    if (!o.out || (strcmp(o.arch, "llama") && strcmp(o.arch, "qwen2") && strcmp(o.arch, "qwen3") && strcmp(o.arch, "qwen3moe"))) {
         usage();
         return 1;
     }
     const int bs = sx_dtype_get(o.type)->block_size;
+    if (!o.n_expert) o.n_expert = 8;
+    if (!o.n_expert_used) o.n_expert_used = 2;
+    if (!o.n_ff_exp) o.n_ff_exp = o.n_ff / 2;
+    if (!strcmp(o.arch, "qwen3moe") && (o.n_expert_used > o.n_expert || o.n_ff_exp % bs)) {
+        fprintf(stderr, "error: --experts-used must be <= --experts and --ff-exp a multiple of the block size\n");
+        return 1;
+    }
     if (o.n_layer < 1 || o.n_embd % bs || o.n_ff % bs || o.n_head * o.head_dim % bs || o.n_head % o.n_head_kv) {
         fprintf(stderr, "error: dimensions must be multiples of the %s block size (%d) and heads a multiple of kv heads\n", sx_dtype_name(o.type), bs);
         return 1;

@@ -39,44 +39,84 @@ static sx_status fast_MATMUL(sx_device *dev, sx_tensor *node) {
 /* ---- mixture of experts: each expert's picks gathered into one matmul ----
  * The columns routed to one expert run as one MATMUL of at most
  * SX_CPU_INVARIANT_M columns, so every column is computed exactly as alone
- * (a verification batch still reproduces decoding bit for bit). */
+ * (a verification batch still reproduces decoding bit for bit). Few columns
+ * per expert (decode, verification): the experts' matmuls are dealt to the
+ * threads, each on one thread; else one expert after the other, each over
+ * the pool. Either way a column's result is the same. */
+typedef struct {
+    const sx_tensor *w, *x;
+    sx_tensor *node;
+    const int32_t *pick;   /* pick indices p = r * k + j, grouped by expert */
+    const int64_t (*chunk)[3]; /* (expert, first pick, count) */
+    int64_t n_chunks, k;
+    sx_threadpool *tp;     /* for one chunk at a time; NULL inside a parallel run */
+    sx_status *st;         /* [threads] */
+} moe_ctx;
+
+static sx_status moe_chunk(const moe_ctx *c, const int64_t *ch, sx_threadpool *tp, float *X, float *Y) {
+    const sx_tensor *w = c->w, *x = c->x;
+    const int64_t K = w->ne[0], N = w->ne[1], e = ch[0], c0 = ch[1], m = ch[2];
+    for (int64_t i = 0; i < m; i++) {
+        const int64_t p = c->pick[c0 + i], j = p % c->k, r = p / c->k;
+        memcpy(X + i * K, (const char *)sx_cpu_data(x) + (size_t)(x->ne[1] == 1 ? 0 : j) * x->nb[1] + (size_t)r * x->nb[2], sizeof(float) * (size_t)K);
+    }
+    SX_RETURN_IF_ERROR(sx_cpu_matmul(tp, w->dtype, (const char *)sx_cpu_data(w) + (size_t)e * w->nb[2], w->nb[1], K, N, X, K, m, Y, N));
+    for (int64_t i = 0; i < m; i++) {
+        const int64_t p = c->pick[c0 + i], j = p % c->k, r = p / c->k;
+        memcpy((char *)sx_cpu_data(c->node) + (size_t)j * c->node->nb[1] + (size_t)r * c->node->nb[2], Y + i * N, sizeof(float) * (size_t)N);
+    }
+    return SX_OK;
+}
+
+static void moe_run(void *p, int ith, int nth) {
+    moe_ctx *c = p;
+    const int64_t K = c->w->ne[0], N = c->w->ne[1];
+    float *X = malloc(sizeof(float) * (size_t)(K * SX_CPU_INVARIANT_M)), *Y = malloc(sizeof(float) * (size_t)(N * SX_CPU_INVARIANT_M));
+    sx_status st = X && Y ? SX_OK : sx_set_error(SX_ERR_OUT_OF_MEMORY, "mul_mat_id: scratch");
+    for (int64_t i = ith; i < c->n_chunks && st == SX_OK; i += nth) st = moe_chunk(c, c->chunk[i], c->tp, X, Y);
+    c->st[ith] = st;
+    free(X), free(Y);
+}
+
 static sx_status fast_MUL_MAT_ID(sx_device *dev, sx_tensor *node) {
     const sx_tensor *w = node->src[0], *x = node->src[1], *ids = node->src[2];
-    const int64_t K = w->ne[0], N = w->ne[1], E = w->ne[2], k = ids->ne[0], R = ids->ne[1], P = k * R;
-    if (x->nb[1] % 4 || x->nb[2] % 4 || node->nb[0] != 4 || ids->nb[0] != 4) return sx_cpu_ref_MUL_MAT_ID(dev, node);
-    int32_t *pick = malloc(sizeof(int32_t) * (size_t)P); /* pick indices p = r * k + j, grouped by expert */
+    const int64_t E = w->ne[2], k = ids->ne[0], R = ids->ne[1], P = k * R;
+    if (x->nb[1] % 4 || x->nb[2] % 4 || node->nb[0] != 4) return sx_cpu_ref_MUL_MAT_ID(dev, node);
+    int32_t *pick = malloc(sizeof(int32_t) * (size_t)P);
     int64_t *start = calloc((size_t)E + 1, sizeof *start);
-    float *X = malloc(sizeof(float) * (size_t)(K * SX_CPU_INVARIANT_M)), *Y = malloc(sizeof(float) * (size_t)(N * SX_CPU_INVARIANT_M));
-    sx_status st = pick && start && X && Y ? SX_OK : sx_set_error(SX_ERR_OUT_OF_MEMORY, "mul_mat_id: scratch");
+    int64_t (*chunk)[3] = malloc(sizeof *chunk * (size_t)(P + E));
+    sx_status st = pick && start && chunk ? SX_OK : sx_set_error(SX_ERR_OUT_OF_MEMORY, "mul_mat_id: scratch");
     const char *ib = sx_cpu_data(ids);
+#define ID(p) (*(const int32_t *)(ib + (size_t)((p) % k) * ids->nb[0] + (size_t)((p) / k) * ids->nb[1]))
     for (int64_t p = 0; p < P && st == SX_OK; p++) { /* counting sort by expert, picks in order within each */
-        const int32_t e = *(const int32_t *)(ib + (size_t)(p % k) * ids->nb[0] + (size_t)(p / k) * ids->nb[1]);
+        const int32_t e = ID(p);
         if (e < 0 || e >= E) st = sx_set_error(SX_ERR_INVALID_ARG, "mul_mat_id: expert %d out of range [0, %lld)", e, (long long)E);
         else start[e + 1]++;
     }
     for (int64_t e = 0; e < E && st == SX_OK; e++) start[e + 1] += start[e];
-    for (int64_t p = 0; p < P && st == SX_OK; p++) {
-        const int32_t e = *(const int32_t *)(ib + (size_t)(p % k) * ids->nb[0] + (size_t)(p / k) * ids->nb[1]);
-        pick[start[e]++] = (int32_t)p;
-    }
-    for (int64_t e = E; e > 0 && st == SX_OK; e--) start[e] = start[e - 1]; /* back to the group starts */
-    if (st == SX_OK) start[0] = 0;
+    int64_t n_chunks = 0;
     for (int64_t e = 0; e < E && st == SX_OK; e++)
-        for (int64_t c0 = start[e]; c0 < start[e + 1] && st == SX_OK; c0 += SX_CPU_INVARIANT_M) {
-            const int64_t m = start[e + 1] - c0 < SX_CPU_INVARIANT_M ? start[e + 1] - c0 : SX_CPU_INVARIANT_M;
-            for (int64_t i = 0; i < m; i++) {
-                const int64_t p = pick[c0 + i], j = p % k, r = p / k;
-                memcpy(X + i * K, (const char *)sx_cpu_data(x) + (size_t)(x->ne[1] == 1 ? 0 : j) * x->nb[1] + (size_t)r * x->nb[2],
-                       sizeof(float) * (size_t)K);
-            }
-            st = sx_cpu_matmul(pool_of(dev), w->dtype, (const char *)sx_cpu_data(w) + (size_t)e * w->nb[2], w->nb[1], K, N, X, K, m, Y, N);
-            for (int64_t i = 0; i < m && st == SX_OK; i++) {
-                const int64_t p = pick[c0 + i], j = p % k, r = p / k;
-                float *d = (float *)((char *)sx_cpu_data(node) + (size_t)j * node->nb[1] + (size_t)r * node->nb[2]);
-                memcpy(d, Y + i * N, sizeof(float) * (size_t)N);
-            }
+        for (int64_t c0 = start[e]; c0 < start[e + 1]; c0 += SX_CPU_INVARIANT_M) {
+            chunk[n_chunks][0] = e, chunk[n_chunks][1] = c0;
+            chunk[n_chunks++][2] = start[e + 1] - c0 < SX_CPU_INVARIANT_M ? start[e + 1] - c0 : SX_CPU_INVARIANT_M;
         }
-    free(pick), free(start), free(X), free(Y);
+    for (int64_t p = 0; p < P && st == SX_OK; p++) pick[start[ID(p)]++] = (int32_t)p;
+#undef ID
+    if (st == SX_OK) {
+        sx_threadpool *tp = pool_of(dev);
+        const int nth = sx_threadpool_size(tp);
+        sx_status sts[64];
+        moe_ctx c = {.w = w, .x = x, .node = node, .pick = pick, .chunk = (const int64_t(*)[3])chunk, .n_chunks = n_chunks, .k = k, .st = sts};
+        if (nth <= 64 && n_chunks >= nth && P <= 4 * n_chunks) { /* few columns each: one matmul per thread at a time */
+            sx_threadpool_run(tp, moe_run, &c);
+            for (int t = 0; t < nth && st == SX_OK; t++) st = sts[t];
+        } else {
+            c.tp = tp;
+            moe_run(&c, 0, 1);
+            st = sts[0];
+        }
+    }
+    free(pick), free(start), free(chunk);
     return st;
 }
 

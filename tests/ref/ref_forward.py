@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent numpy reference forward pass for llama / qwen2 / qwen3 GGUF models.
+"""Independent numpy reference forward pass for llama / qwen2 / qwen3 / qwen3moe GGUF models.
 
 Reads a GGUF with gguf.GGUFReader, dequantises every tensor once with
 gguf.quants.dequantize and runs a causal forward pass in float32 (or float64
@@ -24,6 +24,13 @@ src/llama-model.cpp llama_model_rope_type, ggml/src/ggml-cpu/ops.cpp rope):
     causal, softmax in float64, GQA: q head h uses kv head h // (n_head/n_head_kv)
     (ggml mul_mat broadcast).
   * FFN: down(silu(gate(x)) * up(x)), optional biases; output.bias (qwen2).
+  * qwen3moe (Hugging Face Qwen3MoeSparseMoeBlock, llama.cpp build_moe_ffn
+    with softmax gating and norm_w): router probabilities = softmax of
+    ffn_gate_inp(x) over all experts (float64 here); the k =
+    {arch}.expert_used_count largest (ties: lower expert index) renormalised
+    to sum 1; output = sum of weight * expert FFN, each expert
+    down_e(silu(gate_e(x)) * up_e(x)) from the [n_expert, ...] stacks
+    ffn_{gate,up,down}_exps.
   * Residual stream "entering layer L" = llama.cpp's t_layer_inp[L]
     (L = 0 is the embedding). L = n_layer gives the final pre-norm stream.
 
@@ -57,7 +64,7 @@ import time
 
 import numpy as np
 
-SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3")
+SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "qwen3moe")
 
 
 def _field(reader, key, default=None):
@@ -104,7 +111,8 @@ class RefModel:
         self.freq_scale = 1.0 / factor if (scaling_type == "linear" and factor > 0) else 1.0
         attn_scale = float(kv("attention.scale", 0.0) or 0.0) if arch == "llama" else 0.0
         self.kq_scale = attn_scale if attn_scale != 0.0 else 1.0 / math.sqrt(self.head_dim)
-        self.rope_neox = arch in ("qwen2", "qwen3")
+        self.rope_neox = arch in ("qwen2", "qwen3", "qwen3moe")
+        self.n_expert_used = int(kv("expert_used_count", 0) or 0)
 
         self.sim = sim_llamacpp
         self._quantized = set()   # id() of weights stored quantised in the file
@@ -136,10 +144,14 @@ class RefModel:
                 "attn_q.bias", "attn_k.bias", "attn_v.bias", "attn_qkv.bias",
                 "attn_output.weight", "attn_output.bias", "attn_q_norm.weight", "attn_k_norm.weight",
                 "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight",
-                "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias")}
-            if L["ffn_gate.weight"] is None:
-                raise SystemExit("ref_forward: MoE / gate-less FFN not supported")
-            if arch == "qwen3" and (L["attn_q_norm.weight"] is None or L["attn_k_norm.weight"] is None):
+                "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias",
+                "ffn_gate_inp.weight", "ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight")}
+            if arch == "qwen3moe":
+                if L["ffn_gate_inp.weight"] is None or L["ffn_down_exps.weight"] is None or self.n_expert_used < 1:
+                    raise SystemExit("ref_forward: qwen3moe layer without router / experts / expert_used_count")
+            elif L["ffn_gate.weight"] is None:
+                raise SystemExit("ref_forward: gate-less FFN not supported")
+            if arch in ("qwen3", "qwen3moe") and (L["attn_q_norm.weight"] is None or L["attn_k_norm.weight"] is None):
                 raise SystemExit("ref_forward: qwen3 without attn_q_norm/attn_k_norm")
             self.layers.append(L)
         if verbose:
@@ -198,6 +210,24 @@ class RefModel:
         return y
 
     # ---- forward --------------------------------------------------------
+    def _moe(self, h, L):
+        """Routed experts for rows h (T, n_embd), see the module docstring."""
+        logits = (h.astype(np.float64) @ L["ffn_gate_inp.weight"].astype(np.float64).T)    # (T, E)
+        p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        p /= p.sum(axis=-1, keepdims=True)
+        k = self.n_expert_used
+        out = np.zeros_like(h)
+        for t in range(h.shape[0]):
+            sel = np.argsort(-p[t], kind="stable")[:k]
+            w = p[t, sel] / p[t, sel].sum()
+            for e, we in zip(sel, w):
+                ht = h[t:t + 1]
+                g = (ht @ L["ffn_gate_exps.weight"][e].T).astype(np.float64)
+                u = ht @ L["ffn_up_exps.weight"][e].T
+                a = (g / (1.0 + np.exp(-g))).astype(self.dtype) * u
+                out[t] += (we * (a @ L["ffn_down_exps.weight"][e].T)[0]).astype(self.dtype)
+        return out
+
     def new_cache(self):
         return {"k": [None] * self.n_layer, "v": [None] * self.n_layer, "n": 0}
 
@@ -271,6 +301,9 @@ class RefModel:
             o = self._lin(o, L["attn_output.weight"], L["attn_output.bias"])
             x = x + o
             h = self.rmsnorm(x, L["ffn_norm.weight"])
+            if L.get("ffn_gate_inp.weight") is not None:
+                x = x + self._moe(h, L)
+                continue
             gt = self._lin(h, L["ffn_gate.weight"], L["ffn_gate.bias"])
             up = self._lin(h, L["ffn_up.weight"], L["ffn_up.bias"])
             gt64 = gt.astype(np.float64)
