@@ -3,6 +3,8 @@
  * it: otherwise greedy speculation can differ from plain greedy decoding at
  * near ties (a batch summing in another order rounds differently).
  *  - MATMUL: every row of up to SX_SPEC_MAX_VERIFY (64) rows, every weight type.
+ *  - MUL_MAT_ID: every column equals MATMUL of its expert with its input
+ *    column alone (M = 1), every weight type, decode and verify batches.
  *  - ATTENTION: every row of a draft tree's verify batch (tree mask) and of a
  *    causal prefill batch equals the same query decoded alone, its visible
  *    keys at other (contiguous) slots; K/V f32/f16, head dims 64/128, GQA,
@@ -57,6 +59,81 @@ static void test_matmul(sx_sched *s, sx_graph *g, int *passed_out, int *failed_o
                 failed++;
             } else if (bad >= 0) {
                 printf("FAIL %s M=%lld: row %d differs from the same row computed alone\n", sx_dtype_name(t), (long long)M, bad);
+                failed++;
+            } else {
+                passed++;
+            }
+        }
+        free(wq);
+    }
+    free(w), free(x), free(y), free(y1);
+    *passed_out += passed, *failed_out += failed;
+}
+
+/* ---- MUL_MAT_ID ----
+ * A mixture-of-experts layer: every output column (pick j of row r) must
+ * equal MATMUL of that expert's [K, N] matrix with that input column alone
+ * (M = 1, the decode path), bit for bit, for decode (R = 1), a shared input
+ * per row (X = 1) and one input per pick (X = k, a verify batch). */
+static sx_status mul_mat_id(sx_sched *s, sx_graph *g, sx_dtype t, const void *wq, int64_t K, int64_t N, int64_t E, const float *x, int64_t X,
+                            const int32_t *ids, int64_t k, int64_t R, float *y) {
+    sx_graph_reset(g);
+    sx_tensor *w = sx_graph_input(g, t, 3, (int64_t[]){K, N, E}, "w");
+    if (w) SX_RETURN_IF_ERROR(sx_graph_set_input(g, w, wq, sx_dtype_row_size(t, K) * (size_t)(N * E)));
+    sx_tensor *xi = sx_graph_input_f32(g, x, 3, (int64_t[]){K, X, R}, "x");
+    sx_tensor *ii = sx_graph_input(g, SX_DTYPE_I32, 2, (int64_t[]){k, R}, "ids");
+    if (ii) SX_RETURN_IF_ERROR(sx_graph_set_input(g, ii, ids, sizeof(int32_t) * (size_t)(k * R)));
+    sx_tensor *o = sx_graph_add_mul_mat_id(g, w, xi, ii);
+    SX_RETURN_IF_ERROR(sx_graph_status(g));
+    sx_graph_set_output(g, o);
+    SX_RETURN_IF_ERROR(sx_sched_compute(s, g));
+    return sx_tensor_read(o, y, sizeof(float) * (size_t)(N * k * R));
+}
+
+static void test_mul_mat_id(sx_sched *s, sx_graph *g, int *passed_out, int *failed_out) {
+    const sx_dtype types[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0, SX_DTYPE_Q4_1,
+                              SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K};
+    static const struct { int64_t k, R, X; } cases[] = {{2, 1, 1}, {2, 5, 1}, {3, 9, 3}}; /* decode; shared input; input per pick */
+    const int64_t K = 512, N = 67, E = 5, maxc = 27;
+    sx_rng rng;
+    sx_rng_seed(&rng, 77);
+    float *w = malloc(sizeof(float) * (size_t)(K * N * E)), *x = malloc(sizeof(float) * (size_t)(K * maxc));
+    float *y = malloc(sizeof(float) * (size_t)(N * maxc)), *y1 = malloc(sizeof(float) * (size_t)N);
+    int32_t ids[27];
+    for (int64_t i = 0; i < K * N * E; i++) w[i] = (float)sx_rng_uniform(&rng) - 0.5f;
+    for (int64_t i = 0; i < K * maxc; i++) x[i] = ((float)sx_rng_uniform(&rng) - 0.5f) * (i % 13 == 0 ? 8.0f : 1.0f);
+    int failed = 0, passed = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const sx_dtype t = types[ti];
+        const size_t rs = sx_dtype_row_size(t, K);
+        char *wq = malloc(rs * (size_t)(N * E));
+        for (int64_t n = 0; n < N * E; n++) sx_dtype_quantize_row(t, w + n * K, wq + (size_t)n * rs, K);
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+            const int64_t k = cases[ci].k, R = cases[ci].R, X = cases[ci].X;
+            for (int64_t r = 0; r < R; r++) /* k distinct experts per row, as a router's top-k */
+                for (int64_t j = 0; j < k; j++) {
+                    int32_t e;
+                    bool dup;
+                    do {
+                        e = (int32_t)(sx_rng_uniform(&rng) * (double)E);
+                        dup = false;
+                        for (int64_t i = 0; i < j; i++) dup = dup || ids[r * k + i] == e;
+                    } while (dup);
+                    ids[r * k + j] = e;
+                }
+            sx_status st = mul_mat_id(s, g, t, wq, K, N, E, x, X, ids, k, R, y);
+            int bad = -1;
+            for (int64_t p = 0; p < k * R && st == SX_OK && bad < 0; p++) {
+                const int64_t j = p % k, r = p / k;
+                st = matmul(s, g, t, wq + (size_t)ids[p] * (size_t)N * rs, K, N, x + (r * X + (X == 1 ? 0 : j)) * K, 1, y1);
+                if (st == SX_OK && memcmp(y1, y + p * N, sizeof(float) * (size_t)N) != 0) bad = (int)p;
+            }
+            if (st != SX_OK) {
+                printf("FAIL MUL_MAT_ID %s k=%lld R=%lld X=%lld: %s\n", sx_dtype_name(t), (long long)k, (long long)R, (long long)X, sx_last_error());
+                failed++;
+            } else if (bad >= 0) {
+                printf("FAIL MUL_MAT_ID %s k=%lld R=%lld X=%lld: pick %d (expert %d) differs from MATMUL of its expert alone (M = 1)\n",
+                       sx_dtype_name(t), (long long)k, (long long)R, (long long)X, bad, ids[bad]);
                 failed++;
             } else {
                 passed++;
@@ -201,6 +278,10 @@ int main(int argc, char **argv) {
     int failed = 0, passed = 0;
     test_matmul(s, g, &passed, &failed);
     printf("%s: batch invariance of MATMUL up to 64 rows: %d passed, %d failed\n", argv[1], passed, failed);
+    int mpassed = 0, mfailed = 0;
+    test_mul_mat_id(s, g, &mpassed, &mfailed);
+    printf("%s: MUL_MAT_ID columns vs MATMUL of the expert alone (M = 1): %d passed, %d failed\n", argv[1], mpassed, mfailed);
+    failed += mfailed;
     int apassed = 0, afailed = 0;
     test_attention(s, g, &apassed, &afailed);
     printf("%s: batch invariance of ATTENTION (tree verify and prefill rows vs alone): %d passed, %d failed\n", argv[1], apassed, afailed);

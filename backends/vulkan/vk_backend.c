@@ -5,7 +5,8 @@
  * checks below, so the scheduler never hands us a node we would reject.
  * compute() records every node into one command buffer with barriers only
  * at byte-range hazards, and submits once; reads and synchronize wait, and
- * report ids that GET_ROWS / SET_ROWS kernels found out of range.
+ * report ids that GET_ROWS / SET_ROWS / GATHER / MUL_MAT_ID kernels found
+ * out of range.
  * With SPECEXIT_LOG=debug each compute logs its dispatch, barrier and submit
  * counts. */
 #include <stdio.h>
@@ -47,13 +48,14 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
     if ((unsigned)node->op >= SX_OP_COUNT || !g_kernels[node->op]) return false;
     const int nsrc = sx_op_n_src(node->op);
     const bool windowed = node->op == SX_OP_MATMUL || node->op == SX_OP_GET_ROWS;
-    if (!elem_strides(node) || (!windowed && !sx_vk_fits(d, node))) return false;
+    const bool moe = node->op == SX_OP_MUL_MAT_ID; /* windows of weight rows and of rows r (sx_vk_mul_mat_id_fits) */
+    if (!elem_strides(node) || (!windowed && !moe && !sx_vk_fits(d, node))) return false;
     for (int i = 0; i < nsrc; i++) {
         const sx_tensor *s = node->src[i];
         if (!s) continue;
-        if (s->dtype != SX_DTYPE_I32 && !is_plain(s->dtype) && !(windowed && i == 0) && !kv_q8_0(node, i)) return false;
+        if (s->dtype != SX_DTYPE_I32 && !is_plain(s->dtype) && !((windowed || moe) && i == 0) && !kv_q8_0(node, i)) return false;
         if (!elem_strides(s)) return false;
-        if (!(windowed && i < 2) && !sx_vk_fits(d, s)) return false;
+        if (!(windowed && i < 2) && !moe && !sx_vk_fits(d, s)) return false;
     }
     const sx_tensor *a = node->src[0];
     switch (node->op) {
@@ -78,7 +80,14 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
         return node->params.rope.n_dims <= 2048 && (!r || (r->op == SX_OP_NONE && (r->role == SX_ROLE_WEIGHT || r->role == SX_ROLE_INPUT)));
     }
     case SX_OP_TOP_K: return node->params.top_k.k <= 256;
-    case SX_OP_GATHER: case SX_OP_MUL_MAT_ID: return false; /* no shader yet: the scheduler runs them on the CPU */
+    case SX_OP_MUL_MAT_ID: { /* matvec1id (vk_ops_matmul.c) */
+        char name[48];
+        snprintf(name, sizeof name, "matvec1id_%s", sx_dtype_name(a->dtype));
+        if (sx_vk_shader_find(name) < 0) return false;
+        const sx_tensor *x = node->src[1], *ids = node->src[2];
+        return x->nb[0] == 4 && ids->nb[0] == 4 && node->nb[0] == 4 && sx_vk_mul_mat_id_fits(d, node);
+    }
+    case SX_OP_GATHER: return true; /* any element strides (elem_strides above) */
     default: return true;
     }
 }

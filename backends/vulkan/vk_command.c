@@ -14,8 +14,9 @@
  * submissions (barriers order work of earlier submissions on the queue too).
  * Descriptor sets come from per-frame pools, reset when the frame is reused.
  *
- * Kernel errors: GET_ROWS / SET_ROWS skip an id out of range and OR a code
- * into an error word (shaders/common/errors.glsl). Each such dispatch binds
+ * Kernel errors: GET_ROWS / SET_ROWS / GATHER / MUL_MAT_ID skip an id out
+ * of range and OR a code into an error word (shaders/common/errors.glsl;
+ * codes SX_KERR_* in common/params.h). Each such dispatch binds
  * its own word, one of SX_VK_ERR_SLOTS per frame in a host-visible buffer,
  * so the words add no barrier and no submit. After a frame's fence wait
  * (which every read and synchronize already does) the host reads the words
@@ -108,13 +109,25 @@ static sx_status wait_frame(vk_device *d, vk_frame *f) {
 }
 
 sx_status sx_vk_kernel_errors(vk_device *d) {
+    static const struct {
+        uint32_t code;
+        const char *what;
+    } msgs[] = {{SX_KERR_GET_ROWS_ID, "get_rows: an id was out of range (rows skipped)"},
+                {SX_KERR_SET_ROWS_ID, "set_rows: a slot was out of range (rows skipped)"},
+                {SX_KERR_GATHER_ID, "gather: an id was out of range (values skipped)"},
+                {SX_KERR_MUL_MAT_ID_ID, "mul_mat_id: an expert id was out of range (columns skipped)"}};
     const uint32_t code = d->err_code;
     d->err_code = 0;
     if (!code) return SX_OK;
-    if (code & ~(SX_KERR_GET_ROWS_ID | SX_KERR_SET_ROWS_ID)) return sx_set_error(SX_ERR_BACKEND, "vulkan: kernel error code 0x%x", code);
-    const bool g = code & SX_KERR_GET_ROWS_ID, s = code & SX_KERR_SET_ROWS_ID;
-    return sx_set_error(SX_ERR_INVALID_ARG, "vulkan: %s%s%s", g ? "get_rows: an id was out of range (rows skipped)" : "", g && s ? "; " : "",
-                        s ? "set_rows: a slot was out of range (rows skipped)" : "");
+    uint32_t known = 0;
+    char text[320] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+        known |= msgs[i].code;
+        if (code & msgs[i].code) len += (size_t)snprintf(text + len, sizeof text - len, "%s%s", len ? "; " : "", msgs[i].what);
+    }
+    if (code & ~known) return sx_set_error(SX_ERR_BACKEND, "vulkan: kernel error code 0x%x", code);
+    return sx_set_error(SX_ERR_INVALID_ARG, "vulkan: %s", text);
 }
 
 sx_status sx_vk_arg_error(vk_device *d, vk_arg *out) {

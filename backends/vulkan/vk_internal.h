@@ -226,7 +226,8 @@ sx_status sx_vk_submit(vk_device *d); /* ends and submits it (no wait) */
 sx_status sx_vk_wait_all(vk_device *d);
 /* Reports (and clears) what kernels of waited frames raised: SX_OK, or
  * SX_ERR_INVALID_ARG "vulkan: get_rows: an id was out of range (rows
- * skipped)" / "... set_rows: a slot was out of range ...", as on CUDA. */
+ * skipped)" / "... set_rows: a slot was out of range ..." (as on CUDA) /
+ * "... gather: ..." / "... mul_mat_id: ...", joined by "; " when several. */
 sx_status sx_vk_kernel_errors(vk_device *d);
 /* Records one dispatch: hazard barrier if needed, descriptors, push
  * constants. groups = total workgroups along x (spread over x/y when above
@@ -257,6 +258,8 @@ bool sx_vk_fits(const vk_device *d, const sx_tensor *t);
 #include "ir/ops.def"
 #undef SX_OP
 bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node);
+/* MUL_MAT_ID's windows hold one weight row and one row r of x / ids / dst */
+bool sx_vk_mul_mat_id_fits(const vk_device *d, const sx_tensor *node);
 void sx_vk_profile_report(vk_device *d);
 
 #endif

@@ -65,11 +65,33 @@ SX_PC_BEGIN(sx_pc_matmul)
 SX_PC_END(sx_pc_matmul)
 #endif
 
+/* MUL_MAT_ID (matvec.comp with MUL_MAT_ID, M = 1 per pick): workgroup
+ * (x, y) computes rows x*NR.. of pick p = pick0 + y, j = p % n_k of row
+ * r = p / n_k, whose expert is e = ids[ids_off + r*ids_nb1 + j]:
+ * dst[d_off + r*d_nb2 + j*d_nb1 + n] = dot(w row n of expert e,
+ * x[x_off + r*x_nb2 + j*x_nb1 ..]) (x_nb1 = 0: one input per row). The
+ * binding of w is a window of experts [e_lo, e_hi) (expert e_lo at w_off,
+ * w_nb2 bytes apart) and of N rows; picks of other experts are left to
+ * another dispatch. An expert outside [0, n_experts) raises
+ * SX_KERR_MUL_MAT_ID_ID. w_* in bytes, the rest in floats / ints. */
+#if defined(SX_PC_ALL) || defined(SX_PC_MUL_MAT_ID)
+SX_PC_BEGIN(sx_pc_mul_mat_id)
+    SX_U32 K, N;
+    SX_U32 w_off, w_nb1, w_nb2;
+    SX_U32 x_off, x_nb1, x_nb2;
+    SX_U32 d_off, d_nb1, d_nb2;
+    SX_U32 ids_off, ids_nb1;
+    SX_U32 n_k, pick0, e_lo, e_hi, n_experts;
+SX_PC_END(sx_pc_mul_mat_id)
+#endif
+
 /* Codes a kernel ORs into its error word (common/errors.glsl) when it
- * skipped rows; the host reports them (vk_command.c). The values match the
- * CUDA backend's SX_GPU_ERR_*. */
+ * skipped rows; the host reports them (vk_command.c). Bits, so one word
+ * can carry several; 1 and 2 match the CUDA backend's SX_GPU_ERR_*. */
 #define SX_KERR_GET_ROWS_ID 1u /* GET_ROWS: an id outside [0, n_rows) */
 #define SX_KERR_SET_ROWS_ID 2u /* SET_ROWS: a slot outside [0, R) */
+#define SX_KERR_GATHER_ID 4u   /* GATHER: an id outside [0, K) */
+#define SX_KERR_MUL_MAT_ID_ID 8u /* MUL_MAT_ID: an expert outside [0, E) */
 
 /* GET_ROWS: out row i = table row ids[i] - row_lo when ids[i] is in
  * [row_lo, row_hi) (a window of a table too large for one binding); an id
@@ -82,6 +104,18 @@ SX_PC_BEGIN(sx_pc_get_rows)
     SX_U32 d_off, d_nb1;
     SX_U32 row_lo, row_hi, n_rows;
 SX_PC_END(sx_pc_get_rows)
+#endif
+
+/* GATHER: dst[d_off + r*d_nb1 + j] = x[x_off + ids[..j, r]*x_nb0 + r*x_nb1]
+ * for the n = k*R outputs (j = i % k, r = i / k); an id outside [0, K)
+ * leaves its output unwritten and raises SX_KERR_GATHER_ID. */
+#if defined(SX_PC_ALL) || defined(SX_PC_GATHER)
+SX_PC_BEGIN(sx_pc_gather)
+    SX_U32 K, k, n;
+    SX_U32 x_off, x_nb0, x_nb1;
+    SX_U32 ids_off, ids_nb0, ids_nb1;
+    SX_U32 d_off, d_nb1;
+SX_PC_END(sx_pc_gather)
 #endif
 
 /* ROPE over x [d, heads, T, ne3]; freq table entries (hi, lo) per pair. */
