@@ -61,7 +61,7 @@ static sx_status load_draft(sx_engine *e, const sx_engine_options *o, const sx_d
  * space of a prompt chunk and a verify batch, and a draft kept on the same
  * device. SPECEXIT_FIT_MEMORY=BYTES sets the budget itself. When the device
  * does not say, the budget is unlimited (everything on the device). */
-static sx_status fit_budget(const sx_engine *e, const sx_engine_options *o, const sx_gguf *g, sx_model_fit *fit) {
+static sx_status fit_budget(const sx_engine *e, const sx_engine_options *o, const sx_gguf *g, sx_model_placement *fit) {
     uint64_t mem = e->dev->info.memory_free ? e->dev->info.memory_free : e->dev->info.memory_total;
     const char *env = getenv("SPECEXIT_FIT_MEMORY");
     const bool exact = env && *env;
@@ -126,17 +126,20 @@ sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
     if (s == SX_OK && o->n_gpu_layers >= 0 && !e->cpu)
         SX_LOGW("--n-gpu-layers is ignored: the %s backend keeps every layer in host memory", e->dev->vt->name);
     sx_gguf *g = NULL;
-    sx_model_fit fit = {0, 0};
+    sx_model_placement fit = {o->n_cpu_moe, 0, 0};
     if (s == SX_OK) s = sx_gguf_open(o->model_path, &g);
     if (s == SX_OK && o->n_gpu_layers == SX_NGL_AUTO && e->cpu) s = fit_budget(e, o, g, &fit);
     if (s == SX_OK) s = sx_model_load_gguf_split(g, e->dev, e->cpu, o->n_gpu_layers, &fit, &e->model);
     else sx_gguf_close(g);
-    if (s == SX_OK && e->model->fit_need && e->model->host)
+    const bool split = s == SX_OK && !e->model->output_on_dev; /* some layers on the CPU */
+    if (split && e->model->fit_need)
         SX_LOGW("the model and a %d-token KV cache need %.0f MiB on %s, which has %.0f MiB for them: %d of %d layers offloaded, the rest on "
                 "the CPU (-ngl N chooses)",
                 o->fit_ctx > 0 ? o->fit_ctx : 4096, (double)e->model->fit_need / (1 << 20), e->dev->info.name, (double)fit.budget / (1 << 20),
                 e->model->n_dev_layers, e->model->hp.n_layer + 1);
-    if (s == SX_OK && e->model->host)
+    if (s == SX_OK && o->n_cpu_moe > 0 && !e->model->n_cpu_moe)
+        SX_LOGW("--n-cpu-moe is ignored: %s", e->model->hp.n_expert ? "the backend keeps every layer in host memory" : "the model has no experts");
+    if (split)
         SX_LOGI("offloaded %d/%d layers to %s (%.1f MiB of weights); the token embedding, the output layer and %d blocks run on the CPU",
                 e->model->n_dev_layers, e->model->hp.n_layer + 1, e->dev->info.name, (double)e->model->dev_weight_bytes / (1 << 20),
                 e->model->hp.n_layer - e->model->n_dev_layers);
@@ -197,6 +200,7 @@ void sx_engine_get_info(const sx_engine *e, sx_engine_info *out) {
     out->backend = e->dev->vt->name;
     out->device = e->dev->info.name;
     out->n_gpu_layers = m->n_dev_layers;
+    out->n_cpu_moe = m->n_cpu_moe;
     out->output_on_device = m->output_on_dev;
     out->device_weight_bytes = m->dev_weight_bytes;
     out->chat_template = sx_chat_kind_name(e->chat_kind);

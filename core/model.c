@@ -154,15 +154,18 @@ static void assign(sx_device **tdev, int first, int last, sx_device *d) {
 
 /* SX_NGL_AUTO: the number of blocks to put on the device (-1: all, the
  * output layer and embedding too), from the file's tensor sizes. */
-static int fit_layers(const sx_gguf *g, const sx_hparams *hp, const sx_model_fit *fit, uint64_t *out_need) {
+static int fit_layers(const sx_gguf *g, const sx_hparams *hp, const sx_model_placement *fit, uint64_t *out_need) {
+    const int cpu_moe = fit->n_cpu_moe < hp->n_layer ? fit->n_cpu_moe : hp->n_layer;
     uint64_t *layer = calloc((size_t)hp->n_layer, sizeof *layer), all = 0, freqs = 0;
     if (!layer) return 0;
     for (int64_t i = 0; i < sx_gguf_n_tensors(g); i++) {
         sx_gguf_tensor_info ti;
         if (sx_gguf_tensor(g, i, &ti) != SX_OK) continue;
-        all += ti.size;
         int il = -1, len = 0;
-        if (sscanf(ti.name, "blk.%d.%n", &il, &len) == 1 && len > 0 && il >= 0 && il < hp->n_layer) layer[il] += ti.size;
+        const bool hosted = sscanf(ti.name, "blk.%d.%n", &il, &len) == 1 && il >= 0 && il < cpu_moe && strstr(ti.name, "_exps.");
+        if (hosted) continue; /* --n-cpu-moe: these experts never go to the device */
+        all += ti.size;
+        if (len > 0 && il >= 0 && il < hp->n_layer) layer[il] += ti.size;
         else if (!strcmp(ti.name, "rope_freqs.weight")) freqs = ti.size;
     }
     *out_need = all + fit->kv_per_layer * (uint64_t)hp->n_layer;
@@ -176,7 +179,7 @@ static int fit_layers(const sx_gguf *g, const sx_hparams *hp, const sx_model_fit
     return n;
 }
 
-sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, int n_dev_layers, const sx_model_fit *fit, sx_model **out) {
+sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, int n_dev_layers, const sx_model_placement *pl, sx_model **out) {
     *out = NULL;
     sx_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -187,10 +190,14 @@ sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, 
     m->dev = dev;
     sx_weight_loader L = {g, sx_gguf_name(g), "", sx_gguf_data_offset(g), NULL, 0, 0, NULL};
     sx_status s = read_hparams(g, &m->hp);
-    if (s == SX_OK && n_dev_layers == SX_NGL_AUTO) n_dev_layers = host && host != dev && fit ? fit_layers(g, &m->hp, fit, &m->fit_need) : -1;
+    const bool two = host && host != dev;
+    if (s == SX_OK && n_dev_layers == SX_NGL_AUTO) n_dev_layers = two && pl ? fit_layers(g, &m->hp, pl, &m->fit_need) : -1;
     /* split only when some layers stay on the host; all of them on dev keeps
      * the embedding there too (no copy of the residual at the first layer) */
-    const bool split = s == SX_OK && host && host != dev && n_dev_layers >= 0 && n_dev_layers <= m->hp.n_layer;
+    const bool split = s == SX_OK && two && n_dev_layers >= 0 && n_dev_layers <= m->hp.n_layer;
+    m->n_cpu_moe = s == SX_OK && two && pl && m->hp.n_expert ? (pl->n_cpu_moe < m->hp.n_layer ? pl->n_cpu_moe : m->hp.n_layer) : 0;
+    if (m->n_cpu_moe < 0) m->n_cpu_moe = 0;
+    const bool hosted = split || m->n_cpu_moe > 0; /* weights on both devices */
     if (s == SX_OK) {
         L.arch = sx_arch_name(m->hp.arch);
         L.cap = 6 + 14 * m->hp.n_layer;
@@ -210,7 +217,7 @@ sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, 
     }
     m->n_dev_layers = split ? n_dev_layers : m->hp.n_layer;
     m->output_on_dev = !split;
-    m->host = split ? host : NULL;
+    m->host = hosted ? host : NULL;
     sx_device *embd_dev = split ? host : dev, *out_dev = m->output_on_dev ? dev : host;
     const int first_dev_layer = m->hp.n_layer - m->n_dev_layers;
     if (s == SX_OK) s = sx_weights_bind(&L, "token_embd.weight", m->hp.n_embd, m->hp.n_vocab, false, false, &m->tok_embd);
@@ -241,19 +248,21 @@ sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, 
         ly->dev = il >= first_dev_layer ? dev : host;
         ly->rope_freqs = freqs[ly->dev == dev ? 0 : 1];
         assign(L.tensor_dev, first, L.n_tensors, ly->dev);
+        if (s == SX_OK && ly->down_exps && il < m->n_cpu_moe) /* the three expert stacks, bound last */
+            assign(L.tensor_dev, L.n_tensors - 3, L.n_tensors, host);
     }
     m->n_tensors = L.n_tensors;
-    if (s == SX_OK && !split) s = sx_weights_place(&L, dev, &m->weights);
-    if (s == SX_OK && split) s = sx_weights_place_some(&L, dev, &m->weights, &m->dev_weight_bytes);
+    if (s == SX_OK && !hosted) s = sx_weights_place(&L, dev, &m->weights);
+    if (s == SX_OK && hosted) s = sx_weights_place_some(&L, dev, &m->weights, &m->dev_weight_bytes);
     size_t host_bytes = 0;
-    if (s == SX_OK && split) s = sx_weights_place_some(&L, host, &m->host_weights, &host_bytes);
+    if (s == SX_OK && hosted) s = sx_weights_place_some(&L, host, &m->host_weights, &host_bytes);
     free(L.tensor_dev);
     if (s != SX_OK) {
         sx_model_free(m);
         return s;
     }
     summarize(m);
-    if (!split) m->dev_weight_bytes = m->weight_bytes;
+    if (!hosted) m->dev_weight_bytes = m->weight_bytes;
     *out = m;
     return SX_OK;
 }

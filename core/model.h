@@ -57,6 +57,7 @@ typedef struct sx_model {
     sx_device *host;     /* borrowed; with -ngl: the CPU holding the other layers, else NULL */
     int n_dev_layers;    /* layers on dev (the rest, the first ones, are on host) */
     uint64_t fit_need;   /* SX_NGL_AUTO: bytes the whole model and its cache would take on dev (0: not fitted) */
+    int n_cpu_moe;       /* blocks whose expert stacks are on host (--n-cpu-moe) */
     bool output_on_dev;  /* output norm and matrix on dev (else on host) */
     sx_buffer *weights;  /* owned: the weights on dev */
     sx_buffer *host_weights; /* owned (with host): the file mapping wrapped for host */
@@ -81,20 +82,24 @@ typedef struct sx_model {
 SX_MUST_USE sx_status sx_model_load(const char *path, sx_device *dev, sx_model **out);
 /* Same, from an already opened GGUF (takes ownership of g even on failure). */
 SX_MUST_USE sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **out);
-/* n_dev_layers = SX_NGL_AUTO: the device has `budget` bytes for weights and
- * KV cache (kv_per_layer bytes per block); the whole model goes there when
- * it fits, else the most blocks that do (the output layer and embedding
- * then stay on host). */
-typedef struct sx_model_fit {
+/* Where the weights go besides -ngl (all optional: zeros = nothing):
+ * n_cpu_moe: the expert stacks of the first n_cpu_moe blocks stay on host
+ * (llama.cpp's --n-cpu-moe; attention and the router stay on dev).
+ * budget, kv_per_layer: for n_dev_layers = SX_NGL_AUTO, the device has
+ * `budget` bytes for weights and KV cache (kv_per_layer bytes per block);
+ * the whole model goes there when it fits, else the most blocks that do
+ * (the output layer and embedding then stay on host). */
+typedef struct sx_model_placement {
+    int n_cpu_moe;
     uint64_t budget;
     uint64_t kv_per_layer;
-} sx_model_fit;
+} sx_model_placement;
 /* Layer offload (llama.cpp's -ngl): the last n_dev_layers blocks go to dev,
  * the others and the token embedding stay on host (a CPU device, read in
  * place from the file mapping); the output norm and matrix go to dev only
  * when n_dev_layers > n_layer, which puts the whole model on dev. host NULL
  * or n_dev_layers < 0: everything on dev, as sx_model_load_gguf. */
-SX_MUST_USE sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, int n_dev_layers, const sx_model_fit *fit,
+SX_MUST_USE sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, int n_dev_layers, const sx_model_placement *pl,
                                                sx_model **out);
 void sx_model_free(sx_model *m);
 

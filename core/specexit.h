@@ -55,6 +55,10 @@ typedef struct sx_engine_options {
     int fit_ctx;               /* SX_NGL_AUTO: KV cache tokens the sessions will hold in all
                                   (0 = 4096) */
     int fit_kv_type;           /* SX_NGL_AUTO: their cache type (an sx_kv_type; 0 = f16) */
+    int n_cpu_moe;             /* mixture-of-experts models with a GPU backend: the expert
+                                  weights of the first n_cpu_moe blocks stay in host memory and
+                                  run on the CPU, attention and the router on the GPU
+                                  (llama.cpp's --n-cpu-moe; INT_MAX = --cpu-moe, all; 0 = none) */
 } sx_engine_options;
 #define SX_NGL_AUTO (-2)
 
@@ -82,6 +86,7 @@ typedef struct sx_engine_info {
     const char *device;     /* device name */
     int n_gpu_layers;       /* blocks on the device (n_layer unless -ngl left some on the CPU) */
     bool output_on_device;  /* the output layer runs on the device */
+    int n_cpu_moe;          /* blocks whose experts run on the CPU (--n-cpu-moe) */
     uint64_t device_weight_bytes; /* weights on the device (the rest are read in place on the CPU) */
     const char *chat_template; /* detected template family */
     const char *draft;      /* "eagle3", "draft" or "none" */

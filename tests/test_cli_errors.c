@@ -102,6 +102,7 @@ int main(int argc, char **argv) {
     expect_run("K and V cache types differ", model, "-ctk q8_0 -ctv f32", "one type");
     expect_run("negative layer count", model, "-ngl -2", "-ngl expects an integer in [-1,");
     expect_run("layer count not a number", model, "--n-gpu-layers many", "--n-gpu-layers expects an integer");
+    expect_run("negative expert layer count", model, "--n-cpu-moe -3", "--n-cpu-moe expects an integer in [0,");
     expect_run("q8_0 cache on head dim 16", model, "--cache-type-k q8_0", "head dim multiple of 32");
     snprintf(args, sizeof args, "bench -m %s -np 2 -ctk f16,q8_0", model);
     expect("cache type list outside the speed bench", args, 1, "speed bench only");

@@ -13,8 +13,9 @@
  * decode step must cross devices only at the split (3 device segments).
  *
  * With --fit: -ngl auto under device budgets (SPECEXIT_FIT_MEMORY) instead.
+ * With --cpu-moe N: the experts of the first N blocks on the CPU (MoE models).
  *
- *   test_models BACKEND MODEL.gguf... [--steps N] [--tie GAP] [--kv f16|f32|q8_0] [--ngl LIST] [--fit]
+ *   test_models BACKEND MODEL.gguf... [--steps N] [--tie GAP] [--kv f16|f32|q8_0] [--ngl LIST] [--fit] [--cpu-moe N]
  * Exit 77 when BACKEND has no device. */
 #include <math.h>
 #include <stdio.h>
@@ -35,13 +36,31 @@ static int argmax(const float *x, int n) {
 
 static sx_kv_type g_kv; /* --kv TYPE: both sides' KV cache (q8_0: the quantized cache, exact across backends) */
 static int g_ngl = -1;  /* the backend side's -ngl */
+static int g_cpu_moe;   /* the backend side's --n-cpu-moe */
+
+/* --n-cpu-moe placed the expert stacks of exactly the first N blocks on the
+ * CPU, each block's router and attention where the block is (-ngl) */
+static void engine_internal_check_cpu_moe(const char *path, const sx_engine *e, const sx_engine_info *info) {
+    const sx_model *m = e->model;
+    const int want = m->hp.n_expert ? (g_cpu_moe < m->hp.n_layer ? g_cpu_moe : m->hp.n_layer) : 0;
+    CHECK(info->n_cpu_moe == want, "%s: --n-cpu-moe %d placed %d blocks' experts on the CPU, expected %d", path, g_cpu_moe, info->n_cpu_moe, want);
+    for (int il = 0; il < m->hp.n_layer && m->hp.n_expert; il++) {
+        const sx_layer *ly = &m->layers[il];
+        const bool on_cpu = ly->gate_exps->buffer->dev == e->cpu && ly->up_exps->buffer->dev == e->cpu && ly->down_exps->buffer->dev == e->cpu;
+        CHECK(on_cpu == (il < want || ly->dev == e->cpu) && ly->gate_inp->buffer->dev == ly->dev && ly->wq->buffer->dev == ly->dev,
+              "%s: --n-cpu-moe %d: block %d's experts on %s, router and attention on %s", path, g_cpu_moe, il,
+              ly->gate_exps->buffer->dev->info.name, ly->gate_inp->buffer->dev->info.name);
+    }
+    if (want) printf("%s: --n-cpu-moe %d: %.1f of %.1f KiB of weights on the device\n", path, g_cpu_moe, info->device_weight_bytes / 1024.0,
+                     info->weight_bytes / 1024.0);
+}
 
 static sx_status open_engine(const char *backend, const char *path, sx_engine **e, sx_session **s, int n_batch) {
     sx_engine_options eo;
     sx_engine_options_init(&eo);
     eo.model_path = path;
     eo.backend = backend;
-    if (strcmp(backend, "cpu-ref") != 0) eo.n_gpu_layers = g_ngl;
+    if (strcmp(backend, "cpu-ref") != 0) eo.n_gpu_layers = g_ngl, eo.n_cpu_moe = g_cpu_moe;
     eo.n_threads = 2;
     SX_RETURN_IF_ERROR(sx_engine_create(&eo, e));
     sx_session_options so;
@@ -70,6 +89,9 @@ static void test_model(const char *backend, const char *path, int steps, float t
     sx_engine_get_info(e, &info);
     const int V = info.n_vocab;
     const bool split = g_ngl >= 0 && g_ngl <= info.n_layer && e->cpu; /* e->cpu: a device that is not the CPU */
+    if (g_cpu_moe && e->cpu) { /* --n-cpu-moe: the experts of the first blocks stay on the CPU (MoE models only) */
+        engine_internal_check_cpu_moe(path, e, &info);
+    }
     if (g_ngl >= 0 && e->cpu) {
         printf("%s on %s: -ngl %d: %d of %d blocks and %.1f of %.1f KiB of weights on the device, output layer on the %s\n", path, backend,
                g_ngl, info.n_gpu_layers, info.n_layer, info.device_weight_bytes / 1024.0, info.weight_bytes / 1024.0,
@@ -245,6 +267,7 @@ int main(int argc, char **argv) {
             return printf("FAIL: %s\n", sx_last_error()), 2;
         else if (!strcmp(argv[i], "--ngl") && i + 1 < argc) ngl_list = argv[++i];
         else if (!strcmp(argv[i], "--fit")) fit = true;
+        else if (!strcmp(argv[i], "--cpu-moe") && i + 1 < argc) g_cpu_moe = atoi(argv[++i]);
     }
     int ngls[16], n_ngl = 0;
     ngls[n_ngl++] = -1;

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,7 @@ void sx_cli_engine_options(const sx_cli *c, sx_engine_options *eo) {
     eo->draft_backend = c->draft_backend;
     eo->no_cont_batching = c->no_cont_batching;
     eo->n_gpu_layers = c->n_gpu_layers;
+    eo->n_cpu_moe = c->n_cpu_moe;
     eo->fit_ctx = c->n_ctx ? c->n_ctx : 4096; /* the sessions' default context is at most 4096 */
     eo->fit_kv_type = (int)c->kv_type_k;
 }
@@ -122,6 +124,9 @@ void sx_cli_print_common_help(FILE *f) {
             "                            the whole model; auto (default): the whole model when it fits the GPU's\n"
             "                            free memory with its KV cache, else the most blocks that do\n"
             "                            (ignored by the cpu backends)\n"
+            "  -cmoe, --cpu-moe          mixture-of-experts models: keep every expert weight in host memory and\n"
+            "                            run the experts on the CPU (attention and the router on the GPU)\n"
+            "  -ncmoe, --n-cpu-moe N     the same for the experts of the first N blocks only\n"
             "  -t, --threads N           CPU threads (default: physical cores)\n"
             "      --pin-threads         bind CPU threads to physical cores (hwloc); best on an otherwise idle machine\n"
             "  -c, --ctx-size N          context size (default: min(model, 4096))\n"
@@ -184,6 +189,8 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
             else if (!strcmp(v, "auto")) c->n_gpu_layers = SX_NGL_AUTO;
             else if (!parse_int(a, v, -1, 1 << 20, &c->n_gpu_layers)) return false;
         }
+        else if (IS("-cmoe") || IS("--cpu-moe")) c->n_cpu_moe = INT_MAX;
+        else if (IS("-ncmoe") || IS("--n-cpu-moe")) { NEED(); if (!parse_int(a, v, 0, 1 << 20, &c->n_cpu_moe)) return false; }
         else if (IS("--pin-threads")) c->pin_threads = true;
         else if (IS("-t") || IS("--threads")) { NEED(); if (!parse_int(a, v, 0, 1024, &c->n_threads)) return false; }
         else if (IS("-c") || IS("--ctx-size")) { NEED(); if (!parse_int(a, v, 0, 1 << 24, &c->n_ctx)) return false; }

@@ -14,6 +14,7 @@ typedef struct sx_cli {
     const char *system;
     const char *backend;
     int n_gpu_layers; /* -ngl (-1 = all, SX_NGL_AUTO = fit the device's memory) */
+    int n_cpu_moe;    /* --n-cpu-moe / --cpu-moe (INT_MAX) */
     const char *chat_template;
     int n_predict;
     int n_threads;

@@ -107,6 +107,7 @@ int sx_cmd_run(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "n_layer", info.n_layer);
         cJSON_AddNumberToObject(j, "n_gpu_layers", info.n_gpu_layers);
         cJSON_AddBoolToObject(j, "output_on_device", info.output_on_device);
+        cJSON_AddNumberToObject(j, "n_cpu_moe", info.n_cpu_moe);
         cJSON_AddNumberToObject(j, "device_weight_bytes", (double)info.device_weight_bytes);
         cJSON_AddNumberToObject(j, "n_prompt_tokens", gs.n_prompt_tokens);
         cJSON_AddNumberToObject(j, "n_generated_tokens", gs.n_generated_tokens);
@@ -136,6 +137,9 @@ int sx_cmd_run(int argc, char **argv) {
             fprintf(stderr, "[specexit] offloaded %d/%d layers to %s (%.1f of %.1f MiB of weights); the rest runs on the CPU\n",
                     info.n_gpu_layers + info.output_on_device, info.n_layer + 1, info.device, (double)info.device_weight_bytes / (1 << 20),
                     (double)info.weight_bytes / (1 << 20));
+        if (info.n_cpu_moe)
+            fprintf(stderr, "[specexit] the experts of %d of %d blocks run on the CPU (--n-cpu-moe); %.1f of %.1f MiB of weights on %s\n",
+                    info.n_cpu_moe, info.n_layer, (double)info.device_weight_bytes / (1 << 20), (double)info.weight_bytes / (1 << 20), info.device);
         if (gp.spec.kind != SX_SPEC_NONE)
             fprintf(stderr, "[specexit] speculation %s: %d target passes, %.2f tokens per pass, %d of %d drafted tokens accepted; draft %.1f ms, verify %.1f ms\n",
                     sx_spec_kind_name(gp.spec.kind), gs.n_steps, gs.accept_len_mean, gs.n_accepted, gs.n_drafted, gs.draft_ms, gs.verify_ms);
