@@ -39,10 +39,11 @@ static sx_status fast_MATMUL(sx_device *dev, sx_tensor *node) {
 /* ---- mixture of experts: each expert's picks gathered into one matmul ----
  * The columns routed to one expert run as one MATMUL of at most
  * SX_CPU_INVARIANT_M columns, so every column is computed exactly as alone
- * (a verification batch still reproduces decoding bit for bit). Few columns
- * per expert (decode, verification): the experts' matmuls are dealt to the
- * threads, each on one thread; else one expert after the other, each over
- * the pool. Either way a column's result is the same. */
+ * (a verification batch still reproduces decoding bit for bit). With at
+ * least two of these matmuls per thread they are dealt to the threads, each
+ * matmul on one thread (a decode step's 8 picks cost one fork/join, not 8);
+ * else they run one after the other, each over the pool. Either way a
+ * column's result is the same. */
 typedef struct {
     const sx_tensor *w, *x;
     sx_tensor *node;
@@ -107,7 +108,7 @@ static sx_status fast_MUL_MAT_ID(sx_device *dev, sx_tensor *node) {
         const int nth = sx_threadpool_size(tp);
         sx_status sts[64];
         moe_ctx c = {.w = w, .x = x, .node = node, .pick = pick, .chunk = (const int64_t(*)[3])chunk, .n_chunks = n_chunks, .k = k, .st = sts};
-        if (nth <= 64 && n_chunks >= nth && P <= 4 * n_chunks) { /* few columns each: one matmul per thread at a time */
+        if (nth <= 64 && n_chunks >= 2 * nth) { /* enough experts to deal out: one matmul per thread at a time */
             sx_threadpool_run(tp, moe_run, &c);
             for (int t = 0; t < nth && st == SX_OK; t++) st = sts[t];
         } else {
@@ -174,8 +175,59 @@ static sx_status ew(sx_device *dev, sx_tensor *node, ew_kind kind, sx_kernel_fn 
     run(dev, ew_run, &c, kind == EW_SILU_MUL ? 8 * c.n : c.n); /* expf ~ 8 adds */
     return SX_OK;
 }
-static sx_status fast_ADD(sx_device *dev, sx_tensor *node) { return ew(dev, node, EW_ADD, sx_cpu_ref_ADD); }
-static sx_status fast_MUL(sx_device *dev, sx_tensor *node) { return ew(dev, node, EW_MUL, sx_cpu_ref_MUL); }
+/* ADD of same-shape tensors whose rows are contiguous but strided (views,
+ * e.g. the picks of a mixture of experts being summed) */
+typedef struct { const sx_tensor *a, *b; sx_tensor *y; } rowadd_ctx;
+
+static inline const float *row_ptr(const sx_tensor *t, int64_t r) {
+    const int64_t i1 = r % t->ne[1], i2 = (r / t->ne[1]) % t->ne[2], i3 = r / (t->ne[1] * t->ne[2]);
+    return (const float *)((const char *)sx_cpu_data(t) + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3]);
+}
+
+static void rowadd_run(void *p, int ith, int nth) {
+    rowadd_ctx *c = p;
+    int64_t lo, hi;
+    split(sx_tensor_nrows(c->y), ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *a = row_ptr(c->a, r), *b = row_ptr(c->b, r);
+        float *y = (float *)row_ptr(c->y, r);
+        for (int64_t i = 0; i < c->y->ne[0]; i++) y[i] = a[i] + b[i];
+    }
+}
+
+static sx_status fast_ADD(sx_device *dev, sx_tensor *node) {
+    const sx_tensor *a = node->src[0], *b = node->src[1];
+    bool same = a->nb[0] == 4 && b->nb[0] == 4 && node->nb[0] == 4;
+    for (int i = 0; i < SX_MAX_DIMS && same; i++) same = a->ne[i] == b->ne[i] && a->ne[i] == node->ne[i];
+    if (same && !same_contiguous(a, b)) {
+        rowadd_ctx c = {a, b, node};
+        run(dev, rowadd_run, &c, sx_tensor_nelements(node));
+        return SX_OK;
+    }
+    return ew(dev, node, EW_ADD, sx_cpu_ref_ADD);
+}
+/* MUL by one value per row of a (b [1, ...], e.g. a mixture of experts'
+ * pick weights): contiguous a and b, the same float product as the reference */
+typedef struct { const float *a, *b; float *y; int64_t ne0, rows; } rowscale_ctx;
+
+static void rowscale_run(void *p, int ith, int nth) {
+    rowscale_ctx *c = p;
+    int64_t lo, hi;
+    split(c->rows, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++)
+        for (int64_t i = 0; i < c->ne0; i++) c->y[r * c->ne0 + i] = c->a[r * c->ne0 + i] * c->b[r];
+}
+
+static sx_status fast_MUL(sx_device *dev, sx_tensor *node) {
+    const sx_tensor *a = node->src[0], *b = node->src[1];
+    if (b->ne[0] == 1 && a->ne[0] > 1 && b->ne[1] == a->ne[1] && b->ne[2] == a->ne[2] && b->ne[3] == a->ne[3] && sx_tensor_is_contiguous(a) &&
+        sx_tensor_is_contiguous(b) && sx_tensor_is_contiguous(node)) {
+        rowscale_ctx c = {sx_cpu_data(a), sx_cpu_data(b), sx_cpu_data(node), a->ne[0], sx_tensor_nrows(a)};
+        run(dev, rowscale_run, &c, sx_tensor_nelements(a));
+        return SX_OK;
+    }
+    return ew(dev, node, EW_MUL, sx_cpu_ref_MUL);
+}
 static sx_status fast_SILU_MUL(sx_device *dev, sx_tensor *node) { return ew(dev, node, EW_SILU_MUL, sx_cpu_ref_SILU_MUL); }
 
 /* ---- rope: cos/sin per (position, pair) cached on the device ----
