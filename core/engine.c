@@ -191,6 +191,9 @@ void sx_engine_get_info(const sx_engine *e, sx_engine_info *out) {
     out->quant = m->file_type;
     out->n_params = m->n_params;
     out->weight_bytes = m->weight_bytes;
+    out->active_weight_bytes = m->active_weight_bytes;
+    out->n_expert = m->hp.n_expert;
+    out->n_expert_used = m->hp.n_expert_used;
     out->n_layer = m->hp.n_layer;
     out->n_embd = m->hp.n_embd;
     out->n_head = m->hp.n_head;

@@ -133,6 +133,8 @@ static void summarize(sx_model *m) {
         if (seen) *seen = true;
         m->n_params += (uint64_t)sx_tensor_nelements(t);
         m->weight_bytes += sx_tensor_nbytes(t);
+        m->active_weight_bytes += t->ne[2] > 1 && m->hp.n_expert ? sx_tensor_nbytes(t) / (size_t)m->hp.n_expert * (size_t)m->hp.n_expert_used
+                                                                 : sx_tensor_nbytes(t);
         if (t->ne[1] > 1) count[t->dtype]++;
     }
     int best = 0;

@@ -73,6 +73,7 @@ typedef struct sx_model {
     char file_type[32];  /* most common weight dtype, e.g. "q4_1" */
     uint64_t n_params;
     size_t weight_bytes;
+    size_t active_weight_bytes; /* read per token: all but the unpicked experts (= weight_bytes for dense models) */
 } sx_model;
 
 /* Opens a GGUF model file, checks every tensor the architecture needs

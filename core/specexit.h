@@ -81,6 +81,8 @@ typedef struct sx_engine_info {
     const char *quant;      /* most common weight type, "q4_1" */
     uint64_t n_params;
     uint64_t weight_bytes;
+    uint64_t active_weight_bytes; /* weights read per token: mixture-of-experts models read only the picked experts */
+    int n_expert, n_expert_used;  /* mixture of experts, else 0 */
     int n_layer, n_embd, n_head, n_head_kv, n_vocab, n_ctx_train;
     const char *backend;    /* "cpu", "vulkan", ... */
     const char *device;     /* device name */

@@ -22,7 +22,7 @@ def check(cond, msg):
 
 def run(script, build, out, models, deadline, extra_env=None):
     shutil.rmtree(out, ignore_errors=True)
-    env = dict(os.environ, SX_BACKEND="cpu", SX_BUILD_DIR=build, SX_BENCH_SHAPES="tl llama 2 256 4 2 64 512 2000;tq qwen3 2 256 4 2 64 512 2000",
+    env = dict(os.environ, SX_BACKEND="cpu", SX_BUILD_DIR=build, SX_BENCH_SHAPES="tl llama 2 256 4 2 64 512 2000;tq qwen3 2 256 4 2 64 512 2000", SX_BENCH_MOE="tm 2 256 4 2 64 2000 8 2 128",
                SX_BENCH_TYPES="q4_0 f16", SX_BENCH_P="32", SX_BENCH_N="16", SX_BENCH_R="1", SX_BENCH_LONG_CTX="128",
                SX_PROBLEMS=os.path.join(os.path.dirname(script), "..", "tests", "data", "sumchain_smoke.jsonl"), SX_TEST_JOBS="2",
                SX_MODEL_DIR=models, SX_DEADLINE=str(deadline), SX_EXTRA_TESTS="0", SX_PEAK_BW="1e11")
@@ -52,7 +52,13 @@ def main():
     t = s.get("tests", {}).get("cpu", {})
     check(t.get("passed", 0) > 0 and t.get("failed") == 0, f"the backend's suite ran through tools/run-tests.py: {t}")
     b = s.get("bench", {})
-    check(set(b) == {"tl-q4_0", "tl-q4_0-nographs", "tl-f16", "tq-q4_0", "tq-f16"}, f"a bench per model and type, and graphs off: {sorted(b)}")
+    check(set(b) == {"tl-q4_0", "tl-q4_0-nographs", "tl-f16", "tq-q4_0", "tq-f16", "tm-q4_0"},
+          f"a bench per model and type, graphs off, the MoE model: {sorted(b)}")
+    check((s.get("cpu_moe") or {}).get("decode_tok_s", 0) > 0, f"the --cpu-moe bench: {s.get('cpu_moe')}")
+    check(len(s.get("offload") or []) >= 1 and all(r.get("decode_tok_s", 0) > 0 for r in s["offload"]), f"the -ngl bench: {s.get('offload')}")
+    mo = b.get("tm-q4_0", {})
+    check(0 < mo.get("weight_bytes", 0) < mo.get("total_weight_bytes", 0),
+          f"the MoE roofline counts the picked experts only: {mo.get('weight_bytes')} of {mo.get('total_weight_bytes')} bytes")
     m = b.get("tl-q4_0", {})
     check(m.get("decode_tok_s", 0) > 0 and m.get("weight_bytes", 0) > 0 and 0 < m.get("roofline_fraction", 0),
           f"roofline row of the main model: {m.get('decode_tok_s')} tok/s x {m.get('weight_bytes')} B = {m.get('roofline_fraction')} of peak")

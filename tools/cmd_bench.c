@@ -223,6 +223,8 @@ int sx_cmd_bench(int argc, char **argv) {
         cJSON_AddStringToObject(j, "quant", info.quant);
         cJSON_AddNumberToObject(j, "n_params", (double)info.n_params);
         cJSON_AddNumberToObject(j, "weight_bytes", (double)info.weight_bytes);
+        cJSON_AddNumberToObject(j, "active_weight_bytes", (double)info.active_weight_bytes); /* read per token (MoE: the picked experts) */
+        if (info.n_expert) cJSON_AddNumberToObject(j, "n_expert", info.n_expert), cJSON_AddNumberToObject(j, "n_expert_used", info.n_expert_used);
         cJSON_AddNumberToObject(j, "n_prompt", n_prompt);
         cJSON_AddNumberToObject(j, "n_gen", c.bench_gen);
         cJSON_AddNumberToObject(j, "repetitions", R);

@@ -27,10 +27,12 @@
 #      (8 sessions, `bench -np 8`), decode after SX_BENCH_LONG_CTX (8192)
 #      prompt tokens with ATTENTION's split-K and without
 #      (SPECEXIT_CUDA_ATTN_SPLIT=0), and there the KV cache in f16 against q8_0
-#      (`bench -ctk f16,q8_0`: decode speed and cache bytes)
+#      (`bench -ctk f16,q8_0`: decode speed and cache bytes), layer offload
+#      (-ngl: half the blocks, all blocks, the whole model)
 #   7. the op matrix in full (test_ops --full), attention conformance and
 #      batch invariance under each forced attention plan, the other models'
-#      benches, the NVRTC compile check
+#      benches, a Qwen3-30B-A3B-shaped MoE model (its roofline counts the
+#      picked experts only; then with --cpu-moe), the NVRTC compile check
 #
 # OUTDIR gets few files, so that a lease's copy-back takes them all:
 #   summary.txt (what a person reads), summary.json (every number),
@@ -48,6 +50,9 @@
 #   SX_BENCH_TYPES   default "q4_0 q4_k f16"
 #   SX_BENCH_SHAPES  "name arch layers embd heads kv_heads head_dim ff vocab;..."
 #                    (default: Llama-3-8B and Qwen3-8B)
+#   SX_BENCH_MOE     "name layers embd heads kv_heads head_dim vocab experts used ff_exp"
+#                    of a qwen3moe model benched last (default: Qwen3-30B-A3B's
+#                    shape with SX_BENCH_LAYERS layers; "none" skips it)
 #   SX_BENCH_P, SX_BENCH_N, SX_BENCH_R  prompt, generated tokens, repetitions
 #                    (default 512, 128, 3)
 #   SX_BENCH_LONG_CTX prompt tokens of the long-context bench (default 8192; 0 skips)
@@ -132,8 +137,8 @@ for f in sorted(glob.glob(os.path.join(work, "bench-*.json"))):
         continue
     c = j["configs"][0]
     tg, pp = c["decode_tok_s"]["mean"], c["prefill_tok_s"]["mean"]
-    wb, npar = j.get("weight_bytes", 0), j.get("n_params", 0)
-    r = dict(device=c.get("device", "?"), quant=j.get("quant"), weight_bytes=wb, decode_tok_s=tg, prefill_tok_s=pp,
+    wb, npar = j.get("active_weight_bytes") or j.get("weight_bytes", 0), j.get("n_params", 0) # MoE: only the picked experts are read
+    r = dict(device=c.get("device", "?"), quant=j.get("quant"), weight_bytes=wb, total_weight_bytes=j.get("weight_bytes", 0), decode_tok_s=tg, prefill_tok_s=pp,
              decode_bytes_per_s=wb * tg, roofline_fraction=wb * tg / peak, ms_per_token=1e3 / tg if tg else 0,
              ideal_ms_per_token=1e3 * wb / peak, prefill_tflops=2.0 * npar * pp / 1e12, peak_rss_bytes=j.get("peak_rss_bytes"))
     rows.append((name, r))
@@ -187,6 +192,14 @@ for f in sorted(glob.glob(os.path.join(work, "par-*.json"))):
     print("\ncontinuous batching (%d sessions x %d tokens): take turns %.1f t/s, batched %.1f t/s: x%.2f, %.2f sequences per pass,"
           " outputs identical: %s" % (j["n_parallel"], j["n_gen"], S["cont_batching"]["take_turns_tok_s"], S["cont_batching"]["batched_tok_s"],
           j["throughput_ratio"], j["mean_sequences_per_pass"], j["outputs_identical"]))
+
+c = next((load(os.path.basename(f)) for f in sorted(glob.glob(os.path.join(work, "cpumoe-*.json")))), None)
+if c:
+    r = c["configs"][0]
+    S["cpu_moe"] = dict(model=c.get("model"), device_weight_bytes=r.get("device_weight_bytes"), weight_bytes=c.get("weight_bytes"),
+                        decode_tok_s=r["decode_tok_s"]["mean"], prefill_tok_s=r["prefill_tok_s"]["mean"])
+    print("\n--cpu-moe (experts on the CPU): %.2f of %.2f GB on the GPU: decode %.1f t/s, prefill %.0f t/s" % (
+        (r.get("device_weight_bytes") or 0) / 1e9, (c.get("weight_bytes") or 0) / 1e9, S["cpu_moe"]["decode_tok_s"], S["cpu_moe"]["prefill_tok_s"]))
 
 o = load("offload-%s.json" % main)
 if o:
@@ -305,6 +318,19 @@ make_model() { # name arch layers embd heads kvh hd ff vocab type
   nice -n 5 "$build/specexit-mkmodel" --arch "$2" --type "${10}" --layers "$3" --embd "$4" --heads "$5" --kv-heads "$6" --head-dim "$7" --ff "$8" \
     --ctx 16384 --seed 7 --vocab "$9" -o "$models/$1-${10}.gguf" > "$work/mkmodel-$1-${10}.log" 2>&1
 }
+# the mixture-of-experts model (first type only), written after the others
+moe_shape=${SX_BENCH_MOE:-qwen3-30b-a3b $( [ "$layers" = full ] && echo 48 || echo "$layers" ) 2048 32 4 128 151936 128 8 768}
+if [ "$moe_shape" != none ]; then
+  set -- $moe_shape
+  moe_key=$1-${types%% *}
+  mpath[$moe_key]=$models/$moe_key.gguf
+  (
+    for p in "${mpid[@]}"; do while kill -0 "$p" 2> /dev/null; do sleep 1; done; done
+    nice -n 5 "$build/specexit-mkmodel" --arch qwen3moe --type "${types%% *}" --layers "$2" --embd "$3" --heads "$4" --kv-heads "$5" \
+      --head-dim "$6" --ff $(( $9 * ${10} )) --experts "$8" --experts-used "$9" --ff-exp "${10}" --ctx 16384 --seed 7 --vocab "$7" \
+      -o "${mpath[$moe_key]}" > "$work/mkmodel-$moe_key.log" 2>&1
+  ) & mpid[$moe_key]=$!
+fi
 first=${shapes[0]%% *}
 main_layers=$(echo "${shapes[0]}" | awk '{print $3}')
 first_type=${types%% *}
@@ -407,6 +433,15 @@ for s in "${shapes[@]}"; do
     rm -f "$p"
   done
 done
+if [ -n "${moe_key:-}" ]; then # mixture of experts: all the experts on the device, then with --cpu-moe
+  if model_ready "$moe_key"; then
+    bench "bench-$moe_key" 90 -- -m "$model" -p "$bp" -n "$bn" -r "$br"
+    bench "cpumoe-$moe_key" 90 -- -m "$model" --cpu-moe -p 128 -n 32 -r 1
+    rm -f "$model"
+  else
+    log "the $moe_key model was not written (see mkmodel-$moe_key.log)"
+  fi
+fi
 if [ "${SX_SKIP_TESTS:-0}" != 1 ] && [ "$backend" = cuda ]; then
   fits 120 "cuda-compile suite" && runtests cuda-compile $(( $(date +%s) + $(cap 120) )) --suite cuda-compile
 fi
