@@ -256,7 +256,21 @@ typedef struct caps {
     VkPhysicalDeviceVulkan11Features f11;
     VkPhysicalDeviceVulkan12Features f12;
     VkPhysicalDeviceMemoryProperties mem;
+    bool has_size_control; /* VK_EXT_subgroup_size_control: sc_props / sc_feat are filled */
+    VkPhysicalDeviceSubgroupSizeControlPropertiesEXT sc_props;
+    VkPhysicalDeviceSubgroupSizeControlFeaturesEXT sc_feat;
 } caps;
+
+static bool has_device_ext(VkPhysicalDevice pd, const char *name) {
+    uint32_t n = 0;
+    bool found = false;
+    sx_vk.vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL);
+    VkExtensionProperties *ep = calloc(n ? n : 1, sizeof *ep);
+    if (ep && sx_vk.vkEnumerateDeviceExtensionProperties(pd, NULL, &n, ep) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n && !found; i++) found = !strcmp(ep[i].extensionName, name);
+    free(ep);
+    return found;
+}
 
 static void query_caps(VkPhysicalDevice pd, caps *c) {
     memset(c, 0, sizeof *c);
@@ -268,20 +282,40 @@ static void query_caps(VkPhysicalDevice pd, caps *c) {
     c->p11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_PROPERTIES;
     c->driver.pNext = &c->subgroup;
     c->subgroup.pNext = &c->p11;
+    c->has_size_control = has_device_ext(pd, "VK_EXT_subgroup_size_control");
+    if (c->has_size_control) {
+        c->sc_props.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES_EXT;
+        c->p11.pNext = &c->sc_props;
+    }
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &c->driver};
     sx_vk.vkGetPhysicalDeviceProperties2(pd, &p2);
     c->f11.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES;
     c->f12.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES;
     c->f11.pNext = &c->f12;
+    if (c->has_size_control) {
+        c->sc_feat.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT;
+        c->f12.pNext = &c->sc_feat;
+    }
     c->f.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
     c->f.pNext = &c->f11;
     sx_vk.vkGetPhysicalDeviceFeatures2(pd, &c->f);
 }
 
+/* The subgroup size must be one and the same in every pipeline: a
+ * reduction's order follows it, and decoding and verification (matvec1,
+ * matvec8, matvec1id) must give the same bits. Fixed on some devices
+ * (min == max); others (Intel, AMD wave32/64) pick it per pipeline unless
+ * it is required with VK_EXT_subgroup_size_control. */
+static bool caps_size_fixed(const caps *c) { return c->has_size_control && c->sc_props.minSubgroupSize == c->sc_props.maxSubgroupSize; }
+static bool caps_size_pinnable(const caps *c) {
+    return c->has_size_control && c->sc_feat.subgroupSizeControl && (c->sc_props.requiredSubgroupSizeStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+           c->subgroup.subgroupSize >= c->sc_props.minSubgroupSize && c->subgroup.subgroupSize <= c->sc_props.maxSubgroupSize;
+}
+
 static bool caps_subgroup_arith(const caps *c) {
     const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
     return (c->subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) && (c->subgroup.supportedOperations & need) == need &&
-           !env_on("SPECEXIT_VK_NO_SUBGROUP");
+           (caps_size_fixed(c) || caps_size_pinnable(c)) && !env_on("SPECEXIT_VK_NO_SUBGROUP");
 }
 
 static const char *type_name(VkPhysicalDeviceType t) {
@@ -328,7 +362,8 @@ static void fill_info(const caps *c, sx_device_info *info) {
     snprintf(info->features, sizeof info->features, "%s%s%s%s%ssubgroup=%u%s maxbind=%lluMiB%s",
              c->props.apiVersion < VK_API_VERSION_1_2 ? "NEEDS-VULKAN-1.2 " : "", c->f12.shaderFloat16 ? "f16 " : "",
              c->f12.shaderInt8 ? "int8 " : "", c->f11.storageBuffer16BitAccess ? "storage16 " : "", c->f12.storageBuffer8BitAccess ? "storage8 " : "",
-             c->subgroup.subgroupSize, caps_subgroup_arith(c) ? "(arith)" : "",
+             c->subgroup.subgroupSize,
+             caps_subgroup_arith(c) ? (caps_size_pinnable(c) ? "(arith,pinned)" : "(arith)") : !caps_size_fixed(c) && !caps_size_pinnable(c) ? "(size varies)" : "",
              (unsigned long long)(c->props.limits.maxStorageBufferRange >> 20), c->f.features.shaderFloat64 ? " fp64" : "");
     info->memory_total = device_local_bytes(&c->mem);
     info->memory_free = 0;
@@ -427,6 +462,7 @@ sx_status sx_vk_device_open(int index, const sx_device_options *opts, sx_device 
         d->f64 = c.f.features.shaderFloat64;
         d->subgroup_arith = caps_subgroup_arith(&c);
         d->subgroup_size = c.subgroup.subgroupSize;
+        d->pin_subgroup = d->subgroup_arith && caps_size_pinnable(&c);
         d->profile = env_on("SPECEXIT_VK_PROFILE");
         d->max_range = c.props.limits.maxStorageBufferRange;
         const char *cap = getenv("SPECEXIT_VK_MAX_BINDING");
@@ -457,11 +493,15 @@ sx_status sx_vk_device_open(int index, const sx_device_options *opts, sx_device 
         f12.storageBuffer8BitAccess = d->storage8;
         f12.shaderFloat16 = d->f16_math;
         f12.shaderInt8 = d->int8_math;
+        VkPhysicalDeviceSubgroupSizeControlFeaturesEXT sc = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT,
+                                                             .subgroupSizeControl = VK_TRUE};
+        if (d->pin_subgroup) f12.pNext = &sc;
         const float prio = 1.0f;
         const VkDeviceQueueCreateInfo qci = {
             .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = d->queue_family, .queueCount = 1, .pQueuePriorities = &prio};
-        const char *exts[1];
+        const char *exts[2];
         uint32_t n_exts = 0;
+        if (d->pin_subgroup) exts[n_exts++] = "VK_EXT_subgroup_size_control";
         uint32_t ne = 0;
         sx_vk.vkEnumerateDeviceExtensionProperties(d->phys, NULL, &ne, NULL);
         VkExtensionProperties *ep = calloc(ne ? ne : 1, sizeof *ep);

@@ -114,6 +114,7 @@ typedef struct vk_device {
     bool storage8, f16_math, int8_math, f64;
     bool subgroup_arith; /* basic + arithmetic in compute: _sg variants */
     uint32_t subgroup_size;
+    bool pin_subgroup;   /* pipelines require subgroup_size (VK_EXT_subgroup_size_control): see vk_device.c */
     VkDeviceSize max_range;   /* per storage binding (SPECEXIT_VK_MAX_BINDING lowers it) */
     VkDeviceSize align;       /* minStorageBufferOffsetAlignment */
     VkDeviceSize max_alloc;   /* maxMemoryAllocationSize */

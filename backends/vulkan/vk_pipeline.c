@@ -84,9 +84,16 @@ sx_status sx_vk_pipeline_get(vk_device *d, int shader, VkPipeline *out) {
     VkShaderModule mod;
     VkResult r = sx_vk.vkCreateShaderModule(d->dev, &mci, NULL, &mod);
     if (r != VK_SUCCESS) return VK_FAIL(r, "vkCreateShaderModule(%s) failed", s->name);
+    /* one subgroup size for every pipeline (vk_device.c: reductions must not change order between pipelines) */
+    const VkPipelineShaderStageRequiredSubgroupSizeCreateInfoEXT rss = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO_EXT, .requiredSubgroupSize = d->subgroup_size};
     const VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-        .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, .stage = VK_SHADER_STAGE_COMPUTE_BIT, .module = mod, .pName = "main"},
+        .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                  .pNext = d->pin_subgroup ? &rss : NULL,
+                  .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                  .module = mod,
+                  .pName = "main"},
         .layout = d->layout[s->n_bindings],
     };
     r = sx_vk.vkCreateComputePipelines(d->dev, d->pcache, 1, &ci, NULL, &d->pipelines[shader]);
