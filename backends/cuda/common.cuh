@@ -39,7 +39,7 @@ struct sx_gt {
 #define SX_NEG_INF __int_as_float((int)0xff800000u)
 
 /* error codes a kernel may raise (read by the host at the next sync) */
-enum { SX_GPU_ERR_NONE = 0, SX_GPU_ERR_GET_ROWS_ID = 1, SX_GPU_ERR_SET_ROWS_ID = 2 };
+enum { SX_GPU_ERR_NONE = 0, SX_GPU_ERR_GET_ROWS_ID = 1, SX_GPU_ERR_SET_ROWS_ID = 2, SX_GPU_ERR_GATHER_ID = 3, SX_GPU_ERR_MUL_MAT_ID_ID = 4 };
 
 namespace SX_NS {
 

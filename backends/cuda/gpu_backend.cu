@@ -265,6 +265,8 @@ static sx_status gpu_sync(gpu_device *d) {
     case SX_GPU_ERR_NONE: return SX_OK;
     case SX_GPU_ERR_GET_ROWS_ID: return sx_set_error(SX_ERR_INVALID_ARG, SX_GPU_NAME ": get_rows: an id was out of range (rows skipped)");
     case SX_GPU_ERR_SET_ROWS_ID: return sx_set_error(SX_ERR_INVALID_ARG, SX_GPU_NAME ": set_rows: a slot was out of range (rows skipped)");
+    case SX_GPU_ERR_GATHER_ID: return sx_set_error(SX_ERR_INVALID_ARG, SX_GPU_NAME ": gather: an id was out of range (outputs skipped)");
+    case SX_GPU_ERR_MUL_MAT_ID_ID: return sx_set_error(SX_ERR_INVALID_ARG, SX_GPU_NAME ": mul_mat_id: an expert id was out of range (picks skipped)");
     default: return sx_set_error(SX_ERR_BACKEND, SX_GPU_NAME ": kernel error code %d", code);
     }
 }
@@ -322,6 +324,16 @@ static bool attention_dtypes_ok(const sx_tensor *node) {
     return k->dtype == SX_DTYPE_F32 || k->dtype == SX_DTYPE_F16;
 }
 
+/* The weight dtypes k_matmul.cu's MUL_MAT_ID launcher instantiates (those of
+ * MATMUL). */
+static bool mul_mat_id_dtype_ok(sx_dtype dt) {
+    switch (dt) {
+    case SX_DTYPE_F32: case SX_DTYPE_F16: case SX_DTYPE_BF16: case SX_DTYPE_Q8_0: case SX_DTYPE_Q4_0: case SX_DTYPE_Q4_1:
+    case SX_DTYPE_Q4_K: case SX_DTYPE_Q6_K: case SX_DTYPE_Q5_0: case SX_DTYPE_Q5_1: case SX_DTYPE_Q5_K: return true;
+    default: return false;
+    }
+}
+
 bool gpu_supports(const sx_tensor *node) {
     if (!fits_int(node)) return false;
     for (int s = 0; s < SX_MAX_SRC; s++)
@@ -330,7 +342,11 @@ bool gpu_supports(const sx_tensor *node) {
     case SX_OP_GET_ROWS: return node->src[1]->ne[0] <= 65535;  /* ids on grid y */
     case SX_OP_SET_ROWS: return set_rows_dtypes_ok(node) && node->src[2]->ne[0] <= 65535;
     case SX_OP_MATMUL: return node->src[1]->nb[1] % sizeof(float) == 0 && node->nb[1] % sizeof(float) == 0;
-    case SX_OP_GATHER: case SX_OP_MUL_MAT_ID: return false; /* no kernel yet: the scheduler runs them on the CPU */
+    case SX_OP_GATHER: return true; /* f32 x, i32 ids (ir/ops.c), any strides, grid-stride loop */
+    case SX_OP_MUL_MAT_ID: /* k_matmul.cu: the weight dtypes of MATMUL, picks on grid y (k) and z (R), f32 strides */
+        return mul_mat_id_dtype_ok(node->src[0]->dtype) && node->src[2]->ne[0] <= 65535 && node->src[2]->ne[1] <= 65535 &&
+               node->src[1]->nb[1] % sizeof(float) == 0 && node->src[1]->nb[2] % sizeof(float) == 0 && node->nb[1] % sizeof(float) == 0 &&
+               node->nb[2] % sizeof(float) == 0 && node->nb[0] == sizeof(float);
     case SX_OP_ATTENTION: /* head dim on 8 registers per lane; queries on grid y */
         return attention_dtypes_ok(node) && node->src[0]->ne[0] <= 8 * SX_WARP && node->src[0]->ne[2] <= 65535 && node->src[0]->ne[3] == 1;
     default: return true;
@@ -405,6 +421,8 @@ static void capture_abort(gpu_device *d) {
  *   RMS_NORM / SOFTMAX / ARGMAX / TOP_K  row width (block size), whether
  *              there are rows
  *   ROPE and the elementwise ops: whether there is anything to do (ROPE)
+ *   GATHER / MUL_MAT_ID  whether there is anything to do (MUL_MAT_ID picks
+ *              its path per pick inside the kernel, so alignments stay out)
  * Left out on purpose: values that change between steps while the kernels
  * stay the same — n_past, the KV length of the cache views and masks, data
  * pointers, and the row counts that only size a grid (tokens in a batch on
@@ -470,6 +488,10 @@ static uint64_t node_key(const gpu_device *d, uint64_t h, const sx_tensor *n) {
         h = key_mix(h, (uint64_t)(a->ne[1] > 0));
         break;
     case SX_OP_ROPE: h = key_mix(h, (uint64_t)(sx_tensor_nelements(a) > 0)); break;
+    case SX_OP_GATHER: h = key_mix(h, (uint64_t)(sx_tensor_nelements(n) > 0)); break;
+    case SX_OP_MUL_MAT_ID: /* one kernel per weight dtype (hashed above); skipped when empty */
+        h = key_mix(h, (uint64_t)(a->ne[1] > 0 && sx_tensor_nelements(n->src[2]) > 0));
+        break;
     default: break; /* elementwise: one launch, its grid sized by the element count */
     }
     return h;

@@ -16,9 +16,13 @@
  * contiguous columns (nb1 bytes apart); y [N, M] contiguous (the node).
  * Accumulation in f32 (the reference uses double; the tolerance is 2e-5
  * of sum|w x| for plain weights, 1/127 for quantised ones).
+ * MUL_MAT_ID (mixture of experts) runs each pick (row r, pick j) as one
+ * M = 1 column through the same device code (matvec_row, or the tiled
+ * kernel's order where the matvec cannot take it): k_mul_mat_id.
  * Tested by tests/test_ops.c (decode M = 1, strided x, M = 19, --full adds
- * 130x67) against cpu_ops_ref.c; decode speed by `specexit bench` and
- * tools/gpu-check.sh (weights bytes / decode time vs peak bandwidth). */
+ * 130x67; MUL_MAT_ID decode and verify shapes) against cpu_ops_ref.c; the
+ * bits of MUL_MAT_ID against MATMUL by backends/cuda/emu/mmid_invariance.c;
+ * decode speed by `specexit bench` and tools/gpu-check.sh (weights bytes / decode time vs peak bandwidth). */
 #include "backends/cuda/common.cuh"
 
 namespace SX_NS {
@@ -28,15 +32,14 @@ namespace SX_NS {
 #define TBN 64       /* tiled: activation columns per block */
 #define TBK 32       /* tiled: K step */
 
+/* Row n of y (up to M columns) as the matvec computes it, for the calling
+ * logical warp: lane takes chunks lane, lane + SX_WARP, ..., then a warp sum.
+ * Shared by k_matvec and k_mul_mat_id, so a MUL_MAT_ID pick gives bit for
+ * bit what MATMUL gives for that column. */
 template <int T, int M>
-__global__ void __launch_bounds__(MV_WARPS * SX_WARP) k_matvec(const sx_u8 *__restrict__ w, sx_i64 w_nb1, int N, int nchunks,
-                                                               const float *__restrict__ x, sx_i64 x_ld, int mcount, float *__restrict__ y,
-                                                               sx_i64 y_ld) {
+static __device__ __forceinline__ void matvec_row(const sx_u8 *__restrict__ row, int nchunks, const float *__restrict__ x, sx_i64 x_ld,
+                                                  int mcount, float *__restrict__ y, sx_i64 y_ld, int n, int lane) {
     typedef qchunk<T> Q;
-    const int lane = threadIdx.x % SX_WARP;
-    const int n = blockIdx.x * MV_WARPS + threadIdx.x / SX_WARP;
-    if (n >= N) return; /* the whole logical warp leaves together */
-    const sx_u8 *row = w + (sx_i64)n * w_nb1;
     float acc[M];
 #pragma unroll
     for (int m = 0; m < M; m++) acc[m] = 0.0f;
@@ -62,6 +65,52 @@ __global__ void __launch_bounds__(MV_WARPS * SX_WARP) k_matvec(const sx_u8 *__re
 #pragma unroll
         for (int m = 0; m < M; m++)
             if (m < mcount) y[(sx_i64)m * y_ld + n] = acc[m];
+    }
+}
+
+template <int T, int M>
+__global__ void __launch_bounds__(MV_WARPS * SX_WARP) k_matvec(const sx_u8 *__restrict__ w, sx_i64 w_nb1, int N, int nchunks,
+                                                               const float *__restrict__ x, sx_i64 x_ld, int mcount, float *__restrict__ y,
+                                                               sx_i64 y_ld) {
+    const int lane = threadIdx.x % SX_WARP;
+    const int n = blockIdx.x * MV_WARPS + threadIdx.x / SX_WARP;
+    if (n >= N) return; /* the whole logical warp leaves together */
+    matvec_row<T, M>(w + (sx_i64)n * w_nb1, nchunks, x, x_ld, mcount, y, y_ld, n, lane);
+}
+
+/* MUL_MAT_ID: block (bx, j, r) computes rows bx * MV_WARPS .. + MV_WARPS - 1
+ * of pick j of row r: expert e = ids[j][r] (w + e * w_nb2), input column
+ * x[:, X == 1 ? 0 : j, r], output y[:, j, r]. Each pick is one MATMUL column
+ * with M = 1, and takes the path mm_launch would take for it (decided here
+ * per pick, from the same conditions as matvec_fits): aligned -> the matvec
+ * row (matvec_row<T, 1>, same chunks, same sums); otherwise the tiled
+ * kernel's order for one column (acc += w[k] * x[k], k = 0..K-1, f32), so
+ * the bits never depend on the batch. An expert id out of range skips the
+ * pick and raises SX_GPU_ERR_MUL_MAT_ID_ID (reported at the next sync). */
+template <int T>
+__global__ void __launch_bounds__(MV_WARPS * SX_WARP) k_mul_mat_id(const sx_u8 *__restrict__ w, sx_i64 w_nb1, sx_i64 w_nb2, int K, int N,
+                                                                   int E, sx_gt x, sx_gt ids, sx_gt y, int *err) {
+    typedef qchunk<T> Q;
+    const int j = blockIdx.y, r = blockIdx.z;
+    const int e = *(const int *)SX_GT_AT(ids, j, r, 0, 0);
+    if (e < 0 || e >= E) {
+        if (threadIdx.x == 0 && blockIdx.x == 0) atomicExch(err, SX_GPU_ERR_MUL_MAT_ID_ID);
+        return;
+    }
+    const int lane = threadIdx.x % SX_WARP;
+    const int n = blockIdx.x * MV_WARPS + threadIdx.x / SX_WARP;
+    if (n >= N) return; /* the whole logical warp leaves together */
+    const sx_u8 *we = w + (sx_i64)e * w_nb2;
+    const float *xc = (const float *)SX_GT_AT(x, 0, x.ne[1] == 1 ? 0 : j, r, 0);
+    float *yc = (float *)SX_GT_AT(y, 0, j, r, 0);
+    const bool mv = K % Q::CH == 0 && (unsigned long long)we % Q::ALIGN == 0 && w_nb1 % Q::ALIGN == 0 && (unsigned long long)xc % 16 == 0;
+    if (mv) {
+        matvec_row<T, 1>(we + (sx_i64)n * w_nb1, K / Q::CH, xc, 0, 1, yc, 0, n, lane);
+    } else if (lane == 0) {
+        const sx_u8 *row = we + (sx_i64)n * w_nb1;
+        float acc = 0.0f;
+        for (int k = 0; k < K; k++) acc += dq_elem<T>(row, k) * xc[k];
+        yc[n] = acc;
     }
 }
 
@@ -121,7 +170,8 @@ __global__ void __launch_bounds__(256) k_matmul_tiled(const sx_u8 *__restrict__ 
     SX_MV_INST(T, 4)                                                                                                        \
     SX_MV_INST(T, 8)                                                                                                        \
     template __global__ void k_matmul_tiled<T>(const sx_u8 *__restrict__, sx_i64, int, int, const float *__restrict__, sx_i64, int, \
-                                               float *__restrict__, sx_i64);
+                                               float *__restrict__, sx_i64);                                                     \
+    template __global__ void k_mul_mat_id<T>(const sx_u8 *__restrict__, sx_i64, sx_i64, int, int, int, sx_gt, sx_gt, sx_gt, int *);
 SX_MM_INST(SXT_F32)
 SX_MM_INST(SXT_F16)
 SX_MM_INST(SXT_BF16)
@@ -221,9 +271,33 @@ sx_status launch_MATMUL(gpu_device *d, sx_tensor *node) {
     return SX_OK;
 }
 
+/* MUL_MAT_ID: one launch, grid (N / MV_WARPS, k picks, R rows); the experts
+ * are read on the device, so nothing waits on the host (graph capture
+ * safe). gpu_supports keeps k and R within grid y / z. */
+template <int T> static void mmid_launch(gpu_device *d, const sx_tensor *w, const sx_tensor *x, const sx_tensor *ids, sx_tensor *node) {
+    const dim3 grid(cdiv(w->ne[1], MV_WARPS), (unsigned)ids->ne[0], (unsigned)ids->ne[1]), block(MV_WARPS * SX_WARP);
+    k_mul_mat_id<T><<<grid, block, 0, d->stream>>>((const sx_u8 *)gt_of(w).data, (sx_i64)w->nb[1], (sx_i64)w->nb[2], (int)w->ne[0],
+                                                   (int)w->ne[1], (int)w->ne[2], gt_of(x), gt_of(ids), gt_of(node), d->err_dev);
+}
+
 sx_status launch_MUL_MAT_ID(gpu_device *d, sx_tensor *node) {
-    (void)d;
-    return sx_set_error(SX_ERR_UNSUPPORTED, SX_GPU_NAME ": no mul_mat_id kernel (node %s)", node->name);
+    const sx_tensor *w = node->src[0], *x = node->src[1], *ids = node->src[2];
+    if (w->ne[1] == 0 || ids->ne[0] == 0 || ids->ne[1] == 0) return SX_OK;
+    switch (w->dtype) {
+    case SX_DTYPE_F32: mmid_launch<SXT_F32>(d, w, x, ids, node); break;
+    case SX_DTYPE_F16: mmid_launch<SXT_F16>(d, w, x, ids, node); break;
+    case SX_DTYPE_BF16: mmid_launch<SXT_BF16>(d, w, x, ids, node); break;
+    case SX_DTYPE_Q8_0: mmid_launch<SXT_Q8_0>(d, w, x, ids, node); break;
+    case SX_DTYPE_Q4_0: mmid_launch<SXT_Q4_0>(d, w, x, ids, node); break;
+    case SX_DTYPE_Q4_1: mmid_launch<SXT_Q4_1>(d, w, x, ids, node); break;
+    case SX_DTYPE_Q4_K: mmid_launch<SXT_Q4_K>(d, w, x, ids, node); break;
+    case SX_DTYPE_Q6_K: mmid_launch<SXT_Q6_K>(d, w, x, ids, node); break;
+    case SX_DTYPE_Q5_0: mmid_launch<SXT_Q5_0>(d, w, x, ids, node); break;
+    case SX_DTYPE_Q5_1: mmid_launch<SXT_Q5_1>(d, w, x, ids, node); break;
+    case SX_DTYPE_Q5_K: mmid_launch<SXT_Q5_K>(d, w, x, ids, node); break;
+    default: return sx_set_error(SX_ERR_UNSUPPORTED, SX_GPU_NAME ": mul_mat_id with %s weights", sx_dtype_name(w->dtype));
+    }
+    return SX_OK;
 }
 
 } /* namespace SX_NS */

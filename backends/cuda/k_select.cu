@@ -6,6 +6,8 @@
  * each finding the best element strictly after the previous pick in that
  * order (no scratch memory, O(k * ne0) per row: meant for the small k of
  * sampling and draft trees). Output i32, one row of k (or 1) per input row.
+ * GATHER (the values of TOP_K's picks, a router's weights) lives here too:
+ * a plain indexed copy, one thread per output.
  * Tested by tests/test_ops.c (rows of 9 to 5000, k = 1..ne0) for exact
  * equality with cpu_ops_ref.c. */
 #include "backends/cuda/common.cuh"
@@ -72,6 +74,22 @@ __global__ void k_top_k(sx_gt x, sx_gt out, int k) {
     }
 }
 
+/* GATHER: out[j][r] = x[ids[j][r]][r], one thread per output (grid-stride).
+ * An id out of range skips that output and raises SX_GPU_ERR_GATHER_ID,
+ * reported at the next sync (as GET_ROWS does). */
+__global__ void k_gather(sx_gt x, sx_gt ids, sx_gt out, int *err) {
+    const sx_i64 k = ids.ne[0], n = k * ids.ne[1];
+    for (sx_i64 i = (sx_i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (sx_i64)gridDim.x * blockDim.x) {
+        const sx_i64 j = i % k, r = i / k;
+        const int id = *(const int *)SX_GT_AT(ids, j, r, 0, 0);
+        if (id < 0 || id >= x.ne[0]) {
+            atomicExch(err, SX_GPU_ERR_GATHER_ID);
+            continue;
+        }
+        *(float *)SX_GT_AT(out, j, r, 0, 0) = *(const float *)SX_GT_AT(x, id, r, 0, 0);
+    }
+}
+
 } /* namespace SX_NS */
 
 #if !defined(__CUDACC_RTC__)
@@ -96,8 +114,12 @@ sx_status launch_TOP_K(gpu_device *d, sx_tensor *node) {
 }
 
 sx_status launch_GATHER(gpu_device *d, sx_tensor *node) {
-    (void)d;
-    return sx_set_error(SX_ERR_UNSUPPORTED, SX_GPU_NAME ": no gather kernel (node %s)", node->name);
+    const sx_tensor *x = node->src[0], *ids = node->src[1];
+    const sx_i64 n = ids->ne[0] * ids->ne[1];
+    if (n == 0) return SX_OK;
+    const sx_i64 blocks = (n + 127) / 128;
+    k_gather<<<(unsigned)(blocks > 1024 ? 1024 : blocks), 128, 0, d->stream>>>(gt_of(x), gt_of(ids), gt_of(node), d->err_dev);
+    return SX_OK;
 }
 
 } /* namespace SX_NS */
