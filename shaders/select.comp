@@ -3,7 +3,8 @@
  * (exactly the reference's insertion order). TOP_K runs k selection rounds:
  * round r picks the best element strictly after round r-1's pick in that
  * total order, so no scratch state and duplicates are handled exactly;
- * meant for the small k of speculative drafting (k <= 64 or so).
+ * used for ARGMAX and for TOP_K with k == 1 or k * ne0 <= 4096 (longer rows
+ * go through top_k_chunk.comp in passes, vk_ops_rows.c).
  * Tested by tests/test_ops.c (ARGMAX rows of 101 and 5000; TOP_K k = 10, 1, 9). */
 #version 450
 #extension GL_GOOGLE_include_directive : require

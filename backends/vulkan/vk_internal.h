@@ -258,6 +258,8 @@ bool sx_vk_fits(const vk_device *d, const sx_tensor *t);
 #define SX_OP(NAME, nsrc, nopt, params) sx_status sx_vk_op_##NAME(sx_device *dev, sx_tensor *node);
 #include "ir/ops.def"
 #undef SX_OP
+/* vk_ops_rows.c: TOP_K within its limits (k <= 256, a row's scratch) */
+bool sx_vk_top_k_fits(const vk_device *d, const sx_tensor *node);
 bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node);
 /* MUL_MAT_ID's windows hold one weight row and one row r of x / ids / dst */
 bool sx_vk_mul_mat_id_fits(const vk_device *d, const sx_tensor *node);

@@ -1,5 +1,7 @@
 /* backends/vulkan/vk_ops_rows.c — ops over rows: one workgroup per row
- * (shaders/rows.comp, select.comp): RMS_NORM, SOFTMAX, ARGMAX, TOP_K; and
+ * (shaders/rows.comp, select.comp): RMS_NORM, SOFTMAX, ARGMAX, small TOP_K;
+ * TOP_K over long rows in passes of (row, chunk) workgroups
+ * (shaders/top_k_chunk.comp, device scratch between passes); and
  * GATHER (shaders/gather.comp, one thread per picked value, exact; an id
  * outside the row raises an error word reported at the next read, as
  * GET_ROWS does). */
@@ -52,7 +54,90 @@ static sx_status select_op(sx_device *dev, sx_tensor *node, const char *name, ui
 }
 
 sx_status sx_vk_op_ARGMAX(sx_device *dev, sx_tensor *node) { return select_op(dev, node, "argmax", 1); }
-sx_status sx_vk_op_TOP_K(sx_device *dev, sx_tensor *node) { return select_op(dev, node, "top_k", (uint32_t)node->params.top_k.k); }
+/* TOP_K. select.comp (one workgroup per row, k rounds over the row) where
+ * that is cheap: k == 1 or k * ne0 <= TOPK_ROUNDS_MAX. Otherwise passes of
+ * top_k_chunk.comp: pass 1 reduces every (row, chunk of SX_TOPK_CHUNK) of x
+ * to its top k (value, index) pairs in scratch, each later pass reduces the
+ * previous pass's pairs the same way, and the pass with one chunk per row
+ * writes the indices. Exact: each of a row's top k is in its chunk's top k,
+ * and every pass orders by the same (value desc, index asc). Scratch: two
+ * ping-pong regions per row (pass 1's output, pass 2's); rows go in batches
+ * so one batch's pairs stay within TOPK_SCRATCH_MAX and the binding limit. */
+#define TOPK_ROUNDS_MAX 4096u
+#define TOPK_SCRATCH_MAX ((size_t)64 << 20)
+
+static uint32_t topk_chunks(uint32_t n) { return (n + SX_TOPK_CHUNK - 1) / SX_TOPK_CHUNK; }
+
+/* pairs per row of the two scratch regions (0: not needed) */
+static void topk_plan(uint32_t ne0, uint32_t k, size_t *pairs_a, size_t *pairs_b) {
+    const uint32_t n1 = topk_chunks(ne0), n2 = n1 > 1 ? topk_chunks(n1 * k) : 1;
+    *pairs_a = n1 > 1 ? (size_t)n1 * k : 0;
+    *pairs_b = n2 > 1 ? (size_t)n2 * k : 0;
+}
+
+static size_t topk_scratch_cap(const vk_device *d) { return (size_t)d->max_range < TOPK_SCRATCH_MAX ? (size_t)d->max_range : TOPK_SCRATCH_MAX; }
+
+bool sx_vk_top_k_fits(const vk_device *d, const sx_tensor *node) {
+    const int k = node->params.top_k.k;
+    if (k < 1 || k > 256 || node->src[0]->ne[0] > UINT32_MAX / 2) return false;
+    size_t pa, pb;
+    topk_plan((uint32_t)node->src[0]->ne[0], (uint32_t)k, &pa, &pb);
+    return (pa + pb) * 8 <= topk_scratch_cap(d);
+}
+
+static sx_status top_k_passes(vk_device *d, sx_tensor *node) {
+    const sx_tensor *x = node->src[0];
+    const int sh = sx_vk_shader_find("top_k_chunk");
+    if (sh < 0) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: no top_k_chunk shader");
+    sx_pc_topk pc = {0};
+    const uint32_t ne0 = (uint32_t)x->ne[0], rows = (uint32_t)x->ne[1], k = (uint32_t)node->params.top_k.k;
+    pc.k = k;
+    pc.x_nb0 = (uint32_t)(x->nb[0] / 4);
+    pc.x_nb1 = (uint32_t)(x->nb[1] / 4);
+    pc.d_nb1 = (uint32_t)(node->nb[1] / 4);
+    vk_arg xa, da, sa, args[3];
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, x, 4, false, &xa, &pc.x_off));
+    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, node, 4, true, &da, &pc.d_off));
+    const uint32_t n1 = topk_chunks(ne0);
+    if (n1 == 1) { /* one pass straight to d; binding 1 unused */
+        pc.ne0 = ne0, pc.nrows = rows, pc.nch = 1, pc.from_x = 1, pc.final = 1;
+        args[0] = xa, args[1] = xa, args[2] = da;
+        return sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, rows, 1);
+    }
+    size_t pa, pb;
+    topk_plan(ne0, k, &pa, &pb);
+    const size_t row_bytes = (pa + pb) * 8, cap = topk_scratch_cap(d);
+    if (row_bytes > cap)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: top_k over %u entries needs %zu bytes of scratch per row (limit %zu)", ne0, row_bytes, cap);
+    const uint32_t per = (uint32_t)(cap / row_bytes) < rows ? (uint32_t)(cap / row_bytes) : rows;
+    SX_RETURN_IF_ERROR(sx_vk_scratch_get(d, (size_t)per * row_bytes, true, &sa));
+    const uint32_t region_b = (uint32_t)((size_t)per * pa); /* in pairs */
+    for (uint32_t row0 = 0; row0 < rows; row0 += per) {
+        pc.row0 = row0;
+        pc.nrows = rows - row0 < per ? rows - row0 : per;
+        pc.ne0 = ne0, pc.nch = n1, pc.from_x = 1, pc.in_off = 0, pc.out_off = 0;
+        for (;;) {
+            pc.final = pc.nch == 1;
+            args[0] = xa, args[1] = sa, args[2] = da;
+            args[1].write = !pc.final; /* the last pass only reads the pairs */
+            args[2].write = pc.final;  /* earlier ones leave d alone */
+            SX_RETURN_IF_ERROR(sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, pc.nrows * pc.nch, 1));
+            if (pc.final) break;
+            pc.ne0 = pc.nch * k;
+            pc.nch = topk_chunks(pc.ne0);
+            pc.from_x = 0;
+            pc.in_off = pc.out_off;
+            pc.out_off = pc.out_off == 0 ? region_b : 0;
+        }
+    }
+    return SX_OK;
+}
+
+sx_status sx_vk_op_TOP_K(sx_device *dev, sx_tensor *node) {
+    const uint32_t k = (uint32_t)node->params.top_k.k;
+    if (k == 1 || (uint64_t)k * (uint64_t)node->src[0]->ne[0] <= TOPK_ROUNDS_MAX) return select_op(dev, node, "top_k", k);
+    return top_k_passes(vk_dev(dev), node);
+}
 
 /* one thread per output (shaders/gather.comp); bad ids raise an error word */
 sx_status sx_vk_op_GATHER(sx_device *dev, sx_tensor *node) {
