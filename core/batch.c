@@ -273,6 +273,7 @@ static sx_status run_combined(sx_engine *e, breq **reqs, int n) {
         if (reqs[i]->argmax) memcpy(reqs[i]->argmax, argmax + fo[i].row0, sizeof(int32_t) * (size_t)fo[i].n_out);
         if (reqs[i]->logits) /* only what sampling sessions need: the rows are large */
             SX_RETURN_IF_ERROR(sx_tensor_read_at(fo[i].logits, (size_t)fo[i].row0 * V * sizeof(float), reqs[i]->logits, sizeof(float) * V * (size_t)fo[i].n_out));
+        SX_RETURN_IF_ERROR(sx_forward_read_top(&fo[i], &bs[i]));
     }
     return SX_OK;
 }

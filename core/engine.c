@@ -369,7 +369,22 @@ static sx_status forward_locked(sx_session *s, const sx_batch *b, float *out_log
     const int n_out = b->out_rows ? b->n_out : b->n;
     if (out_logits) SX_RETURN_IF_ERROR(sx_sched_read(s->sched, fo.logits, out_logits, sizeof(float) * (size_t)n_out * (size_t)s->e->model->hp.n_vocab));
     if (out_argmax) SX_RETURN_IF_ERROR(sx_sched_read(s->sched, fo.argmax, out_argmax, sizeof(int32_t) * (size_t)n_out));
-    return SX_OK;
+    return sx_forward_read_top(&fo, b);
+}
+
+bool sx_session_samples_top(const sx_session *s, const sx_sampler *smp) {
+    const sx_model *m = s->e->model;
+    const char *force = getenv("SPECEXIT_SAMPLE_TOP");
+    const bool gpu_logits = !m->dev->info.host_visible && m->output_on_dev;
+    return smp && m->hp.n_vocab > SX_SAMPLER_TOP_MAX && (gpu_logits || (force && atoi(force) > 0)) && sx_sampler_takes_top(smp, SX_SAMPLER_TOP_MAX);
+}
+
+sx_status sx_forward_read_top(const sx_forward_out *fo, const sx_batch *b) {
+    if (!b->top_ids) return SX_OK;
+    if (!fo->top_ids || !b->top_vals) return sx_set_error(SX_ERR_INVALID_ARG, "forward: top logits asked for a vocabulary of at most %d", SX_SAMPLER_TOP_MAX);
+    const size_t K = SX_SAMPLER_TOP_MAX, at = (size_t)fo->row0 * K, n = (size_t)fo->n_out * K;
+    SX_RETURN_IF_ERROR(sx_tensor_read_at(fo->top_ids, at * sizeof(int32_t), b->top_ids, n * sizeof(int32_t)));
+    return sx_tensor_read_at(fo->top_vals, at * sizeof(float), b->top_vals, n * sizeof(float));
 }
 
 sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax) {

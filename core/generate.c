@@ -186,12 +186,17 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
                 st->stop_reason = SX_STOP_CONTEXT;
                 break;
             }
-            sx_batch b = {.tokens = &last, .n = 1, .n_past = s->n_past};
+            /* sampling on a GPU: the row's largest logits when they decide the distribution (K values cross the bus, not the vocabulary) */
+            const bool top = !argmax_only && sx_session_samples_top(s, smp);
+            int32_t top_ids[SX_SAMPLER_TOP_MAX];
+            float top_vals[SX_SAMPLER_TOP_MAX];
+            sx_batch b = {.tokens = &last, .n = 1, .n_past = s->n_past, .top_ids = top ? top_ids : NULL, .top_vals = top ? top_vals : NULL};
             int32_t next;
-            rc = sx_session_forward_shared(s, &b, argmax_only ? NULL : logits, argmax_only ? &next : NULL);
+            rc = sx_session_forward_shared(s, &b, argmax_only || top ? NULL : logits, argmax_only ? &next : NULL);
             if (rc != SX_OK) break;
             s->history[s->n_past++] = last;
-            if (!argmax_only) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &next);
+            if (top) rc = sx_sampler_sample_top(smp, top_ids, top_vals, SX_SAMPLER_TOP_MAX, &next);
+            else if (!argmax_only) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &next);
             toks[0] = next;
             n = 1;
         }

@@ -141,6 +141,8 @@ typedef struct sx_batch {
                                   written to rows 0..n-1 of this persistent tensor */
     const int32_t *move_src, *move_dst; /* KV slot moves applied before the pass */
     int n_moves;
+    int32_t *top_ids;  /* if set: [n_out][SX_SAMPLER_TOP_MAX] each output row's largest logits' ids (TOP_K) */
+    float *top_vals;   /* and their logits (GATHER), read instead of whole rows for sampling */
 } sx_batch;
 
 #define SX_MAX_FEATURE_LAYERS 4
@@ -148,6 +150,7 @@ typedef struct sx_batch {
 typedef struct sx_forward_out {
     sx_tensor *logits;   /* F32 [n_vocab, rows]: this batch's are rows row0.. (n_out of them) */
     sx_tensor *argmax;   /* I32 [1, rows], same rows */
+    sx_tensor *top_ids, *top_vals; /* [SX_SAMPLER_TOP_MAX, rows] when a batch asked for them, else NULL */
     int row0, n_out;
     sx_tensor *features[SX_MAX_FEATURE_LAYERS]; /* F32 [n_embd, n] each (single batch only) */
 } sx_forward_out;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/model.h"
+#include "core/sampler.h"
 
 /* Each layer's K and V on layer_dev[il]: one buffer per distinct device. */
 static sx_status kv_cache_create(const sx_hparams *hp, sx_device *const *layer_dev, int n_ctx, sx_dtype dtype, sx_kv_cache **out) {
@@ -311,10 +312,20 @@ sx_status sx_model_build_forward_multi(const sx_model *m, int n_seq, sx_kv_cache
     sx_tensor *argmax = sx_graph_add_argmax(g, logits);       // [1, n_out]
     sx_graph_set_output(g, logits);
     sx_graph_set_output(g, argmax);
+    sx_tensor *top_ids = NULL, *top_vals = NULL; /* sampling sessions: each row's largest logits, a few hundred bytes instead of the row */
+    for (int i = 0; i < n_seq && !top_ids; i++)
+        if (bs[i].top_ids && SX_SAMPLER_TOP_MAX < hp->n_vocab) {
+            top_ids = sx_graph_add_top_k(g, logits, SX_SAMPLER_TOP_MAX); // [K, n_out]
+            top_vals = sx_graph_add_gather(g, logits, top_ids);         // [K, n_out]
+            sx_graph_set_output(g, top_ids);
+            sx_graph_set_output(g, top_vals);
+        }
     for (int i = 0, o = 0; i < n_seq; i++) {
         const int no = bs[i].out_rows ? bs[i].n_out : bs[i].n;
         outs[i].logits = logits;
         outs[i].argmax = argmax;
+        outs[i].top_ids = top_ids;
+        outs[i].top_vals = top_vals;
         outs[i].row0 = o;
         outs[i].n_out = no;
         o += no;

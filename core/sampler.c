@@ -130,6 +130,9 @@ static int select_top_k(const float *l, int V, int k, int32_t *out) {
     return n;
 }
 
+static sx_status finish(sx_sampler *s, int n, const int32_t **out_ids, const float **out_p, int *out_n);
+static sx_status draw(sx_sampler *s, const int32_t *ids, const float *p, int n, int32_t *out_token);
+
 sx_status sx_sampler_distribution(sx_sampler *s, const float *logits, const int32_t *history, int n_history, const int32_t **out_ids,
                                   const float **out_p, int *out_n) {
     const int V = s->n_vocab;
@@ -162,6 +165,41 @@ sx_status sx_sampler_distribution(sx_sampler *s, const float *logits, const int3
         for (int i = 0; i < V; i++) s->ids[i] = i;
         qsort(s->ids, (size_t)n, sizeof(int32_t), cmp_desc);
     }
+    return finish(s, n, out_ids, out_p, out_n);
+}
+
+bool sx_sampler_takes_top(const sx_sampler *s, int k) {
+    return s->p.temp > 0 && s->p.top_k > 0 && s->p.top_k <= k && s->p.top_k < s->n_vocab && s->p.repeat_penalty == 1.0f &&
+           !getenv("SPECEXIT_SAMPLE_FULL");
+}
+
+sx_status sx_sampler_distribution_top(sx_sampler *s, const int32_t *ids, const float *vals, int k, const int32_t **out_ids, const float **out_p,
+                                      int *out_n) {
+    if (!sx_sampler_takes_top(s, k)) return sx_set_error(SX_ERR_INVALID_ARG, "sampler: the top %d logits do not decide this distribution", k);
+    const int n = s->p.top_k;
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= s->n_vocab) return sx_set_error(SX_ERR_INVALID_ARG, "sampler: token id %d out of range", ids[i]);
+        if (isnan(vals[i])) return sx_set_error(SX_ERR_INVALID_ARG, "sampler: logit %d is NaN", ids[i]);
+        if (i > 0 && !(vals[i] < vals[i - 1] || (vals[i] == vals[i - 1] && ids[i] > ids[i - 1])))
+            return sx_set_error(SX_ERR_INVALID_ARG, "sampler: the top logits are not in order at %d", i);
+        s->ids[i] = ids[i];
+        s->work[ids[i]] = vals[i]; /* the same values in the same places: finish() computes what the full row would give */
+    }
+    return finish(s, n, out_ids, out_p, out_n);
+}
+
+sx_status sx_sampler_sample_top(sx_sampler *s, const int32_t *ids, const float *vals, int k, int32_t *out_token) {
+    const int32_t *cids;
+    const float *p;
+    int n;
+    SX_RETURN_IF_ERROR(sx_sampler_distribution_top(s, ids, vals, k, &cids, &p, &n));
+    return draw(s, cids, p, n, out_token);
+}
+
+/* Truncation after the candidates' order is known (ids[0..n) by logit,
+ * values in work): top-p and min-p on the softmax at temperature 1 (as
+ * llama.cpp), then the distribution at the temperature. */
+static sx_status finish(sx_sampler *s, int n, const int32_t **out_ids, const float **out_p, int *out_n) {
     /* softmax at temperature 1 for top-p / min-p (as llama.cpp) */
     const float mx = s->work[s->ids[0]];
     double sum = 0;
@@ -202,6 +240,11 @@ sx_status sx_sampler_sample(sx_sampler *s, const float *logits, const int32_t *h
     const float *p;
     int n;
     SX_RETURN_IF_ERROR(sx_sampler_distribution(s, logits, history, n_history, &ids, &p, &n));
+    return draw(s, ids, p, n, out_token);
+}
+
+/* an inverse-CDF draw over the distribution */
+static sx_status draw(sx_sampler *s, const int32_t *ids, const float *p, int n, int32_t *out_token) {
     if (n == 1) {
         *out_token = ids[0];
         return SX_OK;

@@ -4,6 +4,7 @@
 #ifndef SX_SAMPLER_H
 #define SX_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/specexit.h"
@@ -26,6 +27,18 @@ void sx_sampler_destroy(sx_sampler *s);
  * tokens for the repetition penalty. */
 SX_MUST_USE sx_status sx_sampler_distribution(sx_sampler *s, const float *logits, const int32_t *history, int n_history,
                                               const int32_t **out_ids, const float **out_p, int *out_n);
+/* The distribution from a row's k largest logits alone (ids by logit
+ * descending, ties by lower id, as TOP_K gives them; vals their logits):
+ * exactly what sx_sampler_distribution gives for the whole row, when
+ * sx_sampler_takes_top(s, k): sampling (temp > 0) with 0 < top_k <= k and
+ * no repetition penalty (SPECEXIT_SAMPLE_FULL=1 turns this path off). A GPU
+ * then sends k values per row instead of the vocabulary (the engine takes
+ * this path where the logits are made on a GPU: sx_session_samples_top). */
+#define SX_SAMPLER_TOP_MAX 64
+bool sx_sampler_takes_top(const sx_sampler *s, int k);
+SX_MUST_USE sx_status sx_sampler_distribution_top(sx_sampler *s, const int32_t *ids, const float *vals, int k, const int32_t **out_ids,
+                                                  const float **out_p, int *out_n);
+SX_MUST_USE sx_status sx_sampler_sample_top(sx_sampler *s, const int32_t *ids, const float *vals, int k, int32_t *out_token);
 /* Draws one token (distribution, then an inverse-CDF draw with the seeded RNG). */
 SX_MUST_USE sx_status sx_sampler_sample(sx_sampler *s, const float *logits, const int32_t *history, int n_history, int32_t *out_token);
 sx_rng *sx_sampler_rng(sx_sampler *s);

@@ -64,6 +64,9 @@ struct sx_spec {
     int32_t root;
 
     float *vlogits;       /* [verify rows][n_vocab] target logits of a sampled verification */
+    int32_t *vtop_ids;    /* [verify rows][SX_SAMPLER_TOP_MAX]: instead, each row's largest logits (sx_sampler_takes_top) */
+    float *vtop_vals;
+    bool vtop;            /* the last verification read those */
     float *probs;         /* [n_out][Vd] scratch for draft distributions */
     int32_t *tops;
     double draft_ms, verify_ms;
@@ -96,6 +99,7 @@ void sx_spec_destroy(sx_spec *sp) {
     sx_buffer_free(sp->hbuf_buf);
     sx_engine_unlock(sp->s->e);
     free(sp->vlogits);
+    free(sp->vtop_ids), free(sp->vtop_vals);
     free(sp->pend_feat), free(sp->pend_tok), free(sp->dm_pend);
     free(sp->move_src), free(sp->move_dst);
     free(sp->probs), free(sp->tops);
@@ -375,12 +379,20 @@ static sx_status draft_tree(sx_spec *sp, int32_t root, sx_spec_proposal *prop) {
 /* One target pass over the root and the selected nodes (shared with other
  * sessions' passes when they run at the same time, core/batch.c); reads the
  * argmax of every row, and all rows' logits when sampling. */
-static sx_status verify(sx_spec *sp, int32_t root, const int *sel, int n_sel, int32_t *argmax, bool want_logits) {
+static sx_status verify(sx_spec *sp, int32_t root, const int *sel, int n_sel, int32_t *argmax, const sx_sampler *smp) {
     sx_session *s = sp->s;
     const int n = n_sel + 1;
     int32_t tok[SX_SPEC_MAX_NODES + 1], pos[SX_SPEC_MAX_NODES + 1];
+    /* sampling on a GPU: each row's largest logits when they decide the distribution (K values cross the bus, not the vocabulary), else whole rows */
+    sp->vtop = sx_session_samples_top(s, smp);
+    const bool want_logits = smp && !sp->vtop;
     if (want_logits && !sp->vlogits && !(sp->vlogits = malloc(sizeof(float) * (size_t)s->e->model->hp.n_vocab * SX_SPEC_MAX_VERIFY)))
         return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+    if (sp->vtop && !sp->vtop_ids) {
+        sp->vtop_ids = malloc(sizeof(int32_t) * SX_SAMPLER_TOP_MAX * SX_SPEC_MAX_VERIFY);
+        sp->vtop_vals = malloc(sizeof(float) * SX_SAMPLER_TOP_MAX * SX_SPEC_MAX_VERIFY);
+        if (!sp->vtop_ids || !sp->vtop_vals) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
+    }
     float *mask = malloc(sizeof(float) * (size_t)n * (size_t)n);
     if (!mask) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
     tok[0] = root;
@@ -402,7 +414,8 @@ static sx_status verify(sx_spec *sp, int32_t root, const int *sel, int n_sel, in
     int fl[3];
     const int nfl = feature_layers(sp, fl);
     sx_batch b = {.tokens = tok, .pos = pos, .n = n, .n_past = s->n_past, .mask = mask, .feature_layers = fl, .n_feature_layers = nfl,
-                  .feature_buf = nfl ? &sp->featbuf : NULL, .move_src = sp->move_src, .move_dst = sp->move_dst, .n_moves = sp->n_moves};
+                  .feature_buf = nfl ? &sp->featbuf : NULL, .move_src = sp->move_src, .move_dst = sp->move_dst, .n_moves = sp->n_moves,
+                  .top_ids = sp->vtop ? sp->vtop_ids : NULL, .top_vals = sp->vtop ? sp->vtop_vals : NULL};
     sx_status st = sx_session_forward_shared(s, &b, want_logits ? sp->vlogits : NULL, argmax);
     free(mask);
     if (st == SX_OK) sp->n_moves = 0;
@@ -448,7 +461,11 @@ static sx_status accept_sample(sx_spec *sp, sx_sampler *smp, int32_t *bonus) {
         const int32_t *ids;
         const float *p;
         int n;
-        SX_RETURN_IF_ERROR(sx_sampler_distribution(smp, sp->vlogits + (size_t)cur * V, s->history, base + sp->n_path, &ids, &p, &n));
+        if (sp->vtop)
+            SX_RETURN_IF_ERROR(sx_sampler_distribution_top(smp, sp->vtop_ids + (size_t)cur * SX_SAMPLER_TOP_MAX,
+                                                           sp->vtop_vals + (size_t)cur * SX_SAMPLER_TOP_MAX, SX_SAMPLER_TOP_MAX, &ids, &p, &n));
+        else
+            SX_RETURN_IF_ERROR(sx_sampler_distribution(smp, sp->vlogits + (size_t)cur * V, s->history, base + sp->n_path, &ids, &p, &n));
         float *q = malloc(sizeof(float) * (size_t)n);
         if (!q) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
         memcpy(q, p, sizeof(float) * (size_t)n);
@@ -531,7 +548,7 @@ sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, 
     out->n_drafted = n_sel;
     int32_t argmax[SX_SPEC_MAX_NODES + 1];
     const bool sampled = !greedy && smp;
-    st = verify(sp, root, sel, n_sel, argmax, sampled);
+    st = verify(sp, root, sel, n_sel, argmax, sampled ? smp : NULL);
     int32_t bonus = 0;
     if (st == SX_OK) st = sampled ? accept_sample(sp, smp, &bonus) : accept_greedy(sp, argmax, &bonus);
     sp->verify_ms += sx_now_ms() - t1;

@@ -175,7 +175,16 @@ static sx_tensor *build_SILU_MUL(tctx *c, const tcase *tc) {
 }
 static sx_tensor *build_SOFTMAX(tctx *c, const tcase *tc) { return sx_graph_add_softmax(c->g, with_view(c, SX_DTYPE_F32, tc->ne, tc->variant, -8, 8)); }
 static sx_tensor *build_ARGMAX(tctx *c, const tcase *tc) { return sx_graph_add_argmax(c->g, rand_tensor(c, SX_DTYPE_F32, tc->ne, -5, 5)); }
-static sx_tensor *build_TOP_K(tctx *c, const tcase *tc) { return sx_graph_add_top_k(c->g, rand_tensor(c, SX_DTYPE_F32, tc->ne, -5, 5), tc->param); }
+/* variant 1: values on a coarse grid, so many ties (ordered by lower index) */
+static sx_tensor *build_TOP_K(tctx *c, const tcase *tc) {
+    if (tc->variant != 1) return sx_graph_add_top_k(c->g, rand_tensor(c, SX_DTYPE_F32, tc->ne, -5, 5), tc->param);
+    const int64_t n = tc->ne[0] * tc->ne[1];
+    float *v = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) v[i] = (float)(int)(sx_rng_uniform(&c->rng) * 12.0) * 0.5f;
+    sx_tensor *x = sx_graph_input_f32(c->g, v, 2, (int64_t[]){tc->ne[0], tc->ne[1]}, "x");
+    free(v);
+    return sx_graph_add_top_k(c->g, x, tc->param);
+}
 /* param = dim; b's size along dim is variant + 1 */
 static sx_tensor *build_CONCAT(tctx *c, const tcase *tc) {
     int64_t nb_[4] = {tc->ne[0], tc->ne[1], tc->ne[2], tc->ne[3]};
@@ -307,6 +316,10 @@ static void make_cases(caselist *l, bool full) {
     add(l, SX_OP_TOP_K, SX_DTYPE_F32, 101, 7, 1, 1, 0, 10);
     add(l, SX_OP_TOP_K, SX_DTYPE_F32, 3000, 2, 1, 1, 0, 1);
     add(l, SX_OP_TOP_K, SX_DTYPE_F32, 9, 3, 1, 1, 0, 9);
+    add(l, SX_OP_TOP_K, SX_DTYPE_F32, 50000, 3, 1, 1, 0, 64); /* sampling from the top 64 of a vocabulary (verify rows) */
+    add(l, SX_OP_TOP_K, SX_DTYPE_F32, 7000, 5, 1, 1, 1, 64);  /* with many ties */
+    add(l, SX_OP_TOP_K, SX_DTYPE_F32, 300, 4, 1, 1, 1, 20);
+    if (full) add(l, SX_OP_TOP_K, SX_DTYPE_F32, 151936, 17, 1, 1, 0, 64);
     add(l, SX_OP_GATHER, SX_DTYPE_F32, 64, 5, 1, 1, 0, 8);
     add(l, SX_OP_GATHER, SX_DTYPE_F32, 7, 1, 1, 1, 0, 7);
     for (int dim = 0; dim < 4; dim++) add(l, SX_OP_CONCAT, SX_DTYPE_F32, 4, 3, 2, 2, dim, dim);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sampler.h"
 #include "core/specexit.h"
 #include "tests/check.h"
 
@@ -270,6 +271,43 @@ static void exit_only_forced_token(const char *backend, const char *target, cons
 }
 
 /* chi-square critical value (Wilson-Hilferty), upper tail alpha = 0.001 */
+/* Sampling reads each row's 64 largest logits instead of the row when they
+ * decide the distribution (top-k <= 64, no penalty): seeded runs must give
+ * the very tokens of the whole-row path (SPECEXIT_SAMPLE_FULL=1), plain and
+ * speculative, for several top-k / top-p / min-p / temperatures. */
+static void sampling_top_path(const char *backend, const char *target, const char *draft) {
+    sx_engine *e = open_engine(backend, target, draft, NULL);
+    if (!e) return;
+    const struct { int top_k; float top_p, min_p, temp; } cfg[] = {{40, 0.95f, 0.05f, 0.8f}, {20, 0.95f, 0.0f, 0.6f}, {1, 1.0f, 0.0f, 1.0f},
+                                                                   {64, 1.0f, 0.0f, 1.5f}, {5, 0.5f, 0.2f, 0.7f}};
+    for (size_t c = 0; c < sizeof cfg / sizeof *cfg; c++)
+        for (int spec = 0; spec < 2; spec++) {
+            toklist a, b;
+            sx_generate_params gp;
+            sx_generate_params_init(&gp);
+            gp.n_predict = 48;
+            gp.ignore_eos = true;
+            gp.sampling.top_k = cfg[c].top_k, gp.sampling.top_p = cfg[c].top_p, gp.sampling.min_p = cfg[c].min_p, gp.sampling.temp = cfg[c].temp;
+            gp.sampling.seed = 1000 + c;
+            gp.spec.kind = spec ? SX_SPEC_EAGLE3 : SX_SPEC_NONE;
+            gp.spec.p_min = 0; /* drafted nodes to verify */
+            gp.exit.kind = SX_EXIT_NONE;
+            sx_generate_stats g1, g2;
+            setenv("SPECEXIT_SAMPLE_TOP", "1", 1); /* the CPU backends take it only when asked */
+            sx_status st = run(e, g_prompt, (int)(sizeof g_prompt / sizeof *g_prompt), &gp, &a, &g1);
+            unsetenv("SPECEXIT_SAMPLE_TOP");
+            setenv("SPECEXIT_SAMPLE_FULL", "1", 1);
+            if (st == SX_OK) st = run(e, g_prompt, (int)(sizeof g_prompt / sizeof *g_prompt), &gp, &b, &g2);
+            unsetenv("SPECEXIT_SAMPLE_FULL");
+            CHECK(st == SX_OK && a.n == b.n && !memcmp(a.v, b.v, sizeof(int32_t) * (size_t)a.n),
+                  "%s: sampled %s top-k %d: tokens from the top logits differ from the whole rows' (%s)", backend, spec ? "eagle3" : "plain",
+                  cfg[c].top_k, st == SX_OK ? "tokens" : sx_last_error());
+            if (st == SX_OK) sx_generate_stats_free(&g1), sx_generate_stats_free(&g2);
+        }
+    printf("ok   sampling from the top %d logits == from whole rows (5 settings, plain and eagle3)\n", SX_SAMPLER_TOP_MAX);
+    sx_engine_destroy(e);
+}
+
 static double chi2_crit(int df) {
     const double z = 3.090232;
     const double a = 2.0 / (9.0 * df);
@@ -433,6 +471,7 @@ int main(int argc, char **argv) {
         if (st != SX_OK) printf("ok   bad draft rejected: %s\n", sx_last_error());
         sx_engine_destroy(e);
     }
+    if (n_drafts > 0) sampling_top_path(backend, target, drafts[0]);
     if (!g_quick && !g_no_sampling) {
         sampling_distribution(backend, target, target, SX_SPEC_DRAFT, 1);
         sampling_distribution(backend, target, target, SX_SPEC_DRAFT, 3);

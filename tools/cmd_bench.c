@@ -28,7 +28,7 @@ static void help(void) {
     printf("usage: specexit bench -m MODEL.gguf [--backend B[,B2...]] [-p 512] [-n 128] [-r 3] [--json]\n"
            "       specexit bench -m MODEL.gguf [-md DRAFT.gguf] -np 4 [-p 32] [-n 128] [-r 3] [--json]\n"
            "       specexit bench -m MODEL.gguf -md DRAFT.gguf --problems FILE.jsonl [--modes plain,eagle3,budget,first-answer,specexit]\n\n"
-           "Speed: prefill (-p tokens) and decode (-n tokens, greedy) per backend, repetitions\n"
+           "Speed: prefill (-p tokens) and decode (-n tokens, greedy unless --temp is given) per backend, repetitions\n"
            "interleaved, mean/stddev and ratios to the first backend; with -md and --spec, the\n"
            "speculative decode is measured against --spec none in the same run.\n"
            "Problems: each mode on each problem (JSON lines {\"prompt\", \"answer\"}), greedy unless\n"
@@ -192,7 +192,8 @@ int sx_cmd_bench(int argc, char **argv) {
             gc.exit.kind = SX_EXIT_NONE;
             gc.n_predict = c.bench_gen;
             gc.ignore_eos = true;
-            gc.sampling.temp = 0;
+            if (!c.sampling_set) gc.sampling.temp = 0; /* greedy unless --temp is given */
+            if (gc.sampling.seed == SX_SEED_RANDOM) gc.sampling.seed = 1234 + (uint64_t)r; /* the same draws for every configuration */
             sx_generate_params gp;
             sx_cli_generate_params(&gc, &ki, &gp);
             char ngl_label[24] = "";
@@ -228,6 +229,7 @@ int sx_cmd_bench(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "n_prompt", n_prompt);
         cJSON_AddNumberToObject(j, "n_gen", c.bench_gen);
         cJSON_AddNumberToObject(j, "repetitions", R);
+        cJSON_AddNumberToObject(j, "temp", c.sampling_set ? c.sampling.temp : 0);
         if (c.draft_model) cJSON_AddStringToObject(j, "draft", c.draft_model);
         cJSON *arr = cJSON_AddArrayToObject(j, "configs");
         double base_pp = 0, base_tg = 0, sd;
