@@ -66,16 +66,16 @@ uint next_pow2(uint n) {
     return p;
 }
 
-uint g_row, g_rl, g_begin;
+uint g_row, g_rl, g_srl, g_begin, g_xbase;
 
 /* entry j of this chunk (j < len) */
 void entry(uint j, out float v, out uint i) {
     const uint e = g_begin + j;
     if (pc.from_x != 0u) {
-        v = x[pc.x_off + g_row * pc.x_nb1 + e * pc.x_nb0];
+        v = x[g_xbase + (e - pc.c0 * CHUNK) * pc.x_nb0];
         i = e;
     } else {
-        const uvec2 p = s[pc.in_off + g_rl * pc.ne0 + e];
+        const uvec2 p = s[pc.in_off + g_srl * pc.ne0 + e];
         v = uintBitsToFloat(p.x);
         i = p.y;
     }
@@ -125,10 +125,12 @@ void reduce_buf(uint n, uint K2) {
 
 void main() {
     const uint g = group_linear();
-    if (g >= pc.nrows * pc.nch) return;
-    const uint c = g % pc.nch;
-    g_rl = g / pc.nch;
+    if (g >= pc.nrows * pc.ncd) return;
+    const uint c = pc.c0 + g % pc.ncd;
+    g_rl = g / pc.ncd;
     g_row = pc.row0 + g_rl;
+    g_srl = pc.srow + g_rl;
+    g_xbase = pc.x_off + g_rl * pc.x_nb1;
     g_begin = c * CHUNK;
     const uint tid = gl_LocalInvocationIndex;
     const uint len = min(pc.ne0 - g_begin, uint(CHUNK));
@@ -194,6 +196,6 @@ void main() {
         if (pc.final != 0u)
             d[pc.d_off + g_row * pc.d_nb1 + j] = int(si[j]);
         else
-            s[pc.out_off + g * k + j] = uvec2(floatBitsToUint(sv[j]), si[j]);
+            s[pc.out_off + (g_srl * pc.nch + c) * k + j] = uvec2(floatBitsToUint(sv[j]), si[j]);
     }
 }

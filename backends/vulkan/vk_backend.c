@@ -55,7 +55,7 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
         if (!s) continue;
         if (s->dtype != SX_DTYPE_I32 && !is_plain(s->dtype) && !((windowed || moe) && i == 0) && !kv_q8_0(node, i)) return false;
         if (!elem_strides(s)) return false;
-        if (!(windowed && i < 2) && !moe && !sx_vk_fits(d, s)) return false;
+        if (!(windowed && i < 2) && !moe && !(node->op == SX_OP_TOP_K && i == 0) && !sx_vk_fits(d, s)) return false;
     }
     const sx_tensor *a = node->src[0];
     switch (node->op) {
@@ -79,7 +79,7 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
         const sx_tensor *ff = node->src[2], *r = ff && ff->view_src ? ff->view_src : ff;
         return node->params.rope.n_dims <= 2048 && (!r || (r->op == SX_OP_NONE && (r->role == SX_ROLE_WEIGHT || r->role == SX_ROLE_INPUT)));
     }
-    case SX_OP_TOP_K: return sx_vk_top_k_fits(d, node); /* k <= 256, scratch of one row within the binding limit */
+    case SX_OP_TOP_K: return sx_vk_top_k_fits(d, node); /* k <= 256, a row's scratch and x (or a chunk window of it) fit */
     case SX_OP_MUL_MAT_ID: { /* matvec1id (vk_ops_matmul.c) */
         char name[48];
         snprintf(name, sizeof name, "matvec1id_%s", sx_dtype_name(a->dtype));

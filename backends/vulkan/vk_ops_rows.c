@@ -77,12 +77,19 @@ static void topk_plan(uint32_t ne0, uint32_t k, size_t *pairs_a, size_t *pairs_b
 
 static size_t topk_scratch_cap(const vk_device *d) { return (size_t)d->max_range < TOPK_SCRATCH_MAX ? (size_t)d->max_range : TOPK_SCRATCH_MAX; }
 
+/* bytes of x spanned by entries [e0, e1) of one row */
+static size_t topk_span(const sx_tensor *x, uint32_t e0, uint32_t e1) { return (size_t)(e1 - e0 - 1) * x->nb[0] + 4; }
+
 bool sx_vk_top_k_fits(const vk_device *d, const sx_tensor *node) {
+    const sx_tensor *x = node->src[0];
     const int k = node->params.top_k.k;
-    if (k < 1 || k > 256 || node->src[0]->ne[0] > UINT32_MAX / 2) return false;
+    if (k < 1 || k > 256 || x->ne[0] > UINT32_MAX / 2 || x->nb[0] % 4 || x->nb[1] % 4) return false;
+    const uint32_t ne0 = (uint32_t)x->ne[0];
     size_t pa, pb;
-    topk_plan((uint32_t)node->src[0]->ne[0], (uint32_t)k, &pa, &pb);
-    return (pa + pb) * 8 <= topk_scratch_cap(d);
+    topk_plan(ne0, (uint32_t)k, &pa, &pb);
+    if ((pa + pb) * 8 > topk_scratch_cap(d)) return false;
+    /* x larger than a binding: windows of whole chunks of one row */
+    return sx_vk_fits(d, x) || topk_span(x, 0, ne0 < SX_TOPK_CHUNK ? ne0 : SX_TOPK_CHUNK) + d->align <= d->max_range;
 }
 
 static sx_status top_k_passes(vk_device *d, sx_tensor *node) {
@@ -91,16 +98,18 @@ static sx_status top_k_passes(vk_device *d, sx_tensor *node) {
     if (sh < 0) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: no top_k_chunk shader");
     sx_pc_topk pc = {0};
     const uint32_t ne0 = (uint32_t)x->ne[0], rows = (uint32_t)x->ne[1], k = (uint32_t)node->params.top_k.k;
+    const bool whole = sx_vk_fits(d, x); /* else x is bound in windows of whole chunks of a row */
     pc.k = k;
     pc.x_nb0 = (uint32_t)(x->nb[0] / 4);
     pc.x_nb1 = (uint32_t)(x->nb[1] / 4);
     pc.d_nb1 = (uint32_t)(node->nb[1] / 4);
-    vk_arg xa, da, sa, args[3];
-    SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, x, 4, false, &xa, &pc.x_off));
+    vk_arg xa = {0}, da, sa, args[3];
+    uint32_t x_elem = 0;
+    if (whole) SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, x, 4, false, &xa, &x_elem));
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, node, 4, true, &da, &pc.d_off));
     const uint32_t n1 = topk_chunks(ne0);
-    if (n1 == 1) { /* one pass straight to d; binding 1 unused */
-        pc.ne0 = ne0, pc.nrows = rows, pc.nch = 1, pc.from_x = 1, pc.final = 1;
+    if (n1 == 1 && whole) { /* one pass straight to d; binding 1 unused */
+        pc.ne0 = ne0, pc.nrows = rows, pc.nch = pc.ncd = 1, pc.from_x = 1, pc.final = 1, pc.x_off = x_elem;
         args[0] = xa, args[1] = xa, args[2] = da;
         return sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, rows, 1);
     }
@@ -109,25 +118,55 @@ static sx_status top_k_passes(vk_device *d, sx_tensor *node) {
     const size_t row_bytes = (pa + pb) * 8, cap = topk_scratch_cap(d);
     if (row_bytes > cap)
         return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: top_k over %u entries needs %zu bytes of scratch per row (limit %zu)", ne0, row_bytes, cap);
-    const uint32_t per = (uint32_t)(cap / row_bytes) < rows ? (uint32_t)(cap / row_bytes) : rows;
+    uint32_t per = rows;
+    if (row_bytes && (uint32_t)(cap / row_bytes) < rows) per = (uint32_t)(cap / row_bytes);
     SX_RETURN_IF_ERROR(sx_vk_scratch_get(d, (size_t)per * row_bytes, true, &sa));
     const uint32_t region_b = (uint32_t)((size_t)per * pa); /* in pairs */
+    /* chunks per x window */
+    const size_t lim = (size_t)(d->max_range - d->align), per_chunk = (size_t)SX_TOPK_CHUNK * x->nb[0];
+    const uint32_t cpw = whole ? n1 : lim / per_chunk > 0 ? (uint32_t)(lim / per_chunk) : 1;
     for (uint32_t row0 = 0; row0 < rows; row0 += per) {
-        pc.row0 = row0;
-        pc.nrows = rows - row0 < per ? rows - row0 : per;
-        pc.ne0 = ne0, pc.nch = n1, pc.from_x = 1, pc.in_off = 0, pc.out_off = 0;
-        for (;;) {
-            pc.final = pc.nch == 1;
-            args[0] = xa, args[1] = sa, args[2] = da;
-            args[1].write = !pc.final; /* the last pass only reads the pairs */
-            args[2].write = pc.final;  /* earlier ones leave d alone */
-            SX_RETURN_IF_ERROR(sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, pc.nrows * pc.nch, 1));
-            if (pc.final) break;
+        const uint32_t nrows = rows - row0 < per ? rows - row0 : per;
+        /* pass 1 from x: whole, or one dispatch per (row, window of chunks) */
+        pc.ne0 = ne0, pc.nch = n1, pc.from_x = 1, pc.final = n1 == 1, pc.in_off = 0, pc.out_off = 0;
+        for (uint32_t r = 0; r < (whole ? 1u : nrows); r++)
+            for (uint32_t c0 = 0; c0 < n1; c0 += cpw) {
+                pc.c0 = c0;
+                pc.ncd = n1 - c0 < cpw ? n1 - c0 : cpw;
+                pc.row0 = row0 + r, pc.srow = r, pc.nrows = whole ? nrows : 1;
+                if (whole) {
+                    pc.x_off = x_elem + pc.row0 * pc.x_nb1;
+                    args[0] = xa;
+                } else {
+                    const uint32_t e0 = c0 * SX_TOPK_CHUNK, e1 = (c0 + pc.ncd) * SX_TOPK_CHUNK < ne0 ? (c0 + pc.ncd) * SX_TOPK_CHUNK : ne0;
+                    const size_t begin = sx_tensor_buffer_offset(x) + (size_t)pc.row0 * x->nb[1] + (size_t)e0 * x->nb[0];
+                    SX_RETURN_IF_ERROR(sx_vk_arg_window(d, x, begin, topk_span(x, e0, e1), 4, false, &args[0], &pc.x_off));
+                }
+                args[1] = sa, args[2] = da;
+                if (pc.final) {
+                    args[1] = args[0]; /* unused */
+                } else { /* the pairs this dispatch writes: no barrier between the windows */
+                    const VkDeviceSize first = whole ? 0 : ((VkDeviceSize)r * n1 + c0) * k * 8;
+                    args[1].hz_begin = first;
+                    args[1].hz_end = first + (VkDeviceSize)pc.nrows * pc.ncd * k * 8;
+                }
+                args[2].write = pc.final;
+                SX_RETURN_IF_ERROR(sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, pc.nrows * pc.ncd, 1));
+            }
+        /* later passes over the pairs, ping-pong between the two regions */
+        pc.row0 = row0, pc.srow = 0, pc.nrows = nrows, pc.c0 = 0, pc.x_off = 0;
+        while (!pc.final) {
             pc.ne0 = pc.nch * k;
-            pc.nch = topk_chunks(pc.ne0);
+            pc.nch = pc.ncd = topk_chunks(pc.ne0);
             pc.from_x = 0;
             pc.in_off = pc.out_off;
             pc.out_off = pc.out_off == 0 ? region_b : 0;
+            pc.final = pc.nch == 1;
+            args[0] = sa, args[1] = sa, args[2] = da;
+            args[0].write = false;
+            args[1].write = !pc.final; /* the last pass only reads the pairs */
+            args[2].write = pc.final;  /* earlier ones leave d alone */
+            SX_RETURN_IF_ERROR(sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, pc.nrows * pc.nch, 1));
         }
     }
     return SX_OK;
@@ -135,7 +174,8 @@ static sx_status top_k_passes(vk_device *d, sx_tensor *node) {
 
 sx_status sx_vk_op_TOP_K(sx_device *dev, sx_tensor *node) {
     const uint32_t k = (uint32_t)node->params.top_k.k;
-    if (k == 1 || (uint64_t)k * (uint64_t)node->src[0]->ne[0] <= TOPK_ROUNDS_MAX) return select_op(dev, node, "top_k", k);
+    const bool small = k == 1 || (uint64_t)k * (uint64_t)node->src[0]->ne[0] <= TOPK_ROUNDS_MAX;
+    if (small && sx_vk_fits(vk_dev(dev), node->src[0])) return select_op(dev, node, "top_k", k);
     return top_k_passes(vk_dev(dev), node);
 }
 

@@ -160,15 +160,17 @@ SX_PC_END(sx_pc_attn)
 #endif
 
 /* TOP_K in passes (top_k_chunk.comp): one workgroup per (row, chunk of
- * SX_TOPK_CHUNK entries of the pass's input), rows row0 .. row0 + nrows - 1,
- * nch chunks per row. from_x: the input is x (strides in floats), else the
- * previous pass's (value bits, index) pairs in scratch at in_off (pairs),
- * ne0 per row; final: write the indices to d, else k pairs per chunk to
- * scratch at out_off. */
+ * SX_TOPK_CHUNK entries of the pass's input): rows row0 .. row0 + nrows - 1
+ * (scratch rows srow ..), chunks c0 .. c0 + ncd - 1 of the nch per row.
+ * from_x: the input is x, (row0 + r, entry e) at x_off + r * x_nb1 +
+ * (e - c0 * SX_TOPK_CHUNK) * x_nb0 (floats; x may be bound as a window),
+ * else the previous pass's (value bits, index) pairs in scratch at in_off
+ * (pairs), ne0 per row; final: write the indices to d, else k pairs per
+ * chunk to scratch at out_off. */
 #define SX_TOPK_CHUNK 8192u
 #if defined(SX_PC_ALL) || defined(SX_PC_TOPK)
 SX_PC_BEGIN(sx_pc_topk)
-    SX_U32 ne0, nrows, row0, nch, k;
+    SX_U32 ne0, nrows, row0, srow, nch, c0, ncd, k;
     SX_U32 from_x, final;
     SX_U32 x_off, x_nb0, x_nb1;
     SX_U32 d_off, d_nb1;
