@@ -55,6 +55,7 @@ def main():
     check(set(b) == {"tl-q4_0", "tl-q4_0-nographs", "tl-f16", "tq-q4_0", "tq-f16", "tm-q4_0"},
           f"a bench per model and type, graphs off, the MoE model: {sorted(b)}")
     check((s.get("cpu_moe") or {}).get("decode_tok_s", 0) > 0, f"the --cpu-moe bench: {s.get('cpu_moe')}")
+    check((s.get("sampled_verify") or {}).get("top_over_full", 0) > 0, f"the sampled verification A/B: {s.get('sampled_verify')}")
     check(len(s.get("offload") or []) >= 1 and all(r.get("decode_tok_s", 0) > 0 for r in s["offload"]), f"the -ngl bench: {s.get('offload')}")
     mo = b.get("tm-q4_0", {})
     check(0 < mo.get("weight_bytes", 0) < mo.get("total_weight_bytes", 0),

@@ -159,6 +159,15 @@ if on and off and off["decode_tok_s"]:
     S["graphs_on_off_decode"] = on["decode_tok_s"] / off["decode_tok_s"]
     print("\nCUDA graphs: decode %.1f t/s on, %.1f off: on/off %.3f" % (on["decode_tok_s"], off["decode_tok_s"], S["graphs_on_off_decode"]))
 
+st, sf = load("sampled-top-%s.json" % main), load("sampled-full-%s.json" % main)
+if st and sf:
+    def spec_tg(j):
+        c = next((c for c in j["configs"] if c.get("speedup_vs_spec_none") is not None), j["configs"][-1])
+        return c["decode_tok_s"]["mean"]
+    S["sampled_verify"] = dict(top_decode_tok_s=spec_tg(st), full_decode_tok_s=spec_tg(sf), top_over_full=spec_tg(st) / spec_tg(sf) if spec_tg(sf) else None)
+    print("\nsampled EAGLE-3 (temp 0.6, top-k 20): reading the 64 largest logits %.1f t/s, whole rows %.1f t/s: x%.3f" % (
+        S["sampled_verify"]["top_decode_tok_s"], S["sampled_verify"]["full_decode_tok_s"], S["sampled_verify"]["top_over_full"] or 0))
+
 v = load("verify-%s.json" % main)
 if v:
     cs = v["configs"]
@@ -408,6 +417,12 @@ if [ -n "$main_model" ]; then
     bench "long-split" 90 -- -m "$main_model" -p "$long_ctx" -n 64 -r 2
     bench "long-nosplit" 90 SPECEXIT_CUDA_ATTN_SPLIT=0 -- -m "$main_model" -p "$long_ctx" -n 64 -r 2
     bench "long-kv" 120 -- -m "$main_model" -ctk f16,q8_0 -p "$long_ctx" -n 64 -r 2
+  fi
+  # sampled EAGLE-3 verification (Qwen3's recommended sampling): the 64 largest logits per row read back, against whole rows
+  if [ -s "$draft" ]; then
+    bench "sampled-top-$main_key" 90 -- -m "$main_model" -md "$draft" --spec eagle3 -p 64 -n 64 -r 2 --temp 0.6 --top-k 20 --top-p 0.95
+    bench "sampled-full-$main_key" 90 SPECEXIT_SAMPLE_FULL=1 -- -m "$main_model" -md "$draft" --spec eagle3 -p 64 -n 64 -r 2 --temp 0.6 --top-k 20 \
+      --top-p 0.95
   fi
   # layer offload: half the blocks on the CPU, all blocks (output on the CPU), the whole model
   bench "offload-$main_key" 120 -- -m "$main_model" -ngl "$((main_layers / 2)),$main_layers,$((main_layers + 1))" -p 128 -n 32 -r 1
