@@ -175,12 +175,14 @@ static sx_tensor *build_SILU_MUL(tctx *c, const tcase *tc) {
 }
 static sx_tensor *build_SOFTMAX(tctx *c, const tcase *tc) { return sx_graph_add_softmax(c->g, with_view(c, SX_DTYPE_F32, tc->ne, tc->variant, -8, 8)); }
 static sx_tensor *build_ARGMAX(tctx *c, const tcase *tc) { return sx_graph_add_argmax(c->g, rand_tensor(c, SX_DTYPE_F32, tc->ne, -5, 5)); }
-/* variant 1: values on a coarse grid, so many ties (ordered by lower index) */
+/* variant 1: values on a coarse grid, so many ties (ordered by lower index);
+ * 2: every value equal; 3: ascending rows (the best at the end) */
 static sx_tensor *build_TOP_K(tctx *c, const tcase *tc) {
-    if (tc->variant != 1) return sx_graph_add_top_k(c->g, rand_tensor(c, SX_DTYPE_F32, tc->ne, -5, 5), tc->param);
+    if (tc->variant == 0) return sx_graph_add_top_k(c->g, rand_tensor(c, SX_DTYPE_F32, tc->ne, -5, 5), tc->param);
     const int64_t n = tc->ne[0] * tc->ne[1];
     float *v = malloc(sizeof(float) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) v[i] = (float)(int)(sx_rng_uniform(&c->rng) * 12.0) * 0.5f;
+    for (int64_t i = 0; i < n; i++)
+        v[i] = tc->variant == 1 ? (float)(int)(sx_rng_uniform(&c->rng) * 12.0) * 0.5f : tc->variant == 2 ? 1.0f : (float)(i % tc->ne[0]) * 1e-3f;
     sx_tensor *x = sx_graph_input_f32(c->g, v, 2, (int64_t[]){tc->ne[0], tc->ne[1]}, "x");
     free(v);
     return sx_graph_add_top_k(c->g, x, tc->param);
@@ -319,6 +321,9 @@ static void make_cases(caselist *l, bool full) {
     add(l, SX_OP_TOP_K, SX_DTYPE_F32, 50000, 3, 1, 1, 0, 64); /* sampling from the top 64 of a vocabulary (verify rows) */
     add(l, SX_OP_TOP_K, SX_DTYPE_F32, 7000, 5, 1, 1, 1, 64);  /* with many ties */
     add(l, SX_OP_TOP_K, SX_DTYPE_F32, 300, 4, 1, 1, 1, 20);
+    add(l, SX_OP_TOP_K, SX_DTYPE_F32, 10000, 2, 1, 1, 0, 256); /* the largest k, rows longer than a GPU chunk */
+    add(l, SX_OP_TOP_K, SX_DTYPE_F32, 9000, 2, 1, 1, 2, 64);   /* every value equal */
+    add(l, SX_OP_TOP_K, SX_DTYPE_F32, 20000, 2, 1, 1, 3, 64);  /* ascending */
     if (full) add(l, SX_OP_TOP_K, SX_DTYPE_F32, 151936, 17, 1, 1, 0, 64);
     add(l, SX_OP_GATHER, SX_DTYPE_F32, 64, 5, 1, 1, 0, 8);
     add(l, SX_OP_GATHER, SX_DTYPE_F32, 7, 1, 1, 1, 0, 7);
