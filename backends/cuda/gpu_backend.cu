@@ -20,10 +20,13 @@
  * and evictions (SPECEXIT_LOG=info; instantiations close to launches =
  * more shapes alternate than the cache holds, or keys that miss).
  *
- * ATTENTION's split-K writes partial states to a scratch buffer of the
- * device (GPU_ATTN_SCRATCH_BYTES, allocated at open, never resized: graphs
- * keep its address); SPECEXIT_CUDA_ATTN_SPLIT=0 turns split-K off, =all
- * splits every row of 2 chunks or more (tests), unset = automatic.
+ * ATTENTION's split-K writes partial states, and TOP_K's two-kernel plan
+ * its per-chunk candidates, to a scratch buffer of the device
+ * (GPU_SCRATCH_BYTES, allocated at open, never resized: graphs keep its
+ * address); SPECEXIT_CUDA_ATTN_SPLIT=0 turns split-K off, =all splits
+ * every row of 2 chunks or more (tests), unset = automatic.
+ * SPECEXIT_CUDA_TOPK=passes / =block / =N (chunk length) forces a TOP_K
+ * plan (tests: all give the same bits), unset = automatic.
  *
  * No device (no driver, no GPU): device_count fails with SX_ERR_NO_DEVICE
  * and a message naming the runtime error, so callers can skip cleanly. */
@@ -108,6 +111,16 @@ static int attn_split_wanted(void) {
     return GPU_ATTN_SPLIT_AUTO;
 }
 
+/* SPECEXIT_CUDA_TOPK: "passes", "block", a chunk length N > 0, else automatic. */
+static int topk_mode_wanted(void) {
+    const char *v = getenv("SPECEXIT_CUDA_TOPK");
+    if (!v || !*v) return GPU_TOPK_AUTO;
+    if (strcmp(v, "passes") == 0) return GPU_TOPK_PASSES;
+    if (strcmp(v, "block") == 0) return GPU_TOPK_BLOCK;
+    const long n = strtol(v, NULL, 10);
+    return n > 0 && n <= (1 << 30) ? (int)n : GPU_TOPK_AUTO;
+}
+
 static sx_status fill_info(int index, bool graphs, sx_device_info *info) {
     memset(info, 0, sizeof *info);
     cudaDeviceProp p;
@@ -166,7 +179,7 @@ static void gpu_device_close(sx_device *dev) {
                 d->ordinal, d->n_graph_launches, d->n_graph_hits, d->n_graph_updates, d->n_graph_instantiations, d->n_graph_evictions);
     if (d->stream) (void)cudaStreamDestroy(d->stream);
     if (d->err_dev) (void)cudaFree(d->err_dev);
-    if (d->attn_scratch) (void)cudaFree(d->attn_scratch);
+    if (d->scratch) (void)cudaFree(d->scratch);
     if (d->err_host) (void)cudaFreeHost(d->err_host);
     (void)cudaGetLastError();
     free(d);
@@ -185,6 +198,7 @@ static sx_status gpu_device_open(int index, const sx_device_options *opts, sx_de
     d->ordinal = index;
     d->graphs = graphs_wanted();
     d->attn_split = attn_split_wanted();
+    d->topk_mode = topk_mode_wanted();
     sx_status s = fill_info(index, d->graphs, &d->base.info);
     cudaError_t e = cudaSuccess;
     const char *what = "";
@@ -193,7 +207,7 @@ static sx_status gpu_device_open(int index, const sx_device_options *opts, sx_de
         else if ((e = cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking)) != cudaSuccess) what = "creating a stream";
         else if ((e = cudaMalloc((void **)&d->err_dev, sizeof(int))) != cudaSuccess) what = "allocating the error word";
         else if ((e = cudaMallocHost((void **)&d->err_host, sizeof(int))) != cudaSuccess) what = "allocating pinned memory";
-        else if ((e = cudaMalloc((void **)&d->attn_scratch, GPU_ATTN_SCRATCH_BYTES)) != cudaSuccess) what = "allocating attention scratch";
+        else if ((e = cudaMalloc((void **)&d->scratch, GPU_SCRATCH_BYTES)) != cudaSuccess) what = "allocating kernel scratch";
         else if ((e = cudaMemsetAsync(d->err_dev, 0, sizeof(int), d->stream)) != cudaSuccess) what = "clearing the error word";
         else if ((e = cudaStreamSynchronize(d->stream)) != cudaSuccess) what = "first synchronisation";
         if (e != cudaSuccess) s = gpu_error(e, what);
@@ -204,7 +218,7 @@ static sx_status gpu_device_open(int index, const sx_device_options *opts, sx_de
     }
     cudaDeviceProp p;
     d->n_sm = cudaGetDeviceProperties(&p, index) == cudaSuccess ? p.multiProcessorCount : 1;
-    d->attn_scratch_bytes = GPU_ATTN_SCRATCH_BYTES;
+    d->scratch_bytes = GPU_SCRATCH_BYTES;
     *out = &d->base;
     return SX_OK;
 }
@@ -418,8 +432,11 @@ static void capture_abort(gpu_device *d) {
  *              one; the split count and chunk count only size a grid and
  *              an argument)
  *   GET_ROWS / SET_ROWS  row width, whether there are ids
- *   RMS_NORM / SOFTMAX / ARGMAX / TOP_K  row width (block size), whether
- *              there are rows
+ *   RMS_NORM / SOFTMAX / ARGMAX  row width (block size), whether there
+ *              are rows
+ *   TOP_K      row width, whether there are rows, and the plan's kind (k
+ *              passes, one block per row, or two kernels: the chunk count
+ *              and k only size grids and arguments)
  *   ROPE and the elementwise ops: whether there is anything to do (ROPE)
  *   GATHER / MUL_MAT_ID  whether there is anything to do (MUL_MAT_ID picks
  *              its path per pick inside the kernel, so alignments stay out)
@@ -483,10 +500,15 @@ static uint64_t node_key(const gpu_device *d, uint64_t h, const sx_tensor *n) {
         h = key_mix(h, (uint64_t)(sx_tensor_nrows(a) > 0));
         break;
     case SX_OP_ARGMAX:
-    case SX_OP_TOP_K:
         h = key_mix(h, (uint64_t)a->ne[0]);
         h = key_mix(h, (uint64_t)(a->ne[1] > 0));
         break;
+    case SX_OP_TOP_K: { /* the plan depends on k and the row count too */
+        const int plan = gpu_topk_plan(d, n, NULL);
+        h = key_mix(h, (uint64_t)a->ne[0]);
+        h = key_mix(h, (uint64_t)(a->ne[1] > 0) | (uint64_t)(plan == GPU_TOPK_PASSES ? 0 : plan == GPU_TOPK_BLOCK ? 1 : 2) << 1);
+        break;
+    }
     case SX_OP_ROPE: h = key_mix(h, (uint64_t)(sx_tensor_nelements(a) > 0)); break;
     case SX_OP_GATHER: h = key_mix(h, (uint64_t)(sx_tensor_nelements(n) > 0)); break;
     case SX_OP_MUL_MAT_ID: /* one kernel per weight dtype (hashed above); skipped when empty */

@@ -41,11 +41,23 @@ typedef struct gpu_graph_entry {
  * (tests: both plans must give the same bits). */
 enum { GPU_ATTN_SPLIT_AUTO = 0, GPU_ATTN_SPLIT_OFF = 1, GPU_ATTN_SPLIT_ALL = 2 };
 
-/* Device scratch for split-K's partial states (allocated at open; a split
- * that would need more falls back to one block per row, with the same
- * bits: (2 + head dim) floats per head, query and 256-key chunk, so 32 MiB
- * hold 32 heads of 128 up to 64K of context at T = 8, 500K at T = 1) */
-#define GPU_ATTN_SCRATCH_BYTES ((size_t)32 << 20)
+/* Device scratch of the two-kernel plans (allocated at open, never resized:
+ * captured graphs keep its address). One node uses it at a time, between
+ * its own first and second kernel (one stream: the next node's kernels
+ * start after them). A plan that would need more falls back to its
+ * one-kernel form, with the same bits.
+ *  - ATTENTION split-K partial states: (2 + head dim) floats per head,
+ *    query and 256-key chunk, so 32 MiB hold 32 heads of 128 up to 64K of
+ *    context at T = 8, 500K at T = 1.
+ *  - TOP_K candidates: k 8-byte keys per row and chunk, e.g. 64 rows of
+ *    151936 logits with k = 64 in chunks of 2048: 2.4 MiB. */
+#define GPU_SCRATCH_BYTES ((size_t)32 << 20)
+
+/* TOP_K's plan (k_select.cu), SPECEXIT_CUDA_TOPK at open: AUTO picks by
+ * shape; PASSES is always the k-pass kernel, BLOCK always one block per row
+ * (tests: every plan must give the same bits); a number N > 0 splits rows
+ * into chunks of N whenever that makes 2 chunks or more. */
+enum { GPU_TOPK_AUTO = 0, GPU_TOPK_PASSES = -1, GPU_TOPK_BLOCK = -2 };
 
 typedef struct gpu_device {
     sx_device base;
@@ -55,8 +67,9 @@ typedef struct gpu_device {
     int *err_host;        /* pinned copy of it, read at synchronisation */
     int n_sm;
     int attn_split;             /* GPU_ATTN_SPLIT_* */
-    char *attn_scratch;         /* ATTENTION split-K partial states, only */
-    size_t attn_scratch_bytes;  /* used between the two kernels of one node */
+    int topk_mode;              /* GPU_TOPK_*, or a forced chunk length > 0 */
+    char *scratch;              /* GPU_SCRATCH_BYTES: split-K attention states, */
+    size_t scratch_bytes;       /* TOP_K candidates (one node at a time) */
     bool graphs;                /* compute() captures its launches into a graph
                                    (SPECEXIT_CUDA_GRAPHS, read at open) */
     gpu_graph_entry graph_cache[GPU_GRAPH_CACHE]; /* updated in place when a
@@ -110,6 +123,13 @@ typedef sx_status (*gpu_launch_fn)(gpu_device *d, sx_tensor *node);
  * the number of ATTN_CHUNK-key chunks in n_kv. A function of the node's shapes
  * and the device only (the graph key uses it too). */
 int gpu_attn_plan(const gpu_device *d, const sx_tensor *node, int *out_chunks);
+
+/* TOP_K's launch plan (k_select.cu): GPU_TOPK_PASSES (k block-wide
+ * reductions per row), GPU_TOPK_BLOCK (one block per row: radix select and
+ * a sort) or S >= 2 = two kernels, S chunks of *out_chunk (optional)
+ * elements per row, candidates in the device scratch. A function of the
+ * node's shapes and the device only (the graph key uses it too). */
+int gpu_topk_plan(const gpu_device *d, const sx_tensor *node, int *out_chunk);
 
 /* Extra limits a node must meet beyond ir/ops.c's checks (head dim, strides). */
 bool gpu_supports(const sx_tensor *node);

@@ -313,7 +313,7 @@ int gpu_attn_plan(const gpu_device *d, const sx_tensor *node, int *out_chunks) {
     const sx_i64 n_chunks = (n_kv + ATTN_CHUNK - 1) / ATTN_CHUNK;
     if (out_chunks) *out_chunks = (int)n_chunks;
     if (d->attn_split == GPU_ATTN_SPLIT_OFF || rows == 0 || n_chunks < 2) return 0;
-    if ((size_t)(rows * n_chunks * (dh + 2)) * sizeof(float) > d->attn_scratch_bytes) return 0;
+    if ((size_t)(rows * n_chunks * (dh + 2)) * sizeof(float) > d->scratch_bytes) return 0;
     if (d->attn_split == GPU_ATTN_SPLIT_ALL) return (int)(n_chunks < 65535 ? n_chunks : 65535);
     const sx_i64 want = (4 * (sx_i64)d->n_sm + rows - 1) / rows; /* blocks per row for ~4 per SM */
     if (want < 2) return 0;
@@ -330,7 +330,7 @@ static void attn_launch(gpu_device *dev, int S, int n_chunks, dim3 grid, sx_gt q
         return;
     }
     const dim3 grid_part(grid.x, grid.y, (unsigned)S);
-    float *part = (float *)dev->attn_scratch;
+    float *part = (float *)dev->scratch;
     k_attention_part<R, KVT><<<grid_part, block, 0, st>>>(q, k, v, m, part, n_past, scale, group, n_chunks);
     k_attention_merge<<<grid, dim3(R * SX_WARP), 0, st>>>(part, o, n_chunks);
 }

@@ -73,6 +73,7 @@ template <class T> inline T shfl_xor(T v, int m) {
 static inline void __syncthreads() { sx_emu::g_block->bar->arrive_and_wait(); }
 template <class T> static inline T __shfl_xor_sync(unsigned, T v, int m, int = 32) { return sx_emu::shfl_xor(v, m); }
 static inline int atomicExch(int *p, int v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+static inline unsigned atomicAdd(unsigned *p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 
 /* IEEE single ops that a GPU compiler never contracts (x86 without -mfma
  * contracts nothing either) */
