@@ -30,7 +30,8 @@
 #      (`bench -ctk f16,q8_0`: decode speed and cache bytes), layer offload
 #      (-ngl: half the blocks, all blocks, the whole model)
 #   7. the op matrix in full (test_ops --full), attention conformance and
-#      batch invariance under each forced attention plan, the other models'
+#      batch invariance under each forced attention plan, TOP_K under each
+#      launch plan, the other models
 #      benches, a Qwen3-30B-A3B-shaped MoE model (its roofline counts the
 #      picked experts only; then with --cpu-moe), the NVRTC compile check
 #
@@ -435,6 +436,9 @@ if [ "${SX_SKIP_TESTS:-0}" != 1 ] && [ "${SX_EXTRA_TESTS:-1}" != 0 ]; then
   for split in all 0; do
     step "attention-split-$split" 90 env SPECEXIT_CUDA_ATTN_SPLIT=$split "$build/tests/test_ops" "$backend" --full --op ATTENTION
     step "batch-invariance-split-$split" 90 env SPECEXIT_CUDA_ATTN_SPLIT=$split "$build/tests/test_batch_invariance" "$backend"
+  done
+  for plan in passes block 37; do # TOP_K (sampling from the top 64 of a vocabulary) under each launch plan
+    step "top-k-$plan" 60 env SPECEXIT_CUDA_TOPK=$plan "$build/tests/test_ops" "$backend" --full --op TOP_K
   done
 fi
 for s in "${shapes[@]}"; do
