@@ -31,7 +31,7 @@
 #      (-ngl: half the blocks, all blocks, the whole model)
 #   7. the op matrix in full (test_ops --full), attention conformance and
 #      batch invariance under each forced attention plan, TOP_K under each
-#      launch plan, the other models
+#      launch plan, the other models'
 #      benches, a Qwen3-30B-A3B-shaped MoE model (its roofline counts the
 #      picked experts only; then with --cpu-moe), the NVRTC compile check
 #
