@@ -57,7 +57,8 @@ void sx_threadpool_run(sx_threadpool *tp, sx_parallel_fn fn, void *ctx);
 
 /* Per-pool scratch memory (64-byte aligned), grown as needed and kept, so
  * steady-state calls do not allocate. Valid until the next call with a larger
- * size or the pool's destruction. tp == NULL uses a thread-local buffer.
+ * size or the pool's destruction. tp == NULL uses a buffer of the calling
+ * thread, freed when the thread exits.
  * Returns NULL on allocation failure. For use by kernels on the calling
  * thread before a run (not from inside fn). */
 void *sx_threadpool_scratch(sx_threadpool *tp, size_t bytes);

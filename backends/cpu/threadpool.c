@@ -255,8 +255,21 @@ void sx_threadpool_destroy(sx_threadpool *tp) {
     free(tp);
 }
 
-static _Thread_local void *g_tls_scratch;
-static _Thread_local size_t g_tls_scratch_size;
+/* The scratch of calls without a pool: one per thread, freed when the
+ * thread exits (workers running one matmul each, a server's request
+ * threads), through a key's destructor. */
+typedef struct { void *buf; size_t size; } tls_scratch;
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+static bool g_scratch_key_ok;
+
+static void tls_scratch_free(void *p) {
+    tls_scratch *t = p;
+    free(t->buf);
+    free(t);
+}
+
+static void scratch_key_init(void) { g_scratch_key_ok = pthread_key_create(&g_scratch_key, tls_scratch_free) == 0; }
 
 static void *grow(void **buf, size_t *size, size_t bytes) {
     if (bytes <= *size && *buf) return *buf;
@@ -271,6 +284,18 @@ static void *grow(void **buf, size_t *size, size_t bytes) {
 }
 
 void *sx_threadpool_scratch(sx_threadpool *tp, size_t bytes) {
-    if (!tp) return grow(&g_tls_scratch, &g_tls_scratch_size, bytes);
+    if (!tp) {
+        pthread_once(&g_scratch_once, scratch_key_init);
+        if (!g_scratch_key_ok) return NULL;
+        tls_scratch *t = pthread_getspecific(g_scratch_key);
+        if (!t) {
+            if (!(t = calloc(1, sizeof *t))) return NULL;
+            if (pthread_setspecific(g_scratch_key, t) != 0) {
+                free(t);
+                return NULL;
+            }
+        }
+        return grow(&t->buf, &t->size, bytes);
+    }
     return grow(&tp->scratch, &tp->scratch_size, bytes);
 }
