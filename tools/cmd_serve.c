@@ -733,6 +733,11 @@ static enum MHD_Result handle_models(server *S, struct MHD_Connection *c) {
     cJSON_AddStringToObject(meta, "device", S->info.device);
     cJSON_AddNumberToObject(meta, "n_layer", S->info.n_layer);
     cJSON_AddNumberToObject(meta, "n_gpu_layers", S->info.n_gpu_layers + S->info.output_on_device); /* llama.cpp's count */
+    if (S->info.n_expert) { /* mixture of experts */
+        cJSON_AddNumberToObject(meta, "n_expert", S->info.n_expert);
+        cJSON_AddNumberToObject(meta, "n_expert_used", S->info.n_expert_used);
+        cJSON_AddNumberToObject(meta, "n_cpu_moe", S->info.n_cpu_moe);
+    }
     cJSON_AddStringToObject(meta, "chat_template", S->info.chat_template);
     cJSON_AddBoolToObject(meta, "thinking", S->info.thinking);
     cJSON_AddStringToObject(meta, "draft", S->info.draft);
