@@ -49,10 +49,11 @@ double sx_now_ms(void);
  * argmax (may be NULL). Does not advance n_past. */
 SX_MUST_USE sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax);
 /* Sampling from s's logits can read each row's SX_SAMPLER_TOP_MAX largest
- * instead of the row (sx_sampler_takes_top): worth it only where the logits
- * are made on a GPU (the row would cross the bus); on the CPU the host-side
- * selection is faster than the TOP_K node (measured: SmolLM2 sampled decode
- * 226 vs 134 tok/s). SPECEXIT_SAMPLE_TOP=1 forces it (tests). */
+ * instead of the row (sx_sampler_takes_top): worth it where the logits are
+ * made on a GPU (the row would cross the bus). On the CPU there is no bus
+ * to save and no measurable difference (SmolLM2 sampled decode, 3 runs
+ * alternated on an idle machine: 272-292 tok/s either way), so the CPU
+ * keeps whole rows. SPECEXIT_SAMPLE_TOP=1 forces it (tests). */
 bool sx_session_samples_top(const sx_session *s, const struct sx_sampler *smp);
 /* When b asked for them (b->top_ids), reads its rows' largest logits. */
 SX_MUST_USE sx_status sx_forward_read_top(const sx_forward_out *fo, const sx_batch *b);
