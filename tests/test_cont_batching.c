@@ -225,7 +225,9 @@ int main(int argc, char **argv) {
     const uint64_t passes = passes1 - passes0, seqs = seqs1 - seqs0;
     printf("combined passes: %llu carrying %llu sequences (%.2f per pass)\n", (unsigned long long)passes, (unsigned long long)seqs,
            passes ? (double)seqs / (double)passes : 0.0);
-    CHECK(passes > 0 && seqs > passes + passes / 4, "the concurrent sessions were not batched (%llu passes, %llu sequences)",
+    /* how many sequences a pass carries depends on thread timing (1.5-2.1 on an idle machine, 1.21 seen under a loaded CI run);
+     * without batching it is exactly 1, so ask for clearly more than that */
+    CHECK(passes > 0 && seqs > passes + passes / 20, "the concurrent sessions were not batched (%llu passes, %llu sequences)",
           (unsigned long long)passes, (unsigned long long)seqs);
     prefill_takes_turns(e);
     sx_engine_destroy(e);
