@@ -56,7 +56,7 @@ typedef struct breq {
     /* or a draft pass (draft != NULL) */
     const sx_eagle3 *draft;
     sx_draft_seq seq;
-    float *probs;    /* [n_out][Vd] or NULL */
+    float *probs;    /* [n_out][top_k] or NULL */
     int32_t *tops;   /* [n_out][top_k] or NULL */
     float *sig;      /* [3n]: sigmoid(confidence, progress) pairs, then exp(remain); or NULL */
     int rows;
@@ -190,9 +190,9 @@ static sx_status read_rows(const sx_tensor *t, const void *all, size_t row_bytes
 
 /* Reads a draft pass's outputs (row0.. of the shared ones) into its request;
  * all_probs / all_tops: the whole shared outputs when read back at once. */
-static sx_status read_draft(const breq *r, const sx_draft_out *o, int Vd, const float *all_probs, const int32_t *all_tops) {
+static sx_status read_draft(const breq *r, const sx_draft_out *o, const float *all_probs, const int32_t *all_tops) {
     const int n = r->seq.b->n;
-    if (r->probs && o->probs) SX_RETURN_IF_ERROR(read_rows(o->probs, all_probs, sizeof(float) * (size_t)Vd, o->row0, o->n_out, r->probs));
+    if (r->probs && o->probs) SX_RETURN_IF_ERROR(read_rows(o->probs, all_probs, sizeof(float) * (size_t)o->probs->ne[0], o->row0, o->n_out, r->probs));
     if (r->tops && o->top) SX_RETURN_IF_ERROR(read_rows(o->top, all_tops, sizeof(int32_t) * (size_t)o->top->ne[0], o->row0, o->n_out, r->tops));
     if (r->sig && o->sig_01) {
         SX_RETURN_IF_ERROR(sx_tensor_read(o->sig_01, r->sig, sizeof(float) * 2 * (size_t)n));
@@ -209,7 +209,7 @@ static sx_status draft_alone(breq *r) {
     sx_graph_reset(s->graph);
     sx_status st = sx_eagle3_build_multi(r->draft, 1, &r->seq, s->graph, &o);
     if (st == SX_OK) st = sx_sched_compute(s->sched, s->graph);
-    if (st == SX_OK) st = read_draft(r, &o, r->draft->hp.n_vocab, NULL, NULL);
+    if (st == SX_OK) st = read_draft(r, &o, NULL, NULL);
     sx_engine_unlock(s->e);
     return st;
 }
@@ -255,7 +255,7 @@ static sx_status run_combined(sx_engine *e, breq **reqs, int n) {
             if (st == SX_OK) st = sx_tensor_read(dout[0].probs, probs, sx_tensor_nbytes(dout[0].probs));
             if (st == SX_OK) st = sx_tensor_read(dout[0].top, tops, sx_tensor_nbytes(dout[0].top));
         }
-        for (int i = 0; i < n && st == SX_OK; i++) st = read_draft(reqs[i], &dout[i], reqs[0]->draft->hp.n_vocab, probs, tops);
+        for (int i = 0; i < n && st == SX_OK; i++) st = read_draft(reqs[i], &dout[i], probs, tops);
         free(probs), free(tops);
         return st;
     }

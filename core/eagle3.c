@@ -312,8 +312,8 @@ sx_status sx_eagle3_build_multi(const sx_eagle3 *d, int n_seq, const sx_draft_se
     if (n_out > 0) {
         sx_tensor *sel = sx_graph_add_get_rows(g, hout, sx_graph_input_i32(g, out_v, n_out, "draft_out_rows"));
         sx_tensor *logits = sx_graph_add_matmul(g, d->output, sx_graph_add_rms_norm(g, sel, d->out_norm, hp->norm_eps)); // [Vd, n_out]
-        sx_tensor *probs = sx_graph_add_softmax(g, logits);
         sx_tensor *top = sx_graph_add_top_k(g, logits, b0->top_k < hp->n_vocab ? b0->top_k : hp->n_vocab);
+        sx_tensor *probs = sx_graph_add_gather(g, sx_graph_add_softmax(g, logits), top); /* only the tree's candidates are read back */
         sx_graph_set_output(g, probs);
         sx_graph_set_output(g, top);
         for (int i = 0, o = 0; i < n_seq; i++) {

@@ -140,7 +140,8 @@ typedef struct sx_draft_batch {
 } sx_draft_batch;
 
 typedef struct sx_draft_out {
-    sx_tensor *probs;    /* F32 [Vd, rows out]: this batch's rows are row0.. (n_out of them) */
+    sx_tensor *probs;    /* F32 [top_k, rows out]: the draft probabilities of the top ids (a few values per row, not the
+                            vocabulary); this batch's rows are row0.. (n_out of them) */
     sx_tensor *top;      /* I32 [top_k, rows out] draft ids, best first; same rows */
     int row0, n_out;
     sx_tensor *sig_01;   /* F32 [2, n] sigmoid(confidence, progress rows) or NULL */

@@ -80,8 +80,9 @@ void sx_batch_prefill_turn(sx_engine *e, uint64_t *seen);
  * the passes other sessions of the engine send at the same time. */
 SX_MUST_USE sx_status sx_session_forward_shared(sx_session *s, const sx_batch *b, float *out_logits, int32_t *out_argmax);
 /* One EAGLE-3 draft pass of s, combined likewise with other sessions'
- * compatible draft passes; reads the wanted rows' distributions (probs
- * [n_out][Vd], tops [n_out][top_k]) and the signals (sig [3n]); each may be NULL. */
+ * compatible draft passes; reads the wanted rows' top candidates (tops
+ * [n_out][top_k]) with their draft probabilities (probs [n_out][top_k]) and
+ * the signals (sig [3n]); each may be NULL. */
 SX_MUST_USE sx_status sx_draft_forward_shared(sx_session *s, const struct sx_eagle3 *d, const struct sx_draft_seq *seq, float *probs,
                                               int32_t *tops, float *sig);
 

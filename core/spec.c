@@ -67,7 +67,7 @@ struct sx_spec {
     int32_t *vtop_ids;    /* [verify rows][SX_SAMPLER_TOP_MAX]: instead, each row's largest logits (sx_sampler_takes_top) */
     float *vtop_vals;
     bool vtop;            /* the last verification read those */
-    float *probs;         /* [n_out][Vd] scratch for draft distributions */
+    float *probs;         /* [n_out][top_k] draft probabilities of the top candidates */
     int32_t *tops;
     double draft_ms, verify_ms;
 };
@@ -139,10 +139,10 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
         st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
     if (st == SX_OK && p->kind == SX_SPEC_EAGLE3) {
         sp->d = e->eagle;
-        const int K = sp->p.draft_topk, Vd = sp->d->hp.n_vocab;
+        const int K = sp->p.draft_topk;
         sp->feat_cap = cap_rows;
         sp->h_cap = SX_SPEC_MAX_NODES + 1;
-        sp->probs = malloc(sizeof(float) * (size_t)Vd * (size_t)K);
+        sp->probs = malloc(sizeof(float) * (size_t)K * (size_t)K);
         sp->tops = malloc(sizeof(int32_t) * (size_t)K * (size_t)K);
         if (!sp->probs || !sp->tops) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
         sx_engine_lock(e);
@@ -154,7 +154,7 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
     } else if (st == SX_OK && p->kind == SX_SPEC_DRAFT) {
         sp->dm = e->draft;
         const int K = sp->p.draft_topk;
-        sp->probs = malloc(sizeof(float) * (size_t)sp->dm->hp.n_vocab * (size_t)K);
+        sp->probs = malloc(sizeof(float) * (size_t)K * (size_t)K);
         sp->tops = malloc(sizeof(int32_t) * (size_t)K * (size_t)K);
         if (!sp->probs || !sp->tops) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
         sx_engine_lock(e);
@@ -189,7 +189,7 @@ void sx_spec_timing(const sx_spec *sp, double *draft_ms, double *verify_ms) {
 /* ---- draft passes ---- */
 /* One EAGLE-3 pass (shared with other sessions' passes when they run at the
  * same time, core/batch.c); reads the wanted rows' distributions into probs
- * [n_out][Vd] and tops [n_out][top_k], and the signals into sig [3n]. */
+ * [n_out][top_k] (of the candidates) and tops [n_out][top_k], and the signals into sig [3n]. */
 static sx_status run_draft(sx_spec *sp, const sx_draft_batch *b, float *probs, int32_t *tops, float *sig) {
     const sx_draft_seq seq = {.kv = sp->dkv, .featbuf = &sp->featbuf, .hbuf = &sp->hbuf, .b = b};
     return sx_draft_forward_shared(sp->s, sp->d, &seq, probs, tops, sig);
@@ -232,12 +232,12 @@ static sx_status run_model_rows_locked(sx_spec *sp, const int32_t *tok, const in
     sx_forward_out fo;
     sx_graph_reset(s->graph);
     SX_RETURN_IF_ERROR(sx_model_build_forward(sp->dm, sp->dkv, s->graph, &b, &fo));
-    sx_tensor *probs = sx_graph_add_softmax(s->graph, fo.logits);
     sx_tensor *top = sx_graph_add_top_k(s->graph, fo.logits, sp->p.draft_topk);
+    sx_tensor *probs = sx_graph_add_gather(s->graph, sx_graph_add_softmax(s->graph, fo.logits), top);
     sx_graph_set_output(s->graph, probs);
     sx_graph_set_output(s->graph, top);
     SX_RETURN_IF_ERROR(sx_sched_compute(s->sched, s->graph));
-    SX_RETURN_IF_ERROR(sx_tensor_read(probs, sp->probs, sizeof(float) * (size_t)sp->dm->hp.n_vocab * (size_t)n));
+    SX_RETURN_IF_ERROR(sx_tensor_read(probs, sp->probs, sizeof(float) * (size_t)sp->p.draft_topk * (size_t)n));
     return sx_tensor_read(top, sp->tops, sizeof(int32_t) * (size_t)sp->p.draft_topk * (size_t)n);
 }
 
@@ -252,7 +252,7 @@ static sx_status run_model_rows(sx_spec *sp, const int32_t *tok, const int32_t *
  * last row's distribution gives the root's children. */
 static sx_status model_pending_locked(sx_spec *sp, int32_t root) {
     sp->dm_pend[sp->n_dm_pend++] = root;
-    const int n = sp->n_dm_pend, V = sp->dm->hp.n_vocab, K = sp->p.draft_topk;
+    const int n = sp->n_dm_pend, K = sp->p.draft_topk;
     for (int done = 0; done < n;) { /* in chunks of n_batch; only the last row's distribution is kept */
         const int m = n - done < sp->s->n_batch ? n - done : sp->s->n_batch;
         int32_t *pos = malloc(sizeof(int32_t) * (size_t)m);
@@ -266,13 +266,13 @@ static sx_status model_pending_locked(sx_spec *sp, int32_t root) {
         sx_status st = sx_model_build_forward(sp->dm, sp->dkv, s->graph, &b, &fo);
         free(pos);
         SX_RETURN_IF_ERROR(st);
-        sx_tensor *probs = sx_graph_add_softmax(s->graph, fo.logits);
         sx_tensor *top = sx_graph_add_top_k(s->graph, fo.logits, K);
+        sx_tensor *probs = sx_graph_add_gather(s->graph, sx_graph_add_softmax(s->graph, fo.logits), top);
         sx_graph_set_output(s->graph, probs);
         sx_graph_set_output(s->graph, top);
         SX_RETURN_IF_ERROR(sx_sched_compute(s->sched, s->graph));
         if (done + m == n) {
-            SX_RETURN_IF_ERROR(sx_tensor_read(probs, sp->probs, sizeof(float) * (size_t)V));
+            SX_RETURN_IF_ERROR(sx_tensor_read(probs, sp->probs, sizeof(float) * (size_t)K));
             SX_RETURN_IF_ERROR(sx_tensor_read(top, sp->tops, sizeof(int32_t) * (size_t)K));
         }
         sp->draft_past += m;
@@ -307,12 +307,13 @@ static void best_k(const tnode *nodes, int *idx, int n, int k) {
     (void)k;
 }
 
+/* probs[i]: the draft probability of top[i] (read back with the ids, not whole rows) */
 static void add_children(sx_spec *sp, int parent, const float *probs, const int32_t *top, int K) {
     const float base = parent < 0 ? 0.0f : sp->nodes[parent].score;
     const int depth = parent < 0 ? 1 : sp->nodes[parent].depth + 1;
     for (int i = 0; i < K && sp->n_nodes < SX_SPEC_MAX_NODES; i++) {
         const int32_t id = top[i];
-        const float p = probs[id];
+        const float p = probs[i];
         tnode *t = &sp->nodes[sp->n_nodes++];
         t->token = to_target(sp, id);
         t->parent = parent;
@@ -334,7 +335,6 @@ static sx_status draft_tree(sx_spec *sp, int32_t root, sx_spec_proposal *prop) {
     add_children(sp, -1, sp->probs, sp->tops, K);
     int level[SX_SPEC_MAX_NODES], n_level = 0, n_rows = 0;
     for (int i = 0; i < sp->n_nodes; i++) level[n_level++] = i;
-    const int Vd = sp->d ? sp->d->hp.n_vocab : sp->dm->hp.n_vocab;
     for (int depth = 2; depth <= D; depth++) {
         best_k(sp->nodes, level, n_level, K);
         const int n = n_level < K ? n_level : K;
@@ -367,7 +367,7 @@ static sx_status draft_tree(sx_spec *sp, int32_t root, sx_spec_proposal *prop) {
         free(mask);
         if (st != SX_OK) return st;
         const int first = sp->n_nodes;
-        for (int r = 0; r < n; r++) add_children(sp, level[r], sp->probs + (size_t)r * Vd, sp->tops + (size_t)r * K, K);
+        for (int r = 0; r < n; r++) add_children(sp, level[r], sp->probs + (size_t)r * K, sp->tops + (size_t)r * K, K);
         n_rows += n;
         n_level = 0;
         for (int i = first; i < sp->n_nodes; i++) level[n_level++] = i;
