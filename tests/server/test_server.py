@@ -54,7 +54,8 @@ class Server:
                 break
         if self.port is None:
             raise SystemExit("server did not start:\n" + "".join(self.log))
-        threading.Thread(target=self._drain, daemon=True).start()
+        self.drain = threading.Thread(target=self._drain, daemon=True)
+        self.drain.start()
 
     def _drain(self):
         for line in self.proc.stderr:
@@ -95,10 +96,12 @@ class Server:
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=20)
+            rc = self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return None
+            rc = None
+        self.drain.join(timeout=10) # the log's last lines: the reader may lag behind the exit (seen on a loaded CI run)
+        return rc
 
 
 def chat(q, **kw):
