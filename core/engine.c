@@ -56,44 +56,21 @@ static sx_status load_draft(sx_engine *e, const sx_engine_options *o, const sx_d
     return SX_OK;
 }
 
-/* -ngl auto: the bytes the device has for the target's weights and KV
- * cache: its free memory less a margin (5%, at least 256 MiB), the work
- * space of a prompt chunk and a verify batch, and a draft kept on the same
- * device. SPECEXIT_FIT_MEMORY=BYTES sets the budget itself. When the device
- * does not say, the budget is unlimited (everything on the device). */
-static sx_status fit_budget(const sx_engine *e, const sx_engine_options *o, const sx_gguf *g, sx_model_placement *fit) {
-    uint64_t mem = e->dev->info.memory_free ? e->dev->info.memory_free : e->dev->info.memory_total;
+/* -ngl auto: what sx_model_placement needs from the engine: the device's
+ * free memory (SPECEXIT_FIT_MEMORY=BYTES: exactly this much for the model,
+ * as a test's small GPU) and a draft kept on the same device (its weights,
+ * an embedding copy and its cache: about twice its file). */
+static void fit_memory(const sx_engine *e, const sx_engine_options *o, sx_model_placement *pl) {
     const char *env = getenv("SPECEXIT_FIT_MEMORY");
-    const bool exact = env && *env;
-    if (exact) mem = strtoull(env, NULL, 10);
-    fit->budget = UINT64_MAX;
-    if (!mem && !exact) return SX_OK;
-    int64_t n_layer = 0, n_embd = 0, n_ff = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_vocab = 0;
-    char arch[32] = "", key[96];
-    SX_RETURN_IF_ERROR(sx_gguf_get_str_copy(g, "general.architecture", arch, sizeof arch));
-#define GET(var, suffix) snprintf(key, sizeof key, "%s.%s", arch, suffix), var = sx_gguf_get_i64(g, key, &var) == SX_OK ? var : 0
-    GET(n_layer, "block_count"), GET(n_embd, "embedding_length"), GET(n_ff, "feed_forward_length");
-    GET(n_head, "attention.head_count"), GET(n_head_kv, "attention.head_count_kv"), GET(head_dim, "attention.key_length");
-#undef GET
-    if (!n_head_kv) n_head_kv = n_head;
-    if (!head_dim && n_head) head_dim = n_embd / n_head;
-    const int64_t ti = sx_gguf_find_tensor(g, "token_embd.weight");
-    sx_gguf_tensor_info info;
-    if (ti >= 0 && sx_gguf_tensor(g, ti, &info) == SX_OK) n_vocab = info.ne[1];
-    const sx_dtype kvt = o->fit_kv_type == SX_KV_F32 ? SX_DTYPE_F32 : o->fit_kv_type == SX_KV_Q8_0 ? SX_DTYPE_Q8_0 : SX_DTYPE_F16;
-    const uint64_t ctx = (uint64_t)(o->fit_ctx > 0 ? o->fit_ctx : 4096);
-    fit->kv_per_layer = 2 * ctx * sx_dtype_row_size(kvt, n_head_kv * head_dim);
-    /* work space: the activations of a 512-token chunk, the logits of a 64-row verify batch, attention scratch */
-    const uint64_t work = 512ull * (uint64_t)(8 * n_embd + 3 * n_ff) * 4 + 64ull * (uint64_t)n_vocab * 4 + (64ull << 20);
-    uint64_t draft = 0;
-    if (o->draft_path && (!o->draft_backend || !o->draft_backend[0] || !strcmp(o->draft_backend, e->backend))) {
-        sx_gguf *dg;
-        if (sx_gguf_open(o->draft_path, &dg) == SX_OK) draft = 2 * sx_gguf_size(dg), sx_gguf_close(dg); /* weights, an embedding copy, cache */
+    pl->exact = env && *env;
+    pl->mem = pl->exact ? strtoull(env, NULL, 10) : e->dev->info.memory_free ? e->dev->info.memory_free : e->dev->info.memory_total;
+    pl->fit_ctx = o->fit_ctx;
+    pl->kv_type = o->fit_kv_type == SX_KV_F32 ? SX_DTYPE_F32 : o->fit_kv_type == SX_KV_Q8_0 ? SX_DTYPE_Q8_0 : SX_DTYPE_F16;
+    sx_gguf *dg;
+    if (o->draft_path && (!o->draft_backend || !o->draft_backend[0] || !strcmp(o->draft_backend, e->backend)) && sx_gguf_open(o->draft_path, &dg) == SX_OK) {
+        pl->reserve = 2 * sx_gguf_size(dg);
+        sx_gguf_close(dg);
     }
-    const uint64_t margin = mem / 20 > (256ull << 20) ? mem / 20 : (256ull << 20);
-    const uint64_t take = exact ? 0 : margin + work + draft; /* the override is the budget itself (tests) */
-    fit->budget = mem > take ? mem - take : 0;
-    return SX_OK;
 }
 
 void sx_engine_options_init(sx_engine_options *o) {
@@ -126,16 +103,16 @@ sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
     if (s == SX_OK && o->n_gpu_layers >= 0 && !e->cpu)
         SX_LOGW("--n-gpu-layers is ignored: the %s backend keeps every layer in host memory", e->dev->vt->name);
     sx_gguf *g = NULL;
-    sx_model_placement fit = {o->n_cpu_moe, 0, 0};
+    sx_model_placement fit = {.n_cpu_moe = o->n_cpu_moe};
+    if (s == SX_OK && o->n_gpu_layers == SX_NGL_AUTO && e->cpu) fit_memory(e, o, &fit);
     if (s == SX_OK) s = sx_gguf_open(o->model_path, &g);
-    if (s == SX_OK && o->n_gpu_layers == SX_NGL_AUTO && e->cpu) s = fit_budget(e, o, g, &fit);
     if (s == SX_OK) s = sx_model_load_gguf_split(g, e->dev, e->cpu, o->n_gpu_layers, &fit, &e->model);
     else sx_gguf_close(g);
     const bool split = s == SX_OK && !e->model->output_on_dev; /* some layers on the CPU */
     if (split && e->model->fit_need)
         SX_LOGW("the model and a %d-token KV cache need %.0f MiB on %s, which has %.0f MiB for them: %d of %d layers offloaded, the rest on "
                 "the CPU (-ngl N chooses)",
-                o->fit_ctx > 0 ? o->fit_ctx : 4096, (double)e->model->fit_need / (1 << 20), e->dev->info.name, (double)fit.budget / (1 << 20),
+                o->fit_ctx > 0 ? o->fit_ctx : 4096, (double)e->model->fit_need / (1 << 20), e->dev->info.name, (double)e->model->fit_budget / (1 << 20),
                 e->model->n_dev_layers, e->model->hp.n_layer + 1);
     if (s == SX_OK && o->n_cpu_moe > 0 && !e->model->n_cpu_moe)
         SX_LOGW("--n-cpu-moe is ignored: %s", e->model->hp.n_expert ? "the backend keeps every layer in host memory" : "the model has no experts");

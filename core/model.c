@@ -155,8 +155,19 @@ static void assign(sx_device **tdev, int first, int last, sx_device *d) {
 }
 
 /* SX_NGL_AUTO: the number of blocks to put on the device (-1: all, the
- * output layer and embedding too), from the file's tensor sizes. */
-static int fit_layers(const sx_gguf *g, const sx_hparams *hp, const sx_model_placement *fit, uint64_t *out_need) {
+ * output layer and embedding too), from the file's tensor sizes and the
+ * placement's memory (sx_model_placement). */
+static int fit_layers(const sx_gguf *g, const sx_hparams *hp, const sx_model_placement *fit, uint64_t *out_need, uint64_t *out_budget) {
+    if (!fit->mem && !fit->exact) return -1;
+    const uint64_t ctx = (uint64_t)(fit->fit_ctx > 0 ? fit->fit_ctx : 4096);
+    const uint64_t kv_per_layer = 2 * ctx * sx_dtype_row_size(fit->kv_type, (int64_t)hp->n_head_kv * hp->head_dim);
+    const int64_t ff = hp->n_ff > (int64_t)hp->n_expert_used * hp->n_ff_exp ? hp->n_ff : (int64_t)hp->n_expert_used * hp->n_ff_exp;
+    /* work space: the activations of a 512-token chunk, the logits of a 64-row verify batch, attention scratch */
+    const uint64_t work = 512ull * (uint64_t)(8 * (int64_t)hp->n_embd + 3 * ff) * 4 + 64ull * (uint64_t)hp->n_vocab * 4 + (64ull << 20);
+    const uint64_t margin = fit->mem / 20 > (256ull << 20) ? fit->mem / 20 : (256ull << 20);
+    const uint64_t take = fit->exact ? 0 : margin + work + fit->reserve;
+    const uint64_t budget = fit->mem > take ? fit->mem - take : 0;
+    *out_budget = budget;
     const int cpu_moe = fit->n_cpu_moe < hp->n_layer ? fit->n_cpu_moe : hp->n_layer;
     uint64_t *layer = calloc((size_t)hp->n_layer, sizeof *layer), all = 0, freqs = 0;
     if (!layer) return 0;
@@ -170,12 +181,12 @@ static int fit_layers(const sx_gguf *g, const sx_hparams *hp, const sx_model_pla
         if (len > 0 && il >= 0 && il < hp->n_layer) layer[il] += ti.size;
         else if (!strcmp(ti.name, "rope_freqs.weight")) freqs = ti.size;
     }
-    *out_need = all + fit->kv_per_layer * (uint64_t)hp->n_layer;
+    *out_need = all + kv_per_layer * (uint64_t)hp->n_layer;
     int n = -1;
-    if (*out_need > fit->budget) { /* blocks from the last one down, with rope_freqs' copy */
+    if (*out_need > budget) { /* blocks from the last one down, with rope_freqs' copy */
         uint64_t used = freqs;
         n = 0;
-        while (n < hp->n_layer && used + layer[hp->n_layer - 1 - n] + fit->kv_per_layer <= fit->budget) used += layer[hp->n_layer - 1 - n++] + fit->kv_per_layer;
+        while (n < hp->n_layer && used + layer[hp->n_layer - 1 - n] + kv_per_layer <= budget) used += layer[hp->n_layer - 1 - n++] + kv_per_layer;
     }
     free(layer);
     return n;
@@ -192,14 +203,6 @@ sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, 
     m->dev = dev;
     sx_weight_loader L = {g, sx_gguf_name(g), "", sx_gguf_data_offset(g), NULL, 0, 0, NULL};
     sx_status s = read_hparams(g, &m->hp);
-    const bool two = host && host != dev;
-    if (s == SX_OK && n_dev_layers == SX_NGL_AUTO) n_dev_layers = two && pl ? fit_layers(g, &m->hp, pl, &m->fit_need) : -1;
-    /* split only when some layers stay on the host; all of them on dev keeps
-     * the embedding there too (no copy of the residual at the first layer) */
-    const bool split = s == SX_OK && two && n_dev_layers >= 0 && n_dev_layers <= m->hp.n_layer;
-    m->n_cpu_moe = s == SX_OK && two && pl && m->hp.n_expert ? (pl->n_cpu_moe < m->hp.n_layer ? pl->n_cpu_moe : m->hp.n_layer) : 0;
-    if (m->n_cpu_moe < 0) m->n_cpu_moe = 0;
-    const bool hosted = split || m->n_cpu_moe > 0; /* weights on both devices */
     if (s == SX_OK) {
         L.arch = sx_arch_name(m->hp.arch);
         L.cap = 6 + 14 * m->hp.n_layer;
@@ -217,6 +220,14 @@ sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, 
             m->hp.n_vocab = (int)ti.ne[1];
         }
     }
+    const bool two = host && host != dev;
+    if (s == SX_OK && n_dev_layers == SX_NGL_AUTO) n_dev_layers = two && pl ? fit_layers(g, &m->hp, pl, &m->fit_need, &m->fit_budget) : -1;
+    /* split only when some layers stay on the host; all of them on dev keeps
+     * the embedding there too (no copy of the residual at the first layer) */
+    const bool split = s == SX_OK && two && n_dev_layers >= 0 && n_dev_layers <= m->hp.n_layer;
+    m->n_cpu_moe = s == SX_OK && two && pl && m->hp.n_expert ? (pl->n_cpu_moe < m->hp.n_layer ? pl->n_cpu_moe : m->hp.n_layer) : 0;
+    if (m->n_cpu_moe < 0) m->n_cpu_moe = 0;
+    const bool hosted = split || m->n_cpu_moe > 0; /* weights on both devices */
     m->n_dev_layers = split ? n_dev_layers : m->hp.n_layer;
     m->output_on_dev = !split;
     m->host = hosted ? host : NULL;

@@ -57,6 +57,7 @@ typedef struct sx_model {
     sx_device *host;     /* borrowed; with -ngl: the CPU holding the other layers, else NULL */
     int n_dev_layers;    /* layers on dev (the rest, the first ones, are on host) */
     uint64_t fit_need;   /* SX_NGL_AUTO: bytes the whole model and its cache would take on dev (0: not fitted) */
+    uint64_t fit_budget; /* and the bytes dev had for them */
     int n_cpu_moe;       /* blocks whose expert stacks are on host (--n-cpu-moe) */
     bool output_on_dev;  /* output norm and matrix on dev (else on host) */
     sx_buffer *weights;  /* owned: the weights on dev */
@@ -86,14 +87,20 @@ SX_MUST_USE sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **
 /* Where the weights go besides -ngl (all optional: zeros = nothing):
  * n_cpu_moe: the expert stacks of the first n_cpu_moe blocks stay on host
  * (llama.cpp's --n-cpu-moe; attention and the router stay on dev).
- * budget, kv_per_layer: for n_dev_layers = SX_NGL_AUTO, the device has
- * `budget` bytes for weights and KV cache (kv_per_layer bytes per block);
- * the whole model goes there when it fits, else the most blocks that do
- * (the output layer and embedding then stay on host). */
+ * For n_dev_layers = SX_NGL_AUTO: the device's memory (0 = unknown: the
+ * whole model goes there), of which a margin (5%, at least 256 MiB), the
+ * work space of a prompt chunk and a verify batch, and `reserve` bytes (a
+ * draft on the same device) are not for the model; `exact`: all of `mem`
+ * is (tests). The weights and a fit_ctx-token KV cache of kv_type go there
+ * whole when they fit, else the most blocks that do (the output layer and
+ * embedding then stay on host). */
 typedef struct sx_model_placement {
     int n_cpu_moe;
-    uint64_t budget;
-    uint64_t kv_per_layer;
+    uint64_t mem;
+    bool exact;
+    uint64_t reserve;
+    int fit_ctx;
+    sx_dtype kv_type;
 } sx_model_placement;
 /* Layer offload (llama.cpp's -ngl): the last n_dev_layers blocks go to dev,
  * the others and the token embedding stay on host (a CPU device, read in
