@@ -29,7 +29,7 @@ static sx_status bind(sx_weight_loader *L, const char *name, int64_t ne0, int64_
     sx_gguf_tensor_info ti;
     SX_RETURN_IF_ERROR(sx_gguf_tensor(g, i, &ti));
     if (ti.dtype == SX_DTYPE_COUNT)
-        return sx_set_error(SX_ERR_UNSUPPORTED, "%s: tensor '%s' has unsupported type %d (%s); supported: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k",
+        return sx_set_error(SX_ERR_UNSUPPORTED, "%s: tensor '%s' has unsupported type %d (%s); supported: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl q2_k q3_k q4_k q5_k q6_k iq4_xs",
                             L->path, name, ti.ggml_type, sx_gguf_ggml_type_name(ti.ggml_type));
     const int64_t want1 = ne1 ? ne1 : 1;
     if (ti.ne[0] != ne0 || ti.ne[1] != want1 || ti.ne[2] != ne2 || ti.ne[3] != 1) {

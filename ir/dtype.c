@@ -168,6 +168,59 @@ static void dequant_q6_k(const sx_block_q6_k *b, float *y) {
     }
 }
 
+/* q2_k / q3_k: element i's 2 low bits, at qs[32 * (i / 128) + i % 32] bits 2 * ((i % 128) / 32) */
+static inline int q2_bits(const uint8_t *qs, int i) { return (qs[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32))) & 3; }
+
+/* 6-bit scale s (0..15) of a q3_k block, before the -32 */
+static inline int q3k_scale(const uint8_t sc[12], int s) {
+    return ((sc[s % 8] >> (4 * (s / 8))) & 0xF) | (((sc[8 + s % 4] >> (2 * (s / 4))) & 3) << 4);
+}
+
+static void dequant_q2_k(const sx_block_q2_k *b, float *y) {
+    const float d = sx_fp16_to_fp32(b->d), dmin = sx_fp16_to_fp32(b->dmin);
+    for (int s = 0; s < 16; s++) {
+        const float dl = d * (float)(b->scales[s] & 0xF), ml = dmin * (float)(b->scales[s] >> 4);
+        for (int i = 16 * s; i < 16 * s + 16; i++) y[i] = dl * (float)q2_bits(b->qs, i) - ml;
+    }
+}
+
+static void dequant_q3_k(const sx_block_q3_k *b, float *y) {
+    const float d = sx_fp16_to_fp32(b->d);
+    for (int s = 0; s < 16; s++) {
+        const float dl = d * (float)(q3k_scale(b->scales, s) - 32);
+        for (int i = 16 * s; i < 16 * s + 16; i++) {
+            const int hi = (b->hmask[i % 32] >> (i / 32)) & 1;
+            y[i] = dl * (float)(q2_bits(b->qs, i) - (hi ? 0 : 4));
+        }
+    }
+}
+
+static const int8_t k_iq4nl[16] = SX_IQ4NL_VALUES;
+
+/* 32 values of one iq4_nl-coded group with scale dl */
+static void dequant_iq4_32(const uint8_t qs[16], float dl, float *y) {
+    for (int j = 0; j < 16; j++) {
+        y[j] = dl * (float)k_iq4nl[qs[j] & 0xF];
+        y[j + 16] = dl * (float)k_iq4nl[qs[j] >> 4];
+    }
+}
+
+static inline int iq4xs_scale(const sx_block_iq4_xs *b, int sub) {
+    return ((b->scales_l[sub / 2] >> (4 * (sub % 2))) & 0xF) | (((b->scales_h >> (2 * sub)) & 3) << 4);
+}
+
+static void dequant_iq4_xs(const sx_block_iq4_xs *b, float *y) {
+    const float d = sx_fp16_to_fp32(b->d);
+    for (int sub = 0; sub < 8; sub++) dequant_iq4_32(b->qs + 16 * sub, d * (float)(iq4xs_scale(b, sub) - 32), y + 32 * sub);
+}
+
+/* a K-type case: fn(block, out) on each super-block of 256 */
+#define SX_DEQ_BLOCKS(T, block_t, fn)                                                 \
+    case SX_DTYPE_##T: {                                                              \
+        const block_t *b = src;                                                       \
+        for (int64_t i = 0; i < n / SX_QK_K; i++) fn(&b[i], dst + i * SX_QK_K);       \
+    } break;
+
 void sx_dtype_dequantize_row(sx_dtype t, const void *src, float *dst, int64_t n) {
     switch (t) {
     case SX_DTYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
@@ -210,14 +263,8 @@ void sx_dtype_dequantize_row(sx_dtype t, const void *src, float *dst, int64_t n)
             }
         }
     } break;
-    case SX_DTYPE_Q4_K: {
-        const sx_block_q4_k *b = src;
-        for (int64_t i = 0; i < n / SX_QK_K; i++) dequant_q4_k(&b[i], dst + i * SX_QK_K);
-    } break;
-    case SX_DTYPE_Q6_K: {
-        const sx_block_q6_k *b = src;
-        for (int64_t i = 0; i < n / SX_QK_K; i++) dequant_q6_k(&b[i], dst + i * SX_QK_K);
-    } break;
+    SX_DEQ_BLOCKS(Q4_K, sx_block_q4_k, dequant_q4_k)
+    SX_DEQ_BLOCKS(Q6_K, sx_block_q6_k, dequant_q6_k)
     case SX_DTYPE_Q5_0: {
         const sx_block_q5_0 *b = src;
         for (int64_t i = 0; i < n / SX_QK; i++) {
@@ -232,10 +279,14 @@ void sx_dtype_dequantize_row(sx_dtype t, const void *src, float *dst, int64_t n)
             for (int j = 0; j < SX_QK; j++) dst[i * SX_QK + j] = d * q5_code(b[i].qh, b[i].qs, j) + m;
         }
     } break;
-    case SX_DTYPE_Q5_K: {
-        const sx_block_q5_k *b = src;
-        for (int64_t i = 0; i < n / SX_QK_K; i++) dequant_q5_k(&b[i], dst + i * SX_QK_K);
+    SX_DEQ_BLOCKS(Q5_K, sx_block_q5_k, dequant_q5_k)
+    SX_DEQ_BLOCKS(Q2_K, sx_block_q2_k, dequant_q2_k)
+    SX_DEQ_BLOCKS(Q3_K, sx_block_q3_k, dequant_q3_k)
+    case SX_DTYPE_IQ4_NL: {
+        const sx_block_iq4_nl *b = src;
+        for (int64_t i = 0; i < n / SX_QK; i++) dequant_iq4_32(b[i].qs, sx_fp16_to_fp32(b[i].d), dst + i * SX_QK);
     } break;
+    SX_DEQ_BLOCKS(IQ4_XS, sx_block_iq4_xs, dequant_iq4_xs)
     case SX_DTYPE_COUNT: break;
     }
 }
@@ -359,6 +410,103 @@ static void quant_q6_k(const float *x, sx_block_q6_k *b) {
     }
 }
 
+/* value of largest magnitude, with its sign */
+static float signed_max(const float *x, int n) {
+    float mx = 0;
+    for (int j = 0; j < n; j++) if (fabsf(x[j]) > fabsf(mx)) mx = x[j];
+    return mx;
+}
+
+/* element i's 2 low bits into q2_k / q3_k qs (zeroed by the caller) */
+static inline void q2_put(uint8_t *qs, int i, int q) { qs[32 * (i / 128) + i % 32] |= (uint8_t)((q & 3) << (2 * ((i % 128) / 32))); }
+
+/* q2_k: per sub-block of 16 scale = (max-min)/3, min = -min (>= 0), both
+ * rounded to 4 bits against d = max scale / 15, dmin = max min / 15 */
+static void quant_q2_k(const float *x, sx_block_q2_k *b) {
+    float sc[16], mn[16], max_sc = 0, max_mn = 0;
+    for (int s = 0; s < 16; s++) {
+        float lo, hi;
+        absmax(x + 16 * s, 16, &lo, &hi);
+        if (lo > 0) lo = 0;
+        sc[s] = (hi - lo) / 3.0f;
+        mn[s] = -lo;
+        if (sc[s] > max_sc) max_sc = sc[s];
+        if (mn[s] > max_mn) max_mn = mn[s];
+    }
+    b->d = sx_fp32_to_fp16(max_sc / 15.0f);
+    b->dmin = sx_fp32_to_fp16(max_mn / 15.0f);
+    const float dq = sx_fp16_to_fp32(b->d), dmq = sx_fp16_to_fp32(b->dmin);
+    memset(b->qs, 0, sizeof b->qs);
+    for (int s = 0; s < 16; s++) {
+        const int ls = dq > 0 ? clampi((int)lrintf(sc[s] / dq), 0, 15) : 0;
+        const int lm = dmq > 0 ? clampi((int)lrintf(mn[s] / dmq), 0, 15) : 0;
+        b->scales[s] = (uint8_t)(ls | (lm << 4));
+        const float dd = dq * (float)ls, mm = dmq * (float)lm;
+        for (int i = 16 * s; i < 16 * s + 16; i++) q2_put(b->qs, i, dd > 0 ? clampi((int)lrintf((x[i] + mm) / dd), 0, 3) : 0);
+    }
+}
+
+/* q3_k: per sub-block of 16 the value of largest magnitude maps to -4; the
+ * 16 signed scales to 6 bits (-32..31) against d (the largest maps to -32) */
+static void quant_q3_k(const float *x, sx_block_q3_k *b) {
+    float sc[16];
+    for (int s = 0; s < 16; s++) sc[s] = signed_max(x + 16 * s, 16) / -4.0f;
+    b->d = sx_fp32_to_fp16(signed_max(sc, 16) / -32.0f);
+    const float dq = sx_fp16_to_fp32(b->d);
+    memset(b->hmask, 0, sizeof b->hmask);
+    memset(b->qs, 0, sizeof b->qs);
+    memset(b->scales, 0, sizeof b->scales);
+    for (int s = 0; s < 16; s++) {
+        const int ls = dq != 0 ? clampi((int)lrintf(sc[s] / dq), -32, 31) : 0, u = ls + 32;
+        b->scales[s % 8] |= (uint8_t)((u & 0xF) << (4 * (s / 8)));
+        b->scales[8 + s % 4] |= (uint8_t)((u >> 4) << (2 * (s / 4)));
+        const float dd = dq * (float)ls;
+        for (int i = 16 * s; i < 16 * s + 16; i++) {
+            const int q = (dd != 0 ? clampi((int)lrintf(x[i] / dd), -4, 3) : 0) + 4;
+            q2_put(b->qs, i, q);
+            b->hmask[i % 32] |= (uint8_t)((q >> 2) << (i / 32));
+        }
+    }
+}
+
+/* nearest of the 16 non-linear values to v (the first on a tie) */
+static int iq4_nearest(float v) {
+    int best = 0;
+    for (int k = 1; k < 16; k++)
+        if (fabsf(v - (float)k_iq4nl[k]) < fabsf(v - (float)k_iq4nl[best])) best = k;
+    return best;
+}
+
+/* 32 values with scale dl (the largest magnitude was mapped to -127) */
+static void quant_iq4_32(const float *x, float dl, uint8_t qs[16]) {
+    const float id = dl != 0 ? 1.0f / dl : 0;
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(iq4_nearest(x[j] * id) | (iq4_nearest(x[j + 16] * id) << 4));
+}
+
+/* iq4_xs: per sub-block of 32 the value of largest magnitude maps to -127;
+ * the 8 signed scales to 6 bits (-32..31) against d (the largest maps to -32) */
+static void quant_iq4_xs(const float *x, sx_block_iq4_xs *b) {
+    float sc[8];
+    for (int s = 0; s < 8; s++) sc[s] = signed_max(x + 32 * s, 32) / -127.0f;
+    b->d = sx_fp32_to_fp16(signed_max(sc, 8) / -32.0f);
+    const float dq = sx_fp16_to_fp32(b->d);
+    b->scales_h = 0;
+    memset(b->scales_l, 0, sizeof b->scales_l);
+    for (int s = 0; s < 8; s++) {
+        const int ls = dq != 0 ? clampi((int)lrintf(sc[s] / dq), -32, 31) : 0, u = ls + 32;
+        b->scales_l[s / 2] |= (uint8_t)((u & 0xF) << (4 * (s % 2)));
+        b->scales_h |= (uint16_t)((u >> 4) << (2 * s));
+        quant_iq4_32(x + 32 * s, dq * (float)ls, b->qs + 16 * s);
+    }
+}
+
+/* a K-type case: fn(x, block) on each super-block of 256 */
+#define SX_Q_BLOCKS(T, block_t, fn)                                                   \
+    case SX_DTYPE_##T: {                                                              \
+        block_t *b = dst;                                                             \
+        for (int64_t i = 0; i < n / SX_QK_K; i++) fn(src + i * SX_QK_K, &b[i]);       \
+    } break;
+
 void sx_dtype_quantize_row(sx_dtype t, const float *src, void *dst, int64_t n) {
     switch (t) {
     case SX_DTYPE_F32: memcpy(dst, src, (size_t)n * 4); break;
@@ -387,9 +535,8 @@ void sx_dtype_quantize_row(sx_dtype t, const float *src, void *dst, int64_t n) {
         sx_block_q4_0 *b = dst;
         for (int64_t i = 0; i < n / SX_QK; i++) {
             const float *x = src + i * SX_QK;
-            /* signed max: the value of largest magnitude maps to -8 */
-            float mx = 0;
-            for (int j = 0; j < SX_QK; j++) if (fabsf(x[j]) > fabsf(mx)) mx = x[j];
+            /* the value of largest magnitude maps to -8 */
+            const float mx = signed_max(x, SX_QK);
             const float d = mx / -8.0f, id = d != 0 ? 1.0f / d : 0;
             b[i].d = sx_fp32_to_fp16(d);
             for (int j = 0; j < SX_QK / 2; j++) {
@@ -415,17 +562,13 @@ void sx_dtype_quantize_row(sx_dtype t, const float *src, void *dst, int64_t n) {
             }
         }
     } break;
-    case SX_DTYPE_Q4_K: {
-        sx_block_q4_k *b = dst;
-        for (int64_t i = 0; i < n / SX_QK_K; i++) quant_q4_k(src + i * SX_QK_K, &b[i]);
-    } break;
+    SX_Q_BLOCKS(Q4_K, sx_block_q4_k, quant_q4_k)
     case SX_DTYPE_Q5_0: {
         sx_block_q5_0 *b = dst;
         for (int64_t i = 0; i < n / SX_QK; i++) {
             const float *x = src + i * SX_QK;
-            /* signed max: the value of largest magnitude maps to code 0 (-16) */
-            float mx = 0;
-            for (int j = 0; j < SX_QK; j++) if (fabsf(x[j]) > fabsf(mx)) mx = x[j];
+            /* the value of largest magnitude maps to code 0 (-16) */
+            const float mx = signed_max(x, SX_QK);
             const float d = mx / -16.0f, id = d != 0 ? 1.0f / d : 0;
             b[i].d = sx_fp32_to_fp16(d);
             uint8_t q[SX_QK];
@@ -447,14 +590,19 @@ void sx_dtype_quantize_row(sx_dtype t, const float *src, void *dst, int64_t n) {
             q5_pack(q, b[i].qh, b[i].qs);
         }
     } break;
-    case SX_DTYPE_Q5_K: {
-        sx_block_q5_k *b = dst;
-        for (int64_t i = 0; i < n / SX_QK_K; i++) quant_q5_k(src + i * SX_QK_K, &b[i]);
+    SX_Q_BLOCKS(Q5_K, sx_block_q5_k, quant_q5_k)
+    SX_Q_BLOCKS(Q6_K, sx_block_q6_k, quant_q6_k)
+    SX_Q_BLOCKS(Q2_K, sx_block_q2_k, quant_q2_k)
+    SX_Q_BLOCKS(Q3_K, sx_block_q3_k, quant_q3_k)
+    case SX_DTYPE_IQ4_NL: {
+        sx_block_iq4_nl *b = dst;
+        for (int64_t i = 0; i < n / SX_QK; i++) {
+            const float dl = signed_max(src + i * SX_QK, SX_QK) / -127.0f;
+            b[i].d = sx_fp32_to_fp16(dl);
+            quant_iq4_32(src + i * SX_QK, sx_fp16_to_fp32(b[i].d), b[i].qs);
+        }
     } break;
-    case SX_DTYPE_Q6_K: {
-        sx_block_q6_k *b = dst;
-        for (int64_t i = 0; i < n / SX_QK_K; i++) quant_q6_k(src + i * SX_QK_K, &b[i]);
-    } break;
+    SX_Q_BLOCKS(IQ4_XS, sx_block_iq4_xs, quant_iq4_xs)
     case SX_DTYPE_COUNT: break;
     }
 }

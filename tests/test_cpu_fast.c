@@ -22,7 +22,7 @@
  *    the block sums is ~1e-6 S. 1e-4 absorbs S ~ 0.
  *    Also the rigorous form of that bound, computed per case:
  *    err <= sum_b (amax_b / 254) * sum_{k in b} |w_k| * 1.001 + 1e-5 * S + 1e-6
- *    (b = activation blocks of 32, or 256 for Q4_K/Q5_K/Q6_K), which catches a
+ *    (b = activation blocks of 32, or 256 for the K types and IQ4_XS), which catches a
  *    wrong block that the 1% rule could hide.
  *  - F32/F16/BF16 weights (no activation rounding): err <= 1e-4 * S + 1e-6:
  *    F32 accumulation over K <= 2048 with several partial sums stays near
@@ -80,9 +80,13 @@ static void fill_weights(sx_dtype t, void *W, size_t stride, int64_t K, int64_t 
                 uint8_t *blk = row + b * ts;
                 uint16_t h[2] = {sx_fp32_to_fp16(rndf(-0.1f, 0.1f)), sx_fp32_to_fp16(rndf(-0.1f, 0.1f))};
                 switch (t) {
-                case SX_DTYPE_Q4_0: case SX_DTYPE_Q8_0: case SX_DTYPE_Q5_0: memcpy(blk, h, 2); break;
+                case SX_DTYPE_Q4_0: case SX_DTYPE_Q8_0: case SX_DTYPE_Q5_0: case SX_DTYPE_IQ4_NL: case SX_DTYPE_IQ4_XS:
+                    memcpy(blk, h, 2);
+                    break;
                 case SX_DTYPE_Q4_1: case SX_DTYPE_Q4_K: case SX_DTYPE_Q5_1: case SX_DTYPE_Q5_K: memcpy(blk, h, 4); break;
                 case SX_DTYPE_Q6_K: memcpy(blk + offsetof(sx_block_q6_k, d), h, 2); break;
+                case SX_DTYPE_Q3_K: memcpy(blk + offsetof(sx_block_q3_k, d), h, 2); break;
+                case SX_DTYPE_Q2_K: memcpy(blk + offsetof(sx_block_q2_k, d), h, 4); break;
                 default: break;
                 }
             }
@@ -217,7 +221,8 @@ static double run_case(const ref_set *r, sx_threadpool *tp, const char *level, i
 
 static const sx_dtype k_types[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16, SX_DTYPE_Q8_0,
                                    SX_DTYPE_Q4_0, SX_DTYPE_Q4_1, SX_DTYPE_Q5_0, SX_DTYPE_Q5_1,
-                                   SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K};
+                                   SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K, SX_DTYPE_Q2_K,
+                                   SX_DTYPE_Q3_K, SX_DTYPE_IQ4_NL, SX_DTYPE_IQ4_XS};
 
 static void test_matmul(sx_threadpool *pools[], int npools, bool quick) {
     static const int64_t Ks[] = {32, 64, 256, 512, 576, 1536, 2048};

@@ -278,7 +278,7 @@ static sx_status write_eagle3(const mk_opts *o, const char *target_path, int dra
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: specexit-mkmodel --arch llama|qwen2|qwen3|qwen3moe -o OUT.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k]\n"
+    fprintf(stderr, "usage: specexit-mkmodel --arch llama|qwen2|qwen3|qwen3moe -o OUT.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|iq4_nl|q2_k|q3_k|q4_k|q5_k|q6_k|iq4_xs]\n"
                     "       [--seed S] [--layers N] [--embd N] [--heads N] [--kv-heads N] [--head-dim N] [--ff N] [--ctx N] [--tied] [--rope-freqs]\n"
                     "       [--vocab N (pad the vocabulary to N tokens)] [--extra-tokens N]\n"
                     "       [--experts E] [--experts-used K] [--ff-exp N]   (qwen3moe; defaults 8, 2, --ff / 2)\n"

@@ -107,7 +107,7 @@ void sx_cpu_simd_reset(void);
 
 /* Y[m][n] = sum_k W[n][k] * X[m][k] for m < M, n < N.
  * W: N rows of K elements of dtype wtype (F32, F16, BF16, Q8_0, Q4_0, Q4_1,
- *    Q5_0, Q5_1, Q4_K, Q5_K, Q6_K); row n starts at (const char *)W + n * w_row_stride bytes.
+ *    Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, Q2_K, Q3_K, IQ4_NL, IQ4_XS); row n starts at (const char *)W + n * w_row_stride bytes.
  * X: M rows of K floats, row m at X + m * ldx.  Y: row m at Y + m * ldy.
  * K must be a multiple of the dtype's block size. Quantised weights use
  * 8-bit activations (X rounded per block of 32 or 256 to int8 with an f32
@@ -137,12 +137,12 @@ void sx_cpu_fp16_to_fp32_row(int64_t n, const uint16_t *x, float *y);
  * Internal: kernel tables shared by cpu_simd*.c. Not for other files.
  * ================================================================= */
 
-/* 8-bit activations for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights. One row of K values is laid
+/* 8-bit activations for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/IQ4_NL weights. One row of K values is laid
  * out as qs[K] int8, then ds[2 * K/32] f32 pairs: ds[2b] = d (scale of block
  * b), ds[2b+1] = d * sum(qs of block b). x[k] ~= d[k/32] * qs[k].
  * The int8 values are contiguous so SIMD loads 64 activations at once; the
  * (d, s) pair multiplies a weight block's (d, m) pair in one vector op. */
-/* 8-bit activations for Q4_K/Q5_K/Q6_K weights: qs[K] int8, d[K/256] f32,
+/* 8-bit activations for Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_XS weights: qs[K] int8, d[K/256] f32,
  * bsums[K/16] int16 (sum of each 16 qs). */
 static inline size_t sx_cpu_q8_row_bytes(int64_t K) {
     size_t b = (size_t)K + (size_t)(K / 32) * 8;

@@ -4,7 +4,7 @@
  *
  * Computes Y[m][n] = sum_k W[n][k] * X[m][k]. For quantised weights each X
  * row is first rounded to int8 per block (32 values for Q4_0/Q4_1/Q5_0/Q5_1/
- * Q8_0, 256 for Q4_K/Q5_K/Q6_K) with an f32 scale, then every block product is an integer
+ * Q8_0/IQ4_NL, 256 for Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/IQ4_XS) with an f32 scale, then every block product is an integer
  * dot product scaled once (the ggml approach). Float weights (F32/F16/BF16)
  * use X directly with F32 FMA accumulation.
  *
@@ -16,10 +16,12 @@
  * into 16-column tiles and the wide kernels do 16 columns x 4 K per
  * instruction. Tiny N with many M rows splits M instead.
  *
- * Kernels per level live in cpu_simd_avx2.c and cpu_simd_avx512.c. Tested by
+ * Kernels per level live in cpu_simd_avx2.c and cpu_simd_avx512.c; those of
+ * Q2_K/Q3_K/IQ4_NL/IQ4_XS in cpu_lowbit.h, compiled by every level. Tested by
  * tests/test_cpu_fast.c (every dtype x level x threads vs ir/dtype.c).
  */
 #include "backends/cpu/cpu_fast.h"
+#include "backends/cpu/cpu_lowbit.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -534,6 +536,7 @@ static const sx_cpu_kernels k_scalar = {
         [SX_DTYPE_Q5_0] = dot_q5_0_scalar_gemm,
         [SX_DTYPE_Q5_1] = dot_q5_1_scalar_gemm,
         [SX_DTYPE_Q5_K] = dot_q5_k_scalar_gemm,
+        SX_CPU_LOWBIT_GEMMS,
     },
     .vec_dot_f32 = vec_dot_f32_scalar,
     .vec_dot_f16_f32 = vec_dot_f16_f32_scalar,
@@ -744,8 +747,10 @@ sx_status sx_cpu_matmul(sx_threadpool *tp, sx_dtype wtype, const void *W, size_t
     };
     int nth = sx_threadpool_size(tp);
     switch (wtype) {
-    case SX_DTYPE_Q4_0: case SX_DTYPE_Q4_1: case SX_DTYPE_Q8_0: case SX_DTYPE_Q5_0: case SX_DTYPE_Q5_1: c.act = ACT_Q8; break;
-    case SX_DTYPE_Q4_K: case SX_DTYPE_Q6_K: case SX_DTYPE_Q5_K: c.act = ACT_Q8K; break;
+    case SX_DTYPE_Q4_0: case SX_DTYPE_Q4_1: case SX_DTYPE_Q8_0: case SX_DTYPE_Q5_0: case SX_DTYPE_Q5_1:
+    case SX_DTYPE_IQ4_NL: c.act = ACT_Q8; break;
+    case SX_DTYPE_Q4_K: case SX_DTYPE_Q6_K: case SX_DTYPE_Q5_K: case SX_DTYPE_Q2_K: case SX_DTYPE_Q3_K:
+    case SX_DTYPE_IQ4_XS: c.act = ACT_Q8K; break;
     default: c.act = ACT_F32; break;
     }
     if (c.act == ACT_F32) {

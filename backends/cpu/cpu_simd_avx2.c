@@ -13,6 +13,7 @@
  * Tested by tests/test_cpu_fast.c (SPECEXIT_CPU_SIMD / sx_cpu_simd_force).
  */
 #include "backends/cpu/cpu_fast.h"
+#include "backends/cpu/cpu_lowbit.h"
 
 #include <string.h>
 
@@ -708,6 +709,7 @@ static const sx_cpu_kernels k_avx2 = {
         [SX_DTYPE_Q5_0] = tile_q5_0,
         [SX_DTYPE_Q5_1] = tile_q5_1,
         [SX_DTYPE_Q5_K] = tile_q5_k,
+        SX_CPU_LOWBIT_GEMMS, /* cpu_lowbit.h, vectorised for AVX2 */
     },
     .vec_dot_f32 = vec_dot_f32,
     .vec_dot_f16_f32 = vec_dot_f16_f32,

@@ -26,6 +26,7 @@
 #ifndef SX_AVX512_TEMPLATE
 
 #include "backends/cpu/cpu_fast.h"
+#include "backends/cpu/cpu_lowbit.h"
 
 #include <math.h>
 #include <string.h>
@@ -1136,6 +1137,7 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
         [SX_DTYPE_Q5_0] = SX_SFX(gemm_q5_0),
         [SX_DTYPE_Q5_1] = SX_SFX(gemm_q5_1),
         [SX_DTYPE_Q5_K] = SX_SFX(gemm_q5_k),
+        SX_CPU_LOWBIT_GEMMS, /* cpu_lowbit.h, vectorised for AVX-512 */
     },
 #if SX_VNNI
     .gemm_t = {
