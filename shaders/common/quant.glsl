@@ -6,8 +6,8 @@
  * shader defines WBUF); k: element index in the row, a multiple of 4.
  * Exactly one of the QTYPE_* macros is defined per shader variant. The rules
  * are those of ir/dtype.c (sx_dtype_dequantize_row); every 4-element group of
- * every format comes from one 32-bit word of quants (q5 types: plus the word
- * of their 5th bits), so each call reads one to three words plus the block's
+ * every format comes from one 32-bit word of quants (q5 types and q3_k: plus
+ * the word of their high bits; iq4 types: mapped through their value table), so each call reads one to three words plus the block's
  * scales. Plain types also take the row length
  * (dq4k(rb, k, K)) so that K need not be a multiple of 4. */
 #ifndef SX_QUANT_GLSL
@@ -147,6 +147,52 @@ vec4 dq4(uint rb, uint k) {
     const float sc = float(bitfieldExtract(int(w_u8(o + 192u + 8u * n + (l >> 4) + 2u * g)), 0, 8));
     return f16_to_f32(w_u16(o + 208u)) * sc * (bytes_u(ql | (qh << 4)) - 32.0);
 }
+#elif defined(QTYPE_Q2_K) || defined(QTYPE_Q3_K)
+/* q2_k {u8 scales[16]; u8 qs[64]; f16 d, dmin}: x = d * (sc & 15) * q - dmin * (sc >> 4);
+ * q3_k {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}: x = d * (s - 32) * (q - 4).
+ * Element j of a block: 2 bits at 2 * ((j & 127) >> 5) of qs[32 * (j >> 7) + (j & 31)];
+ * q3_k's bit 2 is bit (j >> 5) of hmask[j & 31]; sub-block (scale) j >> 4 */
+#define QBLOCK 256u
+vec4 dq4(uint rb, uint k) {
+    const uint j = k & 255u, s = j >> 4, l = j & 31u;
+#if defined(QTYPE_Q2_K)
+    const uint o = rb + (k >> 8) * 84u;
+    const uint q = (w_u32(o + 16u + 32u * (j >> 7) + l) >> (2u * ((j >> 5) & 3u))) & 0x03030303u;
+    const uint sc = w_u8(o + s);
+    const vec2 dm = unpackHalf2x16(w_u32(o + 80u));
+    return dm.x * float(sc & 15u) * bytes_u(q) - dm.y * float(sc >> 4);
+#else
+    const uint o = rb + (k >> 8) * 110u;
+    const uint q = (w_u32(o + 32u + 32u * (j >> 7) + l) >> (2u * ((j >> 5) & 3u))) & 0x03030303u;
+    const uint h = (w_u32(o + l) >> (j >> 5)) & 0x01010101u;
+    const uint ls = ((w_u8(o + 96u + (s & 7u)) >> (4u * (s >> 3))) & 15u) | (((w_u8(o + 104u + (s & 3u)) >> (2u * (s >> 2))) & 3u) << 4);
+    return f16_to_f32(w_u16(o + 108u)) * float(int(ls) - 32) * (bytes_u(q | (h << 2)) - 4.0);
+#endif
+}
+
+#elif defined(QTYPE_IQ4_NL) || defined(QTYPE_IQ4_XS)
+/* iq4_nl {f16 d; u8 qs[16]}: x = d * v[q], nibble order as q4_0;
+ * iq4_xs {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}: 8 such groups of 32
+ * (qs + 16 * sub) with scale d * (ls - 32), ls = 4 bits of scales_l | 2 of scales_h << 4 */
+const float SX_IQ4NL[16] = float[16](-127.0, -104.0, -83.0, -65.0, -49.0, -35.0, -22.0, -10.0, 1.0, 13.0, 25.0, 38.0,
+                                     53.0, 69.0, 89.0, 113.0);
+vec4 iq4_vals(uint q) { return vec4(SX_IQ4NL[q & 15u], SX_IQ4NL[(q >> 8) & 15u], SX_IQ4NL[(q >> 16) & 15u], SX_IQ4NL[q >> 24]); }
+#if defined(QTYPE_IQ4_NL)
+#define QBLOCK 32u
+vec4 dq4(uint rb, uint k) {
+    const uint o = rb + (k >> 5) * 18u, j = k & 31u;
+    const uint q = (w_u32(o + 2u + (j & 15u)) >> (j >= 16u ? 4u : 0u)) & 0x0f0f0f0fu;
+    return f16_to_f32(w_u16(o)) * iq4_vals(q);
+}
+#else
+#define QBLOCK 256u
+vec4 dq4(uint rb, uint k) {
+    const uint o = rb + (k >> 8) * 136u, j = k & 255u, sub = j >> 5, jj = j & 31u;
+    const uint q = (w_u32(o + 8u + 16u * sub + (jj & 15u)) >> (jj >= 16u ? 4u : 0u)) & 0x0f0f0f0fu;
+    const uint ls = ((w_u8(o + 4u + (sub >> 1)) >> (4u * (sub & 1u))) & 15u) | (((w_u16(o + 2u) >> (2u * sub)) & 3u) << 4);
+    return f16_to_f32(w_u16(o)) * float(int(ls) - 32) * iq4_vals(q);
+}
+#endif
 #endif
 
 #if !defined(SX_PLAIN)
