@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/constraint.h"
 #include "core/eagle3.h"
 #include "core/engine_internal.h"
 #include "core/exit.h"
@@ -140,6 +141,12 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
     if (rc == SX_OK) rc = sx_exit_init(&L.ex, &p->exit, s->e->tok, s->history, s->n_past);
     if (rc == SX_OK) sx_exit_scan(&L.ex, prompt, n_prompt);
     if (rc == SX_OK && p->spec.kind != SX_SPEC_NONE) rc = sx_spec_create(s, &p->spec, &spec);
+    /* a grammar: from the start, or after </think> when the prompt leaves a thinking section open */
+    sx_grammar *gram = NULL;
+    sx_constraint con = {0}, *C = NULL;
+    if (rc == SX_OK && p->grammar) rc = sx_grammar_parse(p->grammar, &gram);
+    if (rc == SX_OK && gram) rc = sx_constraint_init(&con, gram, s->e->tok, L.ex.thinking ? L.ex.think_close : -1);
+    if (rc == SX_OK && gram) C = &con;
     st->n_prompt_tokens = n_prompt;
 
     /* prefill, then the first token */
@@ -148,7 +155,9 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
     st->prefill_ms = sx_now_ms() - t0;
     int32_t toks[SX_SPEC_MAX_DEPTH + 2];
     int n = 1;
-    if (rc == SX_OK) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &toks[0]);
+    if (rc == SX_OK)
+        rc = sx_constraint_active(C) ? sx_sampler_sample_filtered(smp, logits, s->history, s->n_past, sx_constraint_filter, C, &toks[0])
+                                     : sx_sampler_sample(smp, logits, s->history, s->n_past, &toks[0]);
     t0 = sx_now_ms();
     st->stop_reason = SX_STOP_LENGTH;
     /* decoding: the target passes may be shared with other sessions' (core/batch.c) */
@@ -160,8 +169,14 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
         n = sx_exit_apply(&L.ex, toks, n, spec != NULL && st->n_steps > 0);
         if (spec && st->n_steps > 0) sx_spec_commit(spec, n - 1, toks[n - 1]);
         bool go = true;
-        for (int i = 0; i < n && go; i++) go = emit(&L, toks[i]);
-        if (!go) break;
+        for (int i = 0; i < n && go; i++) {
+            if (C && !sx_constraint_accept(C, toks[i])) {
+                rc = sx_set_error(SX_ERR_INVALID_ARG, "grammar: the generated token %d does not follow the grammar", toks[i]);
+                break;
+            }
+            go = emit(&L, toks[i]);
+        }
+        if (!go || rc != SX_OK) break;
         if (p->n_predict >= 0 && st->n_generated_tokens >= p->n_predict) break;
         const int32_t last = toks[n - 1];
         /* the next step */
@@ -171,7 +186,7 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
                 break;
             }
             sx_spec_proposal prop;
-            rc = sx_spec_step(spec, last, greedy ? NULL : smp, greedy, &prop);
+            rc = sx_spec_step(spec, last, greedy && !C ? NULL : smp, greedy, C, &prop);
             if (rc != SX_OK) break;
             if (prop.have_signals) {
                 sx_exit_observe(&L.ex, prop.signals);
@@ -186,17 +201,21 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
                 st->stop_reason = SX_STOP_CONTEXT;
                 break;
             }
-            /* sampling on a GPU: the row's largest logits when they decide the distribution (K values cross the bus, not the vocabulary) */
-            const bool top = !argmax_only && sx_session_samples_top(s, smp);
+            /* sampling on a GPU: the row's largest logits when they decide the distribution (K values cross the bus, not the vocabulary);
+             * under a grammar the whole row (the allowed tokens may lie anywhere in it) */
+            const bool constrained = sx_constraint_active(C);
+            const bool amax = argmax_only && !constrained;
+            const bool top = !argmax_only && !constrained && sx_session_samples_top(s, smp);
             int32_t top_ids[SX_SAMPLER_TOP_MAX];
             float top_vals[SX_SAMPLER_TOP_MAX];
             sx_batch b = {.tokens = &last, .n = 1, .n_past = s->n_past, .top_ids = top ? top_ids : NULL, .top_vals = top ? top_vals : NULL};
             int32_t next;
-            rc = sx_session_forward_shared(s, &b, argmax_only || top ? NULL : logits, argmax_only ? &next : NULL);
+            rc = sx_session_forward_shared(s, &b, amax || top ? NULL : logits, amax ? &next : NULL);
             if (rc != SX_OK) break;
             s->history[s->n_past++] = last;
             if (top) rc = sx_sampler_sample_top(smp, top_ids, top_vals, SX_SAMPLER_TOP_MAX, &next);
-            else if (!argmax_only) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &next);
+            else if (constrained) rc = sx_sampler_sample_filtered(smp, logits, s->history, s->n_past, sx_constraint_filter, C, &next);
+            else if (!amax) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &next);
             toks[0] = next;
             n = 1;
         }
@@ -218,6 +237,8 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
     const int keep = n_past0 + n_prompt + (st->n_generated_tokens > 0 ? st->n_generated_tokens - 1 : 0);
     if (rc == SX_OK && s->n_past > keep) s->n_past = keep;
     sx_spec_destroy(spec);
+    sx_constraint_free(&con);
+    sx_grammar_destroy(gram);
     sx_sampler_destroy(smp);
     free(logits);
     if (rc != SX_OK) sx_generate_stats_free(st);

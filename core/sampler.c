@@ -46,6 +46,7 @@ struct sx_sampler {
     float *work;   /* [n_vocab] penalised logits */
     int32_t *ids;  /* [n_vocab] candidate ids */
     float *probs;  /* [n_vocab] */
+    int32_t *heap; /* [n_vocab] candidate heap of the filtered distribution, made on first use */
 };
 
 sx_status sx_sampler_create(const sx_sampler_params *p, int n_vocab, sx_sampler **out) {
@@ -71,7 +72,7 @@ sx_status sx_sampler_create(const sx_sampler_params *p, int n_vocab, sx_sampler 
 
 void sx_sampler_destroy(sx_sampler *s) {
     if (!s) return;
-    free(s->work), free(s->ids), free(s->probs);
+    free(s->work), free(s->ids), free(s->probs), free(s->heap);
     free(s);
 }
 
@@ -133,8 +134,8 @@ static int select_top_k(const float *l, int V, int k, int32_t *out) {
 static sx_status finish(sx_sampler *s, int n, const int32_t **out_ids, const float **out_p, int *out_n);
 static sx_status draw(sx_sampler *s, const int32_t *ids, const float *p, int n, int32_t *out_token);
 
-sx_status sx_sampler_distribution(sx_sampler *s, const float *logits, const int32_t *history, int n_history, const int32_t **out_ids,
-                                  const float **out_p, int *out_n) {
+/* the logits with the repetition penalty, into s->work */
+static void penalise(sx_sampler *s, const float *logits, const int32_t *history, int n_history) {
     const int V = s->n_vocab;
     memcpy(s->work, logits, sizeof(float) * (size_t)V);
     if (s->p.repeat_penalty != 1.0f && history) {
@@ -149,6 +150,12 @@ sx_status sx_sampler_distribution(sx_sampler *s, const float *logits, const int3
             s->work[t] = s->work[t] > 0 ? s->work[t] / s->p.repeat_penalty : s->work[t] * s->p.repeat_penalty;
         }
     }
+}
+
+sx_status sx_sampler_distribution(sx_sampler *s, const float *logits, const int32_t *history, int n_history, const int32_t **out_ids,
+                                  const float **out_p, int *out_n) {
+    const int V = s->n_vocab;
+    penalise(s, logits, history, n_history);
     if (s->p.temp <= 0) {
         s->ids[0] = sx_argmax(s->work, V);
         s->probs[0] = 1.0f;
@@ -166,6 +173,62 @@ sx_status sx_sampler_distribution(sx_sampler *s, const float *logits, const int3
         qsort(s->ids, (size_t)n, sizeof(int32_t), cmp_desc);
     }
     return finish(s, n, out_ids, out_p, out_n);
+}
+
+/* max-heap of ids by the candidate order (the best at the root) */
+static void heap_down(const float *l, int32_t *h, int n, int at) {
+    const int32_t v = h[at];
+    for (;;) {
+        int c = 2 * at + 1;
+        if (c >= n) break;
+        if (c + 1 < n && before(l, h[c + 1], h[c])) c++;
+        if (!before(l, h[c], v)) break;
+        h[at] = h[c];
+        at = c;
+    }
+    h[at] = v;
+}
+
+sx_status sx_sampler_distribution_filtered(sx_sampler *s, const float *logits, const int32_t *history, int n_history, sx_token_filter allow,
+                                           void *ctx, const int32_t **out_ids, const float **out_p, int *out_n) {
+    const int V = s->n_vocab;
+    penalise(s, logits, history, n_history);
+    for (int i = 0; i < V; i++)
+        if (isnan(s->work[i])) return sx_set_error(SX_ERR_INVALID_ARG, "sampler: logit %d is NaN", i);
+    const int want = s->p.temp <= 0 ? 1 : s->p.top_k > 0 && s->p.top_k < V ? s->p.top_k : V;
+    int n = 0;
+    if (want == 1) { /* greedy: the argmax is usually allowed */
+        const int32_t a = sx_argmax(s->work, V);
+        if (allow(ctx, a)) s->ids[n++] = a;
+    }
+    if (n < want) { /* the candidate order, lazily: a heap over the vocabulary, popped until `want` are allowed */
+        if (!s->heap && !(s->heap = malloc(sizeof(int32_t) * (size_t)V))) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "sampler: out of memory");
+        int32_t *h = s->heap;
+        for (int i = 0; i < V; i++) h[i] = i;
+        for (int i = V / 2 - 1; i >= 0; i--) heap_down(s->work, h, V, i);
+        for (int hn = V; hn > 0 && n < want;) {
+            const int32_t id = h[0];
+            h[0] = h[--hn];
+            heap_down(s->work, h, hn, 0);
+            if (allow(ctx, id)) s->ids[n++] = id;
+        }
+    }
+    if (n == 0) return sx_set_error(SX_ERR_INVALID_ARG, "sampler: no token of the vocabulary may come next (the grammar cannot go on)");
+    if (s->p.temp <= 0) {
+        s->probs[0] = 1.0f;
+        *out_ids = s->ids, *out_p = s->probs, *out_n = 1;
+        return SX_OK;
+    }
+    return finish(s, n, out_ids, out_p, out_n);
+}
+
+sx_status sx_sampler_sample_filtered(sx_sampler *s, const float *logits, const int32_t *history, int n_history, sx_token_filter allow, void *ctx,
+                                     int32_t *out_token) {
+    const int32_t *ids;
+    const float *p;
+    int n;
+    SX_RETURN_IF_ERROR(sx_sampler_distribution_filtered(s, logits, history, n_history, allow, ctx, &ids, &p, &n));
+    return draw(s, ids, p, n, out_token);
 }
 
 bool sx_sampler_takes_top(const sx_sampler *s, int k) {

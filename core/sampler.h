@@ -41,6 +41,19 @@ SX_MUST_USE sx_status sx_sampler_distribution_top(sx_sampler *s, const int32_t *
 SX_MUST_USE sx_status sx_sampler_sample_top(sx_sampler *s, const int32_t *ids, const float *vals, int k, int32_t *out_token);
 /* Draws one token (distribution, then an inverse-CDF draw with the seeded RNG). */
 SX_MUST_USE sx_status sx_sampler_sample(sx_sampler *s, const float *logits, const int32_t *history, int n_history, int32_t *out_token);
+/* Constrained generation (a grammar): the distribution sx_sampler_distribution
+ * gives when every token allow() refuses has logit -inf, i.e. the filter
+ * comes first, then penalty, top-k, top-p, min-p, temperature. Greedy checks
+ * the argmax first; otherwise candidates are tried in logit order until
+ * top-k are allowed (the whole vocabulary without top-k), so the cost
+ * follows the tokens refused, not the vocabulary. SX_ERR_INVALID_ARG when no
+ * token is allowed. */
+typedef bool (*sx_token_filter)(void *ctx, int32_t token);
+SX_MUST_USE sx_status sx_sampler_distribution_filtered(sx_sampler *s, const float *logits, const int32_t *history, int n_history,
+                                                       sx_token_filter allow, void *ctx, const int32_t **out_ids, const float **out_p,
+                                                       int *out_n);
+SX_MUST_USE sx_status sx_sampler_sample_filtered(sx_sampler *s, const float *logits, const int32_t *history, int n_history,
+                                                 sx_token_filter allow, void *ctx, int32_t *out_token);
 sx_rng *sx_sampler_rng(sx_sampler *s);
 int32_t sx_argmax(const float *x, int n);
 

@@ -67,6 +67,7 @@ struct sx_spec {
     int32_t *vtop_ids;    /* [verify rows][SX_SAMPLER_TOP_MAX]: instead, each row's largest logits (sx_sampler_takes_top) */
     float *vtop_vals;
     bool vtop;            /* the last verification read those */
+    sx_constraint cpath;  /* a grammar along the path being accepted (its matcher made on first use) */
     float *probs;         /* [n_out][top_k] draft probabilities of the top candidates */
     int32_t *tops;
     double draft_ms, verify_ms;
@@ -103,6 +104,7 @@ void sx_spec_destroy(sx_spec *sp) {
     free(sp->pend_feat), free(sp->pend_tok), free(sp->dm_pend);
     free(sp->move_src), free(sp->move_dst);
     free(sp->probs), free(sp->tops);
+    sx_constraint_free(&sp->cpath);
     free(sp);
 }
 
@@ -379,12 +381,12 @@ static sx_status draft_tree(sx_spec *sp, int32_t root, sx_spec_proposal *prop) {
 /* One target pass over the root and the selected nodes (shared with other
  * sessions' passes when they run at the same time, core/batch.c); reads the
  * argmax of every row, and all rows' logits when sampling. */
-static sx_status verify(sx_spec *sp, int32_t root, const int *sel, int n_sel, int32_t *argmax, const sx_sampler *smp) {
+static sx_status verify(sx_spec *sp, int32_t root, const int *sel, int n_sel, int32_t *argmax, const sx_sampler *smp, bool whole_rows) {
     sx_session *s = sp->s;
     const int n = n_sel + 1;
     int32_t tok[SX_SPEC_MAX_NODES + 1], pos[SX_SPEC_MAX_NODES + 1];
     /* sampling on a GPU: each row's largest logits when they decide the distribution (K values cross the bus, not the vocabulary), else whole rows */
-    sp->vtop = sx_session_samples_top(s, smp);
+    sp->vtop = !whole_rows && sx_session_samples_top(s, smp);
     const bool want_logits = smp && !sp->vtop;
     if (want_logits && !sp->vlogits && !(sp->vlogits = malloc(sizeof(float) * (size_t)s->e->model->hp.n_vocab * SX_SPEC_MAX_VERIFY)))
         return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
@@ -448,7 +450,7 @@ static sx_status accept_greedy(sx_spec *sp, const int32_t *argmax, int32_t *bonu
 /* Exact sampling acceptance: at each node the target distribution p; try the
  * children in draft-score order, accept x with probability p(x), else zero it
  * and renormalise; the bonus comes from what remains. */
-static sx_status accept_sample(sx_spec *sp, sx_sampler *smp, int32_t *bonus) {
+static sx_status accept_sample(sx_spec *sp, sx_sampler *smp, sx_constraint *con, int32_t *bonus) {
     sx_session *s = sp->s;
     const int V = s->e->model->hp.n_vocab;
     int cur = 0;
@@ -457,11 +459,20 @@ static sx_status accept_sample(sx_spec *sp, sx_sampler *smp, int32_t *bonus) {
     /* history = committed tokens + the root + the accepted path */
     const int base = s->n_past;
     s->history[base] = sp->root;
+    sx_constraint *cp = NULL; /* the grammar after the root and the path so far */
+    if (sx_constraint_active(con)) {
+        if (!sp->cpath.m) SX_RETURN_IF_ERROR(sx_gmatch_clone(con->m, &sp->cpath.m));
+        SX_RETURN_IF_ERROR(sx_constraint_copy(&sp->cpath, con));
+        cp = &sp->cpath;
+    }
     for (;;) {
         const int32_t *ids;
         const float *p;
         int n;
-        if (sp->vtop)
+        if (cp)
+            SX_RETURN_IF_ERROR(sx_sampler_distribution_filtered(smp, sp->vlogits + (size_t)cur * V, s->history, base + sp->n_path,
+                                                                sx_constraint_filter, cp, &ids, &p, &n));
+        else if (sp->vtop)
             SX_RETURN_IF_ERROR(sx_sampler_distribution_top(smp, sp->vtop_ids + (size_t)cur * SX_SAMPLER_TOP_MAX,
                                                            sp->vtop_vals + (size_t)cur * SX_SAMPLER_TOP_MAX, SX_SAMPLER_TOP_MAX, &ids, &p, &n));
         else
@@ -491,6 +502,8 @@ static sx_status accept_sample(sx_spec *sp, sx_sampler *smp, int32_t *bonus) {
         }
         if (chosen >= 0) {
             free(q);
+            if (cp && !sx_constraint_accept(cp, sp->nodes[sp->vnode[chosen]].token))
+                return sx_set_error(SX_ERR_INVALID_ARG, "spec: the grammar refused a token it allowed");
             sp->path[sp->n_path++] = chosen;
             s->history[base + sp->n_path - 1] = sp->nodes[sp->vnode[chosen]].token;
             cur = chosen;
@@ -514,7 +527,7 @@ static sx_status accept_sample(sx_spec *sp, sx_sampler *smp, int32_t *bonus) {
 }
 
 /* ---- the step ---- */
-sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, sx_spec_proposal *out) {
+sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, sx_constraint *con, sx_spec_proposal *out) {
     sx_session *s = sp->s;
     memset(out, 0, sizeof *out);
     sp->root = root;
@@ -547,12 +560,21 @@ sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, 
     }
     out->n_drafted = n_sel;
     int32_t argmax[SX_SPEC_MAX_NODES + 1];
-    const bool sampled = !greedy && smp;
-    st = verify(sp, root, sel, n_sel, argmax, sampled ? smp : NULL);
+    /* under a grammar, greedy acceptance is the filtered distribution's too (one token with p = 1) */
+    const bool constrained = sx_constraint_active(con) && smp;
+    const bool sampled = (!greedy || constrained) && smp;
+    st = verify(sp, root, sel, n_sel, argmax, sampled ? smp : NULL, constrained);
     int32_t bonus = 0;
-    if (st == SX_OK) st = sampled ? accept_sample(sp, smp, &bonus) : accept_greedy(sp, argmax, &bonus);
+    if (st == SX_OK) st = sampled ? accept_sample(sp, smp, constrained ? con : NULL, &bonus) : accept_greedy(sp, argmax, &bonus);
     sp->verify_ms += sx_now_ms() - t1;
     if (st != SX_OK) return st;
+    if (con && con->m && con->wait_for >= 0) /* the grammar starts after this token: it ends the step, as the bonus */
+        for (int j = 1; j < sp->n_path; j++)
+            if (sp->nodes[sp->vnode[sp->path[j]]].token == con->wait_for) {
+                bonus = con->wait_for;
+                sp->n_path = j;
+                break;
+            }
     out->n = 0;
     for (int j = 1; j < sp->n_path; j++) out->tokens[out->n++] = sp->nodes[sp->vnode[sp->path[j]]].token;
     out->tokens[out->n++] = bonus;

@@ -12,6 +12,7 @@
 #ifndef SX_SPEC_H
 #define SX_SPEC_H
 
+#include "core/constraint.h"
 #include "core/engine_internal.h"
 
 #define SX_SPEC_MAX_NODES 256
@@ -44,8 +45,14 @@ typedef struct sx_spec_proposal {
 
 /* One step after `root`. smp == NULL or greedy: greedy acceptance; else the
  * exact sampling acceptance with the sampler's distribution. history: the
- * committed tokens (for repetition penalties). */
-SX_MUST_USE sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, sx_spec_proposal *out);
+ * committed tokens (for repetition penalties). con (may be NULL): a grammar
+ * after the committed tokens and root. Active, each row's choice is the
+ * filtered one (sx_sampler_distribution_filtered, greedy or sampled) along
+ * the path, and whole logit rows are read. Waiting for its start token
+ * (</think>), the accepted path ends there: that token becomes the bonus, so
+ * the tokens after it are chosen under the grammar in the next step. Either
+ * way the output is what plain decoding under the grammar gives. */
+SX_MUST_USE sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, sx_constraint *con, sx_spec_proposal *out);
 /* Commits the first n_accepted proposed tokens and `bonus` as the next root
  * (n_accepted <= the proposal's accepted count; bonus may differ from the
  * proposal's, e.g. a forced end-of-thinking token). */

@@ -225,6 +225,12 @@ typedef struct sx_generate_params {
     sx_spec_params spec;
     sx_exit_params exit;
     bool trace_signals;  /* record the per-step signal trace in the stats */
+    const char *grammar; /* GBNF text (llama.cpp's notation, rule `root`) the generated text must
+                            follow, or NULL. A reasoning model thinks freely: the grammar starts
+                            after `</think>` (whitespace before it allowed). End tokens are allowed
+                            only where the text is a whole sentence of the grammar. Works with
+                            speculation and the exit; greedy output equals plain greedy decoding
+                            under the same grammar. */
 } sx_generate_params;
 void sx_generate_params_init(sx_generate_params *p);
 /* Reads "eagle3" / "draft" / "none" and "specexit" / "budget" / "first-answer" / "none". */
@@ -232,6 +238,16 @@ SX_MUST_USE sx_status sx_spec_kind_from_name(const char *name, sx_spec_kind *out
 SX_MUST_USE sx_status sx_exit_kind_from_name(const char *name, sx_exit_kind *out);
 const char *sx_spec_kind_name(sx_spec_kind k);
 const char *sx_exit_kind_name(sx_exit_kind k);
+
+/* ---- grammars ---- */
+/* Checks GBNF text (SX_ERR_INVALID_ARG with "grammar: line L col C: ..."). */
+SX_MUST_USE sx_status sx_grammar_validate(const char *gbnf);
+/* A grammar for any JSON object (response_format {"type": "json_object"}). */
+const char *sx_grammar_json(void);
+/* JSON Schema (a JSON text) -> GBNF; *out_gbnf is malloc'ed, caller frees.
+ * The supported keywords are listed in core/grammar.h; one it cannot enforce
+ * is SX_ERR_UNSUPPORTED, never dropped silently. */
+SX_MUST_USE sx_status sx_json_schema_to_grammar(const char *schema_json, char **out_gbnf);
 
 typedef enum sx_stop_reason {
     SX_STOP_EOG = 0,      /* end-of-generation token */

@@ -194,6 +194,29 @@ static void test_request(void **state) {
     assert_string_equal(r.prompt, "hello");
     assert_int_equal(r.think, 0);
     sx_req_free(&r);
+    /* constrained output */
+    assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"json_object\"}}", SX_REQ_CHAT, &r,
+                      err, param));
+    assert_ptr_equal(r.gp.grammar, sx_grammar_json());
+    sx_req_free(&r);
+    assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"text\"}}", SX_REQ_CHAT, &r, err,
+                      param));
+    assert_null(r.gp.grammar);
+    sx_req_free(&r);
+    assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                      "{\"name\":\"x\",\"strict\":true,\"schema\":{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\"}},"
+                      "\"required\":[\"n\"]}}}}",
+                      SX_REQ_CHAT, &r, err, param));
+    assert_non_null(r.gp.grammar);
+    assert_non_null(strstr(r.gp.grammar, "\"\\\"n\\\"\"")); /* the key as a literal: "\"n\"" */
+    assert_int_equal(sx_grammar_validate(r.gp.grammar), SX_OK);
+    sx_req_free(&r);
+    assert_true(parse("{\"prompt\":\"p\",\"grammar\":\"root ::= [a-z]+\"}", SX_REQ_COMPLETION, &r, err, param));
+    assert_string_equal(r.gp.grammar, "root ::= [a-z]+");
+    sx_req_free(&r);
+    assert_true(parse("{\"prompt\":\"p\",\"json_schema\":{\"enum\":[1,\"two\"]}}", SX_REQ_COMPLETION, &r, err, param));
+    assert_non_null(strstr(r.gp.grammar, "\"\\\"two\\\"\""));
+    sx_req_free(&r);
     const struct {
         const char *body, *param;
     } bad[] = {
@@ -204,7 +227,14 @@ static void test_request(void **state) {
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"exit\":\"later\"}", "exit"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"draft_nodes\":64}", "draft_nodes"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"frequency_penalty\":0.5}", "frequency_penalty"},
-        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"json_object\"}}", "response_format"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"xml\"}}", "response_format"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"json_schema\"}}", "response_format"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"grammar\":\"root ::= foo\"}", "grammar"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"grammar\":7}", "grammar"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"grammar\":\"root ::= \\\"a\\\"\",\"json_schema\":{}}", "grammar"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"json_schema\":{\"type\":\"string\",\"pattern\":\"a\"}}", "json_schema"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"json_schema\":{},\"response_format\":{\"type\":\"json_object\"}}",
+         "json_schema"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"stop\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\",\"11\",\"12\",\"13\","
          "\"14\",\"15\",\"16\",\"17\"]}",
          "stop"},

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/grammar.h"
 #include "core/sampler.h"
 #include "core/specexit.h"
 #include "tests/check.h"
@@ -393,6 +394,136 @@ static void sampling_distribution(const char *backend, const char *target, const
     sx_engine_destroy(e);
 }
 
+static int32_t single_token(sx_engine *e, const char *text) {
+    int32_t *ids = NULL, id = -1;
+    int n = 0;
+    if (sx_tokenize(e, text, false, true, &ids, &n) == SX_OK && n == 1) id = ids[0];
+    free(ids);
+    return id;
+}
+
+/* Whether the generated tokens follow the grammar: the text after the first
+ * `after` token (-1: all of it), leading whitespace skipped there, end tokens
+ * left out; a generation ended by an end token must be a whole sentence. A
+ * model may also end inside its thinking section: then there is no answer
+ * for the grammar to shape. */
+static bool follows(sx_engine *e, const char *gbnf, const toklist *t, int32_t after) {
+    sx_grammar *g;
+    sx_gmatch *m;
+    if (sx_grammar_parse(gbnf, &g) != SX_OK) return false;
+    if (sx_gmatch_create(g, &m) != SX_OK) return sx_grammar_destroy(g), false;
+    bool ok = true, on = after < 0, started = false, ended = false, in_thought = false;
+    for (int i = 0; i < t->n && ok && !in_thought; i++) {
+        if (!on) {
+            on = t->v[i] == after;
+            if (sx_token_is_eog(e, t->v[i])) in_thought = on = true; /* ended while thinking */
+            continue;
+        }
+        if (sx_token_is_eog(e, t->v[i])) {
+            ended = true;
+            break;
+        }
+        char buf[256];
+        size_t len = 0;
+        if (sx_token_to_piece(e, t->v[i], buf, sizeof buf, &len) != SX_OK) ok = false;
+        const char *p = buf;
+        if (after >= 0 && !started)
+            while (len && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')) p++, len--;
+        if (len) ok = sx_gmatch_accept(m, p, len), started = true;
+    }
+    if (ok && ended) ok = sx_gmatch_can_end(m);
+    sx_gmatch_destroy(m);
+    sx_grammar_destroy(g);
+    return ok && on;
+}
+
+/* Constrained generation: greedy speculative output under a grammar equals
+ * plain greedy output under it (EAGLE-3 trees and a classic draft), with the
+ * grammar from the start, after a forced </think> (budget exit) and, for a
+ * trained pair, after the model's own </think> inside an accepted path; every
+ * output, greedy or sampled, follows the grammar. */
+static void grammar_invariants(const char *backend, const char *target, const char *draft) {
+    static const char *const grammars[] = {
+        "root ::= \"{\" ws \"\\\"\" [a-z]{1,8} \"\\\"\" ws \":\" ws [0-9]{1,6} ws \"}\"\nws ::= \" \"?\n",
+        "root ::= ([a-z] | [0-9] \" \")+\n",
+        "root ::= \"The answer is \" [0-9]+ \".\"\n",
+        "root ::= [0-9]+ \".\"\n", /* not what the trained model says after </think>: its own next tokens are refused */
+    };
+    sx_engine *plain = open_engine(backend, target, NULL, NULL);
+    sx_engine *eagle = open_engine(backend, target, draft, NULL);
+    sx_engine *self = open_engine(backend, target, target, NULL);
+    const int32_t open_id = plain ? single_token(plain, "<think>") : -1, close_id = plain ? single_token(plain, "</think>") : -1;
+    int32_t think_prompt[N_PROMPT + 1], *chat_ids = NULL;
+    int n_chat = 0;
+    memcpy(think_prompt, g_prompt, sizeof g_prompt);
+    think_prompt[N_PROMPT] = open_id;
+    if (g_chat_prompt && plain) {
+        char *text = NULL;
+        if (sx_chat_prompt(plain, NULL, g_chat_prompt, true, &text) != SX_OK || sx_tokenize(plain, text, true, true, &chat_ids, &n_chat) != SX_OK)
+            n_chat = 0;
+        free(text);
+    }
+    int n_ok = 0;
+    for (int gi = 0; gi < 4 && plain && eagle && self; gi++)
+        for (int variant = 0; variant < 3; variant++) {
+            /* 0: the grammar from the start; 1: after </think> forced by a budget; 2: after the model's own </think> (chat prompt) */
+            if (variant == 1 && (open_id < 0 || close_id < 0)) continue;
+            if (variant == 2 && (!n_chat || gi < 2)) continue;
+            if (gi >= 2 && variant != 2) continue; /* words the trained pair knows */
+            const int32_t *prompt = variant == 0 ? g_prompt : variant == 1 ? think_prompt : chat_ids;
+            const int n_prompt = variant == 0 ? N_PROMPT : variant == 1 ? N_PROMPT + 1 : n_chat;
+            sx_generate_params gp;
+            sx_generate_params_init(&gp);
+            gp.n_predict = variant == 2 ? 400 : 40;
+            gp.sampling.temp = 0;
+            gp.grammar = grammars[gi];
+            if (variant == 1) gp.exit.kind = SX_EXIT_BUDGET, gp.exit.reasoning_budget = 9;
+            const int32_t after = variant == 0 ? -1 : close_id;
+            toklist ref, got;
+            sx_generate_stats gs;
+            sx_status st = run(plain, prompt, n_prompt, &gp, &ref, &gs);
+            CHECK(st == SX_OK && follows(plain, grammars[gi], &ref, after), "grammar %d variant %d, plain greedy: %s; output follows it: %d", gi,
+                  variant, st == SX_OK ? "ok" : sx_last_error(), st == SX_OK && follows(plain, grammars[gi], &ref, after));
+            if (st != SX_OK) continue;
+            static const int cfg[][3] = {{3, 1, 3}, {5, 4, 16}, {4, 1, 4}};
+            for (int c = 0; c < 3; c++) {
+                sx_generate_params sp = gp;
+                sp.spec.kind = c < 2 ? SX_SPEC_EAGLE3 : SX_SPEC_DRAFT;
+                sp.spec.draft_max = cfg[c][0], sp.spec.draft_topk = cfg[c][1], sp.spec.draft_nodes = cfg[c][2];
+                st = run(c < 2 ? eagle : self, prompt, n_prompt, &sp, &got, &gs);
+                int diff = -1;
+                for (int i = 0; i < ref.n && diff < 0; i++)
+                    if (i >= got.n || got.v[i] != ref.v[i]) diff = i;
+                CHECK(st == SX_OK && got.n == ref.n && diff < 0, "grammar %d variant %d, %s D=%d K=%d T=%d: %s; %d vs %d tokens, first difference at %d",
+                      gi, variant, c < 2 ? "eagle3" : "draft", cfg[c][0], cfg[c][1], cfg[c][2], st == SX_OK ? "ok" : sx_last_error(), got.n, ref.n, diff);
+                n_ok += st == SX_OK && diff < 0;
+            }
+            if (g_no_sampling || g_quick) continue;
+            sx_generate_params smp = gp; /* sampled, speculative: every output follows the grammar */
+            smp.sampling.temp = 0.9f, smp.sampling.top_k = 20;
+            smp.spec.kind = SX_SPEC_EAGLE3;
+            for (uint64_t seed = 1; seed <= 4; seed++) {
+                smp.sampling.seed = seed;
+                st = run(eagle, prompt, n_prompt, &smp, &got, &gs);
+                const bool ok = st == SX_OK && follows(eagle, grammars[gi], &got, after);
+                CHECK(ok, "grammar %d variant %d, sampled seed %llu: %s", gi, variant, (unsigned long long)seed,
+                      st == SX_OK ? "does not follow the grammar" : sx_last_error());
+                if (!ok && st == SX_OK && getenv("SX_DEBUG_GRAMMAR"))
+                    for (int i = 0; i < got.n; i++) {
+                        char buf[64];
+                        size_t len = 0;
+                        if (sx_token_to_piece(eagle, got.v[i], buf, sizeof buf - 1, &len) == SX_OK) buf[len] = 0;
+                        printf("  %d: %d '%s'\n", i, got.v[i], buf);
+                    }
+            }
+        }
+    printf("ok   %s: greedy speculation under a grammar identical to plain in %d runs\n", target, n_ok);
+    free(chat_ids);
+    sx_engine_destroy(plain);
+    sx_engine_destroy(eagle);
+    sx_engine_destroy(self);
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: test_spec BACKEND TARGET.gguf EAGLE3.gguf [EAGLE3_D2T.gguf] [--other-draft M.gguf] [--bad-draft FILE:SUBSTRING ...]\n");
@@ -440,6 +571,7 @@ int main(int argc, char **argv) {
     greedy_invariants(backend, target, drafts, n_drafts);
     exit_only_forced_token(backend, target, drafts[0]);
     multi_turn(backend, target, drafts, n_drafts);
+    grammar_invariants(backend, target, drafts[0]);
     for (int i = 0; i < n_bad; i++) {
         char spec[1024], patched[1100];
         snprintf(spec, sizeof spec, "%s", bad[i]);

@@ -134,6 +134,11 @@ void sx_cli_print_common_help(FILE *f) {
             "  -ctk, --cache-type-k T    KV cache type: f16 (default), f32, q8_0 (about half of f16's memory)\n"
             "  -ctv, --cache-type-v T    the same for V (specexit keeps K and V in one type: one flag sets both)\n"
             "      --json                print one JSON object on stdout\n"
+            "constrained output (a reasoning model thinks freely; the grammar starts after </think>):\n"
+            "      --grammar GBNF        a grammar in llama.cpp's GBNF notation (start rule: root)\n"
+            "      --grammar-file FILE   the same, from a file\n"
+            "  -j, --json-schema SCHEMA  a JSON Schema the output must follow ('{}': any JSON value)\n"
+            "  -jf, --json-schema-file FILE  the same, from a file\n"
             "speculative decoding:\n"
             "  -md, --model-draft FILE   draft: an EAGLE-3 draft GGUF or a small model sharing the vocabulary\n"
             "      --spec eagle3|draft|none  (default: eagle3 or draft from the draft file, none without one)\n"
@@ -150,6 +155,45 @@ void sx_cli_print_common_help(FILE *f) {
             "      --exit-remain N       remaining-tokens threshold (default: the draft's, else 200)\n"
             "      --exit-alpha A        EWMA weight of the newest step (default: the draft's, else 0.1)\n"
             "      --reasoning-budget N  max thinking tokens (-1 = unlimited, default; 0 = no thinking)\n");
+}
+
+static char *g_grammar; /* what c->grammar points to, freed at exit */
+
+static void free_grammar(void) {
+    free(g_grammar);
+    g_grammar = NULL;
+}
+
+/* --grammar / --grammar-file / -j / -jf: checked now, so a bad grammar fails before the model loads */
+static bool set_grammar(sx_cli *c, const char *flag, const char *v) {
+    const bool file = strstr(flag, "file") || !strcmp(flag, "-jf"), schema = strstr(flag, "json") || !strncmp(flag, "-j", 2);
+    if (c->grammar) {
+        fprintf(stderr, "error: give one of --grammar, --grammar-file, --json-schema, --json-schema-file\n");
+        return false;
+    }
+    char *text = file ? sx_cli_read_file(v) : strdup(v);
+    if (!text) {
+        fprintf(stderr, file ? "error: %s: cannot read '%s'\n" : "error: %s: out of memory\n", flag, v);
+        return false;
+    }
+    sx_status st = SX_OK;
+    if (schema) {
+        char *gbnf = NULL;
+        st = sx_json_schema_to_grammar(text, &gbnf);
+        free(text);
+        text = gbnf;
+    } else {
+        st = sx_grammar_validate(text);
+    }
+    if (st != SX_OK) {
+        fprintf(stderr, "error: %s: %s\n", flag, sx_last_error());
+        free(text);
+        return false;
+    }
+    if (!g_grammar) atexit(free_grammar);
+    free(g_grammar);
+    c->grammar = g_grammar = text;
+    return true;
 }
 
 bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
@@ -226,6 +270,10 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (IS("--exit-alpha")) { NEED(); if (!parse_float(a, v, 1e-6, 1, &c->exit.alpha)) return false; }
         else if (IS("--reasoning-budget")) { NEED(); if (!parse_int(a, v, -1, 1 << 24, &c->exit.reasoning_budget)) return false; }
         else if (IS("--trace")) c->trace = true;
+        else if (IS("--grammar") || IS("--grammar-file") || IS("-j") || IS("--json-schema") || IS("-jf") || IS("--json-schema-file")) {
+            NEED();
+            if (!set_grammar(c, a, v)) return false;
+        }
         else if (!strcmp(cmd, "run") && IS("--compare")) c->compare = true;
         else if (!strcmp(cmd, "serve") && IS("--host")) { NEED(); c->host = v; }
         else if (!strcmp(cmd, "serve") && IS("--port")) { NEED(); if (!parse_int(a, v, 0, 65535, &c->port)) return false; }
@@ -330,6 +378,7 @@ void sx_cli_generate_params(const sx_cli *c, const sx_engine_info *info, sx_gene
     for (int i = 0; i < 4; i++)
         if (isnan(*f[i])) *f[i] = isnan(info->draft_exit[i]) ? lib_v[i] : info->draft_exit[i];
     gp->trace_signals = c->trace;
+    gp->grammar = c->grammar;
     if (!c->spec_set) gp->spec.kind = !strcmp(info->draft, "eagle3") ? SX_SPEC_EAGLE3 : !strcmp(info->draft, "draft") ? SX_SPEC_DRAFT : SX_SPEC_NONE;
     if (!c->exit_set) gp->exit.kind = gp->spec.kind == SX_SPEC_EAGLE3 && info->draft_signals ? SX_EXIT_SPECEXIT
                                       : gp->exit.reasoning_budget >= 0                      ? SX_EXIT_BUDGET

@@ -37,6 +37,7 @@ typedef struct sx_cli {
     bool exit_set;   /* --exit given explicitly */
     bool sampling_set; /* --temp given */
     bool trace;      /* --json: include the signal trace */
+    const char *grammar; /* GBNF from --grammar, --grammar-file, --json-schema or --json-schema-file */
     /* bench */
     int bench_prompt;
     int bench_gen;

@@ -170,12 +170,53 @@ static bool unsupported(pctx *c, const cJSON *o) {
     if (echo) return fail(c, "echo", "'echo' is not supported");
     const cJSON *tools = field(o, "tools");
     if (tools && (!cJSON_IsArray(tools) || cJSON_GetArraySize(tools) > 0)) return fail(c, "tools", "'tools' (function calling) is not supported");
-    const cJSON *rf = field(o, "response_format");
+    return true;
+}
+
+/* Constrained output: llama-server's "grammar" (GBNF) and "json_schema", and
+ * OpenAI's response_format {"type": "json_object"} (any object; llama-server's
+ * "schema" inside it too) or {"type": "json_schema", "json_schema": {"schema": ...}}. */
+static bool parse_grammar(pctx *c, sx_req *r) {
+    const cJSON *o = r->root, *gr = field(o, "grammar"), *js = field(o, "json_schema"), *rf = field(o, "response_format");
+    const cJSON *schema = NULL;
+    const char *from = NULL;
     if (rf) {
         const cJSON *t = cJSON_IsObject(rf) ? field(rf, "type") : NULL;
-        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
-            return fail(c, "response_format", "'response_format': only {\"type\": \"text\"} is supported");
+        if (!cJSON_IsString(t)) return fail(c, "response_format", "'response_format' must be an object with a 'type'");
+        if (!strcmp(t->valuestring, "json_object")) {
+            schema = field(rf, "schema");
+            if (!schema) {
+                r->gp.grammar = sx_grammar_json();
+                from = "response_format";
+            }
+        } else if (!strcmp(t->valuestring, "json_schema")) {
+            const cJSON *j = field(rf, "json_schema");
+            schema = cJSON_IsObject(j) ? field(j, "schema") : NULL;
+            if (!schema) return fail(c, "response_format", "'response_format': {\"type\": \"json_schema\"} needs {\"json_schema\": {\"schema\": {...}}}");
+        } else if (strcmp(t->valuestring, "text") != 0) {
+            return fail(c, "response_format", "'response_format' type must be \"text\", \"json_object\" or \"json_schema\"");
+        }
+        if (schema || from) from = "response_format";
     }
+    if (gr || js) {
+        if (from) return fail(c, gr ? "grammar" : "json_schema", "give one of 'grammar', 'json_schema' and 'response_format'");
+        if (gr && js) return fail(c, "grammar", "give one of 'grammar', 'json_schema' and 'response_format'");
+    }
+    if (gr) {
+        if (!cJSON_IsString(gr)) return fail(c, "grammar", "'grammar' must be a string (GBNF)");
+        if (sx_grammar_validate(gr->valuestring) != SX_OK) return fail(c, "grammar", "'grammar': %s", sx_last_error());
+        r->gp.grammar = gr->valuestring;
+        return true;
+    }
+    if (js) schema = js, from = "json_schema";
+    if (!schema) return true;
+    if (!cJSON_IsObject(schema) && !cJSON_IsTrue(schema)) return fail(c, from, "'%s': the schema must be a JSON object", from);
+    char *text = cJSON_PrintUnformatted(schema);
+    if (!text) return fail(c, from, "out of memory");
+    const sx_status st = sx_json_schema_to_grammar(text, &r->grammar);
+    cJSON_free(text);
+    if (st != SX_OK) return fail(c, from, "'%s': %s", from, sx_last_error());
+    r->gp.grammar = r->grammar;
     return true;
 }
 
@@ -290,13 +331,14 @@ bool sx_req_parse(const char *body, size_t len, sx_req_kind kind, const sx_gener
     }
     const cJSON *model = field(r->root, "model");
     if (model && !cJSON_IsString(model)) return fail(&c, "model", "'model' must be a string");
-    return unsupported(&c, r->root) && parse_stop(&c, r) && parse_sampling(&c, r) && parse_spec_exit(&c, r);
+    return unsupported(&c, r->root) && parse_stop(&c, r) && parse_sampling(&c, r) && parse_spec_exit(&c, r) && parse_grammar(&c, r);
 }
 
 void sx_req_free(sx_req *r) {
     for (int i = 0; r->joined && i < r->n_joined; i++) free(r->joined[i]);
     free(r->joined);
     free(r->msgs);
+    free(r->grammar);
     cJSON_Delete(r->root);
     memset(r, 0, sizeof *r);
 }

@@ -36,6 +36,7 @@ typedef struct sx_req {
     const char *stops[SX_TEXT_MAX_STOPS];
     int n_stops;
     sx_generate_params gp;  /* the server defaults with the request's overrides */
+    char *grammar;          /* a grammar made from json_schema / response_format (owned); gp.grammar points here or into root */
 } sx_req;
 
 /* Parses body[0..len) (not NUL-terminated) for an endpoint of `kind` over

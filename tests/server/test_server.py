@@ -195,6 +195,23 @@ def main():
         check(st == 200 and "reasoning_content" not in r_nt["choices"][0]["message"], f"enable_thinking false: no reasoning {r_nt}")
         print("ok   per-request exit/spec/budget/stop/max_tokens/enable_thinking", flush=True)
 
+        # ---- constrained output: the model thinks freely, its answer follows the grammar (as `specexit run --grammar`) ----
+        gbnf, content = 'root ::= [0-9]+ "."', None
+        st, r_g = s.json("POST", "/v1/chat/completions", chat(q, grammar=gbnf))
+        cli_g = json.loads(subprocess.run([EXE, "run", "-m", TARGET, "-md", DRAFT, "-p", q, "--temp", "0", "-n", "-1", "-c", "1024", "-t", "1", "--json",
+                                           "--grammar", gbnf], capture_output=True, text=True, check=True).stdout)
+        if check(st == 200, f"grammar request: {st} {r_g}"):
+            content = r_g["choices"][0]["message"]["content"]
+            check(re.fullmatch(r"\d+\.", content) is not None and cli_g["text"].endswith("</think>\n\n" + content) or
+                  cli_g["text"].endswith("</think>" + content), f"grammar: answer {content!r}, cli {cli_g['text'][-40:]!r}")
+            check(r_g["choices"][0]["message"]["reasoning_content"] == full["choices"][0]["message"]["reasoning_content"],
+                  "grammar: the thinking is unconstrained (the same as without a grammar)")
+        st, r_e = s.json("POST", "/v1/chat/completions", chat(q, json_schema={"type": "string", "pattern": "x"}))
+        check(st == 400 and r_e["error"]["param"] == "json_schema" and "pattern" in r_e["error"]["message"], f"unsupported schema keyword: {st} {r_e}")
+        st, r_e = s.json("POST", "/v1/chat/completions", chat(q, grammar="root ::= undefined-rule"))
+        check(st == 400 and "undefined rule" in r_e["error"]["message"], f"bad grammar: {st} {r_e}")
+        print(f"ok   grammar: answer {content!r}; bad grammars and schemas refused with 400", flush=True)
+
         # ---- /v1/completions ----
         body = {"prompt": "<|im_start|>user\nWhat is 4+8?<|im_end|>\n<|im_start|>assistant\n<think>\n", "max_tokens": 40}
         st, rc = s.json("POST", "/v1/completions", body)
