@@ -226,6 +226,18 @@ typedef struct sx_cpu_kernels {
     void (*quantize_q8k)(const float *x, int64_t K, void *dst);
 } sx_cpu_kernels;
 
+/* Q2_K / Q3_K / IQ4_NL / IQ4_XS (cpu_simd_avx2.c, x86-64 only): AVX2 code
+ * that the AVX-512 tables use too, one activation row per call (exact
+ * tiles, see tiles_exact). */
+void sx_cpu_avx2_gemm_q2_k(int64_t K, const void *W, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                           float *y, int64_t ldy);
+void sx_cpu_avx2_gemm_q3_k(int64_t K, const void *W, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                           float *y, int64_t ldy);
+void sx_cpu_avx2_gemm_iq4_nl(int64_t K, const void *W, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                             float *y, int64_t ldy);
+void sx_cpu_avx2_gemm_iq4_xs(int64_t K, const void *W, size_t w_stride, int nr, const void *x, size_t x_stride, int nc,
+                             float *y, int64_t ldy);
+
 /* Per-level tables; return NULL when that level is not compiled in. */
 const sx_cpu_kernels *sx_cpu_kernels_scalar(void);
 const sx_cpu_kernels *sx_cpu_kernels_avx2(void);

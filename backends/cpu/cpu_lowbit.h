@@ -1,10 +1,10 @@
 /* backends/cpu/cpu_lowbit.h — matmul kernels for the low-bit weight types
  * Q2_K, Q3_K (x q8k activations) and IQ4_NL (x q8), IQ4_XS (x q8k), written
- * once in plain C for the compiler's vectoriser.
+ * in plain C.
  *
- * Included by cpu_simd.c (scalar table), cpu_simd_avx2.c and
- * cpu_simd_avx512.c, each compiling it with its own instruction set. Per
- * weight block the codes are unpacked into an int8 array (the IQ4 types
+ * The scalar table's kernels (cpu_simd.c); the AVX2 and AVX-512 tables use
+ * the intrinsics versions in cpu_simd_avx2.c, which follow the same steps.
+ * Per weight block the codes are unpacked into an int8 array (the IQ4 types
  * through their 16-entry value table), then every sub-block is one int8 x
  * int8 dot product with an int32 sum (exact in any summation order), scaled
  * by the integer sub-block scale; the float work per block is a fixed

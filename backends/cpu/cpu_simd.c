@@ -16,8 +16,8 @@
  * into 16-column tiles and the wide kernels do 16 columns x 4 K per
  * instruction. Tiny N with many M rows splits M instead.
  *
- * Kernels per level live in cpu_simd_avx2.c and cpu_simd_avx512.c; those of
- * Q2_K/Q3_K/IQ4_NL/IQ4_XS in cpu_lowbit.h, compiled by every level. Tested by
+ * Kernels per level live in cpu_simd_avx2.c and cpu_simd_avx512.c; the
+ * scalar ones of Q2_K/Q3_K/IQ4_NL/IQ4_XS in cpu_lowbit.h. Tested by
  * tests/test_cpu_fast.c (every dtype x level x threads vs ir/dtype.c).
  */
 #include "backends/cpu/cpu_fast.h"

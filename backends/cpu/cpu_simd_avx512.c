@@ -26,7 +26,6 @@
 #ifndef SX_AVX512_TEMPLATE
 
 #include "backends/cpu/cpu_fast.h"
-#include "backends/cpu/cpu_lowbit.h"
 
 #include <math.h>
 #include <string.h>
@@ -1137,7 +1136,10 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
         [SX_DTYPE_Q5_0] = SX_SFX(gemm_q5_0),
         [SX_DTYPE_Q5_1] = SX_SFX(gemm_q5_1),
         [SX_DTYPE_Q5_K] = SX_SFX(gemm_q5_k),
-        SX_CPU_LOWBIT_GEMMS, /* cpu_lowbit.h, vectorised for AVX-512 */
+        [SX_DTYPE_Q2_K] = sx_cpu_avx2_gemm_q2_k, /* AVX2, one column per call (exact tiles) */
+        [SX_DTYPE_Q3_K] = sx_cpu_avx2_gemm_q3_k,
+        [SX_DTYPE_IQ4_NL] = sx_cpu_avx2_gemm_iq4_nl,
+        [SX_DTYPE_IQ4_XS] = sx_cpu_avx2_gemm_iq4_xs,
     },
 #if SX_VNNI
     .gemm_t = {
