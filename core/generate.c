@@ -22,6 +22,8 @@ void sx_generate_params_init(sx_generate_params *p) {
     p->spec.draft_topk = 4;
     p->spec.draft_nodes = 16;
     p->spec.p_min = -1.0f;
+    p->spec.ngram_min = 2;
+    p->spec.ngram_max = 4;
     p->exit.kind = SX_EXIT_NONE;
     p->exit.conf = 0.8f;
     p->exit.progress = 0.3f;
@@ -47,16 +49,16 @@ const char *sx_stop_reason_str(sx_stop_reason r) {
     return "unknown";
 }
 
-static const char *const g_spec_names[] = {"none", "eagle3", "draft"};
+static const char *const g_spec_names[] = {"none", "eagle3", "draft", "ngram"};
 static const char *const g_exit_names[] = {"none", "specexit", "budget", "first-answer"};
 
-const char *sx_spec_kind_name(sx_spec_kind k) { return (unsigned)k < 3 ? g_spec_names[k] : "unknown"; }
+const char *sx_spec_kind_name(sx_spec_kind k) { return (unsigned)k < 4 ? g_spec_names[k] : "unknown"; }
 const char *sx_exit_kind_name(sx_exit_kind k) { return (unsigned)k < 4 ? g_exit_names[k] : "unknown"; }
 
 sx_status sx_spec_kind_from_name(const char *name, sx_spec_kind *out) {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (!strcmp(name, g_spec_names[i])) return *out = (sx_spec_kind)i, SX_OK;
-    return sx_set_error(SX_ERR_INVALID_ARG, "unknown --spec '%s' (eagle3, draft, none)", name);
+    return sx_set_error(SX_ERR_INVALID_ARG, "unknown --spec '%s' (eagle3, draft, ngram, none)", name);
 }
 
 sx_status sx_exit_kind_from_name(const char *name, sx_exit_kind *out) {

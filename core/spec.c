@@ -120,6 +120,9 @@ sx_status sx_spec_create(sx_session *s, const sx_spec_params *p, sx_spec **out) 
     if (p->draft_topk < 1 || p->draft_topk > 32) return sx_set_error(SX_ERR_INVALID_ARG, "--draft-topk must be in [1, 32]");
     if (p->draft_nodes < 1 || p->draft_nodes > SX_SPEC_MAX_VERIFY - 1) /* verify batches stay batch-invariant (cpu_fast.h) */
         return sx_set_error(SX_ERR_INVALID_ARG, "--draft-nodes must be in [1, %d]", SX_SPEC_MAX_VERIFY - 1);
+    if (p->kind == SX_SPEC_NGRAM && (p->ngram_min < 1 || p->ngram_max < p->ngram_min || p->ngram_max > 64))
+        return sx_set_error(SX_ERR_INVALID_ARG, "--prompt-lookup-min/--prompt-lookup-max: need 1 <= min <= max <= 64 (got %d and %d)", p->ngram_min,
+                            p->ngram_max);
     sx_spec *sp = calloc(1, sizeof *sp);
     if (!sp) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
     sp->s = s;
@@ -327,12 +330,52 @@ static void add_children(sx_spec *sp, int parent, const float *probs, const int3
     }
 }
 
+/* Prompt lookup (no draft model): the context is history[0..n_past) and
+ * the root. For suffix lengths n from ngram_max down to ngram_min, its
+ * earlier occurrences, most recent first, give up to K continuations of at
+ * most D tokens, merged into a tree (shared prefixes once). The first
+ * continuation found (the longest, most recent match) counts as certain
+ * (path probability 1), the others as 0.25 each, so --draft-p-min keeps the
+ * CPU to the best one; a continuation never outscores the nodes it shares. */
+static sx_status lookup_tree(sx_spec *sp, int32_t root) {
+    const sx_session *s = sp->s;
+    const int32_t *h = s->history;
+    const int L = s->n_past + 1, D = sp->p.draft_max, K = sp->p.draft_topk;
+#define CTX(i) ((i) < L - 1 ? h[i] : root)
+    sp->n_nodes = 0;
+    int found = 0;
+    for (int n = sp->p.ngram_max < L - 1 ? sp->p.ngram_max : L - 1; n >= sp->p.ngram_min && found < K; n--)
+        for (int j = L - n - 1; j >= 0 && found < K; j--) { /* an occurrence at j..j+n-1 with a token after it */
+            int k = 0;
+            while (k < n && CTX(j + k) == CTX(L - n + k)) k++;
+            if (k < n) continue;
+            const float score = found == 0 ? 0.0f : logf(0.25f);
+            int parent = -1, added = 0;
+            for (int d = 0; d < D && j + n + d < L && sp->n_nodes < SX_SPEC_MAX_NODES; d++) {
+                const int32_t t = CTX(j + n + d);
+                int child = -1;
+                for (int i = 0; i < sp->n_nodes && child < 0; i++)
+                    if (sp->nodes[i].parent == parent && sp->nodes[i].token == t) child = i;
+                if (child < 0) {
+                    child = sp->n_nodes++;
+                    sp->nodes[child] = (tnode){.token = t, .parent = parent, .depth = d + 1, .score = score, .hrow = -1, .drow = -1, .vrow = -1};
+                    added++;
+                }
+                parent = child;
+            }
+            found += added > 0;
+        }
+#undef CTX
+    return SX_OK;
+}
+
 /* EAGLE-2 dynamic tree: expand the K best nodes of each level. The rows of
  * a level attend to the committed draft cache, their ancestors' rows and
  * themselves. Works with the EAGLE-3 head and with a classic draft model. */
 static sx_status draft_tree(sx_spec *sp, int32_t root, sx_spec_proposal *prop) {
     const int K = sp->p.draft_topk, D = sp->p.draft_max;
     sp->n_nodes = 0;
+    if (sp->p.kind == SX_SPEC_NGRAM) return lookup_tree(sp, root);
     SX_RETURN_IF_ERROR(sp->d ? draft_pending(sp, root, prop) : model_pending(sp, root));
     add_children(sp, -1, sp->probs, sp->tops, K);
     int level[SX_SPEC_MAX_NODES], n_level = 0, n_rows = 0;
@@ -603,7 +646,7 @@ void sx_spec_commit(sx_spec *sp, int n_accepted, int32_t bonus) {
         }
         sp->n_pend = k + 1;
         sp->pend_generated = true;
-    } else { /* classic draft: its cache holds everything up to the root; the accepted tokens come next */
+    } else if (sp->dm) { /* classic draft: its cache holds everything up to the root; the accepted tokens come next */
         sp->n_dm_pend = 0;
         for (int j = 1; j <= k; j++) sp->dm_pend[sp->n_dm_pend++] = sp->nodes[sp->vnode[sp->path[j]]].token;
     }
@@ -653,8 +696,9 @@ sx_status sx_spec_prefill(sx_spec *sp, const int32_t *prompt, int n, float *out_
     if ((int64_t)s->n_past + n > s->kv->n_ctx)
         return sx_set_error(SX_ERR_CONTEXT_FULL, "the prompt has %d tokens but only %d of the %d context slots are free (raise --ctx-size)", n,
                             s->kv->n_ctx - s->n_past, s->kv->n_ctx);
-    if (sp->dm) { /* classic: the target as usual; the draft's cache starts empty, so it reads the whole context at its first step */
+    if (!sp->d) { /* classic: the target as usual; the draft's cache starts empty, so it reads the whole context at its first step */
         SX_RETURN_IF_ERROR(sx_session_eval(s, prompt, n, out_logits));
+        if (!sp->dm) return SX_OK; /* prompt lookup: nothing else to read */
         memcpy(sp->dm_pend, s->history, sizeof(int32_t) * (size_t)s->n_past);
         sp->n_dm_pend = s->n_past;
         sp->draft_past = 0;

@@ -189,6 +189,8 @@ typedef enum sx_spec_kind {
     SX_SPEC_NONE = 0, /* one token per target pass */
     SX_SPEC_EAGLE3,   /* EAGLE-3 draft reading the target's hidden states, tree verification */
     SX_SPEC_DRAFT,    /* a separate small model with the same vocabulary (chain) */
+    SX_SPEC_NGRAM,    /* no draft model: prompt lookup, the continuations of earlier occurrences of the
+                         context's last n tokens (vLLM's "ngram" method) */
 } sx_spec_kind;
 
 typedef struct sx_spec_params {
@@ -199,6 +201,8 @@ typedef struct sx_spec_params {
     float p_min;     /* verify only nodes whose draft path probability is >= p_min; default -1:
                         0.3 when the target runs on the CPU (a verify row costs about what a
                         decoded token does there), else 0 (all T nodes) */
+    int ngram_min, ngram_max; /* SX_SPEC_NGRAM: the lengths of the context's suffix looked up,
+                                 longest first (default 2 and 4, vLLM's prompt_lookup_min/max) */
 } sx_spec_params;
 
 /* ---- ending the thinking section ---- */
@@ -233,7 +237,7 @@ typedef struct sx_generate_params {
                             under the same grammar. */
 } sx_generate_params;
 void sx_generate_params_init(sx_generate_params *p);
-/* Reads "eagle3" / "draft" / "none" and "specexit" / "budget" / "first-answer" / "none". */
+/* Reads "eagle3" / "draft" / "ngram" / "none" and "specexit" / "budget" / "first-answer" / "none". */
 SX_MUST_USE sx_status sx_spec_kind_from_name(const char *name, sx_spec_kind *out);
 SX_MUST_USE sx_status sx_exit_kind_from_name(const char *name, sx_exit_kind *out);
 const char *sx_spec_kind_name(sx_spec_kind k);

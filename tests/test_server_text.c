@@ -194,6 +194,12 @@ static void test_request(void **state) {
     assert_string_equal(r.prompt, "hello");
     assert_int_equal(r.think, 0);
     sx_req_free(&r);
+    /* prompt lookup */
+    assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"spec\":\"ngram\",\"prompt_lookup_max\":6}", SX_REQ_CHAT, &r,
+                      err, param));
+    assert_true(r.gp.spec.kind == SX_SPEC_NGRAM && r.gp.spec.ngram_max == 6 && r.gp.spec.ngram_min == 2);
+    assert_int_equal(r.gp.exit.kind, SX_EXIT_NONE); /* the default SpecExit needs the EAGLE-3 draft's signals */
+    sx_req_free(&r);
     /* constrained output */
     assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"json_object\"}}", SX_REQ_CHAT, &r,
                       err, param));
@@ -228,6 +234,8 @@ static void test_request(void **state) {
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"draft_nodes\":64}", "draft_nodes"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"frequency_penalty\":0.5}", "frequency_penalty"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"xml\"}}", "response_format"},
+        {"{\"prompt\":\"q\",\"spec\":\"ngram\",\"prompt_lookup_min\":0}", "prompt_lookup_min"},
+        {"{\"prompt\":\"q\",\"prompt_lookup_min\":5,\"prompt_lookup_max\":3}", "prompt_lookup_max"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"json_schema\"}}", "response_format"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"grammar\":\"root ::= foo\"}", "grammar"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"grammar\":7}", "grammar"},

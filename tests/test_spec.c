@@ -132,6 +132,42 @@ static void greedy_invariants(const char *backend, const char *target, const cha
         }
 }
 
+/* Prompt lookup (--spec ngram, no draft model): greedy output == plain greedy
+ * output for chains and trees of continuations, all verified or only the best. */
+static void ngram_invariants(const char *backend, const char *target) {
+    sx_engine *e = open_engine(backend, target, NULL, NULL);
+    if (!e) return;
+    sx_generate_params gp;
+    sx_generate_params_init(&gp);
+    gp.n_predict = 64;
+    gp.sampling.temp = 0;
+    gp.ignore_eos = true;
+    toklist ref, got;
+    sx_generate_stats gs;
+    sx_status st = run(e, g_prompt, N_PROMPT, &gp, &ref, &gs);
+    CHECK(st == SX_OK, "plain greedy: %s", sx_last_error());
+    static const struct { int d, k, lo, hi; float p_min; } cfg[] = {{3, 1, 1, 3, 0}, {5, 4, 2, 4, 0}, {8, 3, 1, 1, 0}, {6, 4, 1, 4, -1}};
+    int accepted = 0, drafted = 0;
+    for (size_t c = 0; c < sizeof cfg / sizeof *cfg && st == SX_OK; c++) {
+        sx_generate_params sp = gp;
+        sp.spec.kind = SX_SPEC_NGRAM;
+        sp.spec.draft_max = cfg[c].d, sp.spec.draft_topk = cfg[c].k, sp.spec.draft_nodes = 16;
+        sp.spec.ngram_min = cfg[c].lo, sp.spec.ngram_max = cfg[c].hi, sp.spec.p_min = cfg[c].p_min;
+        const sx_status s2 = run(e, g_prompt, N_PROMPT, &sp, &got, &gs);
+        int diff = -1;
+        for (int i = 0; i < ref.n && diff < 0; i++)
+            if (i >= got.n || got.v[i] != ref.v[i]) diff = i;
+        CHECK(s2 == SX_OK && got.n == ref.n && diff < 0, "%s ngram D=%d K=%d n=%d..%d: %s; first difference at %d", target, cfg[c].d, cfg[c].k,
+              cfg[c].lo, cfg[c].hi, s2 == SX_OK ? "ok" : sx_last_error(), diff);
+        accepted += gs.n_accepted, drafted += gs.n_drafted;
+    }
+    /* the tiny models' greedy text repeats itself: lookups must find and land some of it */
+    CHECK(accepted > 0, "%s ngram: no drafted token accepted (%d drafted)", target, drafted);
+    printf("ok   %s: prompt lookup greedy identical to plain for %d configs; %d of %d looked-up tokens accepted\n", target,
+           (int)(sizeof cfg / sizeof *cfg), accepted, drafted);
+    sx_engine_destroy(e);
+}
+
 /* Two turns on one session: the second turn reads the KV the first one left. */
 static void multi_turn(const char *backend, const char *target, const char *const *drafts, int n_drafts) {
     static const int32_t turn2[] = {7, 19, 64, 2, 33};
@@ -338,27 +374,40 @@ static void sampling_distribution(const char *backend, const char *target, const
     gp.ignore_eos = true;
     gp.spec.kind = kind;
     gp.spec.draft_max = 3, gp.spec.draft_topk = K, gp.spec.draft_nodes = 3 * K;
+    gp.spec.ngram_min = 1; /* prompt lookup: any earlier occurrence of the first token */
     const int draws = 3000;
     int n_acc = 0;
     sx_status st = SX_OK;
+    /* prompt lookup finds continuations in the context: give it the model's own (repetitive) greedy text */
+    int32_t prompt[N_PROMPT + 32];
+    int n_prompt = N_PROMPT;
+    memcpy(prompt, g_prompt, sizeof g_prompt);
+    if (kind == SX_SPEC_NGRAM) {
+        sx_generate_params g0 = gp;
+        g0.sampling.temp = 0, g0.n_predict = 32, g0.spec.kind = SX_SPEC_NONE;
+        toklist own;
+        sx_generate_stats gs0;
+        st = run(e, g_prompt, N_PROMPT, &g0, &own, &gs0);
+        for (int i = 0; i < own.n && st == SX_OK; i++) prompt[n_prompt++] = own.v[i];
+    }
     for (int i = 0; i < draws && st == SX_OK; i++) {
         toklist got;
         sx_generate_stats gs;
         gp.sampling.seed = 77 + (uint64_t)i;
-        st = run(e, g_prompt, N_PROMPT, &gp, &got, &gs);
+        st = run(e, prompt, n_prompt, &gp, &got, &gs);
         if (st != SX_OK || got.n != 2) break;
         const int32_t t1 = got.v[0];
         if (!cache[t1]) {
-            int32_t seq[N_PROMPT + 1];
-            memcpy(seq, g_prompt, sizeof g_prompt);
-            seq[N_PROMPT] = t1;
+            int32_t seq[N_PROMPT + 33];
+            memcpy(seq, prompt, sizeof(int32_t) * (size_t)n_prompt);
+            seq[n_prompt] = t1;
             sx_session *s;
             sx_session_options so;
             sx_session_options_init(&so);
             so.n_ctx = 64;
             so.kv_type = g_kv;
             st = sx_session_create(e, &so, &s);
-            if (st == SX_OK) st = sx_session_eval(s, seq, N_PROMPT + 1, logits);
+            if (st == SX_OK) st = sx_session_eval(s, seq, n_prompt + 1, logits);
             sx_session_destroy(s);
             cache[t1] = calloc((size_t)V, sizeof(double));
             double mx = -1e30, sum = 0;
@@ -569,6 +618,7 @@ int main(int argc, char **argv) {
     drafts[n_drafts++] = target; /* the target as its own classic draft: long accepted chains */
     if (other && !g_quick) drafts[n_drafts++] = other;
     greedy_invariants(backend, target, drafts, n_drafts);
+    ngram_invariants(backend, target);
     exit_only_forced_token(backend, target, drafts[0]);
     multi_turn(backend, target, drafts, n_drafts);
     grammar_invariants(backend, target, drafts[0]);
@@ -608,6 +658,7 @@ int main(int argc, char **argv) {
         sampling_distribution(backend, target, target, SX_SPEC_DRAFT, 1);
         sampling_distribution(backend, target, target, SX_SPEC_DRAFT, 3);
         sampling_distribution(backend, target, drafts[0], SX_SPEC_EAGLE3, 4);
+        sampling_distribution(backend, target, NULL, SX_SPEC_NGRAM, 2);
     }
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;

@@ -141,7 +141,9 @@ void sx_cli_print_common_help(FILE *f) {
             "  -jf, --json-schema-file FILE  the same, from a file\n"
             "speculative decoding:\n"
             "  -md, --model-draft FILE   draft: an EAGLE-3 draft GGUF or a small model sharing the vocabulary\n"
-            "      --spec eagle3|draft|none  (default: eagle3 or draft from the draft file, none without one)\n"
+            "      --spec eagle3|draft|ngram|none  (default: eagle3 or draft from the draft file, none without one;\n"
+            "                            ngram: prompt lookup, no draft model needed)\n"
+            "      --prompt-lookup-min N, --prompt-lookup-max N  ngram: the context suffix lengths looked up (default 2, 4)\n"
             "      --draft-max D         draft depth (default 5)\n"
             "      --draft-topk K        children per expanded node (default 4; 1 = chain)\n"
             "      --draft-nodes T       tree nodes verified per step (default 16, at most 63)\n"
@@ -259,6 +261,8 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (IS("--draft-nodes")) { NEED(); if (!parse_int(a, v, 1, 63, &c->spec.draft_nodes)) return false; }
         else if (IS("--draft-p-min")) { NEED(); if (!parse_float(a, v, 0, 1, &c->spec.p_min)) return false; }
         else if (IS("--draft-backend") || IS("-devd") || IS("--device-draft")) { NEED(); c->draft_backend = v; }
+        else if (IS("--prompt-lookup-min")) { NEED(); if (!parse_int(a, v, 1, 64, &c->spec.ngram_min)) return false; }
+        else if (IS("--prompt-lookup-max")) { NEED(); if (!parse_int(a, v, 1, 64, &c->spec.ngram_max)) return false; }
         else if (IS("--exit")) {
             NEED();
             if (sx_exit_kind_from_name(v, &c->exit.kind) != SX_OK) { fprintf(stderr, "error: %s\n", sx_last_error()); return false; }

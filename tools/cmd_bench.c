@@ -79,14 +79,27 @@ int sx_cmd_bench(int argc, char **argv) {
                 c.problems ? "--problems" : "-np");
         return 1;
     }
+    char *file_prompt = NULL; /* -f FILE: the speculation bench's prompt (a document to edit or summarise suits prompt lookup) */
+    if (c.prompt_file && !(file_prompt = sx_cli_read_file(c.prompt_file))) {
+        fprintf(stderr, "error: cannot read prompt file '%s'\n", c.prompt_file);
+        return 1;
+    }
+    if (file_prompt) c.prompt = file_prompt;
     if (c.problems) {
         if (!c.sampling_set) c.sampling.temp = 0; /* greedy unless asked */
         if (c.n_predict == 128) c.n_predict = 1024;
-        return sx_cmd_bench_problems(&c);
+        const int r = sx_cmd_bench_problems(&c);
+        free(file_prompt);
+        return r;
     }
-    if (c.parallel_set) return sx_cmd_bench_parallel(&c);
+    if (c.parallel_set) {
+        const int r = sx_cmd_bench_parallel(&c);
+        free(file_prompt);
+        return r;
+    }
     if (c.bench_prompt < 1 || c.bench_gen < 2) {
         fprintf(stderr, "error: bench needs -p >= 1 and -n >= 2\n");
+        free(file_prompt);
         return 1;
     }
     /* configurations: every backend, each without and (with a draft) with speculation */
@@ -121,11 +134,13 @@ int sx_cmd_bench(int argc, char **argv) {
             ngls[n_ngl++] = (int)v;
         }
     }
+    /* speculation against --spec none in the same run: with a draft, or prompt lookup (--spec ngram, no draft) */
+    const bool spec_ab = c.draft_model || (c.spec_set && c.spec.kind == SX_SPEC_NGRAM);
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         const bool host = !strncmp(tok, "cpu", 3); /* the CPU backends keep every layer in host memory: one -ngl is enough */
         for (int in = 0; in < (host ? 1 : n_ngl); in++)
             for (int ik = 0; ik < n_kv; ik++)
-                for (int sp = 0; sp < (c.draft_model ? 2 : 1); sp++) {
+                for (int sp = 0; sp < (spec_ab ? 2 : 1); sp++) {
                     if (n_cfg == MAX_CONFIGS) {
                         fprintf(stderr, "error: at most %d configurations\n", MAX_CONFIGS);
                         return 1;
@@ -162,7 +177,7 @@ int sx_cmd_bench(int argc, char **argv) {
     int n_prompt = 0;
     if (rc == 0) {
         sx_engine_get_info(cfg[0].e, &info);
-        if (c.draft_model) { /* speculation needs real text to be meaningful */
+        if (spec_ab) { /* speculation needs real text to be meaningful */
             char *formatted = NULL;
             sx_status st = sx_chat_prompt(cfg[0].e, c.system, c.prompt ? c.prompt : DEFAULT_SPEC_PROMPT, !c.no_think, &formatted);
             if (st == SX_OK) st = sx_tokenize(cfg[0].e, formatted, true, true, &prompt, &n_prompt);
@@ -280,5 +295,6 @@ int sx_cmd_bench(int argc, char **argv) {
         free(cfg[k].al);
     }
     free(prompt);
+    free(file_prompt);
     return rc;
 }

@@ -254,13 +254,16 @@ static bool parse_spec_exit(pctx *c, sx_req *r) {
     bool spec_set = false, exit_set = false, budget_set = false;
     if (f) {
         if (!cJSON_IsString(f) || sx_spec_kind_from_name(f->valuestring, &g->spec.kind) != SX_OK)
-            return fail(c, "spec", "'spec' must be \"eagle3\", \"draft\" or \"none\"");
+            return fail(c, "spec", "'spec' must be \"eagle3\", \"draft\", \"ngram\" or \"none\"");
         spec_set = true;
     }
     if (!get_int(c, o, "draft_max", 1, 32, &g->spec.draft_max, NULL)) return false;
     if (!get_int(c, o, "draft_topk", 1, 32, &g->spec.draft_topk, NULL)) return false;
     if (!get_int(c, o, "draft_nodes", 1, 63, &g->spec.draft_nodes, NULL)) return false;
     if (!get_float(c, o, "draft_p_min", 0, 1, &g->spec.p_min)) return false;
+    if (!get_int(c, o, "prompt_lookup_min", 1, 64, &g->spec.ngram_min, NULL)) return false;
+    if (!get_int(c, o, "prompt_lookup_max", 1, 64, &g->spec.ngram_max, NULL)) return false;
+    if (g->spec.ngram_max < g->spec.ngram_min) return fail(c, "prompt_lookup_max", "'prompt_lookup_max' must be >= 'prompt_lookup_min'");
     if ((f = field(o, "exit"))) {
         if (!cJSON_IsString(f) || sx_exit_kind_from_name(f->valuestring, &g->exit.kind) != SX_OK)
             return fail(c, "exit", "'exit' must be \"specexit\", \"budget\", \"first-answer\" or \"none\"");
