@@ -697,13 +697,17 @@ static void quantize_q8k(const float *x, int64_t K, void *dst) {
 
 /* ------------------------------- q2_k, q3_k, iq4_xs x q8k; iq4_nl x q8 */
 
-/* Per weight row and block, one column at a time (so the AVX-512 tables
- * reuse these with tiles_exact: a column's result never depends on its
- * tile). Codes enter _mm256_maddubs_epi16 unsigned: q2_k 0..3, q3_k 0..7
- * (the -4 through the activation bsums), iq4 values as |v| with the sign
- * moved onto x (|v| <= 127: pair sums <= 2 * 127 * 127). Sub-block scales
- * multiply the int16 pair sums in _mm256_madd_epi16; per block one int32
- * sum, then the float sequence of cpu_lowbit.h. */
+/* Per weight row and block, tiles of NC (1..4) activation columns share the
+ * unpacked codes; every column is computed by the same instructions whatever
+ * NC is (so the AVX-512 tables reuse these with tiles_exact: a column's
+ * result never depends on its tile). Codes enter _mm256_maddubs_epi16
+ * unsigned: q2_k 0..3, q3_k 0..7 (the -4 through the activation bsums), iq4
+ * values as |v| with the sign moved onto x (|v| <= 127: pair sums <= 2 *
+ * 127 * 127). Sub-block scales multiply the int16 pair sums in
+ * _mm256_madd_epi16; per block one int32 sum, then the float sequence of
+ * cpu_lowbit.h. */
+
+#define SX_LB_NC 4 /* columns per tile */
 
 /* 16 int16 lanes: a in the first 8 (bytes 0..15 of a maddubs), b in the last 8 */
 SX_INLINE __m256i pair16(int a, int b) {
@@ -714,11 +718,6 @@ SX_INLINE __m256i pair16(int a, int b) {
 SX_INLINE __m256i bits2(__m256i q, int g) {
     return _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * g)), _mm256_set1_epi8(3));
 }
-
-#define SX_Q8K_ROW(x, K, xq, xd, xbs)                                           \
-    const int8_t *xq = (const int8_t *)(x);                                     \
-    const float *xd = (const float *)((const char *)(x) + (K));                 \
-    const int16_t *xbs = (const int16_t *)(xd + (K) / 256)
 
 /* the 16 signed 6-bit scales (minus 32) of a q3_k block as int16 */
 SX_INLINE __m256i q3k_scales16(const uint8_t s[12]) {
@@ -734,26 +733,31 @@ SX_INLINE __m256i q3k_scales16(const uint8_t s[12]) {
     return _mm256_cvtepi8_epi16(v);
 }
 
+/* column c of a q8k tile (cpu_fast.h): qs[K], d[K/256], bsums[K/16] */
+#define SX_Q8K_COL(x, xs, K, c) ((const int8_t *)((x) + (c) * (xs)))
+#define SX_Q8K_D(x, xs, K, c) ((const float *)((x) + (c) * (xs) + (K)))
+#define SX_Q8K_BS(x, xs, K, c) ((const int16_t *)(SX_Q8K_D(x, xs, K, c) + (K) / 256))
+
 /* kind 0 = q2_k (x = d sc q - dmin m), 1 = q3_k (x = d sc (q - 4)): the
  * 2-bit field g of qs byte l is element 128 n + 32 g + l; q3_k ORs in bit
  * 4 n + g of hmask[l] as 4 and takes the -4 through the bsums */
-SX_INLINE void dot_k2bit_col(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out, const int kind) {
-    SX_Q8K_ROW(x, K, xq, xd, xbs);
+SX_INLINE void k2bit_n(int64_t K, const char *W, size_t ws, int nr, const char *x, size_t xs, const int NC, float *y,
+                       int64_t ldy, const int kind) {
     const size_t bsz = kind ? sizeof(sx_block_q3_k) : sizeof(sx_block_q2_k);
     for (int r = 0; r < nr; r++) {
-        float acc = 0.0f;
+        float acc[SX_LB_NC] = {0};
         for (int64_t b = 0; b < K / 256; b++) {
-            const char *blk = (const char *)W + r * ws + b * bsz;
+            const char *blk = W + r * ws + b * bsz;
             const sx_block_q2_k *w2 = (const sx_block_q2_k *)blk;
             const sx_block_q3_k *w3 = (const sx_block_q3_k *)blk;
-            const int8_t *xb = xq + 256 * b;
-            const __m256i bs = _mm256_loadu_si256((const __m256i *)(xbs + 16 * b));
             const __m128i s8 = _mm_loadu_si128((const __m128i *)w2->scales); /* q2_k: scale | min << 4 */
             const __m256i sc16 = kind ? q3k_scales16(w3->scales) : _mm256_cvtepu8_epi16(_mm_and_si128(s8, _mm_set1_epi8(0xF)));
             const __m256i hm = kind ? _mm256_loadu_si256((const __m256i *)w3->hmask) : _mm256_setzero_si256();
             int16_t sc[16];
             _mm256_storeu_si256((__m256i *)sc, sc16);
-            __m256i iv = _mm256_setzero_si256();
+            __m256i iv[SX_LB_NC];
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) iv[c] = _mm256_setzero_si256();
             for (int n = 0; n < 2; n++) {
                 const __m256i q = _mm256_loadu_si256((const __m256i *)((kind ? w3->qs : w2->qs) + 32 * n));
 #pragma GCC unroll 4
@@ -764,87 +768,101 @@ SX_INLINE void dot_k2bit_col(int64_t K, const void *W, size_t ws, int nr, const 
                         const __m256i bit = _mm256_set1_epi8((char)(1 << (4 * n + g)));
                         u = _mm256_or_si256(u, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), _mm256_set1_epi8(4)));
                     }
-                    const __m256i p = _mm256_maddubs_epi16(u, _mm256_loadu_si256((const __m256i *)(xb + 128 * n + 32 * g)));
-                    iv = _mm256_add_epi32(iv, _mm256_madd_epi16(p, pair16(sc[s], sc[s + 1])));
+                    const __m256i sp = pair16(sc[s], sc[s + 1]);
+#pragma GCC unroll 4
+                    for (int c = 0; c < NC; c++) {
+                        const __m256i xv = _mm256_loadu_si256((const __m256i *)(SX_Q8K_COL(x, xs, K, c) + 256 * b + 128 * n + 32 * g));
+                        iv[c] = _mm256_add_epi32(iv[c], _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), sp));
+                    }
                 }
             }
-            if (kind) { /* the -4 of every code: 4 * sum_s sc[s] * bsum[s] */
-                const int corr = hsum_epi32(_mm256_madd_epi16(sc16, bs));
-                acc += xd[b] * (f16(w3->d) * (float)(hsum_epi32(iv) - 4 * corr));
-            } else {
-                const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0xF)));
-                const int msum = hsum_epi32(_mm256_madd_epi16(mins, bs));
-                acc += xd[b] * (f16(w2->d) * (float)hsum_epi32(iv) - f16(w2->dmin) * (float)msum);
+            const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0xF)));
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const __m256i bs = _mm256_loadu_si256((const __m256i *)(SX_Q8K_BS(x, xs, K, c) + 16 * b));
+                const float xd = SX_Q8K_D(x, xs, K, c)[b];
+                if (kind) { /* the -4 of every code: 4 * sum_s sc[s] * bsum[s] */
+                    const int corr = hsum_epi32(_mm256_madd_epi16(sc16, bs));
+                    acc[c] += xd * (f16(w3->d) * (float)(hsum_epi32(iv[c]) - 4 * corr));
+                } else {
+                    const int msum = hsum_epi32(_mm256_madd_epi16(mins, bs));
+                    acc[c] += xd * (f16(w2->d) * (float)hsum_epi32(iv[c]) - f16(w2->dmin) * (float)msum);
+                }
             }
         }
-        out[r] = acc;
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) y[c * ldy + r] = acc[c];
     }
-}
-
-static void dot_q2_k_col(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
-    dot_k2bit_col(K, W, ws, nr, x, out, 0);
-}
-static void dot_q3_k_col(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
-    dot_k2bit_col(K, W, ws, nr, x, out, 1);
 }
 
 static const int8_t k_iq4nl_tab[16] = SX_IQ4NL_VALUES;
 
-/* 32 iq4 codes (16 bytes) times 32 int8 x: 16 int16 pair sums */
-SX_INLINE __m256i iq4_pairs(const uint8_t *qs, __m256i tab, __m256i xv) {
-    const __m256i v = _mm256_shuffle_epi8(tab, unpack_nibbles_32(qs));
-    return _mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(xv, v));
-}
-
-static void dot_iq4_xs_col(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
-    SX_Q8K_ROW(x, K, xq, xd, xbs);
-    (void)xbs;
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)k_iq4nl_tab));
-    for (int r = 0; r < nr; r++) {
-        const sx_block_iq4_xs *w = (const sx_block_iq4_xs *)((const char *)W + r * ws);
-        float acc = 0.0f;
-        for (int64_t b = 0; b < K / 256; b++) {
-            const int8_t *xb = xq + 256 * b;
-            __m256i iv = _mm256_setzero_si256();
-#pragma GCC unroll 8
-            for (int s = 0; s < 8; s++) {
-                const int ls = ((w[b].scales_l[s / 2] >> (4 * (s % 2))) & 0xF) | (((w[b].scales_h >> (2 * s)) & 3) << 4);
-                const __m256i p = iq4_pairs(w[b].qs + 16 * s, tab, _mm256_loadu_si256((const __m256i *)(xb + 32 * s)));
-                iv = _mm256_add_epi32(iv, _mm256_madd_epi16(p, _mm256_set1_epi16((short)(ls - 32))));
-            }
-            acc += xd[b] * (f16(w[b].d) * (float)hsum_epi32(iv));
-        }
-        out[r] = acc;
-    }
-}
-
-/* iq4_nl x q8: per block of 32, f32 lanes acc += dot * (dw * dx) */
-static void dot_iq4_nl_col(int64_t K, const void *W, size_t ws, int nr, const void *x, float *out) {
-    const int8_t *xq = (const int8_t *)x;
-    const float *ds = (const float *)((const char *)x + K);
+/* iq4_xs (kind 1, x q8k: 8 sub-blocks of 32 with 6-bit scales minus 32)
+ * and iq4_nl (kind 0, x q8: per block of 32, f32 lanes acc += dot * (dw *
+ * dx)): nibbles through the value table (pshufb), |v| times x with v's sign */
+SX_INLINE void iq4_n(int64_t K, const char *W, size_t ws, int nr, const char *x, size_t xs, const int NC, float *y,
+                     int64_t ldy, const int kind) {
     const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)k_iq4nl_tab));
     const __m256i ones16 = _mm256_set1_epi16(1);
     for (int r = 0; r < nr; r++) {
-        const sx_block_iq4_nl *w = (const sx_block_iq4_nl *)((const char *)W + r * ws);
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < K / 32; b++) {
-            const __m256i dot = _mm256_madd_epi16(iq4_pairs(w[b].qs, tab, _mm256_loadu_si256((const __m256i *)(xq + 32 * b))), ones16);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(f16(w[b].d) * ds[2 * b]), acc);
+        float acc[SX_LB_NC] = {0};
+        __m256 accv[SX_LB_NC];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) accv[c] = _mm256_setzero_ps();
+        const int64_t nb = kind ? K / 256 : K / 32;
+        for (int64_t b = 0; b < nb; b++) {
+            const int nsub = kind ? 8 : 1;
+            __m256i iv[SX_LB_NC];
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) iv[c] = _mm256_setzero_si256();
+            const sx_block_iq4_xs *wx = (const sx_block_iq4_xs *)(W + r * ws) + b;
+            const sx_block_iq4_nl *wn = (const sx_block_iq4_nl *)(W + r * ws) + b;
+#pragma GCC unroll 8
+            for (int s = 0; s < nsub; s++) {
+                const uint8_t *qs = kind ? wx->qs + 16 * s : wn->qs;
+                const __m256i v = _mm256_shuffle_epi8(tab, unpack_nibbles_32(qs));
+                const __m256i av = _mm256_abs_epi8(v);
+                const __m256i sv = kind ? _mm256_set1_epi16((short)((((wx->scales_l[s / 2] >> (4 * (s % 2))) & 0xF) |
+                                                                    (((wx->scales_h >> (2 * s)) & 3) << 4)) - 32))
+                                        : ones16;
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) {
+                    const __m256i xv = _mm256_loadu_si256((const __m256i *)(SX_Q8K_COL(x, xs, K, c) + (kind ? 256 * b + 32 * s : 32 * b)));
+                    iv[c] = _mm256_add_epi32(iv[c], _mm256_madd_epi16(_mm256_maddubs_epi16(av, _mm256_sign_epi8(xv, v)), sv));
+                }
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                if (kind)
+                    acc[c] += SX_Q8K_D(x, xs, K, c)[b] * (f16(wx->d) * (float)hsum_epi32(iv[c]));
+                else /* q8 ds pairs (d, d * sum) after the K int8 */
+                    accv[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv[c]), _mm256_set1_ps(f16(wn->d) * SX_Q8K_D(x, xs, K, c)[2 * b]), accv[c]);
+            }
         }
-        out[r] = hsum_ps(acc);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) y[c * ldy + r] = kind ? acc[c] : hsum_ps(accv[c]);
     }
 }
 
-/* tile form, one activation row at a time; exported for the AVX-512 tables */
-#define SX_COL_GEMM(name, dot)                                                                                  \
+/* tile form: columns in groups of up to 4 with a constant count; exported
+ * for the AVX-512 tables */
+#define SX_LB_GEMM(name, body, kind)                                                                            \
     void name(int64_t K, const void *W, size_t ws, int nr, const void *x, size_t xs, int nc, float *y, int64_t ldy) { \
-        for (int c = 0; c < nc; c++) dot(K, W, ws, nr, (const char *)x + c * xs, y + c * ldy);                  \
+        const char *xc = (const char *)x;                                                                       \
+        for (; nc > 0; nc -= SX_LB_NC, xc += SX_LB_NC * xs, y += SX_LB_NC * ldy) {                             \
+            switch (nc < SX_LB_NC ? nc : SX_LB_NC) {                                                            \
+            case 4: body(K, (const char *)W, ws, nr, xc, xs, 4, y, ldy, kind); break;                           \
+            case 3: body(K, (const char *)W, ws, nr, xc, xs, 3, y, ldy, kind); break;                           \
+            case 2: body(K, (const char *)W, ws, nr, xc, xs, 2, y, ldy, kind); break;                           \
+            default: body(K, (const char *)W, ws, nr, xc, xs, 1, y, ldy, kind); break;                          \
+            }                                                                                                   \
+        }                                                                                                       \
     }
-SX_COL_GEMM(sx_cpu_avx2_gemm_q2_k, dot_q2_k_col)
-SX_COL_GEMM(sx_cpu_avx2_gemm_q3_k, dot_q3_k_col)
-SX_COL_GEMM(sx_cpu_avx2_gemm_iq4_nl, dot_iq4_nl_col)
-SX_COL_GEMM(sx_cpu_avx2_gemm_iq4_xs, dot_iq4_xs_col)
-#undef SX_COL_GEMM
+SX_LB_GEMM(sx_cpu_avx2_gemm_q2_k, k2bit_n, 0)
+SX_LB_GEMM(sx_cpu_avx2_gemm_q3_k, k2bit_n, 1)
+SX_LB_GEMM(sx_cpu_avx2_gemm_iq4_nl, iq4_n, 0)
+SX_LB_GEMM(sx_cpu_avx2_gemm_iq4_xs, iq4_n, 1)
+#undef SX_LB_GEMM
 
 static const sx_cpu_kernels k_avx2 = {
     .tiles_exact = false, /* the 4 x 2 tiles sum in another order than one column */
