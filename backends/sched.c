@@ -16,7 +16,7 @@
 
 #include "backends/backend.h"
 
-#define SX_SCHED_MAX_DEVICES 8
+#define SX_SCHED_MAX_DEVICES 12
 #define SX_SCHED_ALIGN 256
 
 struct sx_sched {

@@ -222,12 +222,8 @@ static sx_status run_alone(breq *r) {
 static sx_status run_combined(sx_engine *e, breq **reqs, int n) {
     sx_batcher *B = e->batcher;
     if (!B->sched) {
-        sx_device *devs[3];
-        int n_devs = 0;
-        devs[n_devs++] = e->dev;
-        if (e->draft_dev) devs[n_devs++] = e->draft_dev;
-        if (e->cpu) devs[n_devs++] = e->cpu;
-        SX_RETURN_IF_ERROR(sx_sched_create(devs, n_devs, &B->sched));
+        sx_device *devs[SX_MAX_DEVICES + 2];
+        SX_RETURN_IF_ERROR(sx_sched_create(devs, sx_engine_devices(e, devs), &B->sched));
     }
     if (B->graph_seqs < n) {
         sx_graph_destroy(B->graph);

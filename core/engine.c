@@ -63,7 +63,12 @@ static sx_status load_draft(sx_engine *e, const sx_engine_options *o, const sx_d
 static void fit_memory(const sx_engine *e, const sx_engine_options *o, sx_model_placement *pl) {
     const char *env = getenv("SPECEXIT_FIT_MEMORY");
     pl->exact = env && *env;
-    pl->mem = pl->exact ? strtoull(env, NULL, 10) : e->dev->info.memory_free ? e->dev->info.memory_free : e->dev->info.memory_total;
+    pl->mem = 0; /* a split: all its devices' memory */
+    for (int i = 0; i <= e->n_split; i++) {
+        const sx_device_info *d = i < e->n_split ? &e->split[i]->info : &e->dev->info;
+        pl->mem += d->memory_free ? d->memory_free : d->memory_total;
+    }
+    if (pl->exact) pl->mem = strtoull(env, NULL, 10);
     pl->fit_ctx = o->fit_ctx;
     pl->kv_type = o->fit_kv_type == SX_KV_F32 ? SX_DTYPE_F32 : o->fit_kv_type == SX_KV_Q8_0 ? SX_DTYPE_Q8_0 : SX_DTYPE_F16;
     sx_gguf *dg;
@@ -71,6 +76,45 @@ static void fit_memory(const sx_engine *e, const sx_engine_options *o, sx_model_
         pl->reserve = 2 * sx_gguf_size(dg);
         sx_gguf_close(dg);
     }
+}
+
+int sx_engine_devices(const sx_engine *e, sx_device **out) {
+    int n = 0;
+    for (int i = 0; i < e->n_split; i++) out[n++] = e->split[i];
+    out[n++] = e->dev;
+    if (e->draft_dev) out[n++] = e->draft_dev;
+    if (e->cpu) out[n++] = e->cpu;
+    return n;
+}
+
+/* `backend` as a comma-separated list of GPU devices to split the model over:
+ * e->split gets all but the last, e->dev the last (it keeps the output layer). */
+static sx_status open_devices(sx_engine *e, const char *backend, const sx_device_options *dopts) {
+    char list[256];
+    snprintf(list, sizeof list, "%s", backend);
+    char *save = NULL, *names[SX_MAX_DEVICES + 1];
+    int n = 0;
+    for (char *t = strtok_r(list, ",/", &save); t; t = strtok_r(NULL, ",/", &save)) { /* '/' as llama-bench's -dev lists */
+        if (n == SX_MAX_DEVICES) return sx_set_error(SX_ERR_INVALID_ARG, "--backend %s: at most %d devices", backend, SX_MAX_DEVICES);
+        names[n++] = t;
+    }
+    if (n == 0) return sx_set_error(SX_ERR_INVALID_ARG, "--backend: no device given");
+    for (int i = 0; i < n; i++) {
+        sx_device *d = NULL;
+        SX_RETURN_IF_ERROR(sx_device_open_by_name(names[i], dopts, &d));
+        if (i + 1 < n) e->split[e->n_split++] = d;
+        else e->dev = d;
+        if (n > 1 && d->info.host_visible)
+            return sx_set_error(SX_ERR_INVALID_ARG, "--backend %s: '%s' runs in host memory; a split lists GPU devices (the CPU joins with -ngl)",
+                                backend, names[i]);
+    }
+    int at = 0;
+    for (int i = 0; i < n; i++) {
+        const sx_device *d = i + 1 < n ? e->split[i] : e->dev;
+        at += snprintf(e->devices_desc + at, sizeof e->devices_desc - (size_t)at, "%s%s", i ? " + " : "", d->info.name);
+        if (at >= (int)sizeof e->devices_desc) break;
+    }
+    return SX_OK;
 }
 
 void sx_engine_options_init(sx_engine_options *o) {
@@ -96,14 +140,14 @@ sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
     sx_device_options_init(&dopts);
     dopts.n_threads = o->n_threads;
     dopts.pin_threads = o->pin_threads;
-    s = sx_device_open_by_name(backend, &dopts, &e->dev);
+    s = open_devices(e, backend, &dopts);
     if (s == SX_OK && !e->dev->info.host_visible) s = sx_device_open_by_name("cpu", &dopts, &e->cpu);
     if (s == SX_OK && o->n_gpu_layers < SX_NGL_AUTO)
         s = sx_set_error(SX_ERR_INVALID_ARG, "--n-gpu-layers %d: give a layer count >= 0, -1 for all or auto", o->n_gpu_layers);
     if (s == SX_OK && o->n_gpu_layers >= 0 && !e->cpu)
         SX_LOGW("--n-gpu-layers is ignored: the %s backend keeps every layer in host memory", e->dev->vt->name);
     sx_gguf *g = NULL;
-    sx_model_placement fit = {.n_cpu_moe = o->n_cpu_moe};
+    sx_model_placement fit = {.n_cpu_moe = o->n_cpu_moe, .extra = e->split, .n_extra = e->n_split, .share = o->tensor_split};
     if (s == SX_OK && o->n_gpu_layers == SX_NGL_AUTO && e->cpu) fit_memory(e, o, &fit);
     if (s == SX_OK) s = sx_gguf_open(o->model_path, &g);
     if (s == SX_OK) s = sx_model_load_gguf_split(g, e->dev, e->cpu, o->n_gpu_layers, &fit, &e->model);
@@ -120,6 +164,14 @@ sx_status sx_engine_create(const sx_engine_options *o, sx_engine **out) {
         SX_LOGI("offloaded %d/%d layers to %s (%.1f MiB of weights); the token embedding, the output layer and %d blocks run on the CPU",
                 e->model->n_dev_layers, e->model->hp.n_layer + 1, e->dev->info.name, (double)e->model->dev_weight_bytes / (1 << 20),
                 e->model->hp.n_layer - e->model->n_dev_layers);
+    if (s == SX_OK && e->n_split) {
+        char desc[512];
+        int at = 0;
+        for (int d = 0; d <= e->n_split && at < (int)sizeof desc; d++)
+            at += snprintf(desc + at, sizeof desc - (size_t)at, "%s%s: %d", d ? ", " : "", d < e->n_split ? e->split[d]->info.name : e->dev->info.name,
+                           e->model->split_layers[d]);
+        SX_LOGI("split %d blocks over %d devices (%s), the output layer on %s", e->model->n_dev_layers, e->n_split + 1, desc, e->dev->info.name);
+    }
     if (s == SX_OK) s = sx_tokenizer_from_gguf(e->model->gguf, &e->tok);
     if (s == SX_OK && sx_tokenizer_n_vocab(e->tok) > e->model->hp.n_vocab)
         s = sx_set_error(SX_ERR_FORMAT, "%s: tokenizer has %lld tokens but the embedding only %d rows", o->model_path,
@@ -152,6 +204,7 @@ void sx_engine_destroy(sx_engine *e) {
     sx_model_free(e->model);
     sx_device_close(e->draft_dev);
     sx_device_close(e->dev);
+    for (int i = 0; i < e->n_split; i++) sx_device_close(e->split[i]);
     sx_device_close(e->cpu);
     free(e->default_system);
     free(e);
@@ -178,7 +231,9 @@ void sx_engine_get_info(const sx_engine *e, sx_engine_info *out) {
     out->n_vocab = m->hp.n_vocab;
     out->n_ctx_train = m->hp.n_ctx_train;
     out->backend = e->dev->vt->name;
-    out->device = e->dev->info.name;
+    out->device = e->n_split ? e->devices_desc : e->dev->info.name;
+    out->n_devices = e->n_split + 1;
+    for (int d = 0; d <= m->n_split_devs && d < SX_MAX_DEVICES; d++) out->device_layers[d] = m->split_layers[d];
     out->n_gpu_layers = m->n_dev_layers;
     out->n_cpu_moe = m->n_cpu_moe;
     out->output_on_device = m->output_on_dev;
@@ -271,9 +326,12 @@ static sx_status kv_type_check(sx_engine *e, sx_dtype t) {
     sx_tensor *q = sx_graph_input(g, SX_DTYPE_F32, 3, (int64_t[]){hd, hp->n_head, 1}, "q_probe");
     sx_tensor *att = kv && q ? sx_graph_add_attention(g, q, kv, kv, NULL, 1.0f, 0) : NULL;
     sx_status st = sx_graph_status(g);
-    if (st == SX_OK && (!e->dev->vt->supports_op(e->dev, set) || !e->dev->vt->supports_op(e->dev, att)))
-        st = sx_set_error(SX_ERR_UNSUPPORTED, "the %s backend cannot keep a q8_0 KV cache (writing or attending to it): use --cache-type-k f16",
-                          e->dev->vt->name);
+    for (int i = 0; i <= e->n_split && st == SX_OK; i++) { /* every device holding blocks */
+        sx_device *d = i < e->n_split ? e->split[i] : e->dev;
+        if (!d->vt->supports_op(d, set) || !d->vt->supports_op(d, att))
+            st = sx_set_error(SX_ERR_UNSUPPORTED, "the %s backend cannot keep a q8_0 KV cache (writing or attending to it): use --cache-type-k f16",
+                              d->vt->name);
+    }
     sx_graph_destroy(g);
     return st;
 }
@@ -290,11 +348,8 @@ sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_sessio
     s->e = e;
     const int n_ctx = o->n_ctx ? o->n_ctx : (e->model->hp.n_ctx_train < 4096 ? e->model->hp.n_ctx_train : 4096);
     s->n_batch = o->n_batch ? o->n_batch : 512;
-    sx_device *devs[3];
-    int n_devs = 0;
-    devs[n_devs++] = e->dev;
-    if (e->draft_dev) devs[n_devs++] = e->draft_dev;
-    if (e->cpu) devs[n_devs++] = e->cpu;
+    sx_device *devs[SX_MAX_DEVICES + 2];
+    const int n_devs = sx_engine_devices(e, devs);
     sx_engine_lock(e);
     const sx_dtype kvt = o->kv_type == SX_KV_F32 ? SX_DTYPE_F32 : o->kv_type == SX_KV_Q8_0 ? SX_DTYPE_Q8_0 : SX_DTYPE_F16;
     sx_status st = kv_type_check(e, kvt);

@@ -14,7 +14,10 @@ struct sx_eagle3;
 struct sx_draft_seq;
 
 struct sx_engine {
-    sx_device *dev;
+    sx_device *dev;            /* the target's device (a split's last one: the output layer) */
+    sx_device *split[SX_MAX_DEVICES]; /* a split's other devices, in list order */
+    int n_split;
+    char devices_desc[256];    /* "A + B" for a split */
     sx_device *draft_dev;      /* NULL: the draft shares dev */
     struct sx_eagle3 *eagle;   /* EAGLE-3 draft or NULL */
     sx_model *draft;           /* classic draft model or NULL */
@@ -22,7 +25,7 @@ struct sx_engine {
     sx_model *model;
     sx_tokenizer *tok;
     int chat_kind;
-    char backend[32];
+    char backend[128];
     char *default_system;
     /* concurrency (core/batch.c) */
     pthread_mutex_t dev_mu;   /* recursive: held for every device call of a session */
@@ -41,6 +44,9 @@ struct sx_session {
     int32_t *history; /* [n_ctx] tokens in the context */
 };
 
+/* Every device a session's scheduler works with: the target's (a split's too),
+ * the draft's, the CPU fallback. Returns the count (<= SX_MAX_DEVICES + 2). */
+int sx_engine_devices(const sx_engine *e, sx_device **out);
 sx_status sx_tokenizer_from_gguf(const sx_gguf *g, sx_tokenizer **out);
 double sx_now_ms(void);
 

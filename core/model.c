@@ -192,6 +192,39 @@ static int fit_layers(const sx_gguf *g, const sx_hparams *hp, const sx_model_pla
     return n;
 }
 
+/* The devices of blocks [first, n_layer): the placement's extra devices, then
+ * dev, each a consecutive run sized by the shares (llama.cpp's -ts) or, with
+ * none given, by the devices' memory (equal when unknown). nd = 0 when no
+ * block is offloaded. */
+static sx_status split_layers(const sx_model_placement *pl, sx_device *dev, int first, int n_layer, sx_device **ldev, int *bound, int *nd) {
+    const int n_extra = pl ? pl->n_extra : 0;
+    if (n_extra < 0 || n_extra >= SX_MAX_DEVICES) return sx_set_error(SX_ERR_INVALID_ARG, "model: a split over %d devices (at most %d)", n_extra + 1, SX_MAX_DEVICES);
+    *nd = n_extra + 1;
+    double w[SX_MAX_DEVICES], total = 0;
+    for (int d = 0; d < *nd; d++) {
+        ldev[d] = d < n_extra ? pl->extra[d] : dev;
+        w[d] = pl && pl->share ? pl->share[d] : 0;
+        if (!(w[d] >= 0)) return sx_set_error(SX_ERR_INVALID_ARG, "--tensor-split: shares must be >= 0");
+        total += w[d];
+    }
+    if (total <= 0) { /* by memory: free, else total, else equal */
+        for (int d = 0; d < *nd; d++) {
+            const sx_device_info *i = &ldev[d]->info;
+            total += w[d] = (double)(i->memory_free ? i->memory_free : i->memory_total);
+        }
+        if (total <= 0)
+            for (int d = 0; d < *nd; d++) total += w[d] = 1;
+    }
+    const int n = n_layer - first;
+    double cum = 0;
+    bound[0] = first;
+    for (int d = 0; d < *nd; d++) {
+        cum += w[d];
+        bound[d + 1] = d + 1 == *nd ? n_layer : first + (int)(n * cum / total + 0.5);
+    }
+    return SX_OK;
+}
+
 sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, int n_dev_layers, const sx_model_placement *pl, sx_model **out) {
     *out = NULL;
     sx_model *m = calloc(1, sizeof *m);
@@ -227,12 +260,23 @@ sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, 
     const bool split = s == SX_OK && two && n_dev_layers >= 0 && n_dev_layers <= m->hp.n_layer;
     m->n_cpu_moe = s == SX_OK && two && pl && m->hp.n_expert ? (pl->n_cpu_moe < m->hp.n_layer ? pl->n_cpu_moe : m->hp.n_layer) : 0;
     if (m->n_cpu_moe < 0) m->n_cpu_moe = 0;
-    const bool hosted = split || m->n_cpu_moe > 0; /* weights on both devices */
+    const bool hosted = split || m->n_cpu_moe > 0; /* weights on the host too */
     m->n_dev_layers = split ? n_dev_layers : m->hp.n_layer;
     m->output_on_dev = !split;
     m->host = hosted ? host : NULL;
-    sx_device *embd_dev = split ? host : dev, *out_dev = m->output_on_dev ? dev : host;
     const int first_dev_layer = m->hp.n_layer - m->n_dev_layers;
+    /* the devices of the offloaded blocks: a split's extra ones, then dev; layers [bound[d], bound[d+1]) on ldev[d] */
+    sx_device *ldev[SX_MAX_DEVICES];
+    int bound[SX_MAX_DEVICES + 1], nd = 0;
+    if (s == SX_OK) s = split_layers(pl, dev, first_dev_layer, m->hp.n_layer, ldev, bound, &nd);
+    for (int d = 0; d + 1 < nd; d++) m->split_devs[d] = ldev[d], m->split_layers[d] = bound[d + 1] - bound[d];
+    m->n_split_devs = nd > 0 ? nd - 1 : 0;
+    if (nd > 0) m->split_layers[nd - 1] = bound[nd] - bound[nd - 1];
+    int first_d = 0; /* the first device with blocks gets the embedding (the residual starts there) ... */
+    while (first_d + 1 < nd && bound[first_d + 1] == bound[first_d]) first_d++;
+    /* ... unless the output shares it (tied embeddings): one copy on the output's device costs one residual hop, two copies a vocabulary's rows */
+    const bool tied = s == SX_OK && sx_gguf_find_tensor(g, "output.weight") < 0;
+    sx_device *out_dev = m->output_on_dev ? dev : host, *embd_dev = split ? host : tied ? out_dev : nd ? ldev[first_d] : dev;
     if (s == SX_OK) s = sx_weights_bind(&L, "token_embd.weight", m->hp.n_embd, m->hp.n_vocab, false, false, &m->tok_embd);
     if (s == SX_OK) s = sx_weights_bind(&L, "output_norm.weight", m->hp.n_embd, 0, false, true, &m->out_norm);
     if (s == SX_OK) s = sx_weights_bind(&L, "output.weight", m->hp.n_embd, m->hp.n_vocab, true, false, &m->output);
@@ -246,27 +290,34 @@ sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, 
             assign(L.tensor_dev, L.n_tensors - 1, L.n_tensors, out_dev);
     }
     /* Llama 3.1/3.2 (and the DeepSeek-R1 Llama distills): per-pair RoPE frequency divisors, one binding per device with layers */
-    sx_tensor *freqs[2] = {NULL, NULL}; /* [0] on dev, [1] on host */
-    for (int k = 0; k < (split ? 2 : 1) && s == SX_OK; k++) {
-        if (k == 0 && m->n_dev_layers == 0) continue;
-        if (k == 1 && first_dev_layer == 0) continue;
+    sx_tensor *freqs[SX_MAX_DEVICES + 1] = {NULL}; /* [d] on ldev[d], [nd] on host */
+    for (int k = 0; k <= nd && s == SX_OK; k++) {
+        if (k < nd ? bound[k + 1] == bound[k] : first_dev_layer == 0) continue; /* no blocks there */
         s = sx_weights_bind(&L, "rope_freqs.weight", m->hp.rope_dims / 2, 0, true, true, &freqs[k]);
-        if (s == SX_OK && freqs[k]) assign(L.tensor_dev, L.n_tensors - 1, L.n_tensors, k ? host : dev);
+        if (s == SX_OK && freqs[k]) assign(L.tensor_dev, L.n_tensors - 1, L.n_tensors, k < nd ? ldev[k] : host);
+        if (!m->rope_freqs) m->rope_freqs = freqs[k];
     }
-    m->rope_freqs = freqs[0] ? freqs[0] : freqs[1];
     for (int il = 0; il < m->hp.n_layer && s == SX_OK; il++) {
         const int first = L.n_tensors;
         sx_layer *ly = &m->layers[il];
         s = bind_layer(&L, &m->hp, il, ly);
-        ly->dev = il >= first_dev_layer ? dev : host;
-        ly->rope_freqs = freqs[ly->dev == dev ? 0 : 1];
+        int d = il < first_dev_layer ? nd : 0; /* nd: the host's (-ngl) */
+        while (d < nd && il >= bound[d + 1]) d++;
+        ly->dev = d < nd ? ldev[d] : host;
+        ly->rope_freqs = freqs[d];
         assign(L.tensor_dev, first, L.n_tensors, ly->dev);
         if (s == SX_OK && ly->down_exps && il < m->n_cpu_moe) /* the three expert stacks, bound last */
             assign(L.tensor_dev, L.n_tensors - 3, L.n_tensors, host);
     }
     m->n_tensors = L.n_tensors;
-    if (s == SX_OK && !hosted) s = sx_weights_place(&L, dev, &m->weights);
-    if (s == SX_OK && hosted) s = sx_weights_place_some(&L, dev, &m->weights, &m->dev_weight_bytes);
+    const bool multi = hosted || m->n_split_devs > 0; /* weights on several devices */
+    if (s == SX_OK && !multi) s = sx_weights_place(&L, dev, &m->weights);
+    if (s == SX_OK && multi) s = sx_weights_place_some(&L, dev, &m->weights, &m->dev_weight_bytes);
+    for (int d = 0; d < m->n_split_devs && s == SX_OK; d++) {
+        size_t bytes = 0;
+        s = sx_weights_place_some(&L, m->split_devs[d], &m->split_weights[d], &bytes);
+        m->dev_weight_bytes += bytes;
+    }
     size_t host_bytes = 0;
     if (s == SX_OK && hosted) s = sx_weights_place_some(&L, host, &m->host_weights, &host_bytes);
     free(L.tensor_dev);
@@ -275,7 +326,7 @@ sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_device *host, 
         return s;
     }
     summarize(m);
-    if (!hosted) m->dev_weight_bytes = m->weight_bytes;
+    if (!multi) m->dev_weight_bytes = m->weight_bytes;
     *out = m;
     return SX_OK;
 }
@@ -291,6 +342,7 @@ sx_status sx_model_load(const char *path, sx_device *dev, sx_model **out) {
 
 void sx_model_free(sx_model *m) {
     if (!m) return;
+    for (int d = 0; d < m->n_split_devs; d++) sx_buffer_free(m->split_weights[d]);
     sx_buffer_free(m->weights);
     sx_buffer_free(m->host_weights);
     free(m->tensors);

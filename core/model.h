@@ -5,6 +5,7 @@
 
 #include "backends/backend.h"
 #include "core/gguf.h"
+#include "core/specexit.h"
 #include "ir/graph.h"
 
 typedef enum sx_arch {
@@ -60,6 +61,10 @@ typedef struct sx_model {
     uint64_t fit_budget; /* and the bytes dev had for them */
     int n_cpu_moe;       /* blocks whose expert stacks are on host (--n-cpu-moe) */
     bool output_on_dev;  /* output norm and matrix on dev (else on host) */
+    sx_device *split_devs[SX_MAX_DEVICES]; /* borrowed: a split's devices before dev (sx_model_placement.extra) */
+    int n_split_devs;
+    int split_layers[SX_MAX_DEVICES];      /* blocks on each of them, then on dev ([n_split_devs]) */
+    sx_buffer *split_weights[SX_MAX_DEVICES]; /* owned: their weights */
     sx_buffer *weights;  /* owned: the weights on dev */
     sx_buffer *host_weights; /* owned (with host): the file mapping wrapped for host */
     size_t dev_weight_bytes; /* bytes of weights on dev */
@@ -96,6 +101,13 @@ SX_MUST_USE sx_status sx_model_load_gguf(sx_gguf *g, sx_device *dev, sx_model **
  * embedding then stay on host). */
 typedef struct sx_model_placement {
     int n_cpu_moe;
+    /* a split over several devices (llama.cpp's -sm layer): the offloaded blocks go
+     * consecutively to extra[0..n_extra) and then dev (which keeps the output layer),
+     * in the proportions share[0..n_extra] (all 0: by the devices' memory, equal when
+     * unknown); the embedding goes to the first device with blocks */
+    sx_device *const *extra;
+    int n_extra;
+    const float *share;
     uint64_t mem;
     bool exact;
     uint64_t reserve;
@@ -112,7 +124,7 @@ SX_MUST_USE sx_status sx_model_load_gguf_split(sx_gguf *g, sx_device *dev, sx_de
 void sx_model_free(sx_model *m);
 
 /* ---- KV cache: per layer K and V, [kv_dim, n_ctx] slots ---- */
-#define SX_KV_MAX_BUFS 2
+#define SX_KV_MAX_BUFS (SX_MAX_DEVICES + 1)
 typedef struct sx_kv_cache {
     int n_layer, n_ctx, kv_dim;
     sx_dtype dtype;   /* F16 default, F32 and Q8_0 allowed */

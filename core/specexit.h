@@ -33,9 +33,19 @@ typedef struct sx_engine sx_engine;
 typedef struct sx_session sx_session;
 
 /* ---- engine ---- */
+#define SX_MAX_DEVICES 8 /* devices one model can be split over */
+
 typedef struct sx_engine_options {
     const char *model_path;    /* GGUF file (required) */
-    const char *backend;       /* "cpu" (default), "cpu-ref", "vulkan", "vulkan:1", "cuda:0", "hip" */
+    const char *backend;       /* "cpu" (default), "cpu-ref", "vulkan", "vulkan:1", "cuda:0", "hip"; or a
+                                  list of GPU devices separated by ',' or '/' ("cuda:0,cuda:1",
+                                  "cuda:0/vulkan:0")
+                                  to split the model's blocks over (llama.cpp's -dev with -sm layer):
+                                  consecutive blocks per device in list order, the output layer on the
+                                  last one */
+    float tensor_split[SX_MAX_DEVICES]; /* llama.cpp's -ts: the share of the offloaded blocks of each
+                                  device in `backend`'s list; all 0 (default): by the devices' free
+                                  memory (equal shares when unknown) */
     int n_threads;             /* CPU threads; 0 = physical cores */
     bool pin_threads;          /* bind CPU threads to physical cores (hwloc) */
     const char *chat_template; /* "chatml", "llama3", "deepseek-r1"; NULL = detect from the file */
@@ -85,8 +95,10 @@ typedef struct sx_engine_info {
     int n_expert, n_expert_used;  /* mixture of experts, else 0 */
     int n_layer, n_embd, n_head, n_head_kv, n_vocab, n_ctx_train;
     const char *backend;    /* "cpu", "vulkan", ... */
-    const char *device;     /* device name */
-    int n_gpu_layers;       /* blocks on the device (n_layer unless -ngl left some on the CPU) */
+    const char *device;     /* device name ("A + B" when the model is split over several) */
+    int n_devices;          /* devices holding blocks (without the CPU of -ngl) */
+    int device_layers[SX_MAX_DEVICES]; /* blocks on each, in `backend`'s list order */
+    int n_gpu_layers;       /* blocks on the device(s) (n_layer unless -ngl left some on the CPU) */
     bool output_on_device;  /* the output layer runs on the device */
     int n_cpu_moe;          /* blocks whose experts run on the CPU (--n-cpu-moe) */
     uint64_t device_weight_bytes; /* weights on the device (the rest are read in place on the CPU) */

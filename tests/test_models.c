@@ -35,6 +35,7 @@ static int argmax(const float *x, int n) {
 }
 
 static sx_kv_type g_kv; /* --kv TYPE: both sides' KV cache (q8_0: the quantized cache, exact across backends) */
+static float g_ts[SX_MAX_DEVICES]; /* --ts A,B: a split's shares */
 static int g_ngl = -1;  /* the backend side's -ngl */
 static int g_cpu_moe;   /* the backend side's --n-cpu-moe */
 
@@ -61,6 +62,7 @@ static sx_status open_engine(const char *backend, const char *path, sx_engine **
     eo.model_path = path;
     eo.backend = backend;
     if (strcmp(backend, "cpu-ref") != 0) eo.n_gpu_layers = g_ngl, eo.n_cpu_moe = g_cpu_moe;
+    memcpy(eo.tensor_split, g_ts, sizeof g_ts);
     eo.n_threads = 2;
     SX_RETURN_IF_ERROR(sx_engine_create(&eo, e));
     sx_session_options so;
@@ -98,10 +100,32 @@ static void test_model(const char *backend, const char *path, int steps, float t
                info.output_on_device ? "device" : "CPU");
         CHECK(info.n_gpu_layers == (split ? g_ngl : info.n_layer) && info.output_on_device == !split, "%s: -ngl %d placed %d blocks (output %d)",
               path, g_ngl, info.n_gpu_layers, info.output_on_device);
+        /* a split over several devices binds rope_freqs (bytes) on each */
         CHECK(split ? info.device_weight_bytes < info.weight_bytes && (g_ngl > 0) == (info.device_weight_bytes > 0)
-                    : info.device_weight_bytes == info.weight_bytes,
+                    : info.device_weight_bytes >= info.weight_bytes && info.device_weight_bytes <= info.weight_bytes + (info.n_devices - 1) * 4096ull,
               "%s: -ngl %d: %llu of %llu weight bytes on the device", path, g_ngl, (unsigned long long)info.device_weight_bytes,
               (unsigned long long)info.weight_bytes);
+    }
+    /* a split over several GPUs (--backend A,B): consecutive blocks per device, as many as the shares say */
+    int n_listed = 1, runs = 0;
+    for (const char *p = backend; *p; p++) n_listed += *p == ',' || *p == '/';
+    if (n_listed > 1) {
+        int sum = 0, with = 0;
+        float tot = 0;
+        for (int d = 0; d < info.n_devices; d++) sum += info.device_layers[d], with += info.device_layers[d] > 0, tot += g_ts[d];
+        CHECK(info.n_devices == n_listed && sum == info.n_gpu_layers, "%s on %s: %d devices hold %d blocks, %d offloaded", path, backend,
+              info.n_devices, sum, info.n_gpu_layers);
+        for (int d = 0; d < info.n_devices && tot > 0; d++) { /* the shares, rounded at the run boundaries */
+            const int want_lo = (int)(info.n_gpu_layers * g_ts[d] / tot) - 1, want_hi = (int)(info.n_gpu_layers * g_ts[d] / tot) + 1;
+            CHECK(info.device_layers[d] >= want_lo && info.device_layers[d] <= want_hi, "%s on %s: device %d holds %d blocks for a share %.2f of %d",
+                  path, backend, d, info.device_layers[d], g_ts[d] / tot, info.n_gpu_layers);
+        }
+        if (tot == 0 && info.n_gpu_layers >= info.n_devices) /* equal devices, no shares: every one gets blocks */
+            CHECK(with == info.n_devices, "%s on %s: only %d of %d devices hold blocks", path, backend, with, info.n_devices);
+        runs = with;
+        printf("%s on %s: split", path, backend);
+        for (int d = 0; d < info.n_devices; d++) printf(" %d", info.device_layers[d]);
+        printf(" blocks over %s\n", info.device);
     }
     int32_t prompt[12];
     for (int i = 0; i < 12; i++) prompt[i] = (int32_t)((i * 7919 + 13) % (V - 8)); /* fixed, varied ids */
@@ -135,11 +159,13 @@ static void test_model(const char *backend, const char *path, int steps, float t
         }
         chosen[i] = tb;
         st = sx_session_eval(s, &chosen[i], 1, lb);
-        if (st == SX_OK && i == 0 && g_ngl >= 0 && e->cpu) { /* the residual crosses at the split only: CPU, device, CPU (output) */
+        if (st == SX_OK && i == 0 && (g_ngl >= 0 || runs > 1) && e->cpu) {
+            /* the residual crosses at the splits only: CPU, device, CPU (output) with -ngl; one segment per device of a split */
             int segments, copies;
             sx_sched_last_stats(s->sched, &segments, &copies);
-            const int want = !split || g_ngl == 0 ? 1 : 3;
-            CHECK(segments == want, "%s on %s -ngl %d: a decode step ran in %d device segments (%d copies), expected %d", path, backend, g_ngl,
+            /* a split: one per device, the CPU's two with -ngl, and one more where tied embeddings start on the last device */
+            const int want = runs > 1 ? runs + (split ? 2 : 0) : !split || g_ngl == 0 ? 1 : 3;
+            CHECK(segments == want || (runs > 1 && !split && segments == want + 1), "%s on %s -ngl %d: a decode step ran in %d device segments (%d copies), expected %d", path, backend, g_ngl,
                   segments, copies, want);
         }
         if (st == SX_OK) st = sx_session_eval(sref, &chosen[i], 1, lr);
@@ -268,6 +294,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--ngl") && i + 1 < argc) ngl_list = argv[++i];
         else if (!strcmp(argv[i], "--fit")) fit = true;
         else if (!strcmp(argv[i], "--cpu-moe") && i + 1 < argc) g_cpu_moe = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ts") && i + 1 < argc) {
+            int n = 0;
+            for (char *p = argv[++i]; *p && n < SX_MAX_DEVICES; p += *p == ',') {
+                char *end;
+                g_ts[n++] = strtof(p, &end);
+                if (end == p) return printf("FAIL: --ts %s: comma-separated shares\n", argv[i]), 2;
+                p = end;
+            }
+        }
     }
     int ngls[16], n_ngl = 0;
     ngls[n_ngl++] = -1;

@@ -65,6 +65,7 @@ void sx_cli_engine_options(const sx_cli *c, sx_engine_options *eo) {
     eo->no_cont_batching = c->no_cont_batching;
     eo->n_gpu_layers = c->n_gpu_layers;
     eo->n_cpu_moe = c->n_cpu_moe;
+    memcpy(eo->tensor_split, c->tensor_split, sizeof eo->tensor_split);
     eo->fit_ctx = c->n_ctx ? c->n_ctx : 4096; /* the sessions' default context is at most 4096 */
     eo->fit_kv_type = (int)c->kv_type_k;
 }
@@ -119,6 +120,9 @@ void sx_cli_print_common_help(FILE *f) {
             "  -s, --seed S              RNG seed (default: random)\n"
             "      --ignore-eos          keep generating past end-of-generation tokens\n"
             "      --backend NAME[:N]    cpu (default), cpu-ref, vulkan, cuda, hip; see `specexit devices`\n"
+            "                            a list (cuda:0,cuda:1 or cuda:0/vulkan:0) splits the blocks over those GPUs\n"
+            "  -ts, --tensor-split A,B,...  each listed GPU's share of the blocks (default: by free memory)\n"
+            "  -sm, --split-mode layer|none  split by blocks (default) or use the list's first GPU only\n"
             "  -ngl, --n-gpu-layers N    with a GPU backend: put the last N blocks (and their KV cache) on the GPU,\n"
             "                            the rest on the CPU; N > the block count adds the output layer; all:\n"
             "                            the whole model; auto (default): the whole model when it fits the GPU's\n"
@@ -235,6 +239,30 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
             else if (!strcmp(v, "auto")) c->n_gpu_layers = SX_NGL_AUTO;
             else if (!parse_int(a, v, -1, 1 << 20, &c->n_gpu_layers)) return false;
         }
+        else if (IS("-ts") || IS("--tensor-split")) {
+            NEED();
+            memset(c->tensor_split, 0, sizeof c->tensor_split);
+            char buf[256], *save = NULL;
+            snprintf(buf, sizeof buf, "%s", v);
+            int n = 0;
+            for (char *t = strtok_r(buf, ",/", &save); t; t = strtok_r(NULL, ",/", &save)) {
+                char *end;
+                const double x = strtod(t, &end);
+                if (*end || end == t || !(x >= 0) || x > 1e6 || n == SX_MAX_DEVICES) {
+                    fprintf(stderr, "error: %s expects up to %d non-negative shares separated by ',' (e.g. 3,1), got '%s'\n", a, SX_MAX_DEVICES, v);
+                    return false;
+                }
+                c->tensor_split[n++] = (float)x;
+            }
+        }
+        else if (IS("-sm") || IS("--split-mode")) {
+            NEED();
+            if (!strcmp(v, "none")) c->backend_first[0] = 1; /* one device: the first of the list (after the loop) */
+            else if (strcmp(v, "layer") != 0) {
+                fprintf(stderr, "error: %s %s: specexit splits by layer (layer, the default) or not at all (none)\n", a, v);
+                return false;
+            }
+        }
         else if (IS("-cmoe") || IS("--cpu-moe")) c->n_cpu_moe = INT_MAX;
         else if (IS("-ncmoe") || IS("--n-cpu-moe")) { NEED(); if (!parse_int(a, v, 0, 1 << 20, &c->n_cpu_moe)) return false; }
         else if (IS("--pin-threads")) c->pin_threads = true;
@@ -301,6 +329,10 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         }
 #undef IS
 #undef NEED
+    }
+    if (c->backend_first[0] == 1) { /* -sm none */
+        snprintf(c->backend_first, sizeof c->backend_first, "%.*s", (int)strcspn(c->backend, ",/"), c->backend);
+        c->backend = c->backend_first;
     }
     if (c->kv_k_set != c->kv_v_set) { /* one given: the other follows (one type for both) */
         if (c->kv_k_set) c->kv_type_v = c->kv_type_k;

@@ -15,6 +15,8 @@ typedef struct sx_cli {
     const char *backend;
     int n_gpu_layers; /* -ngl (-1 = all, SX_NGL_AUTO = fit the device's memory) */
     int n_cpu_moe;    /* --n-cpu-moe / --cpu-moe (INT_MAX) */
+    float tensor_split[SX_MAX_DEVICES]; /* -ts */
+    char backend_first[64]; /* -sm none: the first device of a --backend list */
     const char *chat_template;
     int n_predict;
     int n_threads;
