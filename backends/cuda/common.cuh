@@ -119,6 +119,10 @@ static __device__ __forceinline__ float block_max(float v, float *scratch) {
 #define SX_Q5_0_BYTES 22
 #define SX_Q5_1_BYTES 24
 #define SX_Q5_K_BYTES 176
+#define SX_Q2_K_BYTES 84
+#define SX_Q3_K_BYTES 110
+#define SX_IQ4_NL_BYTES 18 /* = SX_Q4_0_BYTES: qchunk_d_nib */
+#define SX_IQ4_XS_BYTES 136
 
 static __device__ __forceinline__ sx_u16 ld16(const sx_u8 *p) { return *(const sx_u16 *)p; }
 /* 4 bytes from a 2-byte aligned address */
@@ -137,6 +141,24 @@ static __device__ __forceinline__ void q4k_scale_min(int j, const sx_u8 *q, int 
         *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
         *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
+}
+
+/* 6-bit scale of sub-block s (0..15) of a q3_k super-block (sc = its
+ * scales[12]), before the -32 */
+static __device__ __forceinline__ int q3k_scale(int s, const sx_u8 *sc) {
+    return ((sc[s & 7] >> (4 * (s >> 3))) & 0xF) | (((sc[8 + (s & 3)] >> (2 * (s >> 2))) & 3) << 4);
+}
+
+/* 6-bit scale of sub-block s (0..7) of an iq4_xs super-block b, before the -32 */
+static __device__ __forceinline__ int iq4xs_scale(int s, const sx_u8 *b) {
+    return ((b[4 + (s >> 1)] >> (4 * (s & 1))) & 0xF) | (((ld16(b + 2) >> (2 * s)) & 3) << 4);
+}
+
+/* the iq4_nl value of 4-bit code q (ir/quant_blocks.h SX_IQ4NL_VALUES), from
+ * two words of 8 bytes (no table in memory) */
+static __device__ __forceinline__ float iq4_val(int q) {
+    const unsigned long long v = (q & 8) ? 0x7159453526190d01ull : 0xf6eaddcfbfad9881ull;
+    return (float)(sx_i8)(v >> (8 * (q & 7)));
 }
 
 /* Element k of a row (any dtype). Same formulas as sx_dtype_dequantize_row. */
@@ -194,6 +216,27 @@ template <int T> static __device__ __forceinline__ float dq_elem(const sx_u8 *ro
         const float d1 = h2f(ld16(b)) * (float)sc, m1 = h2f(ld16(b + 2)) * (float)m;
         return d1 * (float)q - m1;
     }
+    if (T == SXT_Q2_K || T == SXT_Q3_K) { /* 2 low bits of element j at qs[32 (j / 128) + j % 32] >> 2 ((j % 128) / 32) */
+        const sx_u8 *b = row + (k / SX_QK_K) * (T == SXT_Q2_K ? SX_Q2_K_BYTES : SX_Q3_K_BYTES);
+        const int j = (int)(k % SX_QK_K), s = j / 16;
+        const int q = (b[(T == SXT_Q2_K ? 16 : 32) + 32 * (j / 128) + j % 32] >> (2 * ((j % 128) / 32))) & 3;
+        if (T == SXT_Q2_K) {
+            const float dl = h2f(ld16(b + 80)) * (float)(b[s] & 0xF), ml = h2f(ld16(b + 82)) * (float)(b[s] >> 4);
+            return dl * (float)q - ml;
+        }
+        const int hi = (b[j % 32] >> (j / 32)) & 1;
+        return h2f(ld16(b + 108)) * (float)(q3k_scale(s, b + 96) - 32) * (float)(q - (hi ? 0 : 4));
+    }
+    if (T == SXT_IQ4_NL) {
+        const sx_u8 *b = row + (k / SX_QK) * SX_IQ4_NL_BYTES;
+        const int j = (int)(k % SX_QK), byte = b[2 + (j & 15)];
+        return h2f(ld16(b)) * iq4_val(j < 16 ? byte & 0xF : byte >> 4);
+    }
+    if (T == SXT_IQ4_XS) {
+        const sx_u8 *b = row + (k / SX_QK_K) * SX_IQ4_XS_BYTES;
+        const int j = (int)(k % SX_QK_K), sub = j / 32, l = j % 32, byte = b[8 + 16 * sub + (l & 15)];
+        return h2f(ld16(b)) * (float)(iq4xs_scale(sub, b) - 32) * iq4_val(l < 16 ? byte & 0xF : byte >> 4);
+    }
     if (T == SXT_Q6_K) {
         const sx_u8 *b = row + (k / SX_QK_K) * SX_Q6_K_BYTES;
         const int j = (int)(k % SX_QK_K), n = j / 128, r = j % 128, quarter = r / 32, l = r % 32;
@@ -220,6 +263,10 @@ static __device__ __forceinline__ float dq_elem_rt(const sx_u8 *row, sx_i64 k, i
     case SXT_Q5_0: return dq_elem<SXT_Q5_0>(row, k);
     case SXT_Q5_1: return dq_elem<SXT_Q5_1>(row, k);
     case SXT_Q5_K: return dq_elem<SXT_Q5_K>(row, k);
+    case SXT_Q2_K: return dq_elem<SXT_Q2_K>(row, k);
+    case SXT_Q3_K: return dq_elem<SXT_Q3_K>(row, k);
+    case SXT_IQ4_NL: return dq_elem<SXT_IQ4_NL>(row, k);
+    case SXT_IQ4_XS: return dq_elem<SXT_IQ4_XS>(row, k);
     default: return 0.0f;
     }
 }
@@ -272,21 +319,25 @@ template <> struct qchunk<SXT_Q8_0> {
     }
 };
 
-template <> struct qchunk<SXT_Q4_0> {
+/* q4_0 and iq4_nl: {f16 d; u8 qs[16]}, x = d * value(code); low nibbles j < 16 */
+template <int T> static __device__ __forceinline__ float nib_val(int q) { return T == SXT_IQ4_NL ? iq4_val(q) : (float)(q - 8); }
+template <int T> struct qchunk_d_nib {
     enum { CH = 8, RUNS = 2, ALIGN = 2 };
     static __device__ __forceinline__ void decode(const sx_u8 *row, int c, float *w, int *kpos) {
         const int b = c >> 2, j = c & 3;
-        const sx_u8 *blk = row + b * SX_Q4_0_BYTES;
+        const sx_u8 *blk = row + b * SX_Q4_0_BYTES; /* = SX_IQ4_NL_BYTES */
         const float d = h2f(ld16(blk));
         const sx_u32 q = ld32_a2(blk + 2 + 4 * j);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            w[i] = d * (float)((int)((q >> (8 * i)) & 0xF) - 8);
-            w[4 + i] = d * (float)((int)((q >> (8 * i + 4)) & 0xF) - 8);
+            w[i] = d * nib_val<T>((int)((q >> (8 * i)) & 0xF));
+            w[4 + i] = d * nib_val<T>((int)((q >> (8 * i + 4)) & 0xF));
         }
         kpos[0] = SX_QK * b + 4 * j, kpos[1] = SX_QK * b + 16 + 4 * j;
     }
 };
+template <> struct qchunk<SXT_Q4_0> : qchunk_d_nib<SXT_Q4_0> {};
+template <> struct qchunk<SXT_IQ4_NL> : qchunk_d_nib<SXT_IQ4_NL> {};
 
 template <> struct qchunk<SXT_Q4_1> {
     enum { CH = 8, RUNS = 2, ALIGN = 4 };
@@ -375,6 +426,64 @@ template <> struct qchunk<SXT_Q5_K> {
             w[4 + e] = d1 * (float)(((q >> (8 * e + 4)) & 0xF) | (((h >> (8 * e + 2 * g + 1)) & 1u) << 4)) - mm1;
         }
         kpos[0] = SX_QK_K * b + 64 * g + 4 * i, kpos[1] = SX_QK_K * b + 64 * g + 32 + 4 * i;
+    }
+};
+
+/* q2_k / q3_k: one word of qs (elements 4i..4i+3 of a 32-byte half n) holds
+ * 4 runs, one per 2-bit shift g (elements 128 n + 32 g + 4 i); q3_k's bit 2
+ * is bit 4 n + g of the matching hmask bytes */
+template <> struct qchunk<SXT_Q2_K> {
+    enum { CH = 16, RUNS = 4, ALIGN = 4 };
+    static __device__ __forceinline__ void decode(const sx_u8 *row, int c, float *w, int *kpos) {
+        const int b = c >> 4, n = (c >> 3) & 1, i = c & 7;
+        const sx_u8 *blk = row + b * SX_Q2_K_BYTES;
+        const sx_u32 q = ld32(blk + 16 + 32 * n + 4 * i), dm = ld32(blk + 80);
+        const float d = h2f((sx_u16)(dm & 0xffff)), dmin = h2f((sx_u16)(dm >> 16));
+#pragma unroll
+        for (int g = 0; g < 4; g++) {
+            const int sc = blk[8 * n + 2 * g + (i >> 2)];
+            const float dl = d * (float)(sc & 0xF), ml = dmin * (float)(sc >> 4);
+#pragma unroll
+            for (int e = 0; e < 4; e++) w[4 * g + e] = dl * (float)((q >> (8 * e + 2 * g)) & 3) - ml;
+            kpos[g] = SX_QK_K * b + 128 * n + 32 * g + 4 * i;
+        }
+    }
+};
+
+template <> struct qchunk<SXT_Q3_K> {
+    enum { CH = 16, RUNS = 4, ALIGN = 2 };
+    static __device__ __forceinline__ void decode(const sx_u8 *row, int c, float *w, int *kpos) {
+        const int b = c >> 4, n = (c >> 3) & 1, i = c & 7;
+        const sx_u8 *blk = row + b * SX_Q3_K_BYTES;
+        const sx_u32 q = ld32_a2(blk + 32 + 32 * n + 4 * i), h = ld32_a2(blk + 4 * i);
+        const float d = h2f(ld16(blk + 108));
+#pragma unroll
+        for (int g = 0; g < 4; g++) {
+            const float dl = d * (float)(q3k_scale(8 * n + 2 * g + (i >> 2), blk + 96) - 32);
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int hi = (int)(h >> (8 * e + 4 * n + g)) & 1;
+                w[4 * g + e] = dl * (float)((int)((q >> (8 * e + 2 * g)) & 3) - (hi ? 0 : 4));
+            }
+            kpos[g] = SX_QK_K * b + 128 * n + 32 * g + 4 * i;
+        }
+    }
+};
+
+/* iq4_xs: as iq4_nl (qchunk_d_nib), with its sub-block scale */
+template <> struct qchunk<SXT_IQ4_XS> {
+    enum { CH = 8, RUNS = 2, ALIGN = 4 };
+    static __device__ __forceinline__ void decode(const sx_u8 *row, int c, float *w, int *kpos) {
+        const int b = c >> 5, sub = (c >> 2) & 7, j = c & 3;
+        const sx_u8 *blk = row + b * SX_IQ4_XS_BYTES;
+        const float dl = h2f(ld16(blk)) * (float)(iq4xs_scale(sub, blk) - 32);
+        const sx_u32 q = ld32(blk + 8 + 16 * sub + 4 * j);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            w[i] = dl * iq4_val((int)(q >> (8 * i)) & 0xF);
+            w[4 + i] = dl * iq4_val((int)(q >> (8 * i + 4)) & 0xF);
+        }
+        kpos[0] = SX_QK_K * b + 32 * sub + 4 * j, kpos[1] = SX_QK_K * b + 32 * sub + 16 + 4 * j;
     }
 };
 

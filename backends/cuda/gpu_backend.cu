@@ -343,7 +343,8 @@ static bool attention_dtypes_ok(const sx_tensor *node) {
 static bool mul_mat_id_dtype_ok(sx_dtype dt) {
     switch (dt) {
     case SX_DTYPE_F32: case SX_DTYPE_F16: case SX_DTYPE_BF16: case SX_DTYPE_Q8_0: case SX_DTYPE_Q4_0: case SX_DTYPE_Q4_1:
-    case SX_DTYPE_Q4_K: case SX_DTYPE_Q6_K: case SX_DTYPE_Q5_0: case SX_DTYPE_Q5_1: case SX_DTYPE_Q5_K: return true;
+    case SX_DTYPE_Q4_K: case SX_DTYPE_Q6_K: case SX_DTYPE_Q5_0: case SX_DTYPE_Q5_1: case SX_DTYPE_Q5_K: case SX_DTYPE_Q2_K:
+    case SX_DTYPE_Q3_K: case SX_DTYPE_IQ4_NL: case SX_DTYPE_IQ4_XS: return true;
     default: return false;
     }
 }

@@ -1,5 +1,6 @@
 /* backends/cuda/k_matmul.cu — MATMUL y[m][n] = dot(w row n, x col m) for
- * weights of every dtype (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k).
+ * weights of every dtype (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl q2_k q3_k
+ * q4_k q5_k q6_k iq4_xs).
  *
  * Two paths:
  *  - matvec (M <= 8: decode, short verify batches): one logical warp per
@@ -183,6 +184,10 @@ SX_MM_INST(SXT_Q6_K)
 SX_MM_INST(SXT_Q5_0)
 SX_MM_INST(SXT_Q5_1)
 SX_MM_INST(SXT_Q5_K)
+SX_MM_INST(SXT_Q2_K)
+SX_MM_INST(SXT_Q3_K)
+SX_MM_INST(SXT_IQ4_NL)
+SX_MM_INST(SXT_IQ4_XS)
 
 } /* namespace SX_NS */
 
@@ -193,6 +198,10 @@ SX_MM_INST(SXT_Q5_K)
 static_assert(SX_Q5_0_BYTES == sizeof(sx_block_q5_0) && SX_Q5_1_BYTES == sizeof(sx_block_q5_1) &&
                   SX_Q5_K_BYTES == sizeof(sx_block_q5_k) && (int)SXT_Q5_K == (int)SX_DTYPE_Q5_K,
               "q5 block sizes / ids match ir/quant_blocks.h and ir/dtype.def");
+static_assert(SX_Q2_K_BYTES == sizeof(sx_block_q2_k) && SX_Q3_K_BYTES == sizeof(sx_block_q3_k) &&
+                  SX_IQ4_NL_BYTES == sizeof(sx_block_iq4_nl) && SX_IQ4_XS_BYTES == sizeof(sx_block_iq4_xs) &&
+                  (int)SXT_Q2_K == (int)SX_DTYPE_Q2_K && (int)SXT_IQ4_XS == (int)SX_DTYPE_IQ4_XS,
+              "low-bit block sizes / ids match ir/quant_blocks.h and ir/dtype.def");
 
 namespace SX_NS {
 
@@ -266,6 +275,10 @@ sx_status launch_MATMUL(gpu_device *d, sx_tensor *node) {
     case SX_DTYPE_Q5_0: mm_launch<SXT_Q5_0>(a, d->stream); break;
     case SX_DTYPE_Q5_1: mm_launch<SXT_Q5_1>(a, d->stream); break;
     case SX_DTYPE_Q5_K: mm_launch<SXT_Q5_K>(a, d->stream); break;
+    case SX_DTYPE_Q2_K: mm_launch<SXT_Q2_K>(a, d->stream); break;
+    case SX_DTYPE_Q3_K: mm_launch<SXT_Q3_K>(a, d->stream); break;
+    case SX_DTYPE_IQ4_NL: mm_launch<SXT_IQ4_NL>(a, d->stream); break;
+    case SX_DTYPE_IQ4_XS: mm_launch<SXT_IQ4_XS>(a, d->stream); break;
     default: return sx_set_error(SX_ERR_UNSUPPORTED, SX_GPU_NAME ": matmul with %s weights", sx_dtype_name(w->dtype));
     }
     return SX_OK;
@@ -295,6 +308,10 @@ sx_status launch_MUL_MAT_ID(gpu_device *d, sx_tensor *node) {
     case SX_DTYPE_Q5_0: mmid_launch<SXT_Q5_0>(d, w, x, ids, node); break;
     case SX_DTYPE_Q5_1: mmid_launch<SXT_Q5_1>(d, w, x, ids, node); break;
     case SX_DTYPE_Q5_K: mmid_launch<SXT_Q5_K>(d, w, x, ids, node); break;
+    case SX_DTYPE_Q2_K: mmid_launch<SXT_Q2_K>(d, w, x, ids, node); break;
+    case SX_DTYPE_Q3_K: mmid_launch<SXT_Q3_K>(d, w, x, ids, node); break;
+    case SX_DTYPE_IQ4_NL: mmid_launch<SXT_IQ4_NL>(d, w, x, ids, node); break;
+    case SX_DTYPE_IQ4_XS: mmid_launch<SXT_IQ4_XS>(d, w, x, ids, node); break;
     default: return sx_set_error(SX_ERR_UNSUPPORTED, SX_GPU_NAME ": mul_mat_id with %s weights", sx_dtype_name(w->dtype));
     }
     return SX_OK;

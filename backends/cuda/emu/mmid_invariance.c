@@ -154,7 +154,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     const sx_dtype dts[] = {SX_DTYPE_F32, SX_DTYPE_F16,  SX_DTYPE_BF16, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0, SX_DTYPE_Q4_1,
-                            SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K};
+                            SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K,
+                            SX_DTYPE_Q2_K, SX_DTYPE_Q3_K, SX_DTYPE_IQ4_NL, SX_DTYPE_IQ4_XS};
     int passed = 0, failed = 0;
     for (int di = 0; di < (int)(sizeof dts / sizeof dts[0]); di++) {
         const sx_dtype dt = dts[di];

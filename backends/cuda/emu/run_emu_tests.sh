@@ -14,6 +14,8 @@ cflags="-O1 -g -std=gnu11 -D_GNU_SOURCE -DSX_HAVE_CUDA -I$root"
 cxxflags="-O1 -g -std=c++20 -DSX_EMU -I$root -Wall -Wextra -Wno-unknown-pragmas -Wno-unused-function"
 libs="-lm -lpthread -lstdc++"
 if pkg-config --exists hwloc 2>/dev/null; then cflags="$cflags -DSX_HAVE_HWLOC"; libs="$libs $(pkg-config --libs hwloc)"; fi
+# core/ parses JSON (response_format schemas) with cJSON, as the meson build does
+cflags="$cflags $(pkg-config --cflags libcjson 2>/dev/null)"; libs="$libs $(pkg-config --libs libcjson 2>/dev/null || echo -lcjson)"
 objs=""
 for f in backends/cuda/*.cu; do
   b=$(basename "$f" .cu)
