@@ -3,7 +3,10 @@
  * tests/test_tokenizer.c checks the exact strings. */
 #include "core/chat.h"
 
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,6 +160,75 @@ static void add_stripped(sbuf *b, const char *s, size_t len, const char *set, bo
     sb_addn(b, s + a, e - a);
 }
 
+/* ---- tools (Qwen2.5 / Qwen3 / Hermes function calling) ---- */
+
+/* JSON as Python's json.dumps (the templates' tojson): ", " and ": "
+ * separators, non-ASCII kept, the shortest float that reads back */
+static void py_json(sbuf *b, const cJSON *v) {
+    char num[40];
+    if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+        const bool obj = cJSON_IsObject(v);
+        sb_add(b, obj ? "{" : "[");
+        for (const cJSON *c = v->child; c; c = c->next) {
+            if (c != v->child) sb_add(b, ", ");
+            if (obj) {
+                py_json(b, &(cJSON){.type = cJSON_String, .valuestring = c->string});
+                sb_add(b, ": ");
+            }
+            py_json(b, c);
+        }
+        sb_add(b, obj ? "}" : "]");
+    } else if (cJSON_IsString(v)) {
+        sb_add(b, "\"");
+        for (const unsigned char *p = (const unsigned char *)v->valuestring; *p; p++) {
+            const char *esc = *p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : *p == '\r' ? "\\r" : *p == '\t' ? "\\t"
+                            : *p == '\b' ? "\\b" : *p == '\f' ? "\\f" : NULL;
+            if (esc) sb_add(b, esc);
+            else if (*p < 0x20) snprintf(num, sizeof num, "\\u%04x", *p), sb_add(b, num);
+            else sb_addn(b, (const char *)p, 1);
+        }
+        sb_add(b, "\"");
+    } else if (cJSON_IsNumber(v)) {
+        const double d = v->valuedouble;
+        if (d == floor(d) && fabs(d) < 1e15) snprintf(num, sizeof num, "%.0f", d);
+        else {
+            snprintf(num, sizeof num, "%.15g", d);
+            if (strtod(num, NULL) != d) snprintf(num, sizeof num, "%.17g", d);
+        }
+        sb_add(b, num);
+    } else {
+        sb_add(b, cJSON_IsTrue(v) ? "true" : cJSON_IsFalse(v) ? "false" : "null");
+    }
+}
+
+/* The tools section of the system turn; tools_json: OpenAI's tools array */
+static sx_status tools_block(const char *tools_json, sbuf *b) {
+    cJSON *tools = cJSON_Parse(tools_json);
+    if (!cJSON_IsArray(tools)) {
+        cJSON_Delete(tools);
+        return sx_set_error(SX_ERR_INVALID_ARG, "chat: tools must be a JSON array");
+    }
+    sb_add(b, "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+              "You are provided with function signatures within <tools></tools> XML tags:\n<tools>");
+    for (const cJSON *t = tools->child; t; t = t->next) {
+        sb_add(b, "\n");
+        py_json(b, t);
+    }
+    sb_add(b, "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> "
+              "XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>");
+    cJSON_Delete(tools);
+    return SX_OK;
+}
+
+/* tool results: one user turn of <tool_response> blocks per run of tool messages */
+static void tool_turn(sbuf *b, const sx_chat_msg *m, int i, int n) {
+    if (i == 0 || strcmp(m[i - 1].role, "tool") != 0) sb_add(b, "<|im_start|>user");
+    sb_add(b, "\n<tool_response>\n");
+    sb_add(b, m[i].content);
+    sb_add(b, "\n</tool_response>");
+    if (i == n - 1 || strcmp(m[i + 1].role, "tool") != 0) sb_add(b, "<|im_end|>\n");
+}
+
 static void chatml_turn(sbuf *b, const char *role, const char *content) {
     sb_add(b, "<|im_start|>");
     sb_add(b, role);
@@ -166,7 +238,10 @@ static void chatml_turn(sbuf *b, const char *role, const char *content) {
 }
 
 static sx_status fmt_chatml(sbuf *b, const sx_chat_msg *m, int n) {
-    for (int i = 0; i < n; i++) chatml_turn(b, m[i].role, m[i].content);
+    for (int i = 0; i < n; i++) {
+        if (is_role(&m[i], "tool")) tool_turn(b, m, i, n); /* Qwen2.5's template */
+        else chatml_turn(b, m[i].role, m[i].content);
+    }
     return SX_OK;
 }
 
@@ -214,11 +289,7 @@ static sx_status fmt_chatml_think(sbuf *b, const sx_chat_msg *m, int n) {
             }
             sb_add(b, "<|im_end|>\n");
         } else if (is_role(&m[i], "tool")) {
-            if (i == 0 || !is_role(&m[i - 1], "tool")) sb_add(b, "<|im_start|>user");
-            sb_add(b, "\n<tool_response>\n");
-            sb_add(b, c);
-            sb_add(b, "\n</tool_response>");
-            if (i == n - 1 || !is_role(&m[i + 1], "tool")) sb_add(b, "<|im_end|>\n");
+            tool_turn(b, m, i, n);
         } else {
             return sx_set_error(SX_ERR_INVALID_ARG, "chat: role '%s' (message %d) has no place in a %s template",
                                 m[i].role, i, sx_chat_kind_name(SX_CHAT_CHATML_THINK));
@@ -283,12 +354,43 @@ static sx_status check_msgs(const sx_chat_msg *m, int n) {
 
 sx_status sx_chat_format(sx_chat_template_kind kind, const sx_chat_msg *msgs, int n, bool add_generation_prompt,
                          bool think, const char *default_system, char **out) {
+    return sx_chat_format_tools(kind, msgs, n, NULL, add_generation_prompt, think, default_system, out);
+}
+
+sx_status sx_chat_format_tools(sx_chat_template_kind kind, const sx_chat_msg *msgs, int n, const char *tools_json, bool add_generation_prompt,
+                               bool think, const char *default_system, char **out) {
     if (!out) return sx_set_error(SX_ERR_INVALID_ARG, "chat: out is NULL");
     *out = NULL;
     if (kind != SX_CHAT_CHATML && kind != SX_CHAT_CHATML_THINK && kind != SX_CHAT_LLAMA3 &&
         kind != SX_CHAT_DEEPSEEK_R1)
         return sx_set_error(SX_ERR_INVALID_ARG, "chat: unknown template kind %d", (int)kind);
     SX_RETURN_IF_ERROR(check_msgs(msgs, n));
+    if (tools_json && kind != SX_CHAT_CHATML && kind != SX_CHAT_CHATML_THINK)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "tools: the %s template family's tool format is not supported (ChatML models are: Qwen2.5, "
+                                                "Qwen3, Hermes, SmolLM2)",
+                            sx_chat_kind_name(kind));
+    /* tools: the system turn gets the tools section (Qwen3: after the system prompt, if any;
+     * Qwen2.5: after the system prompt or the template's default one) */
+    char *sys_tools = NULL;
+    sx_chat_msg *with_tools = NULL;
+    if (tools_json) {
+        sbuf t = {0};
+        const bool has_sys = n > 0 && !strcmp(msgs[0].role, "system");
+        const char *prefix = has_sys ? msgs[0].content : kind == SX_CHAT_CHATML ? default_system : NULL;
+        if (prefix) sb_add(&t, prefix), sb_add(&t, "\n\n");
+        sx_status st = tools_block(tools_json, &t);
+        if (st == SX_OK && t.oom) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "chat: out of memory");
+        if (st == SX_OK && !(with_tools = malloc(((size_t)n + 1) * sizeof *with_tools))) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "chat: out of memory");
+        if (st != SX_OK) {
+            free(t.s);
+            return st;
+        }
+        sys_tools = t.s;
+        with_tools[0] = (sx_chat_msg){"system", sys_tools};
+        memcpy(with_tools + 1, msgs + has_sys, (size_t)(n - has_sys) * sizeof *msgs);
+        msgs = with_tools;
+        n = n - has_sys + 1;
+    }
     /* the messages, with the default system prompt in front when it applies */
     const sx_chat_msg *m = msgs;
     sx_chat_msg *tmp = NULL;
@@ -318,6 +420,8 @@ sx_status sx_chat_format(sx_chat_template_kind kind, const sx_chat_msg *msgs, in
         if (think) sb_add(&b, "<think>\n");
     }
     free(tmp);
+    free(with_tools);
+    free(sys_tools);
     if (st == SX_OK && b.oom) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "chat: out of memory");
     if (st != SX_OK) {
         free(b.s);

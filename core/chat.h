@@ -90,6 +90,17 @@ sx_status sx_chat_default_system(const char *tmpl, char **out) SX_MUST_USE;
 sx_status sx_chat_format(sx_chat_template_kind kind, const sx_chat_msg *msgs, int n, bool add_generation_prompt,
                          bool think, const char *default_system, char **out) SX_MUST_USE;
 
+/* sx_chat_format with tools (OpenAI's tools array as JSON text, NULL: none):
+ * the system turn gets Qwen's / Hermes' tools section (each tool as
+ * json.dumps writes it), after the system prompt (chatml-think, as Qwen3) or
+ * the system prompt or default one (chatml, as Qwen2.5); assistant tool calls
+ * are written by the caller into the content as
+ * <tool_call>\n{"name": ..., "arguments": ...}\n</tool_call> and "tool"
+ * messages become <tool_response> blocks of a user turn. Other families:
+ * SX_ERR_UNSUPPORTED. */
+sx_status sx_chat_format_tools(sx_chat_template_kind kind, const sx_chat_msg *msgs, int n, const char *tools_json,
+                               bool add_generation_prompt, bool think, const char *default_system, char **out) SX_MUST_USE;
+
 #ifdef __cplusplus
 }
 #endif

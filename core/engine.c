@@ -279,6 +279,11 @@ sx_status sx_chat_apply(const sx_engine *e, const sx_chat_message *msgs, int n, 
     return sx_chat_format(e->chat_kind, msgs, n, add_generation_prompt, think && engine_thinks(e), e->default_system, out_text);
 }
 
+sx_status sx_chat_apply_tools(const sx_engine *e, const sx_chat_message *msgs, int n, const char *tools_json, bool add_generation_prompt, bool think,
+                              char **out_text) {
+    return sx_chat_format_tools(e->chat_kind, msgs, n, tools_json, add_generation_prompt, think && engine_thinks(e), e->default_system, out_text);
+}
+
 sx_status sx_chat_prompt(const sx_engine *e, const char *system, const char *user, bool think, char **out_text) {
     sx_chat_message msgs[2];
     int n = 0;

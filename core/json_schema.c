@@ -331,6 +331,70 @@ static const char g_base_rules[] =
     "json-object ::= \"{\" ws ( json-string \":\" ws json-value (\",\" ws json-string \":\" ws json-value)* )? \"}\" ws\n"
     "json-array ::= \"[\" ws ( json-value (\",\" ws json-value)* )? \"]\" ws\n";
 
+/* the grammar made so far must parse: a failure is this converter's bug, reported as such */
+static sx_status finish_grammar(conv *c, char **out_gbnf) {
+    for (int i = 0; i < c->n_refs; i++) free(c->refs[i].ref);
+    free(c->refs);
+    c->refs = NULL, c->n_refs = 0;
+    sx_status st = c->err != SX_OK ? c->err : sx_grammar_validate(c->out);
+    if (st != SX_OK) {
+        free(c->out);
+        return st;
+    }
+    *out_gbnf = c->out;
+    return SX_OK;
+}
+
+sx_status sx_tools_grammar(const char *tools_json, const char *only, bool parallel, char **out_gbnf) {
+    *out_gbnf = NULL;
+    cJSON *tools = tools_json ? cJSON_Parse(tools_json) : NULL;
+    if (!cJSON_IsArray(tools) || !tools->child) {
+        cJSON_Delete(tools);
+        return sx_set_error(SX_ERR_INVALID_ARG, "tools: a non-empty JSON array is needed");
+    }
+    conv c = {0};
+    put(&c, "%s", g_base_rules);
+    char calls[64][48];
+    int n = 0;
+    for (const cJSON *t = tools->child; t && c.err == SX_OK; t = t->next) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "name"), *params = cJSON_GetObjectItemCaseSensitive(f, "parameters");
+        if (!cJSON_IsString(name)) {
+            fail(&c, SX_ERR_INVALID_ARG, "tools: each tool needs function.name", NULL);
+            break;
+        }
+        if (only && strcmp(only, name->valuestring) != 0) continue;
+        if (n == 64) {
+            fail(&c, SX_ERR_UNSUPPORTED, "tools: more than 64 tools", NULL);
+            break;
+        }
+        char args[48] = "json-object";
+        for (int i = 0; i < c.n_refs; i++) free(c.refs[i].ref); /* $refs are the tool's own */
+        c.n_refs = 0;
+        c.root = params;
+        if (params && gen(&c, params, name->valuestring, args) != SX_OK) break;
+        new_name(&c, name->valuestring, calls[n]);
+        put(&c, "%s ::= \"<tool_call>\\n{\\\"name\\\": \" ", calls[n]);
+        char *quoted = cJSON_PrintUnformatted(name);
+        if (!quoted) {
+            fail(&c, SX_ERR_OUT_OF_MEMORY, "out of memory", NULL);
+            break;
+        }
+        put_literal(&c, quoted);
+        cJSON_free(quoted);
+        put(&c, " \", \\\"arguments\\\": \" %s \"}\\n</tool_call>\"\n", args);
+        n++;
+    }
+    if (c.err == SX_OK && !n) fail(&c, SX_ERR_INVALID_ARG, "tool_choice names a function that is not in 'tools':", only ? only : "");
+    if (c.err == SX_OK) {
+        put(&c, "tool-call ::=");
+        for (int i = 0; i < n; i++) put(&c, "%s %s", i ? " |" : "", calls[i]);
+        put(&c, parallel ? "\nroot ::= tool-call (\"\\n\" tool-call)*\n" : "\nroot ::= tool-call\n");
+    }
+    cJSON_Delete(tools);
+    return finish_grammar(&c, out_gbnf);
+}
+
 sx_status sx_json_schema_to_grammar(const char *schema_json, char **out_gbnf) {
     *out_gbnf = NULL;
     if (!schema_json) return sx_set_error(SX_ERR_INVALID_ARG, "json schema: no text");
@@ -341,19 +405,6 @@ sx_status sx_json_schema_to_grammar(const char *schema_json, char **out_gbnf) {
     char top[48];
     put(&c, "%s", g_base_rules);
     if (gen(&c, root, "root", top) == SX_OK) put(&c, "root ::= %s\n", top);
-    for (int i = 0; i < c.n_refs; i++) free(c.refs[i].ref);
-    free(c.refs);
     cJSON_Delete(root);
-    if (c.err != SX_OK) {
-        free(c.out);
-        return c.err;
-    }
-    /* what was made must parse: a failure here is this converter's bug, reported as such */
-    sx_status st = sx_grammar_validate(c.out);
-    if (st != SX_OK) {
-        free(c.out);
-        return st;
-    }
-    *out_gbnf = c.out;
-    return SX_OK;
+    return finish_grammar(&c, out_gbnf);
 }

@@ -141,6 +141,19 @@ typedef struct sx_chat_message {
  * template has no place for or a NULL field. */
 SX_MUST_USE sx_status sx_chat_apply(const sx_engine *e, const sx_chat_message *msgs, int n, bool add_generation_prompt, bool think,
                                     char **out_text);
+/* sx_chat_apply with function calling (ChatML-family models: Qwen2.5, Qwen3,
+ * Hermes, SmolLM2): tools_json is OpenAI's "tools" array as JSON text, written
+ * into the system turn as those models' templates do; assistant tool calls go
+ * into the content as <tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>,
+ * results as "tool" messages. SX_ERR_UNSUPPORTED for other template families. */
+SX_MUST_USE sx_status sx_chat_apply_tools(const sx_engine *e, const sx_chat_message *msgs, int n, const char *tools_json,
+                                          bool add_generation_prompt, bool think, char **out_text);
+/* A grammar for tool calls in that format: one call, or several separated by
+ * a line break when parallel, of any tool or only the one named `only`, each
+ * call's arguments following its tool's "parameters" schema (as
+ * sx_json_schema_to_grammar). *out_gbnf malloc'ed; SX_ERR_INVALID_ARG for a
+ * malformed tools array or an unknown `only`. */
+SX_MUST_USE sx_status sx_tools_grammar(const char *tools_json, const char *only, bool parallel, char **out_gbnf);
 bool sx_token_is_eog(const sx_engine *e, int32_t token);
 
 /* ---- sessions ---- */

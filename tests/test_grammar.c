@@ -229,6 +229,40 @@ static void test_json_schema(void **state) {
     assert_null(out);
 }
 
+static void test_tools_grammar(void **state) {
+    (void)state;
+    const char *tools = "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\","
+                        "\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}}},"
+                        "{\"type\":\"function\",\"function\":{\"name\":\"now\"}}]";
+    const char *weather = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+    const char *now = "<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>";
+    char *gbnf = NULL, both[512];
+    snprintf(both, sizeof both, "%s\n%s", weather, now);
+    assert_int_equal(sx_tools_grammar(tools, NULL, true, &gbnf), SX_OK);
+    sx_grammar *g = compile(gbnf);
+    free(gbnf);
+    assert_int_equal(match(g, weather, 3), 1);
+    assert_int_equal(match(g, now, 1), 1);
+    assert_int_equal(match(g, both, 2), 1); /* parallel calls */
+    assert_int_equal(match(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>", 1), -1); /* city is required */
+    assert_int_equal(match(g, "<tool_call>\n{\"name\": \"other\", \"arguments\": {}}\n</tool_call>", 1), -1);
+    assert_int_equal(match(g, "Sure! <tool_call>", 1), -1);
+    sx_grammar_destroy(g);
+    assert_int_equal(sx_tools_grammar(tools, "now", false, &gbnf), SX_OK); /* one named function, one call */
+    g = compile(gbnf);
+    free(gbnf);
+    assert_int_equal(match(g, now, 1), 1);
+    assert_int_equal(match(g, weather, 1), -1);
+    snprintf(both, sizeof both, "%s\n%s", now, now);
+    assert_int_equal(match(g, both, 1), -1);
+    sx_grammar_destroy(g);
+    assert_int_equal(sx_tools_grammar(tools, "missing", true, &gbnf), SX_ERR_INVALID_ARG);
+    assert_int_equal(sx_tools_grammar("[]", NULL, true, &gbnf), SX_ERR_INVALID_ARG);
+    assert_int_equal(sx_tools_grammar("[{\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"string\",\"pattern\":\"x\"}}}]", NULL, true, &gbnf),
+                     SX_ERR_UNSUPPORTED);
+    assert_null(gbnf);
+}
+
 /* ---- the filtered sampler ---- */
 static bool even_only(void *ctx, int32_t t) {
     (*(int *)ctx)++;
@@ -288,7 +322,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_match_basic),  cmocka_unit_test(test_match_recursion),
         cmocka_unit_test(test_match_utf8),   cmocka_unit_test(test_json_object),  cmocka_unit_test(test_json_schema),
-        cmocka_unit_test(test_sampler_filtered),
+        cmocka_unit_test(test_tools_grammar),      cmocka_unit_test(test_sampler_filtered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

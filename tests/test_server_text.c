@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <cjson/cJSON.h>
 
 #include "tools/server_req.h"
 #include "tools/server_text.h"
@@ -194,6 +195,30 @@ static void test_request(void **state) {
     assert_string_equal(r.prompt, "hello");
     assert_int_equal(r.think, 0);
     sx_req_free(&r);
+    /* function calling: tools, tool_choice, assistant tool_calls written as the model writes them */
+    const char *tools = "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\","
+                        "\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}}}]";
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c\","
+             "\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\": \\\"Paris\\\"}\"}}]},"
+             "{\"role\":\"tool\",\"tool_call_id\":\"c\",\"content\":\"21\"}],%s,\"tool_choice\":\"required\"}",
+             tools);
+    assert_true(parse(body, SX_REQ_CHAT, &r, err, param));
+    assert_string_equal(r.msgs[1].content, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>");
+    assert_true(r.tools_json && r.tool_choice == SX_TOOLS_REQUIRED && r.parallel_tool_calls && sx_req_tools(&r));
+    assert_non_null(strstr(r.gp.grammar, "get_weather")); /* the call is forced */
+    sx_req_free(&r);
+    snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],%s,\"tool_choice\":\"none\"}", tools);
+    assert_true(parse(body, SX_REQ_CHAT, &r, err, param));
+    assert_true(!sx_req_tools(&r) && !r.gp.grammar);
+    sx_req_free(&r);
+    snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],%s,\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"x\"}}}",
+             tools);
+    assert_false(parse(body, SX_REQ_CHAT, &r, err, param));
+    assert_string_equal(param, "tool_choice");
+    assert_non_null(strstr(err, "not in 'tools'"));
+    sx_req_free(&r);
     /* prompt lookup */
     assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"spec\":\"ngram\",\"prompt_lookup_max\":6}", SX_REQ_CHAT, &r,
                       err, param));
@@ -235,6 +260,12 @@ static void test_request(void **state) {
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"frequency_penalty\":0.5}", "frequency_penalty"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"xml\"}}", "response_format"},
         {"{\"prompt\":\"q\",\"spec\":\"ngram\",\"prompt_lookup_min\":0}", "prompt_lookup_min"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"tools\":{}}", "tools"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]}", "tools[0]"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"tools\":[{\"type\":\"retrieval\"}]}", "tools[0]"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"tool_choice\":\"required\"}", "tool_choice"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"tool_choice\":\"sometimes\"}", "tool_choice"},
+        {"{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"arguments\":\"{}\"}}]}]}", "messages[0].tool_calls"},
         {"{\"prompt\":\"q\",\"prompt_lookup_min\":5,\"prompt_lookup_max\":3}", "prompt_lookup_max"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"json_schema\"}}", "response_format"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"grammar\":\"root ::= foo\"}", "grammar"},
@@ -258,10 +289,35 @@ static void test_request(void **state) {
     }
 }
 
+static void test_tool_calls_parse(void **state) {
+    (void)state;
+    sx_sbuf text = {0};
+    cJSON *calls = sx_tool_calls_parse("Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
+                                       "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}\n</tool_call>",
+                                       "x", &text);
+    assert_non_null(calls);
+    assert_int_equal(cJSON_GetArraySize(calls), 2);
+    const cJSON *f = cJSON_GetObjectItem(cJSON_GetArrayItem(calls, 1), "function");
+    assert_string_equal(cJSON_GetObjectItem(f, "name")->valuestring, "add");
+    assert_string_equal(cJSON_GetObjectItem(f, "arguments")->valuestring, "{\"a\":1,\"b\":2}");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(calls, 0), "id")->valuestring, "call_x_0");
+    assert_string_equal(text.s, "Let me check.");
+    cJSON_Delete(calls);
+    /* not calls: a plain answer, an unfinished block, a block without a name: the whole answer stays text */
+    const char *plain[] = {"It is sunny.", "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {", "<tool_call>{\"arguments\": {}}</tool_call>",
+                           "<tool_call>{\"name\": \"f\", \"arguments\": 3}</tool_call>"};
+    for (size_t i = 0; i < sizeof plain / sizeof *plain; i++) {
+        assert_null(sx_tool_calls_parse(plain[i], "x", &text));
+        assert_string_equal(text.s, plain[i]);
+    }
+    sx_sbuf_free(&text);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8),  cmocka_unit_test(test_split_character), cmocka_unit_test(test_reasoning_split),
         cmocka_unit_test(test_stops), cmocka_unit_test(test_any_split),       cmocka_unit_test(test_request),
+        cmocka_unit_test(test_tool_calls_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -859,6 +859,58 @@ static const char smollm2_template[] =
     "+ message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt "
     "%}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+/* Function calling: the tools section of Qwen3's (chatml-think) and Qwen2.5's
+ * (chatml: the default system prompt when there is none) templates; the
+ * expected strings were rendered by jinja2 from those templates' tools
+ * branches with tojson = json.dumps(ensure_ascii=False). */
+static void test_chat_tools(void **state) {
+    (void)state;
+    const char *tools = "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Get the weather \xe2\x80\x94 fast\","
+                        "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"},\"n\":{\"type\":\"number\",\"default\":0.5}},"
+                        "\"required\":[\"city\"]}}}]";
+#define TOOLS_SECTION                                                                                                                          \
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within "       \
+    "<tools></tools> XML tags:\n<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Get the weather "    \
+    "\xe2\x80\x94 fast\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}, \"n\": {\"type\": \"number\", "    \
+    "\"default\": 0.5}}, \"required\": [\"city\"]}}}\n</tools>\n\nFor each function call, return a json object with function name and "     \
+    "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n"      \
+    "</tool_call><|im_end|>\n"
+    sx_chat_msg m[] = {{"system", "Be brief."}, {"user", "Weather in Paris?"}};
+    const char *qwen_sys = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+    struct {
+        sx_chat_template_kind kind;
+        int off;
+        const char *want;
+    } cases[] = {
+        {SX_CHAT_CHATML_THINK, 0, "<|im_start|>system\nBe brief.\n\n" TOOLS_SECTION "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n"},
+        {SX_CHAT_CHATML_THINK, 1, "<|im_start|>system\n" TOOLS_SECTION "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n"},
+        {SX_CHAT_CHATML, 1, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n" TOOLS_SECTION
+                            "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n"},
+    };
+#undef TOOLS_SECTION
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *out = NULL;
+        assert_int_equal(sx_chat_format_tools(cases[i].kind, m + cases[i].off, 2 - cases[i].off, tools, true, false,
+                                              cases[i].kind == SX_CHAT_CHATML ? qwen_sys : NULL, &out),
+                         SX_OK);
+        if (strcmp(out, cases[i].want) != 0) {
+            print_bytes("want", cases[i].want, strlen(cases[i].want));
+            print_bytes("got ", out, strlen(out));
+            fail();
+        }
+        free(out);
+    }
+    /* tool results: one user turn of <tool_response> blocks (chatml as Qwen2.5) */
+    sx_chat_msg t[] = {{"user", "q"}, {"assistant", "<tool_call>\n{}\n</tool_call>"}, {"tool", "1"}, {"tool", "2"}};
+    expect_format(SX_CHAT_CHATML, t, 4, false, false, NULL,
+                  "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n1\n"
+                  "</tool_response>\n<tool_response>\n2\n</tool_response><|im_end|>\n");
+    char *out = NULL;
+    assert_int_equal(sx_chat_format_tools(SX_CHAT_LLAMA3, m, 2, tools, true, false, NULL, &out), SX_ERR_UNSUPPORTED);
+    assert_int_equal(sx_chat_format_tools(SX_CHAT_CHATML, m, 2, "{}", true, false, NULL, &out), SX_ERR_INVALID_ARG);
+    assert_null(out);
+}
+
 static void test_chat_chatml(void **state) {
     (void)state;
     char *sys = NULL;
@@ -1021,6 +1073,7 @@ int main(void) {
         cmocka_unit_test(test_spm_by_hand),
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_chat_chatml),
+        cmocka_unit_test(test_chat_tools),
         cmocka_unit_test(test_chat_chatml_think),
         cmocka_unit_test(test_chat_llama3),
         cmocka_unit_test(test_chat_deepseek_r1),

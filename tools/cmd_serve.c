@@ -112,6 +112,8 @@ struct job {
     sx_text_asm text;
     sx_sbuf d_reasoning, d_content;
     bool stop_hit;
+    cJSON *tool_calls; /* the answer's tool calls (tools in play), else NULL */
+    sx_sbuf answer;    /* and the text outside them */
     sx_generate_stats gs;
     double wait_ms; /* time spent waiting for other slots' turns inside the generation */
     job *next;
@@ -156,6 +158,8 @@ static void job_release_locked(job *j) {
     sx_text_free(&j->text);
     sx_sbuf_free(&j->d_reasoning);
     sx_sbuf_free(&j->d_content);
+    sx_sbuf_free(&j->answer);
+    cJSON_Delete(j->tool_calls);
     sx_generate_stats_free(&j->gs);
     pthread_cond_destroy(&j->cv);
     free(j);
@@ -311,7 +315,9 @@ static bool on_token(int32_t token, const char *piece, size_t len, void *user) {
     sx_sbuf_clear(&j->d_content);
     const bool go = sx_text_push(&j->text, piece, len, &j->d_reasoning, &j->d_content);
     if (!go) j->stop_hit = true;
-    if (j->req.stream && (j->d_reasoning.len || j->d_content.len)) push_delta(j, NULL, &j->d_reasoning, &j->d_content, NULL, NULL);
+    /* with tools, the answer is held back until it is known to be text or tool calls */
+    const sx_sbuf *content = sx_req_tools(&j->req) ? NULL : &j->d_content;
+    if (j->req.stream && (j->d_reasoning.len || (content && content->len))) push_delta(j, NULL, &j->d_reasoning, content, NULL, NULL);
     pthread_mutex_lock(&S->mu);
     const bool cancel = j->cancelled || S->stopping;
     S->slots[j->slot].n_tokens = sx_session_n_past(S->slots[j->slot].s); /* this worker's own session */
@@ -324,6 +330,7 @@ static bool on_token(int32_t token, const char *piece, size_t len, void *user) {
 }
 
 static const char *finish_reason(const job *j) {
+    if (j->tool_calls) return "tool_calls";
     if (j->stop_hit) return "stop";
     return j->gs.stop_reason == SX_STOP_EOG ? "stop" : "length";
 }
@@ -382,10 +389,30 @@ static void run_job(server *S, slot *sl, job *j) {
     sx_sbuf_clear(&j->d_reasoning);
     sx_sbuf_clear(&j->d_content);
     if (st == SX_OK) sx_text_finish(&j->text, &j->d_reasoning, &j->d_content);
+    if (st == SX_OK && sx_req_tools(&j->req)) { /* the whole answer: text, or tool calls */
+        j->tool_calls = sx_tool_calls_parse(j->text.content_text.s ? j->text.content_text.s : "", j->id, &j->answer);
+        sx_sbuf_clear(&j->d_content);
+        if (j->answer.len) sx_sbuf_adds(&j->d_content, j->answer.s); /* streamed: all of it now */
+    }
     if (j->req.stream) {
         if (st != SX_OK) {
             push_json(j, error_object(fail_status, fail_status == 503 ? "unavailable_error" : "server_error", err, NULL));
         } else {
+            if (j->tool_calls) { /* the text, then the calls (with their index, as OpenAI streams them) */
+                push_delta(j, NULL, &j->d_reasoning, &j->d_content, NULL, NULL);
+                sx_sbuf_clear(&j->d_reasoning);
+                sx_sbuf_clear(&j->d_content);
+                cJSON *o = chunk_base(j), *ch = cJSON_CreateObject(), *calls = cJSON_Duplicate(j->tool_calls, true);
+                int k = 0;
+                for (cJSON *tc = calls ? calls->child : NULL; tc; tc = tc->next) cJSON_AddNumberToObject(tc, "index", k++);
+                cJSON_AddNumberToObject(ch, "index", 0);
+                cJSON_AddItemToObject(cJSON_AddObjectToObject(ch, "delta"), "tool_calls", calls);
+                cJSON_AddNullToObject(ch, "logprobs");
+                cJSON_AddNullToObject(ch, "finish_reason");
+                cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+                if (j->req.include_usage) cJSON_AddNullToObject(o, "usage");
+                push_json(j, o);
+            }
             cJSON *extra = cJSON_CreateObject();
             add_stats(extra, j, false);
             push_delta(j, NULL, &j->d_reasoning, &j->d_content, finish_reason(j), extra);
@@ -548,7 +575,10 @@ static enum MHD_Result reply_completion(struct MHD_Connection *c, job *j) {
     if (j->req.kind == SX_REQ_CHAT) {
         cJSON *m = cJSON_AddObjectToObject(ch, "message");
         cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddStringToObject(m, "content", content);
+        if (!j->tool_calls) cJSON_AddStringToObject(m, "content", content);
+        else if (j->answer.len) cJSON_AddStringToObject(m, "content", j->answer.s);
+        else cJSON_AddNullToObject(m, "content"); /* as OpenAI: only calls */
+        if (j->tool_calls) cJSON_AddItemToObject(m, "tool_calls", cJSON_Duplicate(j->tool_calls, true));
         if (j->text.saw_reasoning) cJSON_AddStringToObject(m, "reasoning_content", j->text.reasoning_text.s ? j->text.reasoning_text.s : "");
     } else {
         cJSON_AddStringToObject(ch, "text", content);
@@ -579,8 +609,13 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, sx_r
     sx_status st = SX_OK;
     const bool think = j->req.think >= 0 ? j->req.think == 1 : S->default_think;
     if (kind == SX_REQ_CHAT) {
-        st = sx_chat_apply(S->e, j->req.msgs, j->req.n_msgs, true, think, &text);
+        st = sx_chat_apply_tools(S->e, j->req.msgs, j->req.n_msgs, sx_req_tools(&j->req) ? j->req.tools_json : NULL, true, think, &text);
         j->thinking_open = think && S->info.thinking;
+        if (st == SX_ERR_UNSUPPORTED) {
+            snprintf(err, sizeof err, "%s", sx_last_error());
+            job_release(j);
+            return send_error(c, 400, "invalid_request_error", err, "tools");
+        }
     }
     if (st == SX_OK) st = sx_tokenize(S->e, kind == SX_REQ_CHAT ? text : j->req.prompt, true, true, &j->ids, &j->n_ids);
     free(text);

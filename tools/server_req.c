@@ -94,6 +94,8 @@ static bool message_content(pctx *c, sx_req *r, const cJSON *m, int i, const cha
     return true;
 }
 
+static bool assistant_calls(pctx *c, sx_req *r, const cJSON *m, int i);
+
 static bool parse_messages(pctx *c, sx_req *r) {
     const cJSON *ms = field(r->root, "messages");
     if (!ms) return fail(c, "messages", "'messages' is required");
@@ -117,6 +119,7 @@ static bool parse_messages(pctx *c, sx_req *r) {
                 return fail(c, name, "'%s.role' may only hold letters, digits, '_' and '-'", name);
         r->msgs[i].role = role->valuestring;
         if (!message_content(c, r, m, i, &r->msgs[i].content)) return false;
+        if (!strcmp(role->valuestring, "assistant") && !assistant_calls(c, r, m, i)) return false;
         i++;
     }
     r->n_msgs = n;
@@ -168,9 +171,141 @@ static bool unsupported(pctx *c, const cJSON *o) {
     bool echo = false;
     if (!get_bool(c, o, "echo", &echo)) return false;
     if (echo) return fail(c, "echo", "'echo' is not supported");
-    const cJSON *tools = field(o, "tools");
-    if (tools && (!cJSON_IsArray(tools) || cJSON_GetArraySize(tools) > 0)) return fail(c, "tools", "'tools' (function calling) is not supported");
     return true;
+}
+
+/* Function calling: "tools" (functions with JSON Schema parameters),
+ * "tool_choice" ("auto", "none", "required" or one function) and
+ * "parallel_tool_calls". A call that must happen is forced by a grammar. */
+static bool parse_tools(pctx *c, sx_req *r) {
+    const cJSON *o = r->root, *tools = field(o, "tools"), *tc = field(o, "tool_choice");
+    r->parallel_tool_calls = true;
+    if (!get_bool(c, o, "parallel_tool_calls", &r->parallel_tool_calls)) return false;
+    if (tools && !cJSON_IsArray(tools)) return fail(c, "tools", "'tools' must be an array of {\"type\": \"function\", \"function\": {...}}");
+    if (tools && !tools->child) tools = NULL; /* [] = none, as OpenAI */
+    if (tools && r->kind != SX_REQ_CHAT) return fail(c, "tools", "'tools' belongs to /v1/chat/completions");
+    int i = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        char name[48];
+        snprintf(name, sizeof name, "tools[%d]", i++);
+        const cJSON *type = field(t, "type"), *f = field(t, "function");
+        const cJSON *fn = f ? field(f, "name") : NULL, *params = f ? field(f, "parameters") : NULL;
+        if (!cJSON_IsObject(t) || (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0)) || !cJSON_IsObject(f))
+            return fail(c, name, "'%s' must be {\"type\": \"function\", \"function\": {\"name\": ..., \"parameters\": {...}}}", name);
+        if (!cJSON_IsString(fn) || !fn->valuestring[0] || strlen(fn->valuestring) > 64 ||
+            strspn(fn->valuestring, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != strlen(fn->valuestring))
+            return fail(c, name, "'%s.function.name' must be 1 to 64 of [A-Za-z0-9_.-]", name);
+        if (params && !cJSON_IsObject(params)) return fail(c, name, "'%s.function.parameters' must be a JSON Schema object", name);
+    }
+    r->tool_choice = SX_TOOLS_AUTO;
+    if (tc) {
+        const cJSON *f = cJSON_IsObject(tc) ? field(tc, "function") : NULL, *fn = f ? field(f, "name") : NULL;
+        if (cJSON_IsString(tc) && !strcmp(tc->valuestring, "auto")) r->tool_choice = SX_TOOLS_AUTO;
+        else if (cJSON_IsString(tc) && !strcmp(tc->valuestring, "none")) r->tool_choice = SX_TOOLS_NONE;
+        else if (cJSON_IsString(tc) && !strcmp(tc->valuestring, "required")) r->tool_choice = SX_TOOLS_REQUIRED;
+        else if (cJSON_IsString(fn)) r->tool_choice = SX_TOOLS_NAMED, r->tool_name = fn->valuestring;
+        else return fail(c, "tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        if (!tools && r->tool_choice >= SX_TOOLS_REQUIRED) return fail(c, "tool_choice", "'tool_choice' asks for a call but there are no 'tools'");
+    }
+    if (!tools) return true;
+    if (!(r->tools_json = cJSON_PrintUnformatted(tools))) return fail(c, "tools", "out of memory");
+    if (r->tool_choice < SX_TOOLS_REQUIRED) return true;
+    if (r->gp.grammar) return fail(c, "tool_choice", "a 'tool_choice' that forces a call cannot be combined with 'grammar', 'json_schema' or 'response_format'");
+    if (sx_tools_grammar(r->tools_json, r->tool_choice == SX_TOOLS_NAMED ? r->tool_name : NULL, r->parallel_tool_calls, &r->grammar) != SX_OK)
+        return fail(c, "tool_choice", "'tool_choice': %s", sx_last_error());
+    r->gp.grammar = r->grammar;
+    return true;
+}
+
+/* An assistant message's tool_calls, appended to its content as the model writes them (Qwen3's template) */
+static bool assistant_calls(pctx *c, sx_req *r, const cJSON *m, int i) {
+    const cJSON *calls = field(m, "tool_calls");
+    if (!calls) return true;
+    char name[48];
+    snprintf(name, sizeof name, "messages[%d].tool_calls", i);
+    if (!cJSON_IsArray(calls)) return fail(c, name, "'%s' must be an array", name);
+    sx_sbuf b = {0};
+    sx_sbuf_adds(&b, r->msgs[i].content);
+    int k = 0;
+    const cJSON *call;
+    cJSON_ArrayForEach(call, calls) {
+        const cJSON *f = field(call, "function"), *fn = f ? field(f, "name") : NULL, *args = f ? field(f, "arguments") : NULL;
+        if (!cJSON_IsString(fn) || (args && !cJSON_IsString(args) && !cJSON_IsObject(args))) {
+            sx_sbuf_free(&b);
+            return fail(c, name, "'%s[%d]' must be {\"function\": {\"name\": ..., \"arguments\": \"{...}\"}}", name, k);
+        }
+        char *a = args && cJSON_IsObject(args) ? cJSON_PrintUnformatted(args) : NULL;
+        if (k++ > 0 || r->msgs[i].content[0]) sx_sbuf_adds(&b, "\n");
+        sx_sbuf_adds(&b, "<tool_call>\n{\"name\": \"");
+        sx_sbuf_adds(&b, fn->valuestring);
+        sx_sbuf_adds(&b, "\", \"arguments\": ");
+        sx_sbuf_adds(&b, a ? a : cJSON_IsString(args) ? args->valuestring : "{}");
+        sx_sbuf_adds(&b, "}\n</tool_call>");
+        cJSON_free(a);
+    }
+    if (b.oom) {
+        sx_sbuf_free(&b);
+        return fail(c, name, "out of memory");
+    }
+    free(r->joined[i]);
+    r->joined[i] = b.s;
+    r->msgs[i].content = b.s;
+    return true;
+}
+
+static bool is_space(char ch) { return ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r'; }
+
+static void add_trimmed(sx_sbuf *b, const char *s, size_t n) {
+    while (n && is_space(*s)) s++, n--;
+    while (n && is_space(s[n - 1])) n--;
+    if (!n) return;
+    if (b->len) sx_sbuf_adds(b, "\n");
+    sx_sbuf_add(b, s, n);
+}
+
+cJSON *sx_tool_calls_parse(const char *content, const char *id_prefix, sx_sbuf *text) {
+    static const char open[] = "<tool_call>", close[] = "</tool_call>";
+    cJSON *calls = cJSON_CreateArray();
+    sx_sbuf out = {0};
+    sx_sbuf_adds(&out, "");
+    const char *p = content;
+    bool ok = calls != NULL;
+    for (const char *at; ok && (at = strstr(p, open));) {
+        add_trimmed(&out, p, (size_t)(at - p));
+        const char *body = at + sizeof open - 1, *end = strstr(body, close);
+        char *json = end ? strndup(body, (size_t)(end - body)) : NULL;
+        cJSON *call = json ? cJSON_Parse(json) : NULL;
+        free(json);
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(call, "name"), *args = cJSON_GetObjectItemCaseSensitive(call, "arguments");
+        if (!cJSON_IsString(name) || (args && !cJSON_IsObject(args))) ok = false;
+        else {
+            char id[96], *a = args ? cJSON_PrintUnformatted(args) : NULL;
+            snprintf(id, sizeof id, "call_%s_%d", id_prefix, cJSON_GetArraySize(calls));
+            cJSON *tc = cJSON_CreateObject();
+            cJSON_AddStringToObject(tc, "id", id);
+            cJSON_AddStringToObject(tc, "type", "function");
+            cJSON *f = cJSON_AddObjectToObject(tc, "function");
+            cJSON_AddStringToObject(f, "name", name->valuestring);
+            cJSON_AddStringToObject(f, "arguments", a ? a : "{}");
+            cJSON_free(a);
+            cJSON_AddItemToArray(calls, tc);
+            p = end + sizeof close - 1;
+        }
+        cJSON_Delete(call);
+    }
+    if (ok && cJSON_GetArraySize(calls) > 0) {
+        add_trimmed(&out, p, strlen(p));
+        sx_sbuf_clear(text);
+        sx_sbuf_adds(text, out.s ? out.s : "");
+        sx_sbuf_free(&out);
+        return calls;
+    }
+    cJSON_Delete(calls);
+    sx_sbuf_free(&out);
+    sx_sbuf_clear(text);
+    sx_sbuf_adds(text, content);
+    return NULL;
 }
 
 /* Constrained output: llama-server's "grammar" (GBNF) and "json_schema", and
@@ -334,7 +469,8 @@ bool sx_req_parse(const char *body, size_t len, sx_req_kind kind, const sx_gener
     }
     const cJSON *model = field(r->root, "model");
     if (model && !cJSON_IsString(model)) return fail(&c, "model", "'model' must be a string");
-    return unsupported(&c, r->root) && parse_stop(&c, r) && parse_sampling(&c, r) && parse_spec_exit(&c, r) && parse_grammar(&c, r);
+    return unsupported(&c, r->root) && parse_stop(&c, r) && parse_sampling(&c, r) && parse_spec_exit(&c, r) && parse_grammar(&c, r) &&
+           parse_tools(&c, r);
 }
 
 void sx_req_free(sx_req *r) {
@@ -342,6 +478,7 @@ void sx_req_free(sx_req *r) {
     free(r->joined);
     free(r->msgs);
     free(r->grammar);
+    cJSON_free(r->tools_json);
     cJSON_Delete(r->root);
     memset(r, 0, sizeof *r);
 }

@@ -23,6 +23,9 @@ typedef enum sx_req_kind { SX_REQ_CHAT, SX_REQ_COMPLETION } sx_req_kind;
 #define SX_REQ_LOW_EFFORT_CONF 0.5f
 #define SX_REQ_LOW_EFFORT_BUDGET 512
 
+/* tool_choice */
+typedef enum sx_tool_choice { SX_TOOLS_AUTO = 0, SX_TOOLS_NONE, SX_TOOLS_REQUIRED, SX_TOOLS_NAMED } sx_tool_choice;
+
 typedef struct sx_req {
     sx_req_kind kind;
     struct cJSON *root;     /* owns every string below */
@@ -36,7 +39,11 @@ typedef struct sx_req {
     const char *stops[SX_TEXT_MAX_STOPS];
     int n_stops;
     sx_generate_params gp;  /* the server defaults with the request's overrides */
-    char *grammar;          /* a grammar made from json_schema / response_format (owned); gp.grammar points here or into root */
+    char *grammar;          /* a grammar made from json_schema / response_format / tool_choice (owned); gp.grammar points here or into root */
+    char *tools_json;       /* "tools" as JSON text (owned), NULL without tools */
+    sx_tool_choice tool_choice;
+    const char *tool_name;  /* SX_TOOLS_NAMED: the function */
+    bool parallel_tool_calls;
 } sx_req;
 
 /* Parses body[0..len) (not NUL-terminated) for an endpoint of `kind` over
@@ -46,5 +53,13 @@ typedef struct sx_req {
 bool sx_req_parse(const char *body, size_t len, sx_req_kind kind, const sx_generate_params *def, sx_req *out, char *err, size_t err_cap,
                   char *param, size_t param_cap);
 void sx_req_free(sx_req *r);
+/* Tool calls in an answer (<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>
+ * blocks, the ChatML models' format): OpenAI's "tool_calls" array (ids
+ * "call_<id_prefix>_<i>", arguments as a JSON string), and the text outside
+ * the blocks, trimmed, into *text. NULL (and the whole answer in *text) when
+ * there is no block or one is not a call. Caller owns the array (cJSON_Delete). */
+struct cJSON *sx_tool_calls_parse(const char *content, const char *id_prefix, sx_sbuf *text);
+/* Whether the request's tools are in play (given, and tool_choice not "none"). */
+static inline bool sx_req_tools(const sx_req *r) { return r->tools_json && r->tool_choice != SX_TOOLS_NONE; }
 
 #endif

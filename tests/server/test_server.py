@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 
-EXE, TARGET, DRAFT = sys.argv[1:4]
+EXE, TARGET, DRAFT = (sys.argv[1:4] + [None] * 3)[:3] if __name__ == "__main__" else (None, None, None)
 PASSED = FAILED = 0
 
 
@@ -37,8 +37,10 @@ def check(cond, what):
 
 
 class Server:
-    def __init__(self, *extra):
-        self.proc = subprocess.Popen([EXE, "serve", "-m", TARGET, "-md", DRAFT, "--port", "0", "--temp", "0", "-c", "1024", "-t", "1", *extra],
+    def __init__(self, *extra, exe=None, model=None):
+        """model: the -m/-md arguments (default: the sumchain pair of the command line)"""
+        self.proc = subprocess.Popen([exe or EXE, "serve", *(model or ["-m", TARGET, "-md", DRAFT]), "--port", "0", "--temp", "0", "-c", "1024",
+                                      "-t", "1", *extra],
                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.log = []
         self.port = None
