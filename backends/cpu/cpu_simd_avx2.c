@@ -704,8 +704,8 @@ static void quantize_q8k(const float *x, int64_t K, void *dst) {
  * unsigned: q2_k 0..3, q3_k 0..7 (the -4 through the activation bsums), iq4
  * values as |v| with the sign moved onto x (|v| <= 127: pair sums <= 2 *
  * 127 * 127). Sub-block scales multiply the int16 pair sums in
- * _mm256_madd_epi16; per block one int32 sum, then the float sequence of
- * cpu_lowbit.h. */
+ * _mm256_madd_epi16; per block 8 int32 lanes, scaled into 8 f32 lanes
+ * across blocks (one horizontal sum per row and column). */
 
 #define SX_LB_NC 4 /* columns per tile */
 
@@ -745,7 +745,9 @@ SX_INLINE void k2bit_n(int64_t K, const char *W, size_t ws, int nr, const char *
                        int64_t ldy, const int kind) {
     const size_t bsz = kind ? sizeof(sx_block_q3_k) : sizeof(sx_block_q2_k);
     for (int r = 0; r < nr; r++) {
-        float acc[SX_LB_NC] = {0};
+        __m256 acc[SX_LB_NC];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) acc[c] = _mm256_setzero_ps();
         for (int64_t b = 0; b < K / 256; b++) {
             const char *blk = W + r * ws + b * bsz;
             const sx_block_q2_k *w2 = (const sx_block_q2_k *)blk;
@@ -777,21 +779,23 @@ SX_INLINE void k2bit_n(int64_t K, const char *W, size_t ws, int nr, const char *
                 }
             }
             const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0xF)));
+            const float d = kind ? f16(w3->d) : f16(w2->d);
 #pragma GCC unroll 4
-            for (int c = 0; c < NC; c++) {
+            for (int c = 0; c < NC; c++) { /* 8 int32 lanes per block, f32 lanes across blocks */
                 const __m256i bs = _mm256_loadu_si256((const __m256i *)(SX_Q8K_BS(x, xs, K, c) + 16 * b));
                 const float xd = SX_Q8K_D(x, xs, K, c)[b];
-                if (kind) { /* the -4 of every code: 4 * sum_s sc[s] * bsum[s] */
-                    const int corr = hsum_epi32(_mm256_madd_epi16(sc16, bs));
-                    acc[c] += xd * (f16(w3->d) * (float)(hsum_epi32(iv[c]) - 4 * corr));
+                if (kind) { /* the -4 of every code: 4 * sc[s] * bsum[s] */
+                    const __m256i isum = _mm256_sub_epi32(iv[c], _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 2));
+                    acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(xd * d), acc[c]);
                 } else {
-                    const int msum = hsum_epi32(_mm256_madd_epi16(mins, bs));
-                    acc[c] += xd * (f16(w2->d) * (float)hsum_epi32(iv[c]) - f16(w2->dmin) * (float)msum);
+                    const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, bs));
+                    acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv[c]), _mm256_set1_ps(xd * d), acc[c]);
+                    acc[c] = _mm256_fnmadd_ps(m, _mm256_set1_ps(xd * f16(w2->dmin)), acc[c]);
                 }
             }
         }
 #pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) y[c * ldy + r] = acc[c];
+        for (int c = 0; c < NC; c++) y[c * ldy + r] = hsum_ps(acc[c]);
     }
 }
 
@@ -805,7 +809,6 @@ SX_INLINE void iq4_n(int64_t K, const char *W, size_t ws, int nr, const char *x,
     const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)k_iq4nl_tab));
     const __m256i ones16 = _mm256_set1_epi16(1);
     for (int r = 0; r < nr; r++) {
-        float acc[SX_LB_NC] = {0};
         __m256 accv[SX_LB_NC];
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) accv[c] = _mm256_setzero_ps();
@@ -833,14 +836,13 @@ SX_INLINE void iq4_n(int64_t K, const char *W, size_t ws, int nr, const char *x,
             }
 #pragma GCC unroll 4
             for (int c = 0; c < NC; c++) {
-                if (kind)
-                    acc[c] += SX_Q8K_D(x, xs, K, c)[b] * (f16(wx->d) * (float)hsum_epi32(iv[c]));
-                else /* q8 ds pairs (d, d * sum) after the K int8 */
-                    accv[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv[c]), _mm256_set1_ps(f16(wn->d) * SX_Q8K_D(x, xs, K, c)[2 * b]), accv[c]);
+                /* q8k: d[b]; q8: ds pairs (d, d * sum) after the K int8 */
+                const float dx = kind ? SX_Q8K_D(x, xs, K, c)[b] : SX_Q8K_D(x, xs, K, c)[2 * b];
+                accv[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv[c]), _mm256_set1_ps(dx * (kind ? f16(wx->d) : f16(wn->d))), accv[c]);
             }
         }
 #pragma GCC unroll 4
-        for (int c = 0; c < NC; c++) y[c * ldy + r] = kind ? acc[c] : hsum_ps(accv[c]);
+        for (int c = 0; c < NC; c++) y[c * ldy + r] = hsum_ps(accv[c]);
     }
 }
 
