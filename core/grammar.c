@@ -644,7 +644,7 @@ static void sset_add(sx_gmatch *m, sset *s, const int *base, int nb, int top) {
     for (int i = 0; i < s->n; i++) {
         if (s->hash[i] != h || s->len[i] != len) continue;
         const int *d = s->data + s->start[i];
-        if (!memcmp(d, base, sizeof(int) * (size_t)nb) && (top < 0 || d[nb] == top)) return;
+        if ((!nb || !memcmp(d, base, sizeof(int) * (size_t)nb)) && (top < 0 || d[nb] == top)) return;
     }
     if (s->n >= SX_GRAMMAR_MAX_STACKS) {
         m->err = true;
@@ -670,7 +670,7 @@ static void sset_add(sx_gmatch *m, sset *s, const int *base, int nb, int top) {
         return;
     }
     s->cap = c;
-    memcpy(s->data + s->n_data, base, sizeof(int) * (size_t)nb);
+    if (nb) memcpy(s->data + s->n_data, base, sizeof(int) * (size_t)nb);
     if (top >= 0) s->data[s->n_data + nb] = top;
     s->start[s->n] = s->n_data;
     s->len[s->n] = len;
@@ -710,7 +710,7 @@ static void expand(sx_gmatch *m, sset *out, const int *base, int nb, int pos) {
                 m->err = true;
                 return;
             }
-            memcpy(buf, base, sizeof(int) * (size_t)nb);
+            if (nb) memcpy(buf, base, sizeof(int) * (size_t)nb);
             buf[nb] = cont;
             nbase = buf;
             nn = nb + 1;
