@@ -32,7 +32,8 @@ static sx_status matmul(sx_sched *s, sx_graph *g, sx_dtype t, const void *wq, in
 
 static void test_matmul(sx_sched *s, sx_graph *g, int *passed_out, int *failed_out) {
     const sx_dtype types[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0, SX_DTYPE_Q4_1,
-                              SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K};
+                              SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K,
+                              SX_DTYPE_Q2_K, SX_DTYPE_Q3_K, SX_DTYPE_IQ4_NL, SX_DTYPE_IQ4_XS};
     const int64_t K = 512, N = 67, Ms[] = {2, 5, 17, 64};
     sx_rng rng;
     sx_rng_seed(&rng, 99);
@@ -92,7 +93,8 @@ static sx_status mul_mat_id(sx_sched *s, sx_graph *g, sx_dtype t, const void *wq
 
 static void test_mul_mat_id(sx_sched *s, sx_graph *g, int *passed_out, int *failed_out) {
     const sx_dtype types[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0, SX_DTYPE_Q4_1,
-                              SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K};
+                              SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K,
+                              SX_DTYPE_Q2_K, SX_DTYPE_Q3_K, SX_DTYPE_IQ4_NL, SX_DTYPE_IQ4_XS};
     static const struct { int64_t k, R, X; } cases[] = {{2, 1, 1}, {2, 5, 1}, {3, 9, 3}}; /* decode; shared input; input per pick */
     const int64_t K = 512, N = 67, E = 5, maxc = 27;
     sx_rng rng;

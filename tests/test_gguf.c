@@ -127,6 +127,10 @@ static const tspec k_tensors[] = {
     {"q4_1", SX_DTYPE_Q4_1, 2, {32, 3, 1, 1}},
     {"q4_k", SX_DTYPE_Q4_K, 1, {256, 1, 1, 1}},
     {"q6_k", SX_DTYPE_Q6_K, 4, {256, 1, 1, 2}},
+    {"q2_k", SX_DTYPE_Q2_K, 2, {256, 2, 1, 1}},  /* ggml ids 10, 11, 20, 23 */
+    {"q3_k", SX_DTYPE_Q3_K, 1, {512, 1, 1, 1}},
+    {"iq4_nl", SX_DTYPE_IQ4_NL, 2, {64, 3, 1, 1}},
+    {"iq4_xs", SX_DTYPE_IQ4_XS, 1, {256, 1, 1, 1}},
 };
 #define N_TENSORS (sizeof k_tensors / sizeof k_tensors[0])
 
@@ -289,6 +293,8 @@ static void check_all_tensors(const sx_gguf *g, uint8_t **data, uint32_t align) 
         assert_int_equal(sx_gguf_tensor(g, (int64_t)i, &info), SX_OK);
         assert_string_equal(info.name, t->name);
         assert_int_equal(info.dtype, t->dtype);
+        assert_int_equal(info.ggml_type, sx_dtype_get(t->dtype)->ggml_type);
+        assert_string_equal(sx_gguf_ggml_type_name(info.ggml_type), sx_dtype_name(t->dtype));
         assert_int_equal(info.n_dims, t->n_dims);
         assert_memory_equal(info.ne, t->ne, sizeof info.ne);
         assert_int_equal(info.size, tspec_bytes(t));

@@ -1,7 +1,7 @@
 /* tests/test_ops.c — op conformance: every op in ir/ops.def, every dtype it
  * accepts, on one backend, against the CPU reference backend ("cpu-ref").
  *
- *   test_ops BACKEND [--full] [--seed N] [--op NAME] [--xfail FILE] [-v]
+ *   test_ops BACKEND [--full] [--seed N] [--op NAME] [--dtype NAME] [--xfail FILE] [-v]
  *
  * Each case builds a one-op graph from seeded random inputs (odd shapes,
  * strided views, broadcasts), runs it on the reference and on BACKEND with
@@ -254,7 +254,8 @@ static void add(caselist *l, sx_op op, sx_dtype dt, int64_t a, int64_t b, int64_
 }
 
 static const sx_dtype g_weight_types[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_BF16, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0, SX_DTYPE_Q4_1,
-                                          SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K};
+                                          SX_DTYPE_Q5_0, SX_DTYPE_Q5_1, SX_DTYPE_Q4_K, SX_DTYPE_Q5_K, SX_DTYPE_Q6_K,
+                                          SX_DTYPE_Q2_K, SX_DTYPE_Q3_K, SX_DTYPE_IQ4_NL, SX_DTYPE_IQ4_XS};
 #define N_WT (int)(sizeof g_weight_types / sizeof g_weight_types[0])
 
 static void make_cases(caselist *l, bool full) {
@@ -554,10 +555,10 @@ static int load_xfail(const char *path, xfail_entry **out) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: test_ops BACKEND [--full] [--seed N] [--op NAME] [--xfail FILE] [-v]\n");
+        fprintf(stderr, "usage: test_ops BACKEND [--full] [--seed N] [--op NAME] [--dtype NAME] [--xfail FILE] [-v]\n");
         return 2;
     }
-    const char *backend = argv[1], *only = NULL, *xfail_path = NULL;
+    const char *backend = argv[1], *only = NULL, *xfail_path = NULL, *only_dt = NULL;
     bool full = getenv("SPECEXIT_TEST_FULL") != NULL, verbose = false;
     uint64_t seed = 20261128;
     for (int i = 2; i < argc; i++) {
@@ -565,6 +566,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-v")) verbose = true;
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--op") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) only_dt = argv[++i]; /* cases of that dtype only (e.g. the slow CUDA emulation) */
         else if (!strcmp(argv[i], "--xfail") && i + 1 < argc) xfail_path = argv[++i];
         else {
             fprintf(stderr, "unknown argument %s\n", argv[i]);
@@ -605,7 +607,7 @@ int main(int argc, char **argv) {
     int passed = 0, failed = 0, xfailed = 0;
     for (int i = 0; i < cases.n; i++) {
         const tcase *tc = &cases.v[i];
-        if (only && strcmp(only, sx_op_name(tc->op))) continue;
+        if ((only && strcmp(only, sx_op_name(tc->op))) || (only_dt && strcmp(only_dt, sx_dtype_name(tc->dt)))) continue;
         covered[tc->op] = true;
         const uint64_t case_seed = seed * 1000003u + (uint64_t)i;
         float *a = NULL, *b = NULL;
@@ -658,7 +660,7 @@ int main(int argc, char **argv) {
     }
     failed += check_bad_ids(s_dev, g_dev, only, seed, verbose, &passed);
     for (int op = 1; op < SX_OP_COUNT; op++)
-        if (!covered[op] && !only) {
+        if (!covered[op] && !only && !only_dt) {
             printf("FAIL op %s has no conformance case\n", sx_op_name((sx_op)op));
             failed++;
         }
