@@ -321,6 +321,20 @@ static inline void sx_cpu_q4k_scales(const uint8_t s[12], uint32_t out[4]) {
     out[3] = ((u2 >> 4) & 0x0F0F0F0Fu) | (((u1 >> 6) & 0x03030303u) << 4);
 }
 
+/* Q3_K: the 16 6-bit scales (0..63, before the -32) as four little-endian
+ * words of bytes s0..s3, s4..s7, s8..s11, s12..s15 (scale j: low 4 bits from
+ * s[j % 8] >> 4 * (j / 8), high 2 bits from s[8 + j % 4] >> 2 * (j / 4)). */
+static inline void sx_cpu_q3k_scales(const uint8_t s[12], uint32_t out[4]) {
+    uint32_t a0, a1, a2;
+    memcpy(&a0, s, 4);
+    memcpy(&a1, s + 4, 4);
+    memcpy(&a2, s + 8, 4);
+    out[0] = (a0 & 0x0F0F0F0Fu) | ((a2 & 0x03030303u) << 4);
+    out[1] = (a1 & 0x0F0F0F0Fu) | (((a2 >> 2) & 0x03030303u) << 4);
+    out[2] = ((a0 >> 4) & 0x0F0F0F0Fu) | (((a2 >> 4) & 0x03030303u) << 4);
+    out[3] = ((a1 >> 4) & 0x0F0F0F0Fu) | (((a2 >> 6) & 0x03030303u) << 4);
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -721,14 +721,8 @@ SX_INLINE __m256i bits2(__m256i q, int g) {
 
 /* the 16 signed 6-bit scales (minus 32) of a q3_k block as int16 */
 SX_INLINE __m256i q3k_scales16(const uint8_t s[12]) {
-    uint32_t a0, a1, a2, u[4];
-    memcpy(&a0, s, 4);
-    memcpy(&a1, s + 4, 4);
-    memcpy(&a2, s + 8, 4);
-    u[0] = (a0 & 0x0F0F0F0Fu) | ((a2 & 0x03030303u) << 4);
-    u[1] = (a1 & 0x0F0F0F0Fu) | (((a2 >> 2) & 0x03030303u) << 4);
-    u[2] = ((a0 >> 4) & 0x0F0F0F0Fu) | (((a2 >> 4) & 0x03030303u) << 4);
-    u[3] = ((a1 >> 4) & 0x0F0F0F0Fu) | (((a2 >> 6) & 0x03030303u) << 4);
+    uint32_t u[4];
+    sx_cpu_q3k_scales(s, u);
     const __m128i v = _mm_sub_epi8(_mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]), _mm_set1_epi8(32));
     return _mm256_cvtepi8_epi16(v);
 }

@@ -569,9 +569,9 @@ SX_TILE_FN(gemm_q6_k)
  * of 16 activation columns; the 4 matching weight codes of a row, broadcast
  * to all lanes, make one vpdpbusd compute 16 columns x 4 K. Weight codes are
  * unpacked per row and block into a small L1 buffer (natural order, unsigned:
- * q4/q5 codes, q6 codes, q8 codes + 128) and read back as 4-byte broadcasts.
- * Offsets (q4_0 -8, q5_0 -16, q8_0 -128, q6_k -32) and q4_1/q5_1/q4_k/q5_k
- * mins go through the
+ * q2/q3/q4/q5 codes, q6 codes, q8 codes and iq4 values + 128) and read back
+ * as 4-byte broadcasts. Offsets (q4_0 -8, q5_0 -16, q8_0/iq4 -128, q6_k -32,
+ * q3_k -4) and q2_k/q4_1/q5_1/q4_k/q5_k mins go through the
  * activation block sums, per block in f32 (legacy, q4_k, q5_k) or int (q6_k). */
 
 #define SX_T_FN(name)                                                                         \
@@ -584,6 +584,12 @@ SX_TILE_FN(gemm_q6_k)
         default: name##_n(K, (const char *)W, ws, 1, (const char *)xt, ncols, y, ldy); break; \
         }                                                                                     \
     }
+
+/* the 16 iq4 values + 128 (unsigned), in both 128-bit lanes */
+SX_INLINE __m256i iq4_table_u8(void) {
+    static const int8_t v[16] = SX_IQ4NL_VALUES;
+    return _mm256_xor_si256(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)v)), _mm256_set1_epi8((char)0x80));
+}
 
 SX_INLINE __m512i bcast4(const uint8_t *p) {
     int32_t v;
@@ -603,8 +609,10 @@ SX_INLINE void gemm_t_legacy_n(int64_t K, const char *W, size_t ws, const int NR
     const int64_t nb = K / 32;
     const float *xdx = (const float *)(xt + K * SX_CPU_TCOLS), *xsx = xdx + nb * SX_CPU_TCOLS;
     const size_t bsz = kind == 0 ? sizeof(sx_block_q4_0) : kind == 1 ? sizeof(sx_block_q4_1)
-                     : kind == 2 ? sizeof(sx_block_q8_0) : kind == 3 ? sizeof(sx_block_q5_0) : sizeof(sx_block_q5_1);
+                     : kind == 2 ? sizeof(sx_block_q8_0) : kind == 3 ? sizeof(sx_block_q5_0)
+                     : kind == 4 ? sizeof(sx_block_q5_1) : sizeof(sx_block_iq4_nl);
     const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m256i tab = iq4_table_u8();
     _Alignas(64) uint8_t wb[4][32];
     __m512 acc[4];
 #pragma GCC unroll 4
@@ -616,7 +624,11 @@ SX_INLINE void gemm_t_legacy_n(int64_t K, const char *W, size_t ws, const int NR
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const char *blk = W + r * ws + b * bsz;
-            if (kind == 2) {
+            if (kind == 5) { /* iq4_nl: table values + 128, offset -128 d */
+                const sx_block_iq4_nl *w = (const sx_block_iq4_nl *)blk;
+                dw[r] = f16(w->d), ow[r] = -128.0f * dw[r];
+                _mm256_store_si256((__m256i *)wb[r], _mm256_shuffle_epi8(tab, unpack_nibbles_32(w->qs)));
+            } else if (kind == 2) {
                 const sx_block_q8_0 *w = (const sx_block_q8_0 *)blk;
                 dw[r] = f16(w->d), ow[r] = -128.0f * dw[r];
                 _mm256_store_si256((__m256i *)wb[r], _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)w->qs),
@@ -685,6 +697,11 @@ SX_INLINE void gemm_t_q5_1_n(int64_t K, const char *W, size_t ws, const int NR, 
                              float *y, int64_t ldy) {
     gemm_t_legacy_n(K, W, ws, NR, xt, ncols, y, ldy, 4);
 }
+SX_INLINE void gemm_t_iq4_nl_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                               float *y, int64_t ldy) {
+    gemm_t_legacy_n(K, W, ws, NR, xt, ncols, y, ldy, 5);
+}
+SX_T_FN(gemm_t_iq4_nl)
 SX_T_FN(gemm_t_q4_0)
 SX_T_FN(gemm_t_q4_1)
 SX_T_FN(gemm_t_q8_0)
@@ -774,6 +791,24 @@ SX_INLINE void gemm_t_q5_k_n(int64_t K, const char *W, size_t ws, const int NR, 
 SX_T_FN(gemm_t_q4_k)
 SX_T_FN(gemm_t_q5_k)
 
+/* One sub-block of the wide K-quant kernels: NG groups of 4 K values (tile
+ * groups q0..q0+NG-1, codes at wb + r * 256 + w0) for NR rows:
+ * fsb[r] += scf[r * scf_stride] * (init + sum codes * x) */
+SX_INLINE void t_subblock(const char *xt, int64_t q0, const int NG, const int NR, const uint8_t *wb, int w0, __m512i init,
+                          const float *scf, int scf_stride, __m512 *fsb) {
+    __m512i isum[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) isum[r] = init;
+#pragma GCC unroll 8
+    for (int g = 0; g < NG; g++) {
+        const __m512i xv = _mm512_loadu_si512((const void *)(xt + (q0 + g) * 64));
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) isum[r] = _mm512_dpbusd_epi32(isum[r], bcast4(wb + 256 * r + w0 + 4 * g), xv);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) fsb[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_set1_ps(scf[r * scf_stride]), fsb[r]);
+}
+
 SX_INLINE void gemm_t_q6_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
                              float *y, int64_t ldy) {
     const int64_t nb = K / 256;
@@ -816,19 +851,7 @@ SX_INLINE void gemm_t_q6_k_n(int64_t K, const char *W, size_t ws, const int NR, 
         for (int i = 0; i < 16; i++) { /* sub-blocks of 16; -32 offset via 32 * bsum16 */
             const __m512i init = _mm512_sub_epi32(_mm512_setzero_si512(),
                                                   _mm512_loadu_si512((const void *)(xb16 + (16 * b + i) * SX_CPU_TCOLS)));
-            __m512i isum[4];
-#pragma GCC unroll 4
-            for (int r = 0; r < NR; r++) isum[r] = init;
-#pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) {
-                const __m512i xv = _mm512_loadu_si512((const void *)(xt + (64 * b + 4 * i + g) * 64));
-#pragma GCC unroll 4
-                for (int r = 0; r < NR; r++)
-                    isum[r] = _mm512_dpbusd_epi32(isum[r], bcast4(wb[r] + 16 * i + 4 * g), xv);
-            }
-#pragma GCC unroll 4
-            for (int r = 0; r < NR; r++)
-                fsb[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_set1_ps(scf[r][i]), fsb[r]);
+            t_subblock(xt, 64 * b + 4 * i, 4, NR, wb[0], 16 * i, init, &scf[0][i], 16, fsb);
         }
         const __m512 dx = _mm512_loadu_ps(xdx + b * SX_CPU_TCOLS);
 #pragma GCC unroll 4
@@ -838,6 +861,134 @@ SX_INLINE void gemm_t_q6_k_n(int64_t K, const char *W, size_t ws, const int NR, 
     for (int r = 0; r < NR; r++) store_cols(acc[r], ncols, y + r, ldy);
 }
 SX_T_FN(gemm_t_q6_k)
+/* q2_k (kind 0) and q3_k (kind 1): sub-blocks of 16 as q6_k. Codes
+ * unsigned: q2_k 0..3 (mins through bsum16 in f32), q3_k 0..7 with the -4
+ * through 4 * bsum16 (the tile holds 32 * bsum16: >> 3, exact). */
+SX_INLINE void gemm_t_k2bit_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                              float *y, int64_t ldy, const int kind) {
+    const int64_t nb = K / 256;
+    const size_t bsz = kind ? sizeof(sx_block_q3_k) : sizeof(sx_block_q2_k);
+    const float *xdx = (const float *)(xt + K * SX_CPU_TCOLS);
+    const int32_t *xb16 = (const int32_t *)(xdx + nb * SX_CPU_TCOLS + (K / 32) * SX_CPU_TCOLS);
+    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+    _Alignas(64) uint8_t wb[4][256];
+    _Alignas(64) float scf[4][16], mnf[4][16];
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
+    for (int64_t b = 0; b < nb; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
+        float d[4], dmin[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const char *blk = W + r * ws + b * bsz;
+            const sx_block_q2_k *w2 = (const sx_block_q2_k *)blk;
+            const sx_block_q3_k *w3 = (const sx_block_q3_k *)blk;
+            if (kind) {
+                uint32_t u[4];
+                sx_cpu_q3k_scales(w3->scales, u);
+                const __m128i s8 = _mm_sub_epi8(_mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]), _mm_set1_epi8(32));
+                _mm512_store_ps(scf[r], _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(s8)));
+                d[r] = f16(w3->d), dmin[r] = 0.0f;
+            } else {
+                const __m128i s8 = _mm_loadu_si128((const __m128i *)w2->scales);
+                _mm512_store_ps(scf[r], _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(s8, _mm_set1_epi8(0x0F)))));
+                _mm512_store_ps(mnf[r], _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(s8, 4), _mm_set1_epi8(0x0F)))));
+                d[r] = f16(w2->d), dmin[r] = f16(w2->dmin);
+            }
+            const __m256i hm = kind ? _mm256_loadu_si256((const __m256i *)w3->hmask) : _mm256_setzero_si256();
+#pragma GCC unroll 2
+            for (int n = 0; n < 2; n++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)((kind ? w3->qs : w2->qs) + 32 * n));
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; g++) { /* element 128 n + 32 g + l: 2-bit field g of qs[32 n + l] */
+                    __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * g), m3);
+                    if (kind)
+                        u = _mm256_or_si256(u, _mm256_maskz_mov_epi8(_mm256_test_epi8_mask(hm, _mm256_set1_epi8((char)(1 << (4 * n + g)))), m4));
+                    _mm256_store_si256((__m256i *)(wb[r] + 128 * n + 32 * g), u);
+                }
+            }
+        }
+        __m512 fsb[4], msum[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) fsb[r] = msum[r] = _mm512_setzero_ps();
+        for (int i = 0; i < 16; i++) { /* sub-blocks of 16 */
+            const __m512i b16 = _mm512_loadu_si512((const void *)(xb16 + (16 * b + i) * SX_CPU_TCOLS));
+            const __m512i init = kind ? _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_srai_epi32(b16, 3)) : _mm512_setzero_si512();
+            t_subblock(xt, 64 * b + 4 * i, 4, NR, wb[0], 16 * i, init, &scf[0][i], 16, fsb);
+            if (!kind) {
+                const __m512 bsf = _mm512_cvtepi32_ps(_mm512_srai_epi32(b16, 5)); /* bsum16 */
+#pragma GCC unroll 4
+                for (int r = 0; r < NR; r++) msum[r] = _mm512_fmadd_ps(bsf, _mm512_set1_ps(mnf[r][i]), msum[r]);
+            }
+        }
+        const __m512 dx = _mm512_loadu_ps(xdx + b * SX_CPU_TCOLS);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const __m512 t = kind ? _mm512_mul_ps(fsb[r], _mm512_set1_ps(d[r]))
+                                  : _mm512_fnmadd_ps(msum[r], _mm512_set1_ps(dmin[r]), _mm512_mul_ps(fsb[r], _mm512_set1_ps(d[r])));
+            acc[r] = _mm512_fmadd_ps(t, dx, acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) store_cols(acc[r], ncols, y + r, ldy);
+}
+SX_INLINE void gemm_t_q2_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy) {
+    gemm_t_k2bit_n(K, W, ws, NR, xt, ncols, y, ldy, 0);
+}
+SX_INLINE void gemm_t_q3_k_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                             float *y, int64_t ldy) {
+    gemm_t_k2bit_n(K, W, ws, NR, xt, ncols, y, ldy, 1);
+}
+SX_T_FN(gemm_t_q2_k)
+SX_T_FN(gemm_t_q3_k)
+
+/* iq4_xs: sub-blocks of 32 with 6-bit scales (minus 32); values + 128, the
+ * -128 through 128 * bsum32 = 4 * (two entries of the tile's 32 * bsum16) */
+SX_INLINE void gemm_t_iq4_xs_n(int64_t K, const char *W, size_t ws, const int NR, const char *xt, int ncols,
+                               float *y, int64_t ldy) {
+    const int64_t nb = K / 256;
+    const float *xdx = (const float *)(xt + K * SX_CPU_TCOLS);
+    const int32_t *xb16 = (const int32_t *)(xdx + nb * SX_CPU_TCOLS + (K / 32) * SX_CPU_TCOLS);
+    const __m256i tab = iq4_table_u8();
+    _Alignas(64) uint8_t wb[4][256];
+    float scf[4][8];
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    sx_cpu_pf pf = sx_cpu_pf_init(W, ws, NR, nb);
+    for (int64_t b = 0; b < nb; b++) {
+        sx_cpu_pf_step(&pf, b + 1);
+        float d[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            const sx_block_iq4_xs *w = (const sx_block_iq4_xs *)(W + r * ws) + b;
+            d[r] = f16(w->d);
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                scf[r][j] = (float)((((w->scales_l[j / 2] >> (4 * (j % 2))) & 0xF) | (((w->scales_h >> (2 * j)) & 3) << 4)) - 32);
+                _mm256_store_si256((__m256i *)(wb[r] + 32 * j), _mm256_shuffle_epi8(tab, unpack_nibbles_32(w->qs + 16 * j)));
+            }
+        }
+        __m512 fsb[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) fsb[r] = _mm512_setzero_ps();
+        for (int j = 0; j < 8; j++) { /* sub-blocks of 32 */
+            const __m512i b32 = _mm512_add_epi32(_mm512_loadu_si512((const void *)(xb16 + (16 * b + 2 * j) * SX_CPU_TCOLS)),
+                                                 _mm512_loadu_si512((const void *)(xb16 + (16 * b + 2 * j + 1) * SX_CPU_TCOLS)));
+            const __m512i init = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(b32, 2));
+            t_subblock(xt, 64 * b + 8 * j, 8, NR, wb[0], 32 * j, init, &scf[0][j], 8, fsb);
+        }
+        const __m512 dx = _mm512_loadu_ps(xdx + b * SX_CPU_TCOLS);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) acc[r] = _mm512_fmadd_ps(fsb[r], _mm512_mul_ps(dx, _mm512_set1_ps(d[r])), acc[r]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) store_cols(acc[r], ncols, y + r, ldy);
+}
+SX_T_FN(gemm_t_iq4_xs)
 #undef SX_T_FN
 #endif /* SX_VNNI */
 
@@ -1151,6 +1302,10 @@ static const sx_cpu_kernels SX_SFX(k_table) = {
         [SX_DTYPE_Q5_0] = gemm_t_q5_0,
         [SX_DTYPE_Q5_1] = gemm_t_q5_1,
         [SX_DTYPE_Q5_K] = gemm_t_q5_k,
+        [SX_DTYPE_Q2_K] = gemm_t_q2_k,
+        [SX_DTYPE_Q3_K] = gemm_t_q3_k,
+        [SX_DTYPE_IQ4_NL] = gemm_t_iq4_nl,
+        [SX_DTYPE_IQ4_XS] = gemm_t_iq4_xs,
     },
     .gemm_t_min_m = 12, /* measured crossover vs the 4 x 4 tiles (Zen 4/5) */
 #endif
