@@ -23,6 +23,7 @@ sx_status sx_constraint_copy(sx_constraint *dst, const sx_constraint *src) {
     dst->wait_for = src->wait_for;
     dst->lead_ws = src->lead_ws;
     dst->started = src->started;
+    dst->failed = src->failed;
     return SX_OK;
 }
 
@@ -38,13 +39,24 @@ static const char *text_of(const sx_constraint *c, int32_t token, size_t *len) {
     return p;
 }
 
+sx_status sx_constraint_check(const sx_constraint *c) {
+    if (!c || !c->failed) return SX_OK;
+    return sx_set_error(SX_ERR_UNSUPPORTED, "grammar: too ambiguous for the text so far (more than %d parse stacks, or %zu stack elements "
+                                            "for one token); write it with fewer overlapping alternatives",
+                        SX_GRAMMAR_MAX_STACKS, SX_GRAMMAR_MAX_WORK);
+}
+
 bool sx_constraint_allows(sx_constraint *c, int32_t token) {
     if (!sx_constraint_active(c)) return true;
+    if (c->failed) return false;
     if (sx_tokenizer_is_eog(c->tok, token)) return sx_gmatch_can_end(c->m);
     size_t len;
     const char *p = text_of(c, token, &len);
     if (!p) return false;
-    return len == 0 || sx_gmatch_allows(c->m, p, len);
+    if (len == 0) return true;
+    const bool ok = sx_gmatch_allows(c->m, p, len);
+    if (!ok && sx_gmatch_failed(c->m)) c->failed = true;
+    return ok;
 }
 
 bool sx_constraint_accept(sx_constraint *c, int32_t token) {
@@ -58,7 +70,10 @@ bool sx_constraint_accept(sx_constraint *c, int32_t token) {
     const char *p = text_of(c, token, &len);
     if (!p) return false;
     if (len == 0) return true;
-    if (!sx_gmatch_accept(c->m, p, len)) return false;
+    if (!sx_gmatch_accept(c->m, p, len)) {
+        if (sx_gmatch_failed(c->m)) c->failed = true;
+        return false;
+    }
     c->started = true;
     return true;
 }

@@ -19,6 +19,7 @@ typedef struct sx_constraint {
     int32_t wait_for; /* the grammar starts after this token; -1: it has started */
     bool lead_ws;     /* whitespace before the grammar's first character is skipped */
     bool started;     /* the grammar has taken a character */
+    bool failed;      /* the grammar ran out of room (sx_gmatch_failed): every token is refused from then on */
 } sx_constraint;
 
 /* A constraint at the start of g (owned by the caller, outliving c).
@@ -32,6 +33,8 @@ static inline bool sx_constraint_active(const sx_constraint *c) { return c && c-
 bool sx_constraint_allows(sx_constraint *c, int32_t token);
 /* Follows one generated token; false if the grammar refuses it. */
 bool sx_constraint_accept(sx_constraint *c, int32_t token);
+/* SX_ERR_UNSUPPORTED with a message when the grammar ran out of room, else SX_OK. */
+SX_MUST_USE sx_status sx_constraint_check(const sx_constraint *c);
 /* sx_token_filter for the sampler (ctx = the constraint) */
 bool sx_constraint_filter(void *ctx, int32_t token);
 

@@ -160,6 +160,7 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
     if (rc == SX_OK)
         rc = sx_constraint_active(C) ? sx_sampler_sample_filtered(smp, logits, s->history, s->n_past, sx_constraint_filter, C, &toks[0])
                                      : sx_sampler_sample(smp, logits, s->history, s->n_past, &toks[0]);
+    if (rc != SX_OK && C && C->failed) rc = sx_constraint_check(C); /* "no token may come next" because the grammar gave up */
     t0 = sx_now_ms();
     st->stop_reason = SX_STOP_LENGTH;
     /* decoding: the target passes may be shared with other sessions' (core/batch.c) */
@@ -173,7 +174,8 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
         bool go = true;
         for (int i = 0; i < n && go; i++) {
             if (C && !sx_constraint_accept(C, toks[i])) {
-                rc = sx_set_error(SX_ERR_INVALID_ARG, "grammar: the generated token %d does not follow the grammar", toks[i]);
+                rc = C->failed ? sx_constraint_check(C)
+                               : sx_set_error(SX_ERR_INVALID_ARG, "grammar: the generated token %d does not follow the grammar", toks[i]);
                 break;
             }
             go = emit(&L, toks[i]);
@@ -218,6 +220,7 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
             if (top) rc = sx_sampler_sample_top(smp, top_ids, top_vals, SX_SAMPLER_TOP_MAX, &next);
             else if (constrained) rc = sx_sampler_sample_filtered(smp, logits, s->history, s->n_past, sx_constraint_filter, C, &next);
             else if (!amax) rc = sx_sampler_sample(smp, logits, s->history, s->n_past, &next);
+            if (C && C->failed) rc = sx_constraint_check(C);
             toks[0] = next;
             n = 1;
         }

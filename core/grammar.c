@@ -212,9 +212,9 @@ static int cmp_range(const void *a, const void *b) {
 /* sorts and merges ranges[from..] in P->ranges (pairs), negates if asked;
  * returns the element for them */
 static sx_status class_finish(parser *P, int from, bool negate, const char *at, gel *out) {
-    uint32_t *r = P->ranges + 2 * from;
+    uint32_t *r = P->ranges ? P->ranges + 2 * from : NULL;
     int n = P->n_ranges - from;
-    qsort(r, (size_t)n, 2 * sizeof(uint32_t), cmp_range);
+    if (n > 1) qsort(r, (size_t)n, 2 * sizeof(uint32_t), cmp_range);
     int m = 0;
     for (int i = 0; i < n; i++) {
         if (m > 0 && r[2 * i] <= r[2 * (m - 1) + 1] + 1) {
@@ -616,6 +616,8 @@ typedef struct sset {
     int *start, *len; /* [n] */
     uint32_t *hash;   /* [n] */
     int n, cap;
+    int *table;       /* [tcap] open addressing: stack index + 1, 0 = free (dedup in O(1)) */
+    int tcap;
 } sset;
 
 struct sx_gmatch {
@@ -625,11 +627,46 @@ struct sx_gmatch {
     int prem;      /* the continuation bytes it still needs */
     int plen;      /* and its length in bytes */
     sset tmp[3];
-    bool err;
+    bool err;    /* the last call ran out of room: more stacks, depth or work than allowed */
+    size_t work; /* stack elements written by the current call */
 };
 
-static void sset_free(sset *s) { free(s->data), free(s->start), free(s->len), free(s->hash); }
-static void sset_clear(sset *s) { s->n = s->n_data = 0; }
+static void sset_free(sset *s) { free(s->data), free(s->start), free(s->len), free(s->hash), free(s->table); }
+static void sset_clear(sset *s) {
+    if (s->n && s->table) memset(s->table, 0, sizeof(int) * (size_t)s->tcap);
+    s->n = s->n_data = 0;
+}
+
+/* the table slot of a stack equal to (base, nb, top, hash h), or of the free slot where it goes */
+static int sset_slot(const sset *s, const int *base, int nb, int top, uint32_t h) {
+    const int len = nb + (top >= 0);
+    for (uint32_t k = h & (uint32_t)(s->tcap - 1);; k = (k + 1) & (uint32_t)(s->tcap - 1)) {
+        const int i = s->table[k] - 1;
+        if (i < 0) return (int)k;
+        if (s->hash[i] != h || s->len[i] != len) continue;
+        if (!len) return (int)k; /* two empty stacks */
+        const int *d = s->data + s->start[i];
+        if ((!nb || !memcmp(d, base, sizeof(int) * (size_t)nb)) && (top < 0 || d[nb] == top)) return (int)k;
+    }
+}
+
+/* keeps the table at most half full */
+static bool sset_reserve_table(sset *s, int n) {
+    if (2 * n <= s->tcap) return true;
+    int cap = s->tcap ? s->tcap : 64;
+    while (2 * n > cap) cap *= 2;
+    int *t = calloc((size_t)cap, sizeof(int));
+    if (!t) return false;
+    free(s->table);
+    s->table = t;
+    s->tcap = cap;
+    for (int i = 0; i < s->n; i++) {
+        uint32_t k = s->hash[i] & (uint32_t)(cap - 1);
+        while (t[k]) k = (k + 1) & (uint32_t)(cap - 1);
+        t[k] = i + 1;
+    }
+    return true;
+}
 
 static uint32_t hash_ints(const int *v, int n, int top) {
     uint32_t h = 2166136261u;
@@ -640,16 +677,15 @@ static uint32_t hash_ints(const int *v, int n, int top) {
 /* adds the stack base[0..nb) + top (top < 0: none), unless it is there */
 static void sset_add(sx_gmatch *m, sset *s, const int *base, int nb, int top) {
     const int len = nb + (top >= 0);
-    const uint32_t h = hash_ints(base, nb, top);
-    for (int i = 0; i < s->n; i++) {
-        if (s->hash[i] != h || s->len[i] != len) continue;
-        const int *d = s->data + s->start[i];
-        if ((!nb || !memcmp(d, base, sizeof(int) * (size_t)nb)) && (top < 0 || d[nb] == top)) return;
-    }
-    if (s->n >= SX_GRAMMAR_MAX_STACKS) {
+    /* every stack made counts, duplicates too (hashing and comparing them is the cost): a pathologically ambiguous
+     * grammar gets bounded time per call, and too many distinct stacks are refused as well */
+    if ((m->work += (size_t)len + 1) > SX_GRAMMAR_MAX_WORK || s->n >= SX_GRAMMAR_MAX_STACKS || !sset_reserve_table(s, s->n + 1)) {
         m->err = true;
         return;
     }
+    const uint32_t h = hash_ints(base, nb, top);
+    const int slot = sset_slot(s, base, nb, top, h);
+    if (s->table[slot]) return; /* already there */
     if (!grow((void **)&s->data, &s->cap_data, s->n_data + len, sizeof(int))) {
         m->err = true;
         return;
@@ -676,6 +712,7 @@ static void sset_add(sx_gmatch *m, sset *s, const int *base, int nb, int top) {
     s->len[s->n] = len;
     s->hash[s->n] = h;
     s->n++;
+    s->table[slot] = s->n;
     s->n_data += len;
 }
 
@@ -764,6 +801,7 @@ static bool partial_possible(const sx_gmatch *m, const sset *s, uint32_t pval, i
  * no character completed) and the pending UTF-8 state, or NULL if rejected. */
 static const sset *run(sx_gmatch *m, const char *bytes, size_t n, uint32_t *pval, int *prem, int *plen) {
     const sset *cur = &m->cur;
+    m->work = 0;
     int flip = 0;
     uint32_t v = m->pval;
     int rem = m->prem, len = m->plen;
@@ -841,7 +879,9 @@ static bool sset_copy(sset *d, const sset *s) {
         memcpy(d->hash, s->hash, sizeof(uint32_t) * (size_t)s->n);
     }
     d->n = s->n, d->n_data = s->n_data;
-    return true;
+    free(d->table); /* rebuilt from the hashes */
+    d->table = NULL, d->tcap = 0;
+    return sset_reserve_table(d, d->n > 0 ? d->n : 1);
 }
 
 sx_status sx_gmatch_copy(sx_gmatch *dst, const sx_gmatch *src) {
@@ -883,6 +923,8 @@ bool sx_gmatch_accept(sx_gmatch *m, const char *bytes, size_t n) {
     m->pval = v, m->prem = rem, m->plen = len;
     return true;
 }
+
+bool sx_gmatch_failed(const sx_gmatch *m) { return m->err; }
 
 bool sx_gmatch_can_end(const sx_gmatch *m) {
     if (m->prem) return false;

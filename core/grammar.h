@@ -51,13 +51,19 @@ bool sx_gmatch_allows(sx_gmatch *m, const char *bytes, size_t n);
 /* Takes the bytes; false (m unchanged) when the grammar cannot. SX errors
  * (out of memory, nesting deeper than SX_GRAMMAR_MAX_DEPTH) also give false. */
 bool sx_gmatch_accept(sx_gmatch *m, const char *bytes, size_t n);
+/* The last allows/accept refused for lack of room, not because the grammar
+ * forbids the bytes: the grammar is too ambiguous (more than
+ * SX_GRAMMAR_MAX_STACKS parse stacks, deeper than SX_GRAMMAR_MAX_DEPTH, or
+ * more than SX_GRAMMAR_MAX_WORK stack elements written in one call). */
+bool sx_gmatch_failed(const sx_gmatch *m);
 /* The text so far is a whole sentence of the grammar (it may also go on). */
 bool sx_gmatch_can_end(const sx_gmatch *m);
 /* The text so far is a whole sentence and nothing may follow. */
 bool sx_gmatch_must_end(const sx_gmatch *m);
 
 #define SX_GRAMMAR_MAX_DEPTH 1024 /* rule nesting of one parse stack */
-#define SX_GRAMMAR_MAX_STACKS 8192 /* parse stacks alive at once (ambiguity) */
+#define SX_GRAMMAR_MAX_WORK ((size_t)1 << 18) /* stack elements written by one call (well under a millisecond) */
+#define SX_GRAMMAR_MAX_STACKS 1024 /* parse stacks alive at once: a grammar more ambiguous than that refuses the text */
 
 
 /* sx_json_schema_to_grammar (core/specexit.h), JSON Schema -> GBNF: type (string, number, integer, boolean, null,

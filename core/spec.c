@@ -512,10 +512,12 @@ static sx_status accept_sample(sx_spec *sp, sx_sampler *smp, sx_constraint *con,
         const int32_t *ids;
         const float *p;
         int n;
-        if (cp)
-            SX_RETURN_IF_ERROR(sx_sampler_distribution_filtered(smp, sp->vlogits + (size_t)cur * V, s->history, base + sp->n_path,
-                                                                sx_constraint_filter, cp, &ids, &p, &n));
-        else if (sp->vtop)
+        if (cp) {
+            const sx_status fs = sx_sampler_distribution_filtered(smp, sp->vlogits + (size_t)cur * V, s->history, base + sp->n_path,
+                                                                  sx_constraint_filter, cp, &ids, &p, &n);
+            SX_RETURN_IF_ERROR(sx_constraint_check(cp));
+            SX_RETURN_IF_ERROR(fs);
+        } else if (sp->vtop)
             SX_RETURN_IF_ERROR(sx_sampler_distribution_top(smp, sp->vtop_ids + (size_t)cur * SX_SAMPLER_TOP_MAX,
                                                            sp->vtop_vals + (size_t)cur * SX_SAMPLER_TOP_MAX, SX_SAMPLER_TOP_MAX, &ids, &p, &n));
         else
@@ -546,7 +548,7 @@ static sx_status accept_sample(sx_spec *sp, sx_sampler *smp, sx_constraint *con,
         if (chosen >= 0) {
             free(q);
             if (cp && !sx_constraint_accept(cp, sp->nodes[sp->vnode[chosen]].token))
-                return sx_set_error(SX_ERR_INVALID_ARG, "spec: the grammar refused a token it allowed");
+                return cp->failed ? sx_constraint_check(cp) : sx_set_error(SX_ERR_INVALID_ARG, "spec: the grammar refused a token it allowed");
             sp->path[sp->n_path++] = chosen;
             s->history[base + sp->n_path - 1] = sp->nodes[sp->vnode[chosen]].token;
             cur = chosen;

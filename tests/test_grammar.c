@@ -123,6 +123,33 @@ static void test_match_recursion(void **state) {
     sx_grammar_destroy(g);
 }
 
+/* A pathologically ambiguous grammar (found by fuzz_grammar): the stacks it
+ * needs grow without bound, so the matcher gives up, says so, and takes
+ * bounded time per call; an unambiguous one over the same text does not. */
+static void test_match_ambiguous(void **state) {
+    (void)state;
+    sx_grammar *g = compile("root ::= [a-z] | . root*\n");
+    sx_gmatch *m;
+    assert_int_equal(sx_gmatch_create(g, &m), SX_OK);
+    bool gave_up = false;
+    for (int i = 0; i < 400 && !gave_up; i++) {
+        if (!sx_gmatch_accept(m, "ab", 2)) {
+            assert_true(sx_gmatch_failed(m)); /* not a refusal: out of room */
+            gave_up = true;
+        }
+    }
+    assert_true(gave_up);
+    sx_gmatch_destroy(m);
+    sx_grammar_destroy(g);
+    g = compile("root ::= [a-z]*\n");
+    assert_int_equal(sx_gmatch_create(g, &m), SX_OK);
+    for (int i = 0; i < 400; i++) assert_true(sx_gmatch_accept(m, "ab", 2));
+    assert_false(sx_gmatch_accept(m, "!", 1));
+    assert_false(sx_gmatch_failed(m)); /* a refusal */
+    sx_gmatch_destroy(m);
+    sx_grammar_destroy(g);
+}
+
 static void test_match_utf8(void **state) {
     (void)state;
     sx_grammar *g = compile("root ::= [\\u03b1-\\u03c9]+ \"!\"\n"); /* Greek small letters */
@@ -321,7 +348,7 @@ static void test_sampler_filtered(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_errors), cmocka_unit_test(test_match_basic),  cmocka_unit_test(test_match_recursion),
-        cmocka_unit_test(test_match_utf8),   cmocka_unit_test(test_json_object),  cmocka_unit_test(test_json_schema),
+        cmocka_unit_test(test_match_utf8),   cmocka_unit_test(test_match_ambiguous),   cmocka_unit_test(test_json_object),  cmocka_unit_test(test_json_schema),
         cmocka_unit_test(test_tools_grammar),      cmocka_unit_test(test_sampler_filtered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
