@@ -18,10 +18,11 @@ typedef struct {
     int ngl;         /* -ngl of its engine */
     char label[160];
     int spec;        /* 0: --spec none, 1: the draft's speculation */
+    int gram;        /* 1: under the --grammar / --json-schema given (A/B against none) */
     bool shared;     /* engine owned by the previous config */
     sx_engine *e;
     size_t kv_bytes; /* the session's KV cache */
-    double *pp, *tg, *al; /* [repetitions] tok/s, tok/s, tokens per pass */
+    double *pp, *tg, *al, *ng; /* [repetitions] tok/s, tok/s, tokens per pass, tokens generated */
 } bench_cfg;
 
 static void help(void) {
@@ -140,13 +141,15 @@ int sx_cmd_bench(int argc, char **argv) {
         const bool host = !strncmp(tok, "cpu", 3); /* the CPU backends keep every layer in host memory: one -ngl is enough */
         for (int in = 0; in < (host ? 1 : n_ngl); in++)
             for (int ik = 0; ik < n_kv; ik++)
-                for (int sp = 0; sp < (spec_ab ? 2 : 1); sp++) {
+                for (int cf = 0; cf < (spec_ab ? 2 : 1) * (c.grammar ? 2 : 1); cf++) {
+                    const int sp = c.grammar ? cf / 2 : cf;
                     if (n_cfg == MAX_CONFIGS) {
                         fprintf(stderr, "error: at most %d configurations\n", MAX_CONFIGS);
                         return 1;
                     }
                     snprintf(cfg[n_cfg].backend, sizeof cfg[0].backend, "%s", tok);
                     cfg[n_cfg].spec = sp;
+                    cfg[n_cfg].gram = c.grammar ? cf % 2 : 0;
                     cfg[n_cfg].kv = kvs[ik];
                     cfg[n_cfg].ngl = host ? -1 : ngls[in];
                     n_cfg++;
@@ -171,13 +174,14 @@ int sx_cmd_bench(int argc, char **argv) {
         cfg[k].pp = calloc((size_t)R, sizeof(double));
         cfg[k].tg = calloc((size_t)R, sizeof(double));
         cfg[k].al = calloc((size_t)R, sizeof(double));
+        cfg[k].ng = calloc((size_t)R, sizeof(double));
     }
     sx_engine_info info;
     int32_t *prompt = NULL;
     int n_prompt = 0;
     if (rc == 0) {
         sx_engine_get_info(cfg[0].e, &info);
-        if (spec_ab) { /* speculation needs real text to be meaningful */
+        if (spec_ab || c.grammar) { /* speculation and grammars need real text to be meaningful */
             char *formatted = NULL;
             sx_status st = sx_chat_prompt(cfg[0].e, c.system, c.prompt ? c.prompt : DEFAULT_SPEC_PROMPT, !c.no_think, &formatted);
             if (st == SX_OK) st = sx_tokenize(cfg[0].e, formatted, true, true, &prompt, &n_prompt);
@@ -206,16 +210,17 @@ int sx_cmd_bench(int argc, char **argv) {
             gc.spec.kind = !cfg[k].spec ? SX_SPEC_NONE : c.spec_set ? c.spec.kind : !strcmp(ki.draft, "eagle3") ? SX_SPEC_EAGLE3 : SX_SPEC_DRAFT;
             gc.exit.kind = SX_EXIT_NONE;
             gc.n_predict = c.bench_gen;
-            gc.ignore_eos = true;
+            gc.ignore_eos = !c.grammar; /* under a grammar the answer ends where the grammar does (then only an end token may follow) */
+            gc.grammar = cfg[k].gram ? c.grammar : NULL;
             if (!c.sampling_set) gc.sampling.temp = 0; /* greedy unless --temp is given */
             if (gc.sampling.seed == SX_SEED_RANDOM) gc.sampling.seed = 1234 + (uint64_t)r; /* the same draws for every configuration */
             sx_generate_params gp;
             sx_cli_generate_params(&gc, &ki, &gp);
             char ngl_label[24] = "";
             if ((n_ngl > 1 || cfg[k].ngl >= 0) && strncmp(cfg[k].backend, "cpu", 3)) snprintf(ngl_label, sizeof ngl_label, " ngl=%d", ki.n_gpu_layers + ki.output_on_device);
-            snprintf(cfg[k].label, sizeof cfg[k].label, "%.63s%s%.15s%s%s%s", cfg[k].backend, cfg[k].spec ? "+" : "",
+            snprintf(cfg[k].label, sizeof cfg[k].label, "%.63s%s%.15s%s%s%s%s", cfg[k].backend, cfg[k].spec ? "+" : "",
                      cfg[k].spec ? sx_spec_kind_name(gp.spec.kind) : "", n_kv > 1 || cfg[k].kv ? " kv=" : "",
-                     n_kv > 1 || cfg[k].kv ? sx_kv_type_name(cfg[k].kv) : "", ngl_label);
+                     n_kv > 1 || cfg[k].kv ? sx_kv_type_name(cfg[k].kv) : "", ngl_label, cfg[k].gram ? " grammar" : "");
             if (st == SX_OK) cfg[k].kv_bytes = sx_session_kv_bytes(s);
             sx_generate_stats gs;
             if (st == SX_OK) st = sx_generate(s, prompt, n_prompt, &gp, NULL, NULL, &gs);
@@ -227,6 +232,7 @@ int sx_cmd_bench(int argc, char **argv) {
             cfg[k].pp[r] = gs.prefill_tok_s;
             cfg[k].tg[r] = gs.decode_tok_s;
             cfg[k].al[r] = gs.accept_len_mean;
+            cfg[k].ng[r] = gs.n_generated_tokens;
             fprintf(stderr, "[bench] rep %d/%d %-16s prefill %8.1f tok/s  decode %7.1f tok/s  (%.2f tokens per target pass)\n", r + 1, R,
                     cfg[k].label, gs.prefill_tok_s, gs.decode_tok_s, gs.accept_len_mean);
             sx_generate_stats_free(&gs);
@@ -270,10 +276,20 @@ int sx_cmd_bench(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "accept_len_mean", mal);
             cJSON_AddNumberToObject(o, "prefill_ratio", base_pp > 0 ? mpp / base_pp : 0);
             cJSON_AddNumberToObject(o, "decode_ratio", base_tg > 0 ? mtg / base_tg : 0);
-            if (cfg[k].spec && k > 0) {
+            if (cfg[k].spec && k > 0 && !cfg[k].gram) {
                 double m0, s0;
-                sx_cli_mean_std(cfg[k - 1].tg, R, &m0, &s0);
+                sx_cli_mean_std(cfg[k - (c.grammar ? 2 : 1)].tg, R, &m0, &s0);
                 cJSON_AddNumberToObject(o, "speedup_vs_spec_none", m0 > 0 ? mtg / m0 : 0);
+            }
+            if (c.grammar) { /* the same configuration without the grammar is the one before */
+                double mng, m0, s0;
+                sx_cli_mean_std(cfg[k].ng, R, &mng, &sd);
+                cJSON_AddBoolToObject(o, "grammar", cfg[k].gram);
+                cJSON_AddNumberToObject(o, "generated_tokens", mng);
+                if (cfg[k].gram) {
+                    sx_cli_mean_std(cfg[k - 1].tg, R, &m0, &s0);
+                    cJSON_AddNumberToObject(o, "decode_ratio_vs_unconstrained", m0 > 0 ? mtg / m0 : 0);
+                }
             }
             cJSON_AddItemToArray(arr, o);
             if (!c.json)
@@ -293,6 +309,7 @@ int sx_cmd_bench(int argc, char **argv) {
         free(cfg[k].pp);
         free(cfg[k].tg);
         free(cfg[k].al);
+        free(cfg[k].ng);
     }
     free(prompt);
     free(file_prompt);
