@@ -228,6 +228,8 @@ typedef struct sx_spec_params {
                         decoded token does there), else 0 (all T nodes) */
     int ngram_min, ngram_max; /* SX_SPEC_NGRAM: the lengths of the context's suffix looked up,
                                  longest first (default 2 and 4, vLLM's prompt_lookup_min/max) */
+    bool lookup;              /* EAGLE-3 / draft: also add prompt lookup's continuations to the
+                                 draft's tree (path probability 0.5 of their parent's) */
 } sx_spec_params;
 
 /* ---- ending the thinking section ---- */

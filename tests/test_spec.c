@@ -90,10 +90,11 @@ static void greedy_invariants(const char *backend, const char *target, const cha
     sx_status st = run(plain, g_prompt, N_PROMPT, &gp, &ref, &gs);
     CHECK(st == SX_OK && ref.n == 48, "plain greedy on %s: %s", target, sx_last_error());
     sx_engine_destroy(plain);
-    typedef struct { int d, k, t; float p_min; } tree_cfg; /* p_min -1: the device's default */
-    static const tree_cfg cfg_all[] = {{1, 1, 1, -1}, {3, 1, 3, 0}, {3, 2, 6, 0.05f}, {6, 3, 30, 0.9f}, {4, 8, 40, 0}, {5, 4, 16, -1}};
+    typedef struct { int d, k, t; float p_min; bool lookup; } tree_cfg; /* p_min -1: the device's default; lookup: --draft-lookup */
+    static const tree_cfg cfg_all[] = {{1, 1, 1, -1, 0}, {3, 1, 3, 0, 0}, {3, 2, 6, 0.05f, 0}, {6, 3, 30, 0.9f, 0}, {3, 4, 40, 0, 1},
+                                       {4, 8, 40, 0, 0},  {5, 4, 16, -1, 0}};
     const int n_cfg = g_quick ? 2 : (int)(sizeof cfg_all / sizeof cfg_all[0]);
-    const tree_cfg *cfg = g_quick ? cfg_all + 4 : cfg_all;
+    const tree_cfg *cfg = g_quick ? cfg_all + 5 : cfg_all;
     const char *dbacks[2] = {NULL, "cpu-ref"};
     for (int di = 0; di < n_drafts; di++)
         for (int b = 0; b < 2; b++) {
@@ -106,6 +107,7 @@ static void greedy_invariants(const char *backend, const char *target, const cha
                 sx_generate_params sp = gp;
                 sp.spec.kind = !strcmp(info.draft, "eagle3") ? SX_SPEC_EAGLE3 : SX_SPEC_DRAFT;
                 sp.spec.draft_max = cfg[c].d, sp.spec.draft_topk = cfg[c].k, sp.spec.draft_nodes = cfg[c].t, sp.spec.p_min = cfg[c].p_min;
+                sp.spec.lookup = cfg[c].lookup, sp.spec.ngram_min = 1;
                 toklist got;
                 st = run(e, g_prompt, N_PROMPT, &sp, &got, &gs);
                 if (st == SX_OK && cfg[c].p_min > 0.5f) { /* the same tree verifies fewer nodes under a high p_min */

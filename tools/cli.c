@@ -148,6 +148,7 @@ void sx_cli_print_common_help(FILE *f) {
             "      --spec eagle3|draft|ngram|none  (default: eagle3 or draft from the draft file, none without one;\n"
             "                            ngram: prompt lookup, no draft model needed)\n"
             "      --prompt-lookup-min N, --prompt-lookup-max N  ngram: the context suffix lengths looked up (default 2, 4)\n"
+            "      --draft-lookup        eagle3/draft: add prompt lookup's continuations to the draft's tree\n"
             "      --draft-max D         draft depth (default 5)\n"
             "      --draft-topk K        children per expanded node (default 4; 1 = chain)\n"
             "      --draft-nodes T       tree nodes verified per step (default 16, at most 63)\n"
@@ -289,6 +290,7 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (IS("--draft-nodes")) { NEED(); if (!parse_int(a, v, 1, 63, &c->spec.draft_nodes)) return false; }
         else if (IS("--draft-p-min")) { NEED(); if (!parse_float(a, v, 0, 1, &c->spec.p_min)) return false; }
         else if (IS("--draft-backend") || IS("-devd") || IS("--device-draft")) { NEED(); c->draft_backend = v; }
+        else if (IS("--draft-lookup")) c->spec.lookup = true;
         else if (IS("--prompt-lookup-min")) { NEED(); if (!parse_int(a, v, 1, 64, &c->spec.ngram_min)) return false; }
         else if (IS("--prompt-lookup-max")) { NEED(); if (!parse_int(a, v, 1, 64, &c->spec.ngram_max)) return false; }
         else if (IS("--exit")) {

@@ -396,6 +396,7 @@ static bool parse_spec_exit(pctx *c, sx_req *r) {
     if (!get_int(c, o, "draft_topk", 1, 32, &g->spec.draft_topk, NULL)) return false;
     if (!get_int(c, o, "draft_nodes", 1, 63, &g->spec.draft_nodes, NULL)) return false;
     if (!get_float(c, o, "draft_p_min", 0, 1, &g->spec.p_min)) return false;
+    if (!get_bool(c, o, "draft_lookup", &g->spec.lookup)) return false;
     if (!get_int(c, o, "prompt_lookup_min", 1, 64, &g->spec.ngram_min, NULL)) return false;
     if (!get_int(c, o, "prompt_lookup_max", 1, 64, &g->spec.ngram_max, NULL)) return false;
     if (g->spec.ngram_max < g->spec.ngram_min) return fail(c, "prompt_lookup_max", "'prompt_lookup_max' must be >= 'prompt_lookup_min'");
