@@ -190,7 +190,7 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
                 break;
             }
             sx_spec_proposal prop;
-            rc = sx_spec_step(spec, last, greedy && !C ? NULL : smp, greedy, C, &prop);
+            rc = sx_spec_step(spec, last, argmax_only && !C ? NULL : smp, greedy, C, &prop);
             if (rc != SX_OK) break;
             if (prop.have_signals) {
                 sx_exit_observe(&L.ex, prop.signals);

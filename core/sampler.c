@@ -78,6 +78,8 @@ void sx_sampler_destroy(sx_sampler *s) {
 
 sx_rng *sx_sampler_rng(sx_sampler *s) { return &s->rng; }
 
+bool sx_sampler_argmax_only(const sx_sampler *s) { return s->p.temp <= 0 && s->p.repeat_penalty == 1.0f; }
+
 int32_t sx_argmax(const float *x, int n) {
     int32_t best = 0;
     for (int i = 1; i < n; i++)

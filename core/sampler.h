@@ -55,6 +55,9 @@ SX_MUST_USE sx_status sx_sampler_distribution_filtered(sx_sampler *s, const floa
 SX_MUST_USE sx_status sx_sampler_sample_filtered(sx_sampler *s, const float *logits, const int32_t *history, int n_history,
                                                  sx_token_filter allow, void *ctx, int32_t *out_token);
 sx_rng *sx_sampler_rng(sx_sampler *s);
+/* Greedy with nothing that changes the logits first (no repetition penalty,
+ * no logit bias): the row's argmax is the token, so a device may send just it. */
+bool sx_sampler_argmax_only(const sx_sampler *s);
 int32_t sx_argmax(const float *x, int n);
 
 #endif

@@ -608,9 +608,10 @@ sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, 
     }
     out->n_drafted = n_sel;
     int32_t argmax[SX_SPEC_MAX_NODES + 1];
-    /* under a grammar, greedy acceptance is the filtered distribution's too (one token with p = 1) */
+    /* under a grammar, or with a repetition penalty, greedy acceptance is the distribution's too (one token with p = 1):
+     * the device's argmax would not see them */
     const bool constrained = sx_constraint_active(con) && smp;
-    const bool sampled = (!greedy || constrained) && smp;
+    const bool sampled = smp && (!greedy || constrained || !sx_sampler_argmax_only(smp));
     st = verify(sp, root, sel, n_sel, argmax, sampled ? smp : NULL, constrained);
     int32_t bonus = 0;
     if (st == SX_OK) st = sampled ? accept_sample(sp, smp, constrained ? con : NULL, &bonus) : accept_greedy(sp, argmax, &bonus);

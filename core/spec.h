@@ -43,8 +43,10 @@ typedef struct sx_spec_proposal {
     int n_drafted;
 } sx_spec_proposal;
 
-/* One step after `root`. smp == NULL or greedy: greedy acceptance; else the
- * exact sampling acceptance with the sampler's distribution. history: the
+/* One step after `root`. smp == NULL, or greedy with an argmax-only sampler:
+ * greedy acceptance on the device's argmax; else the exact sampling
+ * acceptance with the sampler's distribution (greedy with a repetition
+ * penalty: its one token). history: the
  * committed tokens (for repetition penalties). con (may be NULL): a grammar
  * after the committed tokens and root. Active, each row's choice is the
  * filtered one (sx_sampler_distribution_filtered, greedy or sampled) along
