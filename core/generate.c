@@ -133,7 +133,7 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
         return sx_set_error(SX_ERR_INVALID_ARG, "--exit specexit: the draft has no signal rows (eagle3.signal_rows = 0)");
     const int n_past0 = s->n_past;
     const bool greedy = p->sampling.temp <= 0;
-    const bool argmax_only = greedy && p->sampling.repeat_penalty == 1.0f;
+    const bool argmax_only = greedy && p->sampling.repeat_penalty == 1.0f && !p->sampling.n_logit_bias; /* sx_sampler_argmax_only */
     loop_state L = {.s = s, .p = p, .cb = cb, .user = user, .st = st};
     float *logits = malloc(sizeof(float) * (size_t)V);
     sx_sampler *smp = NULL;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 void sx_sampler_params_init(sx_sampler_params *p) {
+    memset(p, 0, sizeof *p);
     p->temp = 0.8f;
     p->top_k = 40;
     p->top_p = 0.95f;
@@ -54,6 +55,14 @@ sx_status sx_sampler_create(const sx_sampler_params *p, int n_vocab, sx_sampler 
     if (n_vocab < 1) return sx_set_error(SX_ERR_INVALID_ARG, "sampler: n_vocab %d", n_vocab);
     if (!(p->temp >= 0) || !(p->top_p > 0) || !(p->min_p >= 0 && p->min_p <= 1) || !(p->repeat_penalty > 0))
         return sx_set_error(SX_ERR_INVALID_ARG, "sampler: invalid parameters (temp >= 0, 0 < top-p, 0 <= min-p <= 1, repeat-penalty > 0)");
+    if (p->n_logit_bias < 0 || (p->n_logit_bias > 0 && (!p->bias_ids || !p->bias_vals)))
+        return sx_set_error(SX_ERR_INVALID_ARG, "sampler: logit bias without ids or values");
+    for (int i = 0; i < p->n_logit_bias; i++) {
+        if (p->bias_ids[i] < 0 || p->bias_ids[i] >= n_vocab)
+            return sx_set_error(SX_ERR_INVALID_ARG, "logit bias: token %d is not in the vocabulary (0..%d)", p->bias_ids[i], n_vocab - 1);
+        if (isnan(p->bias_vals[i]) || p->bias_vals[i] == INFINITY)
+            return sx_set_error(SX_ERR_INVALID_ARG, "logit bias: token %d: the bias must be a number or -inf", p->bias_ids[i]);
+    }
     sx_sampler *s = calloc(1, sizeof *s);
     if (!s) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "sampler: out of memory");
     s->p = *p;
@@ -78,7 +87,7 @@ void sx_sampler_destroy(sx_sampler *s) {
 
 sx_rng *sx_sampler_rng(sx_sampler *s) { return &s->rng; }
 
-bool sx_sampler_argmax_only(const sx_sampler *s) { return s->p.temp <= 0 && s->p.repeat_penalty == 1.0f; }
+bool sx_sampler_argmax_only(const sx_sampler *s) { return s->p.temp <= 0 && s->p.repeat_penalty == 1.0f && !s->p.n_logit_bias; }
 
 int32_t sx_argmax(const float *x, int n) {
     int32_t best = 0;
@@ -152,6 +161,7 @@ static void penalise(sx_sampler *s, const float *logits, const int32_t *history,
             s->work[t] = s->work[t] > 0 ? s->work[t] / s->p.repeat_penalty : s->work[t] * s->p.repeat_penalty;
         }
     }
+    for (int i = 0; i < s->p.n_logit_bias; i++) s->work[s->p.bias_ids[i]] += s->p.bias_vals[i]; /* checked at create */
 }
 
 sx_status sx_sampler_distribution(sx_sampler *s, const float *logits, const int32_t *history, int n_history, const int32_t **out_ids,
@@ -235,7 +245,7 @@ sx_status sx_sampler_sample_filtered(sx_sampler *s, const float *logits, const i
 
 bool sx_sampler_takes_top(const sx_sampler *s, int k) {
     return s->p.temp > 0 && s->p.top_k > 0 && s->p.top_k <= k && s->p.top_k < s->n_vocab && s->p.repeat_penalty == 1.0f &&
-           !getenv("SPECEXIT_SAMPLE_FULL");
+           !s->p.n_logit_bias && !getenv("SPECEXIT_SAMPLE_FULL");
 }
 
 sx_status sx_sampler_distribution_top(sx_sampler *s, const int32_t *ids, const float *vals, int k, const int32_t **out_ids, const float **out_p,

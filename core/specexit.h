@@ -205,6 +205,10 @@ typedef struct sx_sampler_params {
     float repeat_penalty; /* 1 = off; default 1.0 */
     int repeat_last_n;    /* tokens of history penalised; default 64 */
     uint64_t seed;        /* default SX_SEED_RANDOM: from the clock */
+    int n_logit_bias;     /* OpenAI's / llama.cpp's logit bias: bias_vals[i] is added to token
+                             bias_ids[i]'s logit before everything else (-INFINITY bans it); */
+    const int32_t *bias_ids; /* borrowed, valid while sx_generate runs (default none) */
+    const float *bias_vals;
 } sx_sampler_params;
 #define SX_SEED_RANDOM 0xFFFFFFFFu
 void sx_sampler_params_init(sx_sampler_params *p);

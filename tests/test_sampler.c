@@ -158,6 +158,53 @@ static void test_penalty_once_per_token(void **state) {
     sx_sampler_destroy(s);
 }
 
+/* logit bias: the distribution of the biased logits, bit for bit; -inf bans a
+ * token even from greedy; ids out of the vocabulary and +inf are errors */
+static void test_logit_bias(void **state) {
+    (void)state;
+    enum { V = 50 };
+    float logits[V], biased[V];
+    for (int i = 0; i < V; i++) logits[i] = biased[i] = (float)((i * 37) % 11) * 0.5f;
+    const int32_t ids[] = {3, 7, 10};
+    const float vals[] = {10.0f, -INFINITY, -1.0f};
+    for (int k = 0; k < 3; k++) biased[ids[k]] += vals[k];
+    const float temps[] = {0.0f, 0.9f};
+    for (int t = 0; t < 2; t++) {
+        sx_sampler_params p;
+        sx_sampler_params_init(&p);
+        p.temp = temps[t], p.top_k = 0, p.top_p = 1, p.min_p = 0, p.seed = 1;
+        sx_sampler *plain, *bias;
+        assert_int_equal(sx_sampler_create(&p, V, &plain), SX_OK);
+        p.n_logit_bias = 3, p.bias_ids = ids, p.bias_vals = vals;
+        assert_int_equal(sx_sampler_create(&p, V, &bias), SX_OK);
+        assert_false(sx_sampler_argmax_only(bias)); /* greedy with a bias needs the row */
+        const int32_t *i1, *i2;
+        const float *p1, *p2;
+        int n1, n2;
+        assert_int_equal(sx_sampler_distribution(bias, logits, NULL, 0, &i1, &p1, &n1), SX_OK);
+        assert_int_equal(sx_sampler_distribution(plain, biased, NULL, 0, &i2, &p2, &n2), SX_OK);
+        assert_int_equal(n1, n2);
+        for (int i = 0; i < n1; i++) {
+            assert_int_equal(i1[i], i2[i]);
+            assert_memory_equal(&p1[i], &p2[i], sizeof(float));
+            assert_true(i1[i] != 7 || p1[i] == 0.0f); /* banned */
+        }
+        if (temps[t] == 0) assert_int_equal(i1[0], 3); /* the bias made it the argmax */
+        sx_sampler_destroy(plain);
+        sx_sampler_destroy(bias);
+    }
+    sx_sampler_params p;
+    sx_sampler_params_init(&p);
+    sx_sampler *s = NULL;
+    const int32_t bad_id[] = {V};
+    const float one[] = {1.0f}, pinf[] = {INFINITY};
+    p.n_logit_bias = 1, p.bias_ids = bad_id, p.bias_vals = one;
+    assert_int_equal(sx_sampler_create(&p, V, &s), SX_ERR_INVALID_ARG);
+    p.bias_ids = ids, p.bias_vals = pinf;
+    assert_int_equal(sx_sampler_create(&p, V, &s), SX_ERR_INVALID_ARG);
+    assert_null(s);
+}
+
 static void test_nan_is_an_error(void **state) {
     (void)state;
     sx_sampler_params p;
@@ -198,7 +245,7 @@ static void test_seeded_draws(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_full_sort), cmocka_unit_test(test_greedy_and_ties), cmocka_unit_test(test_penalty_once_per_token),
-        cmocka_unit_test(test_nan_is_an_error), cmocka_unit_test(test_seeded_draws),
+        cmocka_unit_test(test_nan_is_an_error), cmocka_unit_test(test_seeded_draws), cmocka_unit_test(test_logit_bias),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* tests/test_server_text.c — the server's text assembler (UTF-8 completion,
  * reasoning split at </think>, stop strings) and its request parser. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -219,6 +220,15 @@ static void test_request(void **state) {
     assert_string_equal(param, "tool_choice");
     assert_non_null(strstr(err, "not in 'tools'"));
     sx_req_free(&r);
+    /* logit_bias: OpenAI's object and llama-server's pairs (false bans) */
+    assert_true(parse("{\"prompt\":\"p\",\"logit_bias\":{\"15\":-100,\"7\":2.5}}", SX_REQ_COMPLETION, &r, err, param));
+    assert_int_equal(r.gp.sampling.n_logit_bias, 2);
+    assert_true(r.gp.sampling.bias_ids[0] == 15 && r.gp.sampling.bias_vals[0] == -100.0f && r.gp.sampling.bias_vals[1] == 2.5f);
+    sx_req_free(&r);
+    assert_true(parse("{\"prompt\":\"p\",\"logit_bias\":[[9,false],[4,1]]}", SX_REQ_COMPLETION, &r, err, param));
+    assert_true(r.gp.sampling.n_logit_bias == 2 && r.gp.sampling.bias_ids[0] == 9 && isinf(r.gp.sampling.bias_vals[0]) &&
+                r.gp.sampling.bias_vals[1] == 1.0f);
+    sx_req_free(&r);
     /* prompt lookup */
     assert_true(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"spec\":\"ngram\",\"prompt_lookup_max\":6}", SX_REQ_CHAT, &r,
                       err, param));
@@ -260,6 +270,10 @@ static void test_request(void **state) {
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"frequency_penalty\":0.5}", "frequency_penalty"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"response_format\":{\"type\":\"xml\"}}", "response_format"},
         {"{\"prompt\":\"q\",\"spec\":\"ngram\",\"prompt_lookup_min\":0}", "prompt_lookup_min"},
+        {"{\"prompt\":\"q\",\"logit_bias\":{\"hello\":1}}", "logit_bias"}, {"{\"prompt\":\"q\",\"logit_bias\":{\"5\":101}}", "logit_bias"},
+        {"{\"prompt\":\"q\",\"logit_bias\":[[5]]}", "logit_bias"}, {"{\"prompt\":\"q\",\"typical_p\":0.5}", "typical_p"},
+        {"{\"prompt\":\"q\",\"mirostat\":2}", "mirostat"}, {"{\"prompt\":\"q\",\"n_probs\":3}", "n_probs"},
+        {"{\"prompt\":\"q\",\"top_logprobs\":3}", "top_logprobs"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"tools\":{}}", "tools"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]}", "tools[0]"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"tools\":[{\"type\":\"retrieval\"}]}", "tools[0]"},

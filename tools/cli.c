@@ -118,6 +118,7 @@ void sx_cli_print_common_help(FILE *f) {
             "      --repeat-penalty X    (default 1.0 = off)\n"
             "      --repeat-last-n N     (default 64)\n"
             "  -s, --seed S              RNG seed (default: random)\n"
+            "  -l, --logit-bias ID(+/-)B add B to token ID's logit (15043+1, 15043-inf bans it); repeatable\n"
             "      --ignore-eos          keep generating past end-of-generation tokens\n"
             "      --backend NAME[:N]    cpu (default), cpu-ref, vulkan, cuda, hip; see `specexit devices`\n"
             "                            a list (cuda:0,cuda:1 or cuda:0/vulkan:0) splits the blocks over those GPUs\n"
@@ -233,6 +234,19 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
             c->sampling.seed = s;
         }
         else if (IS("--ignore-eos")) c->ignore_eos = true;
+        else if (IS("-l") || IS("--logit-bias")) { /* llama.cpp's TOKEN_ID(+/-)BIAS, e.g. 15043+1 or 15043-inf */
+            NEED();
+            char *end;
+            errno = 0;
+            const long id = strtol(v, &end, 10);
+            const double bias = (*end == '+' || *end == '-') ? strtod(end, &end) : NAN;
+            if (errno || end == v || *end || id < 0 || id > INT32_MAX || isnan(bias) || bias == INFINITY || c->n_logit_bias == 256) {
+                fprintf(stderr, "error: %s expects TOKEN_ID+BIAS or TOKEN_ID-BIAS (e.g. 15043+1, 15043-inf; at most 256), got '%s'\n", a, v);
+                return false;
+            }
+            c->bias_ids[c->n_logit_bias] = (int32_t)id;
+            c->bias_vals[c->n_logit_bias++] = (float)bias;
+        }
         else if (IS("--backend") || IS("-dev") || IS("--device")) { NEED(); c->backend = v; }
         else if (IS("-ngl") || IS("--gpu-layers") || IS("--n-gpu-layers")) {
             NEED();
@@ -417,6 +431,9 @@ void sx_cli_generate_params(const sx_cli *c, const sx_engine_info *info, sx_gene
         if (isnan(*f[i])) *f[i] = isnan(info->draft_exit[i]) ? lib_v[i] : info->draft_exit[i];
     gp->trace_signals = c->trace;
     gp->grammar = c->grammar;
+    gp->sampling.n_logit_bias = c->n_logit_bias;
+    gp->sampling.bias_ids = c->bias_ids;
+    gp->sampling.bias_vals = c->bias_vals;
     if (!c->spec_set) gp->spec.kind = !strcmp(info->draft, "eagle3") ? SX_SPEC_EAGLE3 : !strcmp(info->draft, "draft") ? SX_SPEC_DRAFT : SX_SPEC_NONE;
     if (!c->exit_set) gp->exit.kind = gp->spec.kind == SX_SPEC_EAGLE3 && info->draft_signals ? SX_EXIT_SPECEXIT
                                       : gp->exit.reasoning_budget >= 0                      ? SX_EXIT_BUDGET

@@ -3,6 +3,7 @@
 #define SX_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "core/specexit.h"
@@ -40,6 +41,9 @@ typedef struct sx_cli {
     bool sampling_set; /* --temp given */
     bool trace;      /* --json: include the signal trace */
     const char *grammar; /* GBNF from --grammar, --grammar-file, --json-schema or --json-schema-file */
+    int n_logit_bias;    /* -l TOKEN_ID(+/-)BIAS */
+    int32_t bias_ids[256];
+    float bias_vals[256];
     /* bench */
     int bench_prompt;
     int bench_gen;

@@ -165,6 +165,16 @@ static bool unsupported(pctx *c, const cJSON *o) {
         if (!get_num(c, o, zero[i], -2, 2, &v, &set)) return false;
         if (set && v != 0) return fail(c, zero[i], "'%s' is not supported (use repeat_penalty)", zero[i]);
     }
+    /* llama-server's other samplers and probabilities: refused unless at their neutral values */
+    if (!get_num(c, o, "typical_p", 0, 1, &v, &set)) return false;
+    if (set && v != 1) return fail(c, "typical_p", "'typical_p' is not supported (use top_p / min_p)");
+    if (!get_num(c, o, "mirostat", 0, 2, &v, &set)) return false;
+    if (set && v != 0) return fail(c, "mirostat", "'mirostat' is not supported");
+    const char *probs[] = {"top_logprobs", "n_probs"};
+    for (int i = 0; i < 2; i++) {
+        if (!get_num(c, o, probs[i], 0, 1e6, &v, &set)) return false;
+        if (set && v != 0) return fail(c, probs[i], "'%s' is not supported (no log probabilities)", probs[i]);
+    }
     bool lp = false;
     if (!get_bool(c, o, "logprobs", &lp)) return false;
     if (lp) return fail(c, "logprobs", "'logprobs' is not supported");
@@ -379,6 +389,30 @@ static bool parse_sampling(pctx *c, sx_req *r) {
         if (seed != floor(seed)) return fail(c, "seed", "'seed' must be an integer");
         g->sampling.seed = seed < 0 ? SX_SEED_RANDOM : (uint64_t)seed;
     }
+    /* logit_bias: OpenAI's {"TOKEN_ID": bias in [-100, 100]}, or llama-server's [[TOKEN_ID, bias or false], ...] (false bans) */
+    const cJSON *lb = field(o, "logit_bias");
+    if (lb) {
+        const int n = cJSON_GetArraySize(lb);
+        if ((!cJSON_IsObject(lb) && !cJSON_IsArray(lb)) || n > 1024)
+            return fail(c, "logit_bias", "'logit_bias' must map token ids to biases ({\"15043\": -100} or [[15043, false]], at most 1024)");
+        r->bias_ids = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
+        r->bias_vals = malloc(sizeof(float) * (size_t)(n ? n : 1));
+        if (!r->bias_ids || !r->bias_vals) return fail(c, "logit_bias", "out of memory");
+        int k = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, lb) {
+            const cJSON *bias = cJSON_IsArray(lb) ? cJSON_GetArrayItem(e, 1) : e, *idv = cJSON_IsArray(lb) ? cJSON_GetArrayItem(e, 0) : NULL;
+            char *end = NULL;
+            const double id = idv ? (cJSON_IsNumber(idv) ? idv->valuedouble : -1) : strtod(e->string, &end);
+            if (!(id >= 0 && id <= INT32_MAX && id == floor(id)) || (end && *end) || (cJSON_IsArray(lb) && cJSON_GetArraySize(e) != 2))
+                return fail(c, "logit_bias", "'logit_bias': keys are token ids (integers); text keys are not supported");
+            if (!(cJSON_IsNumber(bias) && bias->valuedouble >= -100 && bias->valuedouble <= 100) && !cJSON_IsFalse(bias))
+                return fail(c, "logit_bias", "'logit_bias': a bias is a number in [-100, 100] (or false to ban the token)");
+            r->bias_ids[k] = (int32_t)id;
+            r->bias_vals[k++] = cJSON_IsFalse(bias) ? -INFINITY : (float)bias->valuedouble;
+        }
+        g->sampling.n_logit_bias = k, g->sampling.bias_ids = r->bias_ids, g->sampling.bias_vals = r->bias_vals;
+    }
     return get_bool(c, o, "ignore_eos", &g->ignore_eos);
 }
 
@@ -479,6 +513,7 @@ void sx_req_free(sx_req *r) {
     free(r->joined);
     free(r->msgs);
     free(r->grammar);
+    free(r->bias_ids), free(r->bias_vals);
     cJSON_free(r->tools_json);
     cJSON_Delete(r->root);
     memset(r, 0, sizeof *r);

@@ -44,6 +44,8 @@ typedef struct sx_req {
     sx_tool_choice tool_choice;
     const char *tool_name;  /* SX_TOOLS_NAMED: the function */
     bool parallel_tool_calls;
+    int32_t *bias_ids;      /* logit_bias (owned); gp.sampling points here */
+    float *bias_vals;
 } sx_req;
 
 /* Parses body[0..len) (not NUL-terminated) for an endpoint of `kind` over
