@@ -535,10 +535,14 @@ void sx_dtype_quantize_row(sx_dtype t, const float *src, void *dst, int64_t n) {
         sx_block_q4_0 *b = dst;
         for (int64_t i = 0; i < n / SX_QK; i++) {
             const float *x = src + i * SX_QK;
-            /* the value of largest magnitude maps to -8 */
+            /* the value of largest magnitude maps to -8. A block whose scale
+             * rounds to zero in f16 is stored as the zero block (d = -0, codes
+             * 8), which its dequantized values quantize to again: so a row
+             * dequantized and quantized gives back its bytes (KV moves). */
             const float mx = signed_max(x, SX_QK);
-            const float d = mx / -8.0f, id = d != 0 ? 1.0f / d : 0;
-            b[i].d = sx_fp32_to_fp16(d);
+            const uint16_t dh = sx_fp32_to_fp16(mx / -8.0f);
+            const float d = (dh & 0x7fff) ? mx / -8.0f : 0, id = d != 0 ? 1.0f / d : 0;
+            b[i].d = (dh & 0x7fff) ? dh : 0x8000;
             for (int j = 0; j < SX_QK / 2; j++) {
                 int q0 = clampi((int)lrintf(x[j] * id) + 8, 0, 15);
                 int q1 = clampi((int)lrintf(x[j + SX_QK / 2] * id) + 8, 0, 15);
