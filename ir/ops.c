@@ -113,10 +113,13 @@ static sx_status check_ROPE(sx_tensor *d) {
     return SX_OK;
 }
 
+/* the quantized KV cache types: SET_ROWS writes them, ATTENTION reads them */
+static bool kv_quant(sx_dtype t) { return t == SX_DTYPE_Q8_0 || t == SX_DTYPE_Q4_0; }
+
 static sx_status check_SET_ROWS(sx_tensor *d) {
     const sx_tensor *dst = d->src[0], *src = d->src[1], *ids = d->src[2];
-    if (dst->dtype != SX_DTYPE_F32 && dst->dtype != SX_DTYPE_F16 && dst->dtype != SX_DTYPE_Q8_0) return bad(d, "dst must be f32, f16 or q8_0");
-    if (dst->dtype == SX_DTYPE_Q8_0 && dst->ne[0] % SX_QK) return bad(d, "a q8_0 dst needs rows of a multiple of 32");
+    if (dst->dtype != SX_DTYPE_F32 && dst->dtype != SX_DTYPE_F16 && !kv_quant(dst->dtype)) return bad(d, "dst must be f32, f16, q8_0 or q4_0");
+    if (kv_quant(dst->dtype) && dst->ne[0] % SX_QK) return bad(d, "a q8_0 / q4_0 dst needs rows of a multiple of 32");
     if (!is_f32(src) || ids->dtype != SX_DTYPE_I32 || !is_vec(ids)) return bad(d, "src f32, ids 1-D i32");
     if (src->ne[0] != dst->ne[0] || src->ne[1] != ids->ne[0] || src->ne[2] != 1 || dst->ne[2] != 1)
         return bad(d, "src must be [K, n] with dst [K, R]");
@@ -130,9 +133,9 @@ static sx_status check_ATTENTION(sx_tensor *d) {
     const sx_tensor *q = d->src[0], *k = d->src[1], *v = d->src[2], *m = d->src[3];
     const int n_past = d->params.attn.n_past;
     if (!is_f32(q)) return bad(d, "q must be f32");
-    if ((k->dtype != SX_DTYPE_F32 && k->dtype != SX_DTYPE_F16 && k->dtype != SX_DTYPE_Q8_0) || v->dtype != k->dtype)
-        return bad(d, "k/v must be f32, f16 or q8_0, same dtype");
-    if (k->dtype == SX_DTYPE_Q8_0 && q->ne[0] % SX_QK) return bad(d, "q8_0 k/v need a head dim multiple of 32");
+    if ((k->dtype != SX_DTYPE_F32 && k->dtype != SX_DTYPE_F16 && !kv_quant(k->dtype)) || v->dtype != k->dtype)
+        return bad(d, "k/v must be f32, f16, q8_0 or q4_0, same dtype");
+    if (kv_quant(k->dtype) && q->ne[0] % SX_QK) return bad(d, "q8_0 / q4_0 k/v need a head dim multiple of 32");
     if (k->ne[0] != q->ne[0] || v->ne[0] != q->ne[0]) return bad(d, "head dims differ");
     if (k->ne[1] != v->ne[1] || k->ne[1] <= 0 || q->ne[1] % k->ne[1]) return bad(d, "heads must be a multiple of kv heads");
     const int64_t span = m ? m->ne[0] : q->ne[2]; /* slots after n_past */

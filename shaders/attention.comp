@@ -23,14 +23,16 @@
  *    chunk (exp(m - m) = 1, 0 + x = x) and writes the output: the same bits
  *    as the merge of a grid whose other chunks are empty.
  * A row that sees nothing outputs zeros. GQA: head h reads kv head
- * h / group. K/V f32, f16 (KV_F16) or q8_0 (KV_Q8_0, a quantized KV
- * cache: element i of a head's row is fp16 d * int8 q of block i / 32,
+ * h / group. K/V f32, f16 (KV_F16), q8_0 (KV_Q8_0) or q4_0 (KV_Q4_0): a
+ * quantized KV cache, element i of a head's row is fp16 d * int8 q (q8_0)
+ * or d * (nibble - 8) (q4_0: elements 0..15 of a block in the low nibbles
+ * of its 16 code bytes, 16..31 in the high ones) of block i / 32,
  * dequantized on load; exact, so the reduction above is unchanged; k/v
  * offsets and strides then in bytes, head dim a multiple of 32), read as
  * words. Rows row0 .. row0 + nrows - 1 (row = t * nh + h) per dispatch (the
  * host bounds scratch).
  * Tested by tests/test_ops.c (decode, prefill, MQA, tree mask, long context;
- * f32/f16/q8_0) and tests/test_batch_invariance.c; measured by
+ * f32/f16/q8_0/q4_0) and tests/test_batch_invariance.c; measured by
  * `specexit bench`. */
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -58,6 +60,14 @@ layout(binding = 2, std430) readonly buffer Vb { uint vb[]; };
     * float(bitfieldExtract(int(RD_U8(buf, (r) + ((i) >> 5) * 34u + 2u + ((i) & 31u))), 0, 8)))
 #define LDK(r, i) Q8_AT(kb, r, i)
 #define LDV(r, i) Q8_AT(vb, r, i)
+#elif defined(KV_Q4_0)
+layout(binding = 1, std430) readonly buffer Kb { uint kb[]; };
+layout(binding = 2, std430) readonly buffer Vb { uint vb[]; };
+/* r: byte offset of the row (even); block {f16 d; uint8 qs[16]} of 18 bytes */
+#define Q4_AT(buf, r, i) (f16_to_f32(RD_U16(buf, (r) + ((i) >> 5) * 18u)) \
+    * float(int((RD_U8(buf, (r) + ((i) >> 5) * 18u + 2u + ((i) & 15u)) >> (((i) & 16u) >> 2)) & 15u) - 8))
+#define LDK(r, i) Q4_AT(kb, r, i)
+#define LDV(r, i) Q4_AT(vb, r, i)
 #else
 layout(binding = 1, std430) readonly buffer Kb { float kb[]; };
 layout(binding = 2, std430) readonly buffer Vb { float vb[]; };
@@ -144,6 +154,28 @@ void main() {
                     a += qs[i + g + 2u] * k4.z;
                     a += qs[i + g + 3u] * k4.w;
                 }
+            }
+#elif defined(KV_Q4_0)
+            for (; i + 32u <= D; i += 32u) {
+                /* a block in the 5 words from o / 4: o % 4 == 0: d low in the
+                 * first, code bytes at half offsets; o % 4 == 2: d high, then 4
+                 * whole words of code bytes */
+                const uint o = kr + (i >> 5) * 18u, w = o >> 2;
+                const bool mid = (o & 2u) == 0u;
+                uint cw[5];
+                for (uint x = 0u; x < 5u; x++) cw[x] = kb[w + x];
+                const float dk = f16_to_f32(mid ? cw[0] & 0xffffu : cw[0] >> 16);
+                uint cb[4]; /* code bytes 4x .. 4x + 3 */
+                for (uint x = 0u; x < 4u; x++) cb[x] = mid ? (cw[x] >> 16) | (cw[x + 1u] << 16) : cw[x + 1u];
+                for (uint hi = 0u; hi < 2u; hi++) /* dims in order: the low nibbles (i .. i + 15), then the high ones */
+                    for (uint x = 0u; x < 4u; x++) {
+                        const uint c4 = cb[x] >> (4u * hi), e = i + 16u * hi + 4u * x;
+                        const vec4 k4 = dk * (vec4(uvec4(c4, c4 >> 8, c4 >> 16, c4 >> 24) & 15u) - 8.0); /* exact: the values of LDK */
+                        a += qs[e] * k4.x;
+                        a += qs[e + 1u] * k4.y;
+                        a += qs[e + 2u] * k4.z;
+                        a += qs[e + 3u] * k4.w;
+                    }
             }
 #endif
             for (; i < D; i++) a += qs[i] * LDK(kr, i);

@@ -183,7 +183,7 @@ static sx_status attention(sx_sched *s, sx_graph *g, const attn_case *c, const f
     if (st == SX_OK) st = sx_graph_set_input(g, vc, vb, bytes);
     free(kb), free(vb);
     SX_RETURN_IF_ERROR(st);
-    const size_t nb[2] = {sx_dtype_row_size(c->kv, c->d), sx_dtype_row_size(c->kv, row)}; /* q8_0: whole blocks per head */
+    const size_t nb[2] = {sx_dtype_row_size(c->kv, c->d), sx_dtype_row_size(c->kv, row)}; /* q8_0 / q4_0: whole blocks per head */
     sx_tensor *k = sx_graph_view(g, kc, 3, (int64_t[]){c->d, c->nkv, n_kv}, nb, 0);
     sx_tensor *v = sx_graph_view(g, vc, 3, (int64_t[]){c->d, c->nkv, n_kv}, nb, 0);
     sx_tensor *qi = sx_graph_input_f32(g, q, 3, (int64_t[]){c->d, c->nh, T}, "q");
@@ -239,7 +239,7 @@ static void test_attention(sx_sched *s, sx_graph *g, int *passed, int *failed) {
     /* n_past: a short prefix; rows crossing key 256 (a split-K chunk of the
      * GPU kernels); a long context of several chunks */
     const int64_t n_pasts[] = {3, 252, 2100};
-    const sx_dtype kvs[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_Q8_0}; /* q8_0: a quantized KV cache (-ctk q8_0) */
+    const sx_dtype kvs[] = {SX_DTYPE_F32, SX_DTYPE_F16, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0}; /* quantized KV caches (-ctk q8_0 / q4_0) */
     const int64_t ds[] = {64, 128};
     sx_rng rng;
     sx_rng_seed(&rng, 1234);

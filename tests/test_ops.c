@@ -136,10 +136,50 @@ static sx_tensor *build_ROPE(tctx *c, const tcase *tc) {
     sx_tensor *ff = tc->variant & 2 ? rand_tensor(c, SX_DTYPE_F32, (int64_t[]){n_dims / 2, 1, 1, 1}, 1, 8) : NULL;
     return sx_graph_add_rope(c->g, x, pos, tc->variant & 1 ? SX_ROPE_NEOX : SX_ROPE_NORMAL, n_dims, 10000.0f, 1.0f, ff);
 }
-/* ne = {K, R, n}; dt = cache dtype */
+/* f32 [K, n] rows of 32-element blocks built to hit the edges of the q8_0 /
+ * q4_0 quantizers that uniform data misses, block b by b % 6: uniform; a
+ * scale that rounds to zero in f16; one that is f16-subnormal; zeros; the
+ * dequantized q4_0 of a uniform block (already on the grid, positive max);
+ * exact .5 ties of q4_0's x / d (round half to even) and a tie of |x|
+ * between -1 and +1. */
+static void kv_edge_fill(tctx *c, float *f, int64_t n_blocks) {
+    for (int64_t b = 0; b < n_blocks; b++) {
+        float *x = f + b * 32;
+        sx_block_q4_0 q;
+        for (int j = 0; j < 32; j++) x[j] = frand(c, -1, 1);
+        switch (b % 6) {
+        case 1: for (int j = 0; j < 32; j++) x[j] *= 1e-8f; break;
+        case 2: for (int j = 0; j < 32; j++) x[j] *= 1e-5f; break;
+        case 3: memset(x, 0, 32 * sizeof(float)); break;
+        case 4:
+            x[(int)(frand(c, 0, 31.99f))] = 1.5f; /* the largest value positive */
+            sx_dtype_quantize_row(SX_DTYPE_Q4_0, x, &q, 32);
+            sx_dtype_dequantize_row(SX_DTYPE_Q4_0, &q, x, 32);
+            break;
+        case 5: { /* -1 and +1 (the first is q4_0's max: d = -+1/8), the rest (2m + 1) / 16: x * 8 = m + 0.5 */
+            for (int j = 0; j < 32; j++) x[j] = (float)(2 * (int)frand(c, -7, 7) + 1) / 16.0f;
+            const int a = (int)frand(c, 0, 31.99f);
+            x[a] = -1.0f;
+            x[(a + 1 + (int)frand(c, 0, 30.99f)) % 32] = 1.0f;
+        } break;
+        default: break;
+        }
+    }
+}
+static sx_tensor *kv_edge_rows(tctx *c, int64_t K, int64_t n) {
+    sx_tensor *t = sx_graph_input(c->g, SX_DTYPE_F32, 2, (int64_t[]){K, n}, "edge_rows");
+    float *f = malloc(sizeof(float) * (size_t)(K * n));
+    if (f) kv_edge_fill(c, f, K * n / 32);
+    if (!t || !f || sx_graph_set_input(c->g, t, f, sizeof(float) * (size_t)(K * n)) != SX_OK) c->bad = true;
+    free(f);
+    return t;
+}
+
+/* ne = {K, R, n}; dt = cache dtype; variant 1: the rows of kv_edge_rows */
 static sx_tensor *build_SET_ROWS(tctx *c, const tcase *tc) {
     sx_tensor *dst = rand_tensor(c, tc->dt, (int64_t[]){tc->ne[0], tc->ne[1], 1, 1}, -1, 1);
-    sx_tensor *src = rand_tensor(c, SX_DTYPE_F32, (int64_t[]){tc->ne[0], tc->ne[2], 1, 1}, -1, 1);
+    sx_tensor *src = tc->variant == 1 ? kv_edge_rows(c, tc->ne[0], tc->ne[2])
+                                      : rand_tensor(c, SX_DTYPE_F32, (int64_t[]){tc->ne[0], tc->ne[2], 1, 1}, -1, 1);
     return sx_graph_add_set_rows(c->g, dst, src, distinct_ids(c, tc->ne[2], tc->ne[1]));
 }
 /* ne = {d, nh, T, nkv}; param = n_past; variant 1 = tree mask over the T new
@@ -304,15 +344,19 @@ static void make_cases(caselist *l, bool full) {
         add(l, SX_OP_ATTENTION, dt, 64, 4, 3, 2, 2, 600); /* long context: several split-K chunks on the GPUs */
         if (full) add(l, SX_OP_ATTENTION, dt, 128, 8, 33, 2, 1, 300);
     }
-    /* a quantized KV cache (-ctk q8_0): rows of whole 32-element blocks, head dims 32..128 */
-    add(l, SX_OP_SET_ROWS, SX_DTYPE_Q8_0, 64, 20, 7, 1, 0, 0);
-    add(l, SX_OP_SET_ROWS, SX_DTYPE_Q8_0, 256, 9, 3, 1, 0, 0);
-    add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 64, 4, 1, 2, 0, 9);   /* decode, GQA 2 */
-    add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 32, 6, 7, 3, 0, 0);   /* prefill from empty */
-    add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 32, 4, 9, 2, 1, 13);  /* tree mask */
-    add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 64, 4, 6, 2, 2, 7);   /* draft tree level */
-    add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 128, 4, 3, 2, 2, 600); /* long context: split-K chunks on the GPUs */
-    if (full) add(l, SX_OP_ATTENTION, SX_DTYPE_Q8_0, 128, 8, 33, 2, 1, 300);
+    /* a quantized KV cache (-ctk q8_0 / q4_0): rows of whole 32-element blocks, head dims 32..128 */
+    for (int t = 0; t < 2; t++) {
+        const sx_dtype dt = t ? SX_DTYPE_Q4_0 : SX_DTYPE_Q8_0;
+        add(l, SX_OP_SET_ROWS, dt, 64, 20, 7, 1, 0, 0);
+        add(l, SX_OP_SET_ROWS, dt, 256, 9, 3, 1, 0, 0);
+        if (t) add(l, SX_OP_SET_ROWS, dt, 192, 9, 5, 1, 1, 0); /* the quantizer's edges */
+        add(l, SX_OP_ATTENTION, dt, 64, 4, 1, 2, 0, 9);   /* decode, GQA 2 */
+        add(l, SX_OP_ATTENTION, dt, 32, 6, 7, 3, 0, 0);   /* prefill from empty */
+        add(l, SX_OP_ATTENTION, dt, 32, 4, 9, 2, 1, 13);  /* tree mask */
+        add(l, SX_OP_ATTENTION, dt, 64, 4, 6, 2, 2, 7);   /* draft tree level */
+        add(l, SX_OP_ATTENTION, dt, 128, 4, 3, 2, 2, 600); /* long context: split-K chunks on the GPUs */
+        if (full) add(l, SX_OP_ATTENTION, dt, 128, 8, 33, 2, 1, 300);
+    }
     add(l, SX_OP_SILU_MUL, SX_DTYPE_F32, 37, 5, 3, 1, 0, 0);
     add(l, SX_OP_ARGMAX, SX_DTYPE_F32, 101, 7, 1, 1, 0, 0);
     add(l, SX_OP_ARGMAX, SX_DTYPE_F32, 5000, 2, 1, 1, 0, 0);
@@ -347,7 +391,7 @@ static void make_cases(caselist *l, bool full) {
  *    activations to 8 bits per block (max relative error 1/254 per element
  *    of the block max; bound doubled for the block max vs element ratio)
  *  - copy/set_rows into f16/bf16: one unit in the last place of the format;
- *    set_rows into q8_0 (a quantized KV cache): exact
+ *    set_rows into q8_0 / q4_0 (a quantized KV cache): exact
  *  - argmax, top_k, get_rows of plain types, concat: exact. */
 typedef struct { double atol, rtol; bool matmul_scale; } tol;
 
@@ -359,7 +403,7 @@ static tol tolerance(const tcase *tc) {
     case SX_OP_ATTENTION: return (tol){2e-5, 1e-5, false};
     case SX_OP_COPY:
         return tc->param == SX_DTYPE_BF16 ? (tol){1e-30, 1.0 / 128, false} : tc->param == SX_DTYPE_F16 ? (tol){1e-7, 1.0 / 1024, false} : (tol){0, 0, false};
-    case SX_OP_SET_ROWS: /* q8_0: exact, every backend quantizes as ir/dtype.c (IEEE 1/d, round half to even) */
+    case SX_OP_SET_ROWS: /* q8_0 / q4_0: exact, every backend quantizes as ir/dtype.c (IEEE 1/d, round half to even) */
         return tc->dt == SX_DTYPE_F16 ? (tol){1e-7, 1.0 / 1024, false} : (tol){0, 0, false};
     case SX_OP_ARGMAX: case SX_OP_TOP_K: case SX_OP_CONCAT: case SX_OP_GATHER: return (tol){0, 0, false};
     case SX_OP_GET_ROWS: return sx_dtype_get(tc->dt)->quantized ? (tol){1e-6, 1e-6, false} : (tol){0, 0, false};
@@ -379,8 +423,10 @@ static const char *describe(const tcase *tc) {
     return g_desc;
 }
 
-/* Runs one case on a device; out: the result as floats (ints converted). */
-static sx_status run_case(sx_sched *s, sx_graph *g, const tcase *tc, uint64_t seed, float **out, int64_t *out_n, sx_tensor **out_node) {
+/* Runs one case on a device; out: the result as floats (ints converted);
+ * out_raw (optional): its bytes, for the caller to free. */
+static sx_status run_case(sx_sched *s, sx_graph *g, const tcase *tc, uint64_t seed, float **out, int64_t *out_n, sx_tensor **out_node,
+                          void **out_raw) {
     tctx c = {.g = g};
     sx_graph_reset(g);
     sx_rng_seed(&c.rng, seed);
@@ -398,7 +444,8 @@ static sx_status run_case(sx_sched *s, sx_graph *g, const tcase *tc, uint64_t se
         for (int64_t r = 0; r < rows; r++)
             sx_dtype_dequantize_row(node->dtype, (char *)raw + (size_t)r * node->nb[1], f + r * node->ne[0], node->ne[0]);
     }
-    free(raw);
+    if (out_raw) *out_raw = raw;
+    else free(raw);
     *out = f;
     *out_n = n;
     *out_node = node;
@@ -422,6 +469,50 @@ static sx_tensor *build_bad_ids(tctx *c, sx_op op, sx_dtype dt, int32_t bad) {
     sx_tensor *dst = rand_tensor(c, dt, (int64_t[]){K, R, 1, 1}, -1, 1);
     sx_tensor *src = rand_tensor(c, SX_DTYPE_F32, (int64_t[]){K, 3, 1, 1}, -1, 1);
     return sx_graph_add_set_rows(c->g, dst, src, ids);
+}
+
+/* ---------------- KV moves ----------------
+ * KV compaction (core/model_graph.c, sx_kv_cache_build_move) moves cache
+ * rows by GET_ROWS to f32 then SET_ROWS back: for a q4_0 cache the moved
+ * rows must keep their bytes. Cache [K = 192, 12] of kv_edge_rows quantized;
+ * rows 0..5 moved to 6..11 on the device, compared byte for byte. */
+static int check_kv_move(sx_sched *s, sx_graph *g, const char *only, const char *only_dt, uint64_t seed, bool verbose, int *passed) {
+    if ((only && strcmp(only, "SET_ROWS") && strcmp(only, "GET_ROWS")) || (only_dt && strcmp(only_dt, "q4_0"))) return 0;
+    const int64_t K = 192, R = 12;
+    tctx c = {.g = g};
+    sx_graph_reset(g);
+    sx_rng_seed(&c.rng, seed);
+    const size_t rs = sx_dtype_row_size(SX_DTYPE_Q4_0, K);
+    char *q = malloc(rs * (size_t)R), *got = malloc(rs * (size_t)R);
+    float *f = malloc(sizeof(float) * (size_t)(K * R));
+    sx_tensor *cache = sx_graph_input(g, SX_DTYPE_Q4_0, 2, (int64_t[]){K, R}, "cache");
+    sx_status st = cache && q && got && f ? SX_OK : sx_set_error(SX_ERR_OUT_OF_MEMORY, "kv move: setup");
+    if (st == SX_OK) {
+        kv_edge_fill(&c, f, K * R / 32);
+        for (int64_t r = 0; r < R; r++) sx_dtype_quantize_row(SX_DTYPE_Q4_0, f + r * K, q + (size_t)r * rs, K);
+        st = sx_graph_set_input(g, cache, q, rs * (size_t)R);
+    }
+    if (st == SX_OK) {
+        const int32_t from[6] = {0, 1, 2, 3, 4, 5}, to[6] = {6, 7, 8, 9, 10, 11};
+        sx_tensor *moved = sx_graph_add_get_rows(g, cache, sx_graph_input_i32(g, from, 6, "from"));
+        sx_tensor *node = sx_graph_add_set_rows(g, cache, moved, sx_graph_input_i32(g, to, 6, "to"));
+        st = sx_graph_status(g);
+        if (st == SX_OK) sx_graph_set_output(g, node), st = sx_sched_compute(s, g);
+        if (st == SX_OK) st = sx_tensor_read(node, got, rs * (size_t)R);
+    }
+    int failed = 0;
+    if (st != SX_OK) {
+        printf("FAIL kv move q4_0: %s (seed %llu)\n", sx_last_error(), (unsigned long long)seed);
+        failed = 1;
+    } else if (memcmp(got, q, rs * 6) || memcmp(got + rs * 6, q, rs * 6)) {
+        printf("FAIL kv move q4_0: a moved row's bytes changed (GET_ROWS then SET_ROWS) (seed %llu)\n", (unsigned long long)seed);
+        failed = 1;
+    } else {
+        (*passed)++;
+        if (verbose) printf("ok   kv move q4_0: 6 rows of 192 (edge blocks) keep their bytes\n");
+    }
+    free(q), free(got), free(f);
+    return failed;
 }
 
 /* compute, then read the output: the first non-OK status */
@@ -613,7 +704,10 @@ int main(int argc, char **argv) {
         float *a = NULL, *b = NULL;
         int64_t na = 0, nb_ = 0;
         sx_tensor *node_ref, *node_dev;
-        st = run_case(s_ref, g_ref, tc, case_seed, &a, &na, &node_ref);
+        /* a quantized cache's bytes too: values hide the codes of a zero-scale block */
+        const bool bytes = tc->op == SX_OP_SET_ROWS && sx_dtype_get(tc->dt)->quantized;
+        void *raw_a = NULL, *raw_b = NULL;
+        st = run_case(s_ref, g_ref, tc, case_seed, &a, &na, &node_ref, bytes ? &raw_a : NULL);
         if (st != SX_OK) {
             printf("FAIL %s: reference failed: %s (seed %llu, case %d)\n", describe(tc), sx_last_error(), (unsigned long long)seed, i);
             failed++;
@@ -621,8 +715,10 @@ int main(int argc, char **argv) {
             continue;
         }
         const bool expect_fail = in_xfail(xf, n_xf, tc);
-        st = run_case(s_dev, g_dev, tc, case_seed, &b, &nb_, &node_dev);
+        st = run_case(s_dev, g_dev, tc, case_seed, &b, &nb_, &node_dev, bytes ? &raw_b : NULL);
         bool ok = st == SX_OK && na == nb_;
+        const bool bytes_differ = ok && bytes && memcmp(raw_a, raw_b, sx_tensor_nbytes(node_ref));
+        free(raw_a), free(raw_b);
         int64_t worst = -1;
         double worst_err = 0;
         if (ok) {
@@ -638,7 +734,7 @@ int main(int argc, char **argv) {
                 }
             }
             free(scale);
-            ok = worst < 0;
+            ok = worst < 0 && !bytes_differ;
         }
         if (ok && expect_fail) {
             printf("FAIL %s: passes but is listed as an expected failure (remove it from %s)\n", describe(tc), xfail_path);
@@ -652,6 +748,7 @@ int main(int argc, char **argv) {
         } else {
             failed++;
             if (st != SX_OK) printf("FAIL %s: %s (seed %llu, case %d)\n", describe(tc), sx_last_error(), (unsigned long long)seed, i);
+            else if (worst < 0) printf("FAIL %s: the values agree, the bytes differ (seed %llu, case %d)\n", describe(tc), (unsigned long long)seed, i);
             else
                 printf("FAIL %s: element %lld: got %.9g want %.9g (|err| %.3g) (seed %llu, case %d)\n", describe(tc), (long long)worst,
                        b[worst], a[worst], worst_err, (unsigned long long)seed, i);
@@ -659,6 +756,7 @@ int main(int argc, char **argv) {
         free(a), free(b);
     }
     failed += check_bad_ids(s_dev, g_dev, only, seed, verbose, &passed);
+    failed += check_kv_move(s_dev, g_dev, only, only_dt, seed, verbose, &passed);
     for (int op = 1; op < SX_OP_COUNT; op++)
         if (!covered[op] && !only && !only_dt) {
             printf("FAIL op %s has no conformance case\n", sx_op_name((sx_op)op));

@@ -371,7 +371,7 @@ static sx_status fast_ROPE(sx_device *dev, sx_tensor *node) {
  * the group is fixed by the model and the keys are always blocked from slot
  * 0. Hidden keys are computed too, then overwritten. K/V are read at
  * kdata/vdata with strides k_nb1/k_nb2 (kv head, slot): the tensors' own,
- * or f32 copies of q8_0 ones (below), then with kdt F32. */
+ * or f32 copies of q8_0 / q4_0 ones (below), then with kdt F32. */
 typedef struct {
     const sx_tensor *q, *k, *v, *mask;
     sx_tensor *y;
@@ -383,7 +383,7 @@ typedef struct {
     sx_dtype kdt;
 } attn_ctx;
 
-/* q8_0 K/V (a quantized KV cache): with few queries (decode) rows are
+/* q8_0 or q4_0 K/V (a quantized KV cache): with few queries (decode) rows are
  * dequantized ATTN_QTILE keys at a time into the task's scratch (L1); with
  * many (prefill, verify trees) the views are dequantized once per call into
  * f32 ([nkv][n_kv][d] each, in parallel) and the f32 path runs on them.
@@ -398,13 +398,27 @@ static inline void deq_q8_0_row(const sx_block_q8_0 *b, int64_t d, float *y) {
     }
 }
 
-/* rows j0..j0+n of a q8_0 head (row j at base + j * stride) as floats, [n][d] */
-static void deq_q8_0_rows(const char *base, size_t stride, int64_t j0, int64_t n, int64_t d, float *out) {
-    for (int64_t j = 0; j < n; j++) deq_q8_0_row((const sx_block_q8_0 *)(base + (size_t)(j0 + j) * stride), d, out + j * d);
+static inline void deq_q4_0_row(const sx_block_q4_0 *b, int64_t d, float *y) {
+    for (int64_t ib = 0; ib < d / SX_QK; ib++) { /* as sx_dtype_dequantize_row: low nibbles are elements 0..15 */
+        const float s = sx_fp16_to_fp32(b[ib].d);
+        for (int i = 0; i < SX_QK / 2; i++) {
+            y[ib * SX_QK + i] = s * (float)((b[ib].qs[i] & 0xF) - 8);
+            y[ib * SX_QK + i + SX_QK / 2] = s * (float)((b[ib].qs[i] >> 4) - 8);
+        }
+    }
+}
+
+/* rows j0..j0+n of a q8_0 or q4_0 head (row j at base + j * stride) as floats, [n][d] */
+static void deq_kv_rows(sx_dtype dt, const char *base, size_t stride, int64_t j0, int64_t n, int64_t d, float *out) {
+    for (int64_t j = 0; j < n; j++) {
+        const char *row = base + (size_t)(j0 + j) * stride;
+        if (dt == SX_DTYPE_Q8_0) deq_q8_0_row((const sx_block_q8_0 *)row, d, out + j * d);
+        else deq_q4_0_row((const sx_block_q4_0 *)row, d, out + j * d);
+    }
 }
 
 /* keys [0, lim) are the ones query t may see (a causal row sees none past
- * its own slot; with a mask, any): the q8_0 tiles stop there */
+ * its own slot; with a mask, any): the quantized tiles stop there */
 static inline int64_t attn_key_lim(const attn_ctx *c, int64_t t, int64_t n_kv) {
     const int64_t n_past = c->y->params.attn.n_past;
     return !c->mask && n_past + t + 1 < n_kv ? n_past + t + 1 : n_kv;
@@ -418,7 +432,7 @@ static void attn_deq_run(void *p, int ith, int nth) {
     int64_t lo, hi;
     split(nkv * n_kv, ith, nth, &lo, &hi);
     for (int64_t r = lo; r < hi; r++)
-        deq_q8_0_rows((const char *)sx_cpu_data(t) + (r / n_kv) * t->nb[1], t->nb[2], r % n_kv, 1, d, c->dst + r * d);
+        deq_kv_rows(t->dtype, (const char *)sx_cpu_data(t) + (r / n_kv) * t->nb[1], t->nb[2], r % n_kv, 1, d, c->dst + r * d);
 }
 
 /* scores of n key rows of type dt (f16 or f32; row j at keys + j * ks bytes)
@@ -452,11 +466,11 @@ static void attn_dots(const attn_ctx *c, int64_t t, int64_t h0, int64_t group, c
     const sx_tensor *q = c->q, *k = c->k;
     const int64_t d = q->ne[0], n_kv = k->ne[2];
     const char *q0 = (const char *)sx_cpu_data(q) + t * q->nb[2];
-    if (c->kdt == SX_DTYPE_Q8_0) { /* keys a causal row cannot see are left out (their scores are overwritten) */
+    if (sx_dtype_get(c->kdt)->quantized) { /* keys a causal row cannot see are left out (their scores are overwritten) */
         const int64_t lim = attn_key_lim(c, t, n_kv);
         for (int64_t j0 = 0; j0 < lim; j0 += ATTN_QTILE) {
             const int64_t n = lim - j0 < ATTN_QTILE ? lim - j0 : ATTN_QTILE;
-            deq_q8_0_rows(kb, c->k_nb2, j0, n, d, qbuf);
+            deq_kv_rows(c->kdt, kb, c->k_nb2, j0, n, d, qbuf);
             attn_dots_tiles(c, SX_DTYPE_F32, q0, h0, group, (const char *)qbuf, sizeof(float) * (size_t)d, n, sc + j0, n_kv); /* as whole views */
         }
         return;
@@ -474,7 +488,7 @@ static void attn_run(void *p, int ith, int nth) {
     float *acc0 = sc0 + group * n_kv;                         /* [group][d] */
     float *sums = acc0 + group * d;                           /* [group] */
     float *tmp = sums + group;                                /* [n_kv + 16] for exp_sum */
-    float *qbuf = tmp + n_kv + 16;                            /* [ATTN_QTILE][d] q8_0 rows (tile mode) */
+    float *qbuf = tmp + n_kv + 16;                            /* [ATTN_QTILE][d] q8_0 / q4_0 rows (tile mode) */
     int64_t lo, hi;
     split(T * nkv, ith, nth, &lo, &hi);
     for (int64_t job = lo; job < hi; job++) {
@@ -509,11 +523,11 @@ static void attn_run(void *p, int ith, int nth) {
             for (int64_t g = 0; g < group; g += 4) /* each V row converted once for up to 4 heads */
                 c->kt->vec_axpy_rows_f16(d, n_kv, group - g < 4 ? (int)(group - g) : 4, sc0 + g * n_kv, n_kv, (const uint16_t *)vb,
                                          c->v_nb2, acc0 + g * d, d);
-        } else if (c->kdt == SX_DTYPE_Q8_0) {
+        } else if (sx_dtype_get(c->kdt)->quantized) {
             const int64_t lim = attn_key_lim(c, t, n_kv); /* as in attn_dots */
             for (int64_t j0 = 0; j0 < lim; j0 += ATTN_QTILE) {
                 const int64_t n = lim - j0 < ATTN_QTILE ? lim - j0 : ATTN_QTILE;
-                deq_q8_0_rows(vb, c->v_nb2, j0, n, d, qbuf);
+                deq_kv_rows(c->kdt, vb, c->v_nb2, j0, n, d, qbuf);
                 for (int64_t g = 0; g < group; g += 4) /* as f32 V below: tiles of whole rows keep each head's sequence */
                     c->kt->vec_axpy_rows_f32(d, n, group - g < 4 ? (int)(group - g) : 4, sc0 + g * n_kv + j0, n_kv, qbuf,
                                              sizeof(float) * (size_t)d, acc0 + g * d, d);
@@ -539,10 +553,10 @@ static sx_status fast_ATTENTION(sx_device *dev, sx_tensor *node) {
         return sx_cpu_ref_ATTENTION(dev, node);
     const int nth = sx_threadpool_size(pool_of(dev));
     const int64_t d = c.q->ne[0], n_kv = c.k->ne[2], nkv = c.k->ne[1], group = c.q->ne[1] / nkv;
-    const bool q8 = c.k->dtype == SX_DTYPE_Q8_0, whole = q8 && c.q->ne[2] >= ATTN_Q8_WHOLE_T;
-    const int64_t deq = whole ? 2 * nkv * n_kv * d : 0; /* f32 copies of q8_0 K and V */
-    c.stride = ((group + 1) * n_kv + group * (d + 1) + 16 + (q8 && !whole ? ATTN_QTILE * d : 0) + 15) &
-               ~(int64_t)15; /* scores, acc, sums, exp_sum's tmp, q8_0 tile */
+    const bool qkv = sx_dtype_get(c.k->dtype)->quantized, whole = qkv && c.q->ne[2] >= ATTN_Q8_WHOLE_T;
+    const int64_t deq = whole ? 2 * nkv * n_kv * d : 0; /* f32 copies of q8_0 / q4_0 K and V */
+    c.stride = ((group + 1) * n_kv + group * (d + 1) + 16 + (qkv && !whole ? ATTN_QTILE * d : 0) + 15) &
+               ~(int64_t)15; /* scores, acc, sums, exp_sum's tmp, quantized tile */
     float *mem = sx_cpu_scratch((sx_cpu_device *)dev, (size_t)deq + (size_t)c.stride * (size_t)nth);
     if (!mem) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "attention: scratch");
     c.scratch = mem + deq;
@@ -596,8 +610,8 @@ static sx_status fast_GET_ROWS(sx_device *dev, sx_tensor *node) {
 
 static sx_status fast_SET_ROWS(sx_device *dev, sx_tensor *node) {
     const sx_tensor *src = node->src[1], *ids = node->src[2];
-    const bool q8 = node->dtype == SX_DTYPE_Q8_0; /* a q8_0 KV cache: each row quantized as ir/dtype.c does */
-    if (src->dtype != SX_DTYPE_F32 || !row_dense(src) || !row_dense(node) || ids->nb[0] != 4 || !(q8 || cvt_ok(SX_DTYPE_F32, node->dtype)))
+    const bool qkv = sx_dtype_get(node->dtype)->quantized; /* a q8_0 / q4_0 KV cache: each row quantized as ir/dtype.c does */
+    if (src->dtype != SX_DTYPE_F32 || !row_dense(src) || !row_dense(node) || ids->nb[0] != 4 || !(qkv || cvt_ok(SX_DTYPE_F32, node->dtype)))
         return sx_cpu_ref_SET_ROWS(dev, node);
     const sx_cpu_kernels *kt = sx_cpu_kernels_active();
     const int32_t *id = sx_cpu_data(ids);
@@ -606,7 +620,7 @@ static sx_status fast_SET_ROWS(sx_device *dev, sx_tensor *node) {
             return sx_set_error(SX_ERR_INVALID_ARG, "set_rows: slot %d out of range [0, %lld)", id[i], (long long)node->ne[1]);
         const char *from = (const char *)sx_cpu_data(src) + (size_t)i * src->nb[1];
         char *to = (char *)sx_cpu_data(node) + (size_t)id[i] * node->nb[1];
-        if (q8) sx_dtype_quantize_row(SX_DTYPE_Q8_0, (const float *)from, to, src->ne[0]);
+        if (qkv) sx_dtype_quantize_row(node->dtype, (const float *)from, to, src->ne[0]);
         else cvt_row(kt, SX_DTYPE_F32, node->dtype, src->ne[0], from, to);
     }
     return SX_OK;

@@ -22,6 +22,11 @@ static float load_f(const sx_tensor *t, int64_t i0, int64_t i1, int64_t i2, int6
         const sx_block_q8_0 *b = AT(const sx_block_q8_0, t, i0 / SX_QK, i1, i2, i3);
         return sx_fp16_to_fp32(b->d) * (float)b->qs[i0 % SX_QK];
     }
+    case SX_DTYPE_Q4_0: { /* as q8_0 (a q4_0 KV cache); element j < 16 in the low nibble of qs[j], else the high one of qs[j - 16] */
+        const sx_block_q4_0 *b = AT(const sx_block_q4_0, t, i0 / SX_QK, i1, i2, i3);
+        const int j = (int)(i0 % SX_QK), nib = j < SX_QK / 2 ? b->qs[j] & 0xF : b->qs[j - SX_QK / 2] >> 4;
+        return sx_fp16_to_fp32(b->d) * (float)(nib - 8);
+    }
     default: return NAN;
     }
 }
@@ -139,7 +144,7 @@ sx_status sx_cpu_ref_SET_ROWS(sx_device *dev, sx_tensor *node) {
         const int32_t id = *AT(const int32_t, ids, i, 0, 0, 0);
         if (id < 0 || id >= node->ne[1])
             return sx_set_error(SX_ERR_INVALID_ARG, "set_rows: slot %d out of range [0, %lld)", id, (long long)node->ne[1]);
-        if (sx_dtype_get(node->dtype)->quantized) { /* a q8_0 cache: the row quantized as a whole, as ir/dtype.c does */
+        if (sx_dtype_get(node->dtype)->quantized) { /* a q8_0 / q4_0 cache: the row quantized as a whole, as ir/dtype.c does */
             float *row = malloc(sizeof(float) * (size_t)src->ne[0]);
             if (!row) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "set_rows: scratch");
             for (int64_t i0 = 0; i0 < src->ne[0]; i0++) row[i0] = load_f(src, i0, i, 0, 0);

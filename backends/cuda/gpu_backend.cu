@@ -307,34 +307,35 @@ static bool fits_int(const sx_tensor *t) {
     return true;
 }
 
-/* A q8_0 tensor the kernels can address: rows of whole 34-byte blocks
- * (ne0 % 32 == 0, nb[0] = one block) starting at 2-byte aligned addresses
- * (the f16 scale is read and written as 16 bits). */
-static bool q8_0_rows_ok(const sx_tensor *t) {
-    if (t->ne[0] % SX_QK != 0 || t->nb[0] != SX_Q8_0_BYTES || sx_tensor_buffer_offset(t) % 2 != 0) return false;
+/* A q8_0 / q4_0 KV cache tensor the kernels can address: rows of whole
+ * 34- / 18-byte blocks (ne0 % 32 == 0, nb[0] = one block) starting at 2-byte
+ * aligned addresses (the f16 scale is read and written as 16 bits). */
+static bool kv_quant_rows_ok(const sx_tensor *t) {
+    const size_t blk = t->dtype == SX_DTYPE_Q8_0 ? SX_Q8_0_BYTES : t->dtype == SX_DTYPE_Q4_0 ? SX_Q4_0_BYTES : 0;
+    if (!blk || t->ne[0] % SX_QK != 0 || t->nb[0] != blk || sx_tensor_buffer_offset(t) % 2 != 0) return false;
     for (int i = 1; i < SX_MAX_DIMS; i++)
         if (t->nb[i] % 2 != 0) return false;
     return true;
 }
 
 /* The dtypes k_rows.cu's SET_ROWS kernels write: f32 rows into an f32 or
- * f16 destination (k_set_rows, one element per nb[0]) or into q8_0 rows
- * (k_set_rows_q8_0), i32 ids. Anything else ir/ops.c may come to accept is
+ * f16 destination (k_set_rows, one element per nb[0]) or into q8_0 / q4_0
+ * rows (k_set_rows_quant), i32 ids. Anything else ir/ops.c may come to accept is
  * left to the CPU, never written wrong. */
 static bool set_rows_dtypes_ok(const sx_tensor *node) {
     const sx_dtype dt = node->src[0]->dtype;
     if (node->dtype != dt || node->src[1]->dtype != SX_DTYPE_F32 || node->src[2]->dtype != SX_DTYPE_I32) return false;
-    if (dt == SX_DTYPE_Q8_0) return q8_0_rows_ok(node) && node->src[1]->ne[0] == node->ne[0];
+    if (dt == SX_DTYPE_Q8_0 || dt == SX_DTYPE_Q4_0) return kv_quant_rows_ok(node) && node->src[1]->ne[0] == node->ne[0];
     return dt == SX_DTYPE_F32 || dt == SX_DTYPE_F16;
 }
 
 /* The dtypes k_attention.cu reads: q f32, K and V both f32, both f16 (one
- * element per nb[0]) or both q8_0 (head dim % 32 == 0), mask f32, output
- * f32. */
+ * element per nb[0]), both q8_0 or both q4_0 (head dim % 32 == 0), mask
+ * f32, output f32. */
 static bool attention_dtypes_ok(const sx_tensor *node) {
     const sx_tensor *q = node->src[0], *k = node->src[1], *v = node->src[2], *m = node->src[3];
     if (q->dtype != SX_DTYPE_F32 || v->dtype != k->dtype || (m && m->dtype != SX_DTYPE_F32) || node->dtype != SX_DTYPE_F32) return false;
-    if (k->dtype == SX_DTYPE_Q8_0) return q8_0_rows_ok(k) && q8_0_rows_ok(v);
+    if (k->dtype == SX_DTYPE_Q8_0 || k->dtype == SX_DTYPE_Q4_0) return kv_quant_rows_ok(k) && kv_quant_rows_ok(v);
     return k->dtype == SX_DTYPE_F32 || k->dtype == SX_DTYPE_F16;
 }
 

@@ -1,7 +1,8 @@
 /* backends/cuda/k_attention.cu — ATTENTION over a KV cache: GQA, causal or
  * tree mask over the T new tokens, the n_past prefix visible to all, f16,
- * f32 or q8_0 K/V (q8_0, a quantized KV cache: head dim % 32 == 0,
- * dequantised on load, d * q, by both plans alike), online softmax (no
+ * f32, q8_0 or q4_0 K/V (a quantized KV cache: head dim % 32 == 0,
+ * dequantised on load, d * q or d * (nibble - 8), by both plans alike),
+ * online softmax (no
  * score matrix in memory), batch-invariant, with split-K
  * ("flash-decoding") for grids too small to fill the GPU.
  *
@@ -38,14 +39,14 @@
  *           small verify batches) and the row has 2 or more chunks.
  * Head dim <= 32 * R (R = 1, 2, 4, 8: up to 256).
  * Layout: q [d, nh, T] f32, k/v [d, nkv, n_kv] views of the cache (any slot
- * stride, rows contiguous; a q8_0 head row is d / 32 blocks of 34 bytes,
- * 2-byte aligned), mask f32 [M, T] (0 = visible, M = n_kv - n_past), output
+ * stride, rows contiguous; a q8_0 / q4_0 head row is d / 32 blocks of 34 /
+ * 18 bytes, 2-byte aligned), mask f32 [M, T] (0 = visible, M = n_kv - n_past), output
  * [d, nh, T]; scratch [T][nh][n_chunks][2 + d] f32.
  * Semantics (ir/ops.def): slot j < n_past always visible; slot n_past + i
  * visible to query t when mask[t][i] == 0, or i <= t without a mask; a query
  * that sees nothing outputs zeros.
  * Tested by tests/test_ops.c (decode, GQA, MQA, prefill from empty, tree
- * masks, q8_0 K/V at d = 32, 64, 128; --full adds 300 past slots, d = 128)
+ * masks, q8_0 and q4_0 K/V at d = 32, 64, 128; --full adds 300 past slots, d = 128)
  * against cpu_ops_ref.c with atol 2e-5; bit-for-bit invariance by
  * tests/test_batch_invariance.c and, under the CPU emulation (both plans
  * forced, n_past in the thousands, f16/f32/q8_0), by
@@ -66,15 +67,22 @@ namespace SX_NS {
 #define ATTN_CHUNK 256 /* ordinals per chunk: the unit of split-K and of the fold */
 
 /* Element c of a K or V row (head dim contiguous: f32/f16 one element per
- * nb0 bytes; q8_0 one 34-byte block per 32 elements, nb0 = 34). q8_0 is
- * dequantised as d * q with an explicit product, the formula of
- * sx_dtype_dequantize_row, so no contraction can round it differently in
- * the two plans. Lane l reads element l of block c / 32: one broadcast
- * 16-bit scale and 32 consecutive bytes per warp. */
+ * nb0 bytes; q8_0 / q4_0 one 34- / 18-byte block per 32 elements, nb0 = the
+ * block). q8_0 is dequantised as d * q, q4_0 as d * (nibble - 8) (element j
+ * < 16 of a block in the low nibble of byte j, else the high one of byte j -
+ * 16), with an explicit product, the formula of sx_dtype_dequantize_row, so
+ * no contraction can round it differently in the two plans (it is exact
+ * anyway). Lane l reads element l of block c / 32: one broadcast 16-bit
+ * scale and 32 consecutive bytes (16 for q4_0) per warp. */
 template <int KVT> static __device__ __forceinline__ float kv_load(const char *row, int c, sx_i64 nb0) {
     if (KVT == SXT_Q8_0) {
         const sx_u8 *b = (const sx_u8 *)row + (c / SX_QK) * SX_Q8_0_BYTES;
         return __fmul_rn(h2f(ld16(b)), (float)(sx_i8)b[2 + c % SX_QK]);
+    }
+    if (KVT == SXT_Q4_0) {
+        const sx_u8 *b = (const sx_u8 *)row + (c / SX_QK) * SX_Q4_0_BYTES;
+        const int j = c % SX_QK, nib = j < SX_QK / 2 ? b[2 + j] & 15 : b[2 + j - SX_QK / 2] >> 4;
+        return __fmul_rn(h2f(ld16(b)), (float)(nib - 8));
     }
     const char *p = row + c * nb0;
     return KVT == SXT_F16 ? h2f(*(const sx_u16 *)p) : *(const float *)p;
@@ -294,6 +302,10 @@ SX_ATTN_INST(1, SXT_Q8_0)
 SX_ATTN_INST(2, SXT_Q8_0)
 SX_ATTN_INST(4, SXT_Q8_0)
 SX_ATTN_INST(8, SXT_Q8_0)
+SX_ATTN_INST(1, SXT_Q4_0)
+SX_ATTN_INST(2, SXT_Q4_0)
+SX_ATTN_INST(4, SXT_Q4_0)
+SX_ATTN_INST(8, SXT_Q4_0)
 
 } /* namespace SX_NS */
 
@@ -362,6 +374,8 @@ sx_status launch_ATTENTION(gpu_device *d, sx_tensor *node) {
         attn_launch_r<SXT_F16>(d, R, S, n_chunks, grid, gt_of(q), gt_of(k), gt_of(v), mg, gt_of(node), n_past, scale, group);
     else if (k->dtype == SX_DTYPE_Q8_0)
         attn_launch_r<SXT_Q8_0>(d, R, S, n_chunks, grid, gt_of(q), gt_of(k), gt_of(v), mg, gt_of(node), n_past, scale, group);
+    else if (k->dtype == SX_DTYPE_Q4_0)
+        attn_launch_r<SXT_Q4_0>(d, R, S, n_chunks, grid, gt_of(q), gt_of(k), gt_of(v), mg, gt_of(node), n_past, scale, group);
     else
         attn_launch_r<SXT_F32>(d, R, S, n_chunks, grid, gt_of(q), gt_of(k), gt_of(v), mg, gt_of(node), n_past, scale, group);
     return SX_OK;

@@ -30,17 +30,21 @@ static bool elem_strides(const sx_tensor *t) {
     return sx_vk_strides(t, unit, nb) && sx_tensor_nelements(t) < ((int64_t)1 << 32);
 }
 
-/* A q8_0 KV cache: the cache of SET_ROWS (src 0) or K/V of ATTENTION. */
-static bool kv_q8_0(const sx_tensor *node, int i) {
-    if (node->src[i]->dtype != SX_DTYPE_Q8_0) return false;
+/* A quantized KV cache type (shaders: set_rows DST_*, attention KV_*) */
+static bool kv_quant(sx_dtype t) { return t == SX_DTYPE_Q8_0 || t == SX_DTYPE_Q4_0; }
+
+/* A q8_0 / q4_0 KV cache: the cache of SET_ROWS (src 0) or K/V of ATTENTION. */
+static bool kv_quant_src(const sx_tensor *node, int i) {
+    if (!kv_quant(node->src[i]->dtype)) return false;
     return (node->op == SX_OP_SET_ROWS && i == 0) || (node->op == SX_OP_ATTENTION && (i == 1 || i == 2));
 }
 
-/* q8_0 K/V (shaders/attention.comp, KV_Q8_0): both q8_0, whole blocks per
- * head, rows at even byte strides (the scales are read as halves) */
+/* q8_0 / q4_0 K/V (shaders/attention.comp, KV_Q8_0 / KV_Q4_0): both of the
+ * type, whole blocks per head, rows at even byte strides (the scales are
+ * read as halves) */
 static bool attention_kv_ok(const sx_tensor *k, const sx_tensor *v) {
     if (k->dtype != v->dtype) return false;
-    if (k->dtype != SX_DTYPE_Q8_0) return true;
+    if (!kv_quant(k->dtype)) return true;
     return k->ne[0] % 32 == 0 && k->nb[1] % 2 == 0 && k->nb[2] % 2 == 0 && v->nb[1] % 2 == 0 && v->nb[2] % 2 == 0;
 }
 
@@ -53,7 +57,7 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
     for (int i = 0; i < nsrc; i++) {
         const sx_tensor *s = node->src[i];
         if (!s) continue;
-        if (s->dtype != SX_DTYPE_I32 && !is_plain(s->dtype) && !((windowed || moe) && i == 0) && !kv_q8_0(node, i)) return false;
+        if (s->dtype != SX_DTYPE_I32 && !is_plain(s->dtype) && !((windowed || moe) && i == 0) && !kv_quant_src(node, i)) return false;
         if (!elem_strides(s)) return false;
         if (!(windowed && i < 2) && !moe && !(node->op == SX_OP_TOP_K && i == 0) && !sx_vk_fits(d, s)) return false;
     }
@@ -70,8 +74,8 @@ bool sx_vk_supports_node(const vk_device *d, const sx_tensor *node) {
         if (node->op == SX_OP_GET_ROWS) return sx_vk_fits(d, node) && node->nb[0] == 4;
         return node->src[1]->nb[0] == 4 && node->nb[0] == 4 && (size_t)a->ne[0] * 4 <= lim && (size_t)a->ne[1] * 4 <= lim;
     }
-    case SX_OP_SET_ROWS: /* q8_0: whole blocks per row, written as halves */
-        if (node->dtype == SX_DTYPE_Q8_0) return d->storage16 && node->ne[0] % 32 == 0 && node->nb[1] % 2 == 0;
+    case SX_OP_SET_ROWS: /* q8_0 / q4_0: whole blocks per row, written as halves */
+        if (kv_quant(node->dtype)) return d->storage16 && node->ne[0] % 32 == 0 && node->nb[1] % 2 == 0;
         return node->dtype == SX_DTYPE_F32 || d->storage16;
     case SX_OP_COPY: return node->dtype == SX_DTYPE_F32 || d->storage16;
     case SX_OP_ATTENTION: return a->ne[0] <= 256 && a->nb[0] == 4 && node->nb[0] == 4 && attention_kv_ok(node->src[1], node->src[2]);

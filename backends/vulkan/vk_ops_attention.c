@@ -4,11 +4,11 @@
  * read); ATTENTION reads views of it. Their ordering is enforced by the
  * byte-range hazard tracking of vk_command.c (the write covers the cache
  * root's bytes that the attention view reads), not by graph edges.
- * A q8_0 cache (llama.cpp's -ctk/-ctv q8_0) is written by quantizing each
- * row of 32-element blocks in the kernel with the bits of ir/dtype.c, and
- * read by dequantizing K/V elements on load; the shaders address its 34-byte
- * blocks in halves (SET_ROWS) or bytes (ATTENTION), so its strides are
- * passed in those units.
+ * A q8_0 or q4_0 cache (llama.cpp's -ctk/-ctv q8_0 / q4_0) is written by
+ * quantizing each row of 32-element blocks in the kernel with the bits of
+ * ir/dtype.c, and read by dequantizing K/V elements on load; the shaders
+ * address its 34- or 18-byte blocks in halves (SET_ROWS) or bytes
+ * (ATTENTION), so its strides are passed in those units.
  * ATTENTION is batch-invariant (a verify row gives the bits of the same
  * token decoded alone) and split-K: with more than SX_ATTN_CHUNK keys each
  * (row, chunk of key ordinals) is a workgroup writing partials to the
@@ -22,10 +22,12 @@
 sx_status sx_vk_op_SET_ROWS(sx_device *dev, sx_tensor *node) {
     vk_device *d = vk_dev(dev);
     const sx_tensor *src = node->src[1], *ids = node->src[2];
-    const bool q8 = node->dtype == SX_DTYPE_Q8_0; /* 17 halves a block of 32 */
+    const bool qb = sx_dtype_get(node->dtype)->quantized; /* q8_0 / q4_0: 17 / 9 halves a block of 32 */
     const bool f16 = node->dtype == SX_DTYPE_F16;
-    const int sh = sx_vk_shader_find(q8 ? "set_rows_q8_0" : f16 ? "set_rows_f16" : "set_rows_f32");
-    const size_t unit = q8 || f16 ? 2 : 4;
+    char name[32];
+    snprintf(name, sizeof name, "set_rows_%s", sx_dtype_name(node->dtype));
+    const int sh = sx_vk_shader_find(name);
+    const size_t unit = qb || f16 ? 2 : 4;
     sx_pc_set_rows pc = {0};
     vk_arg args[4];
     pc.K = (uint32_t)src->ne[0];
@@ -39,8 +41,8 @@ sx_status sx_vk_op_SET_ROWS(sx_device *dev, sx_tensor *node) {
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, src, 4, false, &args[1], &pc.s_off));
     SX_RETURN_IF_ERROR(sx_vk_arg_tensor(d, ids, 4, false, &args[2], &pc.ids_off));
     SX_RETURN_IF_ERROR(sx_vk_arg_error(d, &args[3])); /* slots out of [0, R) */
-    const uint64_t per_group = (uint64_t)sx_vk_shaders[sh].wg / (q8 ? 32 : 1); /* q8_0: blocks, else elements */
-    const uint64_t total = (uint64_t)pc.K / (q8 ? 32 : 1) * pc.n;
+    const uint64_t per_group = (uint64_t)sx_vk_shaders[sh].wg / (qb ? 32 : 1); /* q8_0 / q4_0: blocks, else elements */
+    const uint64_t total = (uint64_t)pc.K / (qb ? 32 : 1) * pc.n;
     return sx_vk_dispatch(d, sh, args, 4, &pc, sizeof pc, (uint32_t)((total + per_group - 1) / per_group), 1);
 }
 
@@ -50,9 +52,9 @@ sx_status sx_vk_op_SET_ROWS(sx_device *dev, sx_tensor *node) {
 sx_status sx_vk_op_ATTENTION(sx_device *dev, sx_tensor *node) {
     vk_device *d = vk_dev(dev);
     const sx_tensor *q = node->src[0], *k = node->src[1], *v = node->src[2], *mask = node->src[3];
-    const bool q8 = k->dtype == SX_DTYPE_Q8_0;
-    /* k/v offsets and strides in elements, q8_0 in bytes (bound 2-aligned) */
-    const size_t unit = q8 ? 1 : k->dtype == SX_DTYPE_F16 ? 2 : 4, align = q8 ? 2 : unit;
+    const bool qb = sx_dtype_get(k->dtype)->quantized;
+    /* k/v offsets and strides in elements, q8_0 / q4_0 in bytes (bound 2-aligned) */
+    const size_t unit = qb ? 1 : k->dtype == SX_DTYPE_F16 ? 2 : 4, align = qb ? 2 : unit;
     const int sh = sx_vk_shader_pick(d, "attention_%s", sx_dtype_name(k->dtype));
     sx_pc_attn pc = {0};
     vk_arg args[5];

@@ -2,6 +2,7 @@
  *
  *   float div_rn(float a, float b)   a / b rounded to nearest even
  *   vec2 q8_0_scale(float amax)      (d, id) of a q8_0 block of max |x| amax
+ *   vec2 q4_0_scale(float mx)        (d, id) of a q4_0 block whose largest |x| is mx
  *
  * sx_dtype_quantize_row (ir/dtype.c) computes d = amax / 127 and
  * id = 1 / d with IEEE division. Vulkan allows 2.5 ulp for a shader's
@@ -13,7 +14,7 @@
  * and results; a result below 2^-126 (amax < 1.5e-36) falls back to the
  * driver's division: such a block stores the fp16 scale 0, so its values
  * dequantise to 0 whatever its quants. Tested by tests/test_ops.c
- * (SET_ROWS q8_0, compared exactly with the CPU reference). */
+ * (SET_ROWS q8_0 / q4_0, compared exactly with the CPU reference). */
 #ifndef SX_QUANTIZE_GLSL
 #define SX_QUANTIZE_GLSL
 
@@ -57,6 +58,22 @@ vec2 q8_0_scale(float amax) {
 uint q8_0_code(float x, float id) {
     precise const float v = x * id;
     return uint(clamp(int(roundEven(v)), -127, 127)) & 0xffu;
+}
+
+/* q4_0 (ir/dtype.c): d = mx / -8 (a power of two: the product is exact,
+ * as the division); a d that rounds to zero in f16 gives id = 0 (the zero
+ * block: every code 8), else id = 1 / d with the sign of d */
+vec2 q4_0_scale(float mx) {
+    precise const float d = mx * -0.125;
+    if ((f32_to_f16(d) & 0x7fffu) == 0u) return vec2(0.0);
+    const float r = div_rn(1.0, abs(d));
+    return vec2(d, d < 0.0 ? -r : r);
+}
+
+/* q = clamp(roundEven(x * id) + 8, 0, 15) */
+uint q4_0_code(float x, float id) {
+    precise const float v = x * id;
+    return uint(clamp(int(roundEven(v)) + 8, 0, 15));
 }
 
 #endif

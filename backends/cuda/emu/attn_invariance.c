@@ -7,7 +7,7 @@
  * block per row) and one with =all (split-K on every row of 2 chunks or
  * more), crossed both ways. Also checks each row against a double-precision
  * reference (atol 2e-5), so a consistently wrong kernel fails too.
- * K/V f16, f32 and q8_0 (a quantized KV cache): each slot's row of floats
+ * K/V f16, f32, q8_0 and q4_0 (quantized KV caches): each slot's row of floats
  * is stored as SET_ROWS would (sx_dtype_quantize_row); "alone" moves the
  * same floats, so its rows get the same bytes, and the double reference
  * reads what the cache holds (the dequantized rows).
@@ -99,7 +99,7 @@ static sx_status open_ctx(const char *backend, const char *split, ctx *c) {
 
 static float rnd(sx_rng *r) { return (float)sx_rng_uniform(r) * 2.0f - 1.0f; }
 
-/* x[n] replaced by what a dt cache holds for it (n a multiple of 32 for q8_0) */
+/* x[n] replaced by what a dt cache holds for it (n a multiple of 32 for q8_0 / q4_0) */
 static void round_to(sx_dtype dt, float *x, int64_t n) {
     void *tmp = malloc(sx_dtype_row_size(dt, n));
     sx_dtype_quantize_row(dt, x, tmp, n);
@@ -122,7 +122,7 @@ int main(int argc, char **argv) {
     }
     const int n_pasts[] = {0, 3, 253, 300, 700, 2900};
     const int n_cases = quick ? 4 : (int)(sizeof n_pasts / sizeof n_pasts[0]);
-    const sx_dtype dts[] = {SX_DTYPE_F16, SX_DTYPE_F32, SX_DTYPE_Q8_0};
+    const sx_dtype dts[] = {SX_DTYPE_F16, SX_DTYPE_F32, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0};
     sx_rng rng;
     int failed = 0, passed = 0;
     for (int di = 0; di < (int)(sizeof dts / sizeof dts[0]); di++)

@@ -1,5 +1,5 @@
 /* backends/cuda/emu/q8_0_set_rows.c — emulation-only check that SET_ROWS
- * into a q8_0 destination (k_rows.cu, k_set_rows_q8_0) writes the very bytes
+ * into a q8_0 destination (k_rows.cu, k_set_rows_quant<SXT_Q8_0>) writes the very bytes
  * of sx_dtype_quantize_row (ir/dtype.c) on rows built to hit its edges,
  * which random data almost never does: exact ties x * (1 / d) = k + 0.5
  * (round half to even: 2.5 -> 2, 3.5 -> 4, -2.5 -> -2), amax on a negative
