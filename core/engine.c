@@ -56,6 +56,12 @@ static sx_status load_draft(sx_engine *e, const sx_engine_options *o, const sx_d
     return SX_OK;
 }
 
+/* sx_kv_type's names and tensor dtypes, in its order */
+static const char *const kv_names[] = {"f16", "f32", "q8_0", "q4_0"};
+static const sx_dtype kv_dtypes[] = {SX_DTYPE_F16, SX_DTYPE_F32, SX_DTYPE_Q8_0, SX_DTYPE_Q4_0};
+#define N_KV_TYPES (unsigned)(sizeof kv_names / sizeof kv_names[0])
+static sx_dtype kv_type_dtype(sx_kv_type t) { return (unsigned)t < N_KV_TYPES ? kv_dtypes[t] : SX_DTYPE_F16; }
+
 /* -ngl auto: what sx_model_placement needs from the engine: the device's
  * free memory (SPECEXIT_FIT_MEMORY=BYTES: exactly this much for the model,
  * as a test's small GPU) and a draft kept on the same device (its weights,
@@ -70,7 +76,7 @@ static void fit_memory(const sx_engine *e, const sx_engine_options *o, sx_model_
     }
     if (pl->exact) pl->mem = strtoull(env, NULL, 10);
     pl->fit_ctx = o->fit_ctx;
-    pl->kv_type = o->fit_kv_type == SX_KV_F32 ? SX_DTYPE_F32 : o->fit_kv_type == SX_KV_Q8_0 ? SX_DTYPE_Q8_0 : SX_DTYPE_F16;
+    pl->kv_type = kv_type_dtype(o->fit_kv_type);
     sx_gguf *dg;
     if (o->draft_path && (!o->draft_backend || !o->draft_backend[0] || !strcmp(o->draft_backend, e->backend)) && sx_gguf_open(o->draft_path, &dg) == SX_OK) {
         pl->reserve = 2 * sx_gguf_size(dg);
@@ -298,35 +304,35 @@ void sx_session_options_init(sx_session_options *o) {
 }
 
 sx_status sx_kv_type_from_name(const char *name, sx_kv_type *out) {
-    static const char *names[] = {"f16", "f32", "q8_0"};
-    for (int i = 0; i < 3; i++)
-        if (name && !strcmp(name, names[i])) {
+    for (unsigned i = 0; i < N_KV_TYPES; i++)
+        if (name && !strcmp(name, kv_names[i])) {
             *out = (sx_kv_type)i;
             return SX_OK;
         }
-    return sx_set_error(SX_ERR_INVALID_ARG, "unknown KV cache type '%s' (f16, f32 or q8_0)", name ? name : "(null)");
+    return sx_set_error(SX_ERR_INVALID_ARG, "unknown KV cache type '%s' (f16, f32, q8_0 or q4_0)", name ? name : "(null)");
 }
 
-const char *sx_kv_type_name(sx_kv_type t) { return t == SX_KV_F32 ? "f32" : t == SX_KV_Q8_0 ? "q8_0" : "f16"; }
+const char *sx_kv_type_name(sx_kv_type t) { return (unsigned)t < N_KV_TYPES ? kv_names[t] : "f16"; }
 
-/* A KV cache type the model and the target's device can use: q8_0 needs
- * whole 32-element blocks per head, and a device that writes and reads it
- * (asked with the two nodes a layer adds; else every layer's attention would
- * fall back to another device with a copy of the cache). */
+/* A KV cache type the model and the target's device can use: q8_0 and q4_0
+ * need whole 32-element blocks per head, and a device that writes and reads
+ * it (asked with the two nodes a layer adds; else every layer's attention
+ * would fall back to another device with a copy of the cache). */
 static sx_status kv_type_check(sx_engine *e, sx_dtype t) {
-    if (t != SX_DTYPE_Q8_0) return SX_OK;
+    if (!sx_dtype_get(t)->quantized) return SX_OK;
     const sx_hparams *hp = &e->model->hp;
+    const char *tn = sx_dtype_name(t);
     if (hp->head_dim % 32)
-        return sx_set_error(SX_ERR_UNSUPPORTED, "a q8_0 KV cache needs a head dim multiple of 32 (this model's is %d): use --cache-type-k f16",
-                            hp->head_dim);
+        return sx_set_error(SX_ERR_UNSUPPORTED, "a %s KV cache needs a head dim multiple of 32 (this model's is %d): use --cache-type-k f16",
+                            tn, hp->head_dim);
     sx_graph *g;
     SX_RETURN_IF_ERROR(sx_graph_create(16, &g));
     const int64_t hd = hp->head_dim, nkv = hp->n_head_kv;
-    sx_tensor *cache = sx_graph_input(g, SX_DTYPE_Q8_0, 2, (int64_t[]){hd * nkv, 2}, "kv_probe");
+    sx_tensor *cache = sx_graph_input(g, t, 2, (int64_t[]){hd * nkv, 2}, "kv_probe");
     sx_tensor *x = sx_graph_input(g, SX_DTYPE_F32, 2, (int64_t[]){hd * nkv, 1}, "x_probe");
     sx_tensor *ids = sx_graph_input(g, SX_DTYPE_I32, 1, (int64_t[]){1}, "ids_probe");
     sx_tensor *set = sx_graph_add_set_rows(g, cache, x, ids);
-    const size_t rh = sx_dtype_row_size(SX_DTYPE_Q8_0, hd);
+    const size_t rh = sx_dtype_row_size(t, hd);
     sx_tensor *kv = set ? sx_graph_view(g, set, 3, (int64_t[]){hd, nkv, 1}, (size_t[]){rh, rh * (size_t)nkv}, 0) : NULL;
     sx_tensor *q = sx_graph_input(g, SX_DTYPE_F32, 3, (int64_t[]){hd, hp->n_head, 1}, "q_probe");
     sx_tensor *att = kv && q ? sx_graph_add_attention(g, q, kv, kv, NULL, 1.0f, 0) : NULL;
@@ -334,8 +340,8 @@ static sx_status kv_type_check(sx_engine *e, sx_dtype t) {
     for (int i = 0; i <= e->n_split && st == SX_OK; i++) { /* every device holding blocks */
         sx_device *d = i < e->n_split ? e->split[i] : e->dev;
         if (!d->vt->supports_op(d, set) || !d->vt->supports_op(d, att))
-            st = sx_set_error(SX_ERR_UNSUPPORTED, "the %s backend cannot keep a q8_0 KV cache (writing or attending to it): use --cache-type-k f16",
-                              d->vt->name);
+            st = sx_set_error(SX_ERR_UNSUPPORTED, "the %s backend cannot keep a %s KV cache (writing or attending to it): use --cache-type-k f16",
+                              d->vt->name, tn);
     }
     sx_graph_destroy(g);
     return st;
@@ -347,7 +353,7 @@ sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_sessio
     sx_session_options_init(&def);
     if (!o) o = &def;
     if (o->n_ctx < 0 || o->n_batch < 0) return sx_set_error(SX_ERR_INVALID_ARG, "session: negative context or batch size");
-    if ((unsigned)o->kv_type > SX_KV_Q8_0) return sx_set_error(SX_ERR_INVALID_ARG, "session: unknown KV cache type %d", (int)o->kv_type);
+    if ((unsigned)o->kv_type >= N_KV_TYPES) return sx_set_error(SX_ERR_INVALID_ARG, "session: unknown KV cache type %d", (int)o->kv_type);
     sx_session *s = calloc(1, sizeof *s);
     if (!s) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "session: out of memory");
     s->e = e;
@@ -356,7 +362,7 @@ sx_status sx_session_create(sx_engine *e, const sx_session_options *o, sx_sessio
     sx_device *devs[SX_MAX_DEVICES + 2];
     const int n_devs = sx_engine_devices(e, devs);
     sx_engine_lock(e);
-    const sx_dtype kvt = o->kv_type == SX_KV_F32 ? SX_DTYPE_F32 : o->kv_type == SX_KV_Q8_0 ? SX_DTYPE_Q8_0 : SX_DTYPE_F16;
+    const sx_dtype kvt = kv_type_dtype(o->kv_type);
     sx_status st = kv_type_check(e, kvt);
     if (st == SX_OK) st = sx_kv_cache_create_for_model(e->model, n_ctx, kvt, &s->kv);
     if (st == SX_OK) st = sx_sched_create(devs, n_devs, &s->sched);

@@ -13,8 +13,8 @@
 static sx_status kv_cache_create(const sx_hparams *hp, sx_device *const *layer_dev, int n_ctx, sx_dtype dtype, sx_kv_cache **out) {
     *out = NULL;
     if (n_ctx < 1 || n_ctx > (1 << 24)) return sx_set_error(SX_ERR_INVALID_ARG, "kv cache: context size %d out of range", n_ctx);
-    if (dtype != SX_DTYPE_F16 && dtype != SX_DTYPE_F32 && dtype != SX_DTYPE_Q8_0)
-        return sx_set_error(SX_ERR_UNSUPPORTED, "kv cache: type %s (use f16, f32 or q8_0)", sx_dtype_name(dtype));
+    if (dtype != SX_DTYPE_F16 && dtype != SX_DTYPE_F32 && dtype != SX_DTYPE_Q8_0 && dtype != SX_DTYPE_Q4_0)
+        return sx_set_error(SX_ERR_UNSUPPORTED, "kv cache: type %s (use f16, f32, q8_0 or q4_0)", sx_dtype_name(dtype));
     sx_kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "kv cache: out of memory");
     kv->n_layer = hp->n_layer;
@@ -111,7 +111,7 @@ sx_status sx_kv_cache_build_move(sx_kv_cache *kv, sx_graph *g, const int32_t *sr
     for (int il = 0; il < kv->n_layer; il++) {
         sx_tensor *caches[2] = {&kv->k[il], &kv->v[il]};
         for (int j = 0; j < 2; j++) {
-            sx_tensor *rows = sx_graph_add_get_rows(g, caches[j], s_ids); /* f16 or q8_0 -> f32 -> back is exact */
+            sx_tensor *rows = sx_graph_add_get_rows(g, caches[j], s_ids); /* f16, q8_0 or q4_0 -> f32 -> back is exact (ir/dtype.c) */
             sx_graph_add_set_rows(g, caches[j], rows, d_ids);
         }
     }

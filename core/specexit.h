@@ -158,10 +158,12 @@ bool sx_token_is_eog(const sx_engine *e, int32_t token);
 
 /* ---- sessions ---- */
 /* The KV cache's element type (llama.cpp's --cache-type-k/-v): f16 (the
- * default), f32, or q8_0 (blocks of 32 int8 with an f16 scale: 8.5 bits per
- * value, about half of f16; needs a head dim multiple of 32). */
-typedef enum { SX_KV_F16 = 0, SX_KV_F32, SX_KV_Q8_0 } sx_kv_type;
-/* "f16", "f32", "q8_0" -> *out; SX_ERR_INVALID_ARG for anything else. */
+ * default), f32, q8_0 (blocks of 32 int8 with an f16 scale: 8.5 bits per
+ * value, about half of f16) or q4_0 (blocks of 32 4-bit codes with an f16
+ * scale: 4.5 bits per value, about 28% of f16). The quantized types need a
+ * head dim multiple of 32. */
+typedef enum { SX_KV_F16 = 0, SX_KV_F32, SX_KV_Q8_0, SX_KV_Q4_0 } sx_kv_type;
+/* "f16", "f32", "q8_0", "q4_0" -> *out; SX_ERR_INVALID_ARG for anything else. */
 SX_MUST_USE sx_status sx_kv_type_from_name(const char *name, sx_kv_type *out);
 const char *sx_kv_type_name(sx_kv_type t);
 

@@ -97,13 +97,14 @@ int main(int argc, char **argv) {
     snprintf(args, sizeof args, "run -m %s -p hello -n 4 --temp 0", model);
     expect("valid model runs", args, 0, "generated");
 
-    /* KV cache types: unknown, K and V apart, q8_0 on a head dim of 16 (the tiny model's) */
+    /* KV cache types: unknown, K and V apart, q8_0 / q4_0 on a head dim of 16 (the tiny model's) */
     expect_run("unknown cache type", model, "-ctk q4_9", "unknown KV cache type 'q4_9'");
     expect_run("K and V cache types differ", model, "-ctk q8_0 -ctv f32", "one type");
     expect_run("negative layer count", model, "-ngl -2", "-ngl expects an integer in [-1,");
     expect_run("layer count not a number", model, "--n-gpu-layers many", "--n-gpu-layers expects an integer");
     expect_run("negative expert layer count", model, "--n-cpu-moe -3", "--n-cpu-moe expects an integer in [0,");
     expect_run("q8_0 cache on head dim 16", model, "--cache-type-k q8_0", "head dim multiple of 32");
+    expect_run("q4_0 cache on head dim 16", model, "-ctk q4_0", "a q4_0 KV cache needs a head dim multiple of 32");
     snprintf(args, sizeof args, "bench -m %s -np 2 -ctk f16,q8_0", model);
     expect("cache type list outside the speed bench", args, 1, "speed bench only");
 

@@ -15,7 +15,7 @@
  * With --fit: -ngl auto under device budgets (SPECEXIT_FIT_MEMORY) instead.
  * With --cpu-moe N: the experts of the first N blocks on the CPU (MoE models).
  *
- *   test_models BACKEND MODEL.gguf... [--steps N] [--tie GAP] [--kv f16|f32|q8_0] [--ngl LIST] [--fit] [--cpu-moe N]
+ *   test_models BACKEND MODEL.gguf... [--steps N] [--tie GAP] [--kv f16|f32|q8_0|q4_0] [--ngl LIST] [--fit] [--cpu-moe N]
  * Exit 77 when BACKEND has no device. */
 #include <math.h>
 #include <stdio.h>
@@ -132,7 +132,11 @@ static void test_model(const char *backend, const char *path, int steps, float t
 
     /* lockstep: both models see the backend's greedy choices */
     const bool plain = !strcmp(info.quant, "f32") || !strcmp(info.quant, "f16") || !strcmp(info.quant, "bf16");
-    const double rel_tol = plain ? 1e-3 : 0.05; /* quantised types: 8-bit activations in the fast paths */
+    /* quantised types: 8-bit activations in the fast paths; a q4_0 cache: where
+     * the two sides' K or V differ in the last bits, a value near a code
+     * boundary moves by a whole code, 1/8 of its block's max (worst seen on
+     * cpu 6.9%, so twice that and a little more) */
+    const double rel_tol = g_kv == SX_KV_Q4_0 ? 0.15 : plain ? 1e-3 : 0.05;
     float *lb = malloc(sizeof(float) * (size_t)V), *lr = malloc(sizeof(float) * (size_t)V);
     int32_t *chosen = calloc((size_t)steps + 1, sizeof(int32_t));
     st = sx_session_eval(s, prompt, 12, lb);

@@ -136,7 +136,7 @@ void sx_cli_print_common_help(FILE *f) {
             "      --pin-threads         bind CPU threads to physical cores (hwloc); best on an otherwise idle machine\n"
             "  -c, --ctx-size N          context size (default: min(model, 4096))\n"
             "  -b, --batch-size N        prompt tokens per forward pass (default 512)\n"
-            "  -ctk, --cache-type-k T    KV cache type: f16 (default), f32, q8_0 (about half of f16's memory)\n"
+            "  -ctk, --cache-type-k T    KV cache type: f16 (default), f32, q8_0 (about half of f16's memory), q4_0 (about 28%%)\n"
             "  -ctv, --cache-type-v T    the same for V (specexit keeps K and V in one type: one flag sets both)\n"
             "      --json                print one JSON object on stdout\n"
             "constrained output (a reasoning model thinks freely; the grammar starts after </think>):\n"

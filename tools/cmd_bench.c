@@ -53,7 +53,7 @@ int sx_cmd_bench(int argc, char **argv) {
     sx_cli c;
     sx_cli_init(&c);
     /* llama-bench spelling: -p / -n mean prompt and generation lengths here,
-     * and -ctk takes a list of cache types to compare (f16,q8_0) */
+     * and -ctk takes a list of cache types to compare (f16,q8_0,q4_0) */
     char kv_list[64] = "", ngl_list[64] = "";
     for (int i = 0; i + 1 < argc; i++) {
         if ((!strcmp(argv[i], "-ngl") || !strcmp(argv[i], "--gpu-layers") || !strcmp(argv[i], "--n-gpu-layers")) && strchr(argv[i + 1], ',')) {
