@@ -401,10 +401,9 @@ static inline void deq_q8_0_row(const sx_block_q8_0 *b, int64_t d, float *y) {
 static inline void deq_q4_0_row(const sx_block_q4_0 *b, int64_t d, float *y) {
     for (int64_t ib = 0; ib < d / SX_QK; ib++) { /* as sx_dtype_dequantize_row: low nibbles are elements 0..15 */
         const float s = sx_fp16_to_fp32(b[ib].d);
-        for (int i = 0; i < SX_QK / 2; i++) {
-            y[ib * SX_QK + i] = s * (float)((b[ib].qs[i] & 0xF) - 8);
-            y[ib * SX_QK + i + SX_QK / 2] = s * (float)((b[ib].qs[i] >> 4) - 8);
-        }
+        float *o = y + ib * SX_QK;
+        for (int i = 0; i < SX_QK / 2; i++) o[i] = s * (float)((b[ib].qs[i] & 0xF) - 8); /* two loops of contiguous stores vectorize */
+        for (int i = 0; i < SX_QK / 2; i++) o[i + SX_QK / 2] = s * (float)((b[ib].qs[i] >> 4) - 8);
     }
 }
 
