@@ -8,7 +8,7 @@
 #      (.gpu-bundle: needs nothing on the GPU machine but its driver), else
 #      meson + ninja there (needs meson, ninja, nvcc, cJSON, libmicrohttpd)
 #   1. synthetic-weight models with the layer shapes of Llama-3-8B and
-#      Qwen3-8B in Q4_0, Q4_K and F16, and an EAGLE-3 draft of Llama-3-8B's
+#      Qwen3-8B in Q4_0, Q4_K, F16 and IQ4_XS, and an EAGLE-3 draft of Llama-3-8B's
 #      shape (32000-token draft vocabulary), written in the background while
 #      the tests run (tools/mkmodel.c; 8 layers unless SX_BENCH_LAYERS=full)
 #   2. the backend's test suite (op conformance for every op and dtype, golden
@@ -28,7 +28,9 @@
 #      prompt tokens with ATTENTION's split-K and without
 #      (SPECEXIT_CUDA_ATTN_SPLIT=0), and there the KV cache in f16 against q8_0
 #      (`bench -ctk f16,q8_0`: decode speed and cache bytes), layer offload
-#      (-ngl: half the blocks, all blocks, the whole model)
+#      (-ngl: half the blocks, all blocks, the whole model), a split over two
+#      devices (the GPU opened twice), decoding under a grammar (whole rows
+#      read back) and prompt lookup (--spec ngram), each against its baseline
 #   7. the op matrix in full (test_ops --full), attention conformance and
 #      batch invariance under each forced attention plan, TOP_K under each
 #      launch plan, the other models'
@@ -48,7 +50,7 @@
 #   SX_NV_ARCHS      architectures when it builds (default sm_90)
 #   SX_BENCH_LAYERS  "full" (32 / 36 layers) or a number (default 8: the
 #                    same per-layer shapes, so the same bandwidth fraction)
-#   SX_BENCH_TYPES   default "q4_0 q4_k f16"
+#   SX_BENCH_TYPES   default "q4_0 q4_k f16 iq4_xs"
 #   SX_BENCH_SHAPES  "name arch layers embd heads kv_heads head_dim ff vocab;..."
 #                    (default: Llama-3-8B and Qwen3-8B)
 #   SX_BENCH_MOE     "name layers embd heads kv_heads head_dim vocab experts used ff_exp"
@@ -75,7 +77,7 @@ t_start=$(date +%s)
 deadline=$((t_start + ${SX_DEADLINE:-420}))
 backend=${SX_BACKEND:-cuda}
 layers=${SX_BENCH_LAYERS:-8}
-types=${SX_BENCH_TYPES:-q4_0 q4_k f16}
+types=${SX_BENCH_TYPES:-q4_0 q4_k f16 iq4_xs}
 archs=${SX_NV_ARCHS:-sm_90}
 peak=${SX_PEAK_BW:-4.8e12}
 long_ctx=${SX_BENCH_LONG_CTX:-8192}
@@ -239,6 +241,15 @@ if kv and len(kv.get("configs", [])) == 2:
     print("\nKV cache q8_0 vs f16 (decode after %s tokens): %.1f vs %.1f t/s (x%.3f), cache %.1f vs %.1f MiB" % (
         long_ctx, S["kv_q8_0"]["q8_0_decode_tok_s"], S["kv_q8_0"]["f16_decode_tok_s"], S["kv_q8_0"]["decode_ratio"] or 0,
         (b.get("kv_cache_bytes") or 0) / 2**20, (a.get("kv_cache_bytes") or 0) / 2**20))
+# A/B benches of one run: the second configuration against the first
+for name, what in (("split", "split over two devices (the GPU opened twice) vs one"), ("grammar", "under a grammar (whole rows read) vs none"),
+                   ("ngram", "prompt lookup (--spec ngram) vs plain")):
+    j = load("%s-%s.json" % (name, main))
+    if j and len(j.get("configs", [])) == 2:
+        a, b = j["configs"]
+        ta, tb = a["decode_tok_s"]["mean"], b["decode_tok_s"]["mean"]
+        S[name] = dict(base_decode_tok_s=ta, decode_tok_s=tb, ratio=tb / ta if ta else None, accept_len_mean=b.get("accept_len_mean"))
+        print("\n%s: decode %.1f vs %.1f t/s (x%.3f)" % (what, tb, ta, S[name]["ratio"] or 0))
 if S["skipped_for_time"]:
     print("\nskipped for time: " + "; ".join(S["skipped_for_time"]))
 json.dump(S, open(os.path.join(os.path.dirname(work), "summary.json"), "w"), indent=1)
@@ -427,6 +438,12 @@ if [ -n "$main_model" ]; then
   fi
   # layer offload: half the blocks on the CPU, all blocks (output on the CPU), the whole model
   bench "offload-$main_key" 120 -- -m "$main_model" -ngl "$((main_layers / 2)),$main_layers,$((main_layers + 1))" -p 128 -n 32 -r 1
+  # a split by blocks over two devices (here the GPU opened twice: the cost of the residual's crossing), against one
+  [ "$backend" != cpu ] && bench "split-$main_key" 90 -- -m "$main_model" --backend "$backend,$backend:0/$backend:0" -p 128 -n 64 -r 2
+  # constrained output: every row read whole (the vocabulary crosses the bus) and filtered on the host, against none
+  bench "grammar-$main_key" 90 -- -m "$main_model" --grammar 'root ::= [a-z ]+' -p 64 -n 64 -r 2
+  # prompt lookup (no draft) against plain decoding: on random weights nearly nothing is accepted, so this is its overhead
+  bench "ngram-$main_key" 90 -- -m "$main_model" --spec ngram -p 64 -n 64 -r 2
 fi
 
 # ---- 7. more tests, the other models ----
