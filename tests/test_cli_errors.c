@@ -192,6 +192,20 @@ int main(int argc, char **argv) {
     expect_run("unknown option", model, "--bogus", "unknown option '--bogus'");
     expect_run("unknown backend", model, "--backend nosuch", "backend 'nosuch' is unknown");
     expect_run("device index out of range", model, "--backend cpu:3", "device 3 does not exist");
+    /* constrained output, splits, speculation and sampling flags */
+    expect_run("undefined grammar rule", model, "--grammar 'root ::= item'", "undefined rule 'item'");
+    expect_run("left-recursive grammar", model, "--grammar 'root ::= root \"a\" | \"b\"'", "left-recursive");
+    expect_run("grammar file missing", model, "--grammar-file /nonexistent.gbnf", "cannot read");
+    expect_run("bad JSON schema", model, "-j '{\"type\": \"object\"'", "not valid JSON");
+    expect_run("unenforceable schema keyword", model, "-j '{\"type\": \"string\", \"pattern\": \"a+\"}'", "pattern");
+    expect_run("two grammars", model, "--grammar 'root ::= \"a\"' -j '{}'", "give one of");
+    expect_run("CPU in a split", model, "--backend cpu,cpu", "a split lists GPU devices");
+    expect_run("bad tensor split", model, "-ts 1,x", "non-negative shares");
+    expect_run("row split mode", model, "-sm row", "splits by layer");
+    expect_run("unknown spec kind", model, "--spec medusa", "unknown --spec 'medusa'");
+    expect_run("prompt lookup bounds", model, "--spec ngram --prompt-lookup-min 5 --prompt-lookup-max 3", "prompt-lookup");
+    expect_run("bad logit bias", model, "-l 12*3", "TOKEN_ID+BIAS");
+    expect_run("logit bias outside the vocabulary", model, "-l 99999999+1", "not in the vocabulary");
     expect("unknown command", "frobnicate", 1, "unknown command 'frobnicate'");
     expect("option without its value", "run -p hi -m", 1, "-m needs a value");
     free(data);
