@@ -5,7 +5,8 @@
  * Modes: plain (no speculation, full thinking), eagle3 (EAGLE-3, full
  * thinking), budget (EAGLE-3 + a hard thinking budget), first-answer (EAGLE-3,
  * end the thinking after the first paragraph that states "answer is"),
- * specexit (EAGLE-3 + the draft's exit signals). Problems are JSON lines
+ * specexit (EAGLE-3 + the draft's exit signals), ngram (prompt lookup, no
+ * draft, full thinking; not in the default list). Problems are JSON lines
  * {"prompt": "...", "answer": "..."}; the answer is read from the last
  * "answer is N" in the text after the thinking. */
 #include <cjson/cJSON.h>
@@ -15,7 +16,7 @@
 
 #include "tools/cli.h"
 
-#define MAX_MODES 5
+#define MAX_MODES 6
 
 typedef struct {
     char name[24];
@@ -71,6 +72,7 @@ static bool parse_mode(const char *name, mode_stats *m) {
     else if (!strcmp(name, "budget")) m->spec = SX_SPEC_EAGLE3, m->exit = SX_EXIT_BUDGET;
     else if (!strcmp(name, "first-answer")) m->spec = SX_SPEC_EAGLE3, m->exit = SX_EXIT_FIRST_ANSWER;
     else if (!strcmp(name, "specexit")) m->spec = SX_SPEC_EAGLE3, m->exit = SX_EXIT_SPECEXIT;
+    else if (!strcmp(name, "ngram")) m->spec = SX_SPEC_NGRAM, m->exit = SX_EXIT_NONE;
     else return false;
     return true;
 }
@@ -82,7 +84,7 @@ int sx_cmd_bench_problems(sx_cli *c) {
     snprintf(list, sizeof list, "%s", c->modes ? c->modes : "plain,eagle3,budget,first-answer,specexit");
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (n_modes == MAX_MODES || !parse_mode(tok, &modes[n_modes])) {
-            fprintf(stderr, "error: unknown or too many modes at '%s' (plain, eagle3, budget, first-answer, specexit)\n", tok);
+            fprintf(stderr, "error: unknown or too many modes at '%s' (plain, eagle3, budget, first-answer, specexit, ngram)\n", tok);
             return 1;
         }
         n_modes++;
