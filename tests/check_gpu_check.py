@@ -75,6 +75,9 @@ def main():
     kv = s.get("kv_q8_0", {})
     check(kv.get("q8_0_decode_tok_s", 0) > 0 and 0 < (kv.get("q8_0_kv_bytes") or 0) < (kv.get("f16_kv_bytes") or 0),
           f"q8_0 against f16 KV cache at long context: {kv}")
+    kv4 = s.get("kv_q4_0", {})
+    check(kv4.get("q4_0_decode_tok_s", 0) > 0 and 0 < (kv4.get("q4_0_kv_bytes") or 0) < (kv.get("q8_0_kv_bytes") or 0),
+          f"q4_0 against f16 KV cache at long context: {kv4}")
     for k in ("grammar", "ngram"):
         check((s.get(k) or {}).get("ratio", 0) > 0, f"the {k} A/B bench: {s.get(k)}")
     check(s.get("skipped_for_time") == [] and s.get("status") == 0, f"nothing skipped, status 0: {s.get('skipped_for_time')}")

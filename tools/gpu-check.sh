@@ -27,7 +27,7 @@
 #      (8 sessions, `bench -np 8`), decode after SX_BENCH_LONG_CTX (8192)
 #      prompt tokens with ATTENTION's split-K and without
 #      (SPECEXIT_CUDA_ATTN_SPLIT=0), and there the KV cache in f16 against q8_0
-#      (`bench -ctk f16,q8_0`: decode speed and cache bytes), layer offload
+#      and q4_0 (`bench -ctk f16,q8_0,q4_0`: decode speed and cache bytes), layer offload
 #      (-ngl: half the blocks, all blocks, the whole model), a split over two
 #      devices (the GPU opened twice), decoding under a grammar (whole rows
 #      read back) and prompt lookup (--spec ngram), each against its baseline
@@ -233,8 +233,16 @@ if sp and ns and ns[0]:
     print("\nsplit-K attention (decode after %s tokens): %.1f t/s split, %.1f t/s one block per head: split/none %.3f" % (
         long_ctx, sp[0], ns[0], sp[0] / ns[0]))
 kv = load("long-kv.json")
-if kv and len(kv.get("configs", [])) == 2:
-    a, b = kv["configs"]
+if kv and len(kv.get("configs", [])) == 3: # f16, q8_0, q4_0
+    a, c = kv["configs"][0], kv["configs"][2]
+    S["kv_q4_0"] = dict(prompt_tokens=int(long_ctx), f16_decode_tok_s=a["decode_tok_s"]["mean"], q4_0_decode_tok_s=c["decode_tok_s"]["mean"],
+                        decode_ratio=c["decode_tok_s"]["mean"] / a["decode_tok_s"]["mean"] if a["decode_tok_s"]["mean"] else None,
+                        f16_kv_bytes=a.get("kv_cache_bytes"), q4_0_kv_bytes=c.get("kv_cache_bytes"))
+    print("\nKV cache q4_0 vs f16 (decode after %s tokens): %.1f vs %.1f t/s (x%.3f), cache %.1f vs %.1f MiB" % (
+        long_ctx, S["kv_q4_0"]["q4_0_decode_tok_s"], S["kv_q4_0"]["f16_decode_tok_s"], S["kv_q4_0"]["decode_ratio"] or 0,
+        (c.get("kv_cache_bytes") or 0) / 2**20, (a.get("kv_cache_bytes") or 0) / 2**20))
+if kv and len(kv.get("configs", [])) >= 2:
+    a, b = kv["configs"][:2]
     S["kv_q8_0"] = dict(prompt_tokens=int(long_ctx), f16_decode_tok_s=a["decode_tok_s"]["mean"], q8_0_decode_tok_s=b["decode_tok_s"]["mean"],
                         decode_ratio=b["decode_tok_s"]["mean"] / a["decode_tok_s"]["mean"] if a["decode_tok_s"]["mean"] else None,
                         f16_kv_bytes=a.get("kv_cache_bytes"), q8_0_kv_bytes=b.get("kv_cache_bytes"))
@@ -428,7 +436,7 @@ if [ -n "$main_model" ]; then
   if [ "$long_ctx" != 0 ]; then
     bench "long-split" 90 -- -m "$main_model" -p "$long_ctx" -n 64 -r 2
     bench "long-nosplit" 90 SPECEXIT_CUDA_ATTN_SPLIT=0 -- -m "$main_model" -p "$long_ctx" -n 64 -r 2
-    bench "long-kv" 120 -- -m "$main_model" -ctk f16,q8_0 -p "$long_ctx" -n 64 -r 2
+    bench "long-kv" 120 -- -m "$main_model" -ctk f16,q8_0,q4_0 -p "$long_ctx" -n 64 -r 2
   fi
   # sampled EAGLE-3 verification (Qwen3's recommended sampling): the 64 largest logits per row read back, against whole rows
   if [ -s "$draft" ]; then
