@@ -8,7 +8,15 @@ sx_status sx_constraint_init(sx_constraint *c, const sx_grammar *g, const sx_tok
     c->tok = tok;
     c->wait_for = wait_for;
     c->lead_ws = wait_for >= 0;
+    c->trigger = -1;
     return sx_gmatch_create(g, &c->m);
+}
+
+sx_status sx_constraint_init_lazy(sx_constraint *c, const sx_grammar *g, const sx_tokenizer *tok, int32_t trigger) {
+    SX_RETURN_IF_ERROR(sx_constraint_init(c, g, tok, trigger));
+    c->lead_ws = false;
+    c->trigger = trigger;
+    return SX_OK;
 }
 
 void sx_constraint_free(sx_constraint *c) {
@@ -24,6 +32,7 @@ sx_status sx_constraint_copy(sx_constraint *dst, const sx_constraint *src) {
     dst->lead_ws = src->lead_ws;
     dst->started = src->started;
     dst->failed = src->failed;
+    dst->trigger = src->trigger;
     return SX_OK;
 }
 
@@ -75,6 +84,11 @@ bool sx_constraint_accept(sx_constraint *c, int32_t token) {
         return false;
     }
     c->started = true;
+    if (c->trigger >= 0 && sx_gmatch_must_end(c->m)) { /* lazy: the grammar's text is complete, free again until the next trigger */
+        sx_gmatch_reset(c->m);
+        c->wait_for = c->trigger;
+        c->started = false;
+    }
     return true;
 }
 

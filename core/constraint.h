@@ -20,12 +20,17 @@ typedef struct sx_constraint {
     bool lead_ws;     /* whitespace before the grammar's first character is skipped */
     bool started;     /* the grammar has taken a character */
     bool failed;      /* the grammar ran out of room (sx_gmatch_failed): every token is refused from then on */
+    int32_t trigger;  /* a lazy grammar: it starts after each of these tokens and, once its text is complete,
+                         lets the text go free until the next one (-1: not lazy) */
 } sx_constraint;
 
 /* A constraint at the start of g (owned by the caller, outliving c).
  * wait_for: the token after which the grammar starts (</think> while a
  * thinking section is open), or -1. */
 SX_MUST_USE sx_status sx_constraint_init(sx_constraint *c, const sx_grammar *g, const sx_tokenizer *tok, int32_t wait_for);
+/* A lazy constraint: free text, the grammar after each `trigger` token until its text is complete (llama.cpp's
+ * lazy grammars; a tool call's body after <tool_call>). */
+SX_MUST_USE sx_status sx_constraint_init_lazy(sx_constraint *c, const sx_grammar *g, const sx_tokenizer *tok, int32_t trigger);
 void sx_constraint_free(sx_constraint *c);
 SX_MUST_USE sx_status sx_constraint_copy(sx_constraint *dst, const sx_constraint *src);
 /* Whether the grammar applies to the next token (false while it waits). */

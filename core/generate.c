@@ -147,7 +147,13 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
     sx_grammar *gram = NULL;
     sx_constraint con = {0}, *C = NULL;
     if (rc == SX_OK && p->grammar) rc = sx_grammar_parse(p->grammar, &gram);
-    if (rc == SX_OK && gram) rc = sx_constraint_init(&con, gram, s->e->tok, L.ex.thinking ? L.ex.think_close : -1);
+    if (rc == SX_OK && gram && p->grammar_trigger) {
+        const int32_t trig = sx_tokenizer_find(s->e->tok, p->grammar_trigger);
+        rc = trig < 0 ? sx_set_error(SX_ERR_INVALID_ARG, "grammar trigger '%s' is not one token of the vocabulary", p->grammar_trigger)
+                      : sx_constraint_init_lazy(&con, gram, s->e->tok, trig);
+    } else if (rc == SX_OK && gram) {
+        rc = sx_constraint_init(&con, gram, s->e->tok, L.ex.thinking ? L.ex.think_close : -1);
+    }
     if (rc == SX_OK && gram) C = &con;
     st->n_prompt_tokens = n_prompt;
 

@@ -345,7 +345,8 @@ static sx_status finish_grammar(conv *c, char **out_gbnf) {
     return SX_OK;
 }
 
-sx_status sx_tools_grammar(const char *tools_json, const char *only, bool parallel, char **out_gbnf) {
+/* body: the call after its <tool_call> token (a lazy grammar's), else whole calls */
+static sx_status tools_grammar(const char *tools_json, const char *only, bool parallel, bool body, char **out_gbnf) {
     *out_gbnf = NULL;
     cJSON *tools = tools_json ? cJSON_Parse(tools_json) : NULL;
     if (!cJSON_IsArray(tools) || !tools->child) {
@@ -374,7 +375,7 @@ sx_status sx_tools_grammar(const char *tools_json, const char *only, bool parall
         c.root = params;
         if (params && gen(&c, params, name->valuestring, args) != SX_OK) break;
         new_name(&c, name->valuestring, calls[n]);
-        put(&c, "%s ::= \"<tool_call>\\n{\\\"name\\\": \" ", calls[n]);
+        put(&c, "%s ::= \"%s\\n{\\\"name\\\": \" ", calls[n], body ? "" : "<tool_call>");
         char *quoted = cJSON_PrintUnformatted(name);
         if (!quoted) {
             fail(&c, SX_ERR_OUT_OF_MEMORY, "out of memory", NULL);
@@ -389,11 +390,17 @@ sx_status sx_tools_grammar(const char *tools_json, const char *only, bool parall
     if (c.err == SX_OK) {
         put(&c, "tool-call ::=");
         for (int i = 0; i < n; i++) put(&c, "%s %s", i ? " |" : "", calls[i]);
-        put(&c, parallel ? "\nroot ::= tool-call (\"\\n\" tool-call)*\n" : "\nroot ::= tool-call\n");
+        put(&c, parallel && !body ? "\nroot ::= tool-call (\"\\n\" tool-call)*\n" : "\nroot ::= tool-call\n");
     }
     cJSON_Delete(tools);
     return finish_grammar(&c, out_gbnf);
 }
+
+sx_status sx_tools_grammar(const char *tools_json, const char *only, bool parallel, char **out_gbnf) {
+    return tools_grammar(tools_json, only, parallel, false, out_gbnf);
+}
+
+sx_status sx_tools_call_grammar(const char *tools_json, char **out_gbnf) { return tools_grammar(tools_json, NULL, false, true, out_gbnf); }
 
 sx_status sx_json_schema_to_grammar(const char *schema_json, char **out_gbnf) {
     *out_gbnf = NULL;

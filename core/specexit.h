@@ -154,6 +154,10 @@ SX_MUST_USE sx_status sx_chat_apply_tools(const sx_engine *e, const sx_chat_mess
  * sx_json_schema_to_grammar). *out_gbnf malloc'ed; SX_ERR_INVALID_ARG for a
  * malformed tools array or an unknown `only`. */
 SX_MUST_USE sx_status sx_tools_grammar(const char *tools_json, const char *only, bool parallel, char **out_gbnf);
+/* The body of one call after its <tool_call> token (any tool): with
+ * grammar_trigger "<tool_call>", a lazy grammar that lets the model choose
+ * to call and makes every call it starts well-formed. */
+SX_MUST_USE sx_status sx_tools_call_grammar(const char *tools_json, char **out_gbnf);
 bool sx_token_is_eog(const sx_engine *e, int32_t token);
 
 /* ---- sessions ---- */
@@ -268,6 +272,10 @@ typedef struct sx_generate_params {
                             only where the text is a whole sentence of the grammar. Works with
                             speculation and the exit; greedy output equals plain greedy decoding
                             under the same grammar. */
+    const char *grammar_trigger; /* with a grammar: lazy, as llama.cpp's lazy grammars: the text is free,
+                            and the grammar applies after each occurrence of this token (its exact
+                            text, one token of the vocabulary, e.g. "<tool_call>") until the
+                            grammar's text is complete. NULL: the grammar applies throughout. */
 } sx_generate_params;
 void sx_generate_params_init(sx_generate_params *p);
 /* Reads "eagle3" / "draft" / "ngram" / "none" and "specexit" / "budget" / "first-answer" / "none". */

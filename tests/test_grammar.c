@@ -283,6 +283,12 @@ static void test_tools_grammar(void **state) {
     snprintf(both, sizeof both, "%s\n%s", now, now);
     assert_int_equal(match(g, both, 1), -1);
     sx_grammar_destroy(g);
+    assert_int_equal(sx_tools_call_grammar(tools, &gbnf), SX_OK); /* a lazy grammar's: one call's body after <tool_call> */
+    g = compile(gbnf);
+    free(gbnf);
+    assert_int_equal(match(g, weather + strlen("<tool_call>"), 1), 1);
+    assert_int_equal(match(g, weather, 1), -1);
+    sx_grammar_destroy(g);
     assert_int_equal(sx_tools_grammar(tools, "missing", true, &gbnf), SX_ERR_INVALID_ARG);
     assert_int_equal(sx_tools_grammar("[]", NULL, true, &gbnf), SX_ERR_INVALID_ARG);
     assert_int_equal(sx_tools_grammar("[{\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"string\",\"pattern\":\"x\"}}}]", NULL, true, &gbnf),

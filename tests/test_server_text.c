@@ -210,6 +210,10 @@ static void test_request(void **state) {
     assert_true(r.tools_json && r.tool_choice == SX_TOOLS_REQUIRED && r.parallel_tool_calls && sx_req_tools(&r));
     assert_non_null(strstr(r.gp.grammar, "get_weather")); /* the call is forced */
     sx_req_free(&r);
+    snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],%s}", tools); /* auto: a lazy call grammar */
+    assert_true(parse(body, SX_REQ_CHAT, &r, err, param));
+    assert_true(r.tool_choice == SX_TOOLS_AUTO && !r.gp.grammar && r.tools_call_grammar && !strstr(r.tools_call_grammar, "<tool_call>"));
+    sx_req_free(&r);
     snprintf(body, sizeof body, "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],%s,\"tool_choice\":\"none\"}", tools);
     assert_true(parse(body, SX_REQ_CHAT, &r, err, param));
     assert_true(!sx_req_tools(&r) && !r.gp.grammar);

@@ -68,6 +68,7 @@ struct server {
     sx_engine_info info;
     sx_generate_params defaults;
     bool default_think;
+    bool tool_call_token; /* "<tool_call>" is one token of the vocabulary (lazy tool-call grammars) */
     const char *alias, *api_key;
     int n_ctx, n_slots;
     double kv_bytes;     /* all slots' KV caches */
@@ -616,6 +617,10 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, sx_r
             job_release(j);
             return send_error(c, 400, "invalid_request_error", err, "tools");
         }
+        if (st == SX_OK && j->req.tools_call_grammar && S->tool_call_token) { /* tool_choice auto: a lazy grammar from <tool_call> on */
+            j->req.gp.grammar = j->req.tools_call_grammar;
+            j->req.gp.grammar_trigger = "<tool_call>";
+        }
     }
     if (st == SX_OK) st = sx_tokenize(S->e, kind == SX_REQ_CHAT ? text : j->req.prompt, true, true, &j->ids, &j->n_ids);
     free(text);
@@ -1012,6 +1017,12 @@ int sx_cmd_serve(int argc, char **argv) {
     sx_engine_get_info(S.e, &S.info);
     sx_cli_generate_params(&c, &S.info, &S.defaults);
     S.default_think = !c.no_think;
+    { /* Qwen2.5/Qwen3/Hermes vocabularies hold <tool_call> as one token: tool_choice auto then gets a lazy call grammar */
+        int32_t *ids = NULL;
+        int n = 0;
+        S.tool_call_token = sx_tokenize(S.e, "<tool_call>", false, true, &ids, &n) == SX_OK && n == 1;
+        free(ids);
+    }
     S.api_key = c.api_key;
     sx_sbuf alias = {0}; /* the model's name may hold any bytes: valid UTF-8 for JSON */
     const char *name = c.alias ? c.alias : S.info.model_name && S.info.model_name[0] ? S.info.model_name : "specexit";

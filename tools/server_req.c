@@ -220,6 +220,10 @@ static bool parse_tools(pctx *c, sx_req *r) {
     }
     if (!tools) return true;
     if (!(r->tools_json = cJSON_PrintUnformatted(tools))) return fail(c, "tools", "out of memory");
+    if (r->tool_choice == SX_TOOLS_AUTO && !r->gp.grammar) { /* the model chooses; a call it starts is made well-formed (where <tool_call> is a token) */
+        if (sx_tools_call_grammar(r->tools_json, &r->tools_call_grammar) != SX_OK) return fail(c, "tools", "'tools': %s", sx_last_error());
+        return true;
+    }
     if (r->tool_choice < SX_TOOLS_REQUIRED) return true;
     if (r->gp.grammar) return fail(c, "tool_choice", "a 'tool_choice' that forces a call cannot be combined with 'grammar', 'json_schema' or 'response_format'");
     if (sx_tools_grammar(r->tools_json, r->tool_choice == SX_TOOLS_NAMED ? r->tool_name : NULL, r->parallel_tool_calls, &r->grammar) != SX_OK)
@@ -514,6 +518,7 @@ void sx_req_free(sx_req *r) {
     free(r->msgs);
     free(r->grammar);
     free(r->bias_ids), free(r->bias_vals);
+    free(r->tools_call_grammar);
     cJSON_free(r->tools_json);
     cJSON_Delete(r->root);
     memset(r, 0, sizeof *r);

@@ -44,6 +44,7 @@ typedef struct sx_req {
     sx_tool_choice tool_choice;
     const char *tool_name;  /* SX_TOOLS_NAMED: the function */
     bool parallel_tool_calls;
+    char *tools_call_grammar; /* tool_choice auto: one call's body, for a lazy grammar after <tool_call> (owned) */
     int32_t *bias_ids;      /* logit_bias (owned); gp.sampling points here */
     float *bias_vals;
 } sx_req;
