@@ -27,12 +27,9 @@ void sx_constraint_free(sx_constraint *c) {
 
 sx_status sx_constraint_copy(sx_constraint *dst, const sx_constraint *src) {
     SX_RETURN_IF_ERROR(sx_gmatch_copy(dst->m, src->m));
-    dst->tok = src->tok;
-    dst->wait_for = src->wait_for;
-    dst->lead_ws = src->lead_ws;
-    dst->started = src->started;
-    dst->failed = src->failed;
-    dst->trigger = src->trigger;
+    sx_gmatch *m = dst->m; /* every other field is plain state */
+    *dst = *src;
+    dst->m = m;
     return SX_OK;
 }
 

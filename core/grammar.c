@@ -542,8 +542,6 @@ void sx_grammar_destroy(sx_grammar *g) {
     free(g);
 }
 
-int sx_grammar_n_rules(const sx_grammar *g) { return g->n_rules; }
-
 static void parser_free(parser *P) {
     for (int i = 0; i < P->n_rules; i++) {
         free(P->rules[i].name);

@@ -35,7 +35,6 @@ typedef struct sx_gmatch sx_gmatch;
  * recursion. Caller owns *out (sx_grammar_destroy). */
 SX_MUST_USE sx_status sx_grammar_parse(const char *text, sx_grammar **out);
 void sx_grammar_destroy(sx_grammar *g);
-int sx_grammar_n_rules(const sx_grammar *g);
 
 /* A matcher at the start of the grammar. Caller owns *out. */
 SX_MUST_USE sx_status sx_gmatch_create(const sx_grammar *g, sx_gmatch **out);
