@@ -437,6 +437,43 @@ sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits
     return st;
 }
 
+/* Chunks of at most SX_LOGPROB_CHUNK rows: the range in which every backend computes a row bit for bit
+ * as a decoded token, and a bounded logits read-back ([64][n_vocab]) */
+#define SX_LOGPROB_CHUNK 64
+
+sx_status sx_session_eval_logprobs(sx_session *s, const int32_t *tokens, int n, int32_t next, int n_top, sx_token_logprob *out) {
+    if (n < 1) return sx_set_error(SX_ERR_INVALID_ARG, "eval: no tokens");
+    const int V = s->e->model->hp.n_vocab;
+    if ((int64_t)s->n_past + n > s->kv->n_ctx)
+        return sx_set_error(SX_ERR_CONTEXT_FULL, "%d tokens do not fit: %d of %d context slots are used (raise --ctx-size)", n, s->n_past,
+                            s->kv->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V) return sx_set_error(SX_ERR_INVALID_ARG, "eval: token %d is not in the vocabulary (%d)", tokens[i], V);
+    if (next >= V) return sx_set_error(SX_ERR_INVALID_ARG, "eval: token %d is not in the vocabulary (%d)", next, V);
+    const int chunk = s->n_batch < SX_LOGPROB_CHUNK ? s->n_batch : SX_LOGPROB_CHUNK;
+    float *rows = malloc(sizeof(float) * (size_t)V * (size_t)chunk);
+    if (!rows) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "eval: out of memory for %d logit rows", chunk);
+    uint64_t turn = SX_PREFILL_FIRST;
+    sx_status st = SX_OK;
+    for (int done = 0; done < n && st == SX_OK;) {
+        const int m = n - done < chunk ? n - done : chunk;
+        sx_batch_prefill_turn(s->e, &turn);
+        sx_batch b = {.tokens = tokens + done, .n = m, .n_past = s->n_past}; /* every row's logits */
+        st = sx_session_forward(s, &b, rows, NULL);
+        if (st != SX_OK) break;
+        for (int i = 0; i < m; i++) {
+            const int at = done + i;
+            const int32_t follow = at + 1 < n ? tokens[at + 1] : next;
+            if (follow >= 0) sx_logprob_row(rows + (size_t)i * V, V, follow, n_top, &out[at]);
+        }
+        memcpy(s->history + s->n_past, tokens + done, sizeof(int32_t) * (size_t)m);
+        s->n_past += m;
+        done += m;
+    }
+    free(rows);
+    return st;
+}
+
 sx_status sx_session_eval(sx_session *s, const int32_t *tokens, int n, float *out_logits) {
     if (n < 1) return sx_set_error(SX_ERR_INVALID_ARG, "eval: no tokens");
     if ((int64_t)s->n_past + n > s->kv->n_ctx)

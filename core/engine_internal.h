@@ -42,6 +42,7 @@ struct sx_session {
     int n_past;
     int n_batch;
     int32_t *history; /* [n_ctx] tokens in the context */
+    const sx_token_logprob *lp; /* the token being reported to a generation's callback (logprobs), else NULL */
 };
 
 /* Every device a session's scheduler works with: the target's (a split's too),

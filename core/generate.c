@@ -118,6 +118,8 @@ static void trace(loop_state *L, const float raw[3]) {
     memcpy(e->smooth, L->ex.ewma, sizeof e->smooth);
 }
 
+const sx_token_logprob *sx_generate_logprob(const sx_session *s) { return s->lp; }
+
 sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const sx_generate_params *p, sx_token_callback cb, void *user,
                       sx_generate_stats *st) {
     memset(st, 0, sizeof *st);
@@ -127,6 +129,8 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
     if ((int64_t)s->n_past + n_prompt > s->kv->n_ctx)
         return sx_set_error(SX_ERR_CONTEXT_FULL, "the prompt has %d tokens but only %d of the %d context slots are free (raise --ctx-size)",
                             n_prompt, s->kv->n_ctx - s->n_past, s->kv->n_ctx);
+    if (p->logprobs && (p->top_logprobs < 0 || p->top_logprobs > SX_MAX_TOP_LOGPROBS))
+        return sx_set_error(SX_ERR_INVALID_ARG, "top_logprobs must be in [0, %d], got %d", SX_MAX_TOP_LOGPROBS, p->top_logprobs);
     if (p->exit.kind == SX_EXIT_SPECEXIT && p->spec.kind != SX_SPEC_EAGLE3)
         return sx_set_error(SX_ERR_INVALID_ARG, "--exit specexit needs --spec eagle3 (the signals come from the EAGLE-3 draft)");
     if (p->exit.kind == SX_EXIT_SPECEXIT && s->e->eagle && s->e->eagle->hp.n_signals != 3)
@@ -143,6 +147,8 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
     if (rc == SX_OK) rc = sx_exit_init(&L.ex, &p->exit, s->e->tok, s->history, s->n_past);
     if (rc == SX_OK) sx_exit_scan(&L.ex, prompt, n_prompt);
     if (rc == SX_OK && p->spec.kind != SX_SPEC_NONE) rc = sx_spec_create(s, &p->spec, &spec);
+    if (spec) sx_spec_read_rows(spec, p->logprobs);
+    sx_token_logprob lp;
     /* a grammar: from the start, or after </think> when the prompt leaves a thinking section open */
     sx_grammar *gram = NULL;
     sx_constraint con = {0}, *C = NULL;
@@ -184,7 +190,12 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
                                : sx_set_error(SX_ERR_INVALID_ARG, "grammar: the generated token %d does not follow the grammar", toks[i]);
                 break;
             }
+            /* the row that chose this token: the prefill's or the plain step's, else the verified one */
+            const float *row = !p->logprobs ? NULL : spec && st->n_steps > 0 ? sx_spec_row(spec, i) : logits;
+            if (row) sx_logprob_row(row, V, toks[i], p->top_logprobs, &lp);
+            s->lp = row ? &lp : NULL;
             go = emit(&L, toks[i]);
+            s->lp = NULL;
         }
         if (!go || rc != SX_OK) break;
         if (p->n_predict >= 0 && st->n_generated_tokens >= p->n_predict) break;
@@ -214,8 +225,8 @@ sx_status sx_generate(sx_session *s, const int32_t *prompt, int n_prompt, const 
             /* sampling on a GPU: the row's largest logits when they decide the distribution (K values cross the bus, not the vocabulary);
              * under a grammar the whole row (the allowed tokens may lie anywhere in it) */
             const bool constrained = sx_constraint_active(C);
-            const bool amax = argmax_only && !constrained;
-            const bool top = !argmax_only && !constrained && sx_session_samples_top(s, smp);
+            const bool amax = argmax_only && !constrained && !p->logprobs;
+            const bool top = !argmax_only && !constrained && !p->logprobs && sx_session_samples_top(s, smp);
             int32_t top_ids[SX_SAMPLER_TOP_MAX];
             float top_vals[SX_SAMPLER_TOP_MAX];
             sx_batch b = {.tokens = &last, .n = 1, .n_past = s->n_past, .top_ids = top ? top_ids : NULL, .top_vals = top ? top_vals : NULL};

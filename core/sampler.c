@@ -96,6 +96,29 @@ int32_t sx_argmax(const float *x, int n) {
     return best;
 }
 
+void sx_logprob_row(const float *row, int V, int32_t token, int n_top, sx_token_logprob *out) {
+    if (n_top > SX_MAX_TOP_LOGPROBS) n_top = SX_MAX_TOP_LOGPROBS;
+    if (n_top < 0) n_top = 0;
+    float m = -INFINITY;
+    for (int i = 0; i < V; i++) m = row[i] > m ? row[i] : m;
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += expf(row[i] - m);
+    const double lse = (double)m + log(sum);
+    /* the n_top largest, kept sorted: a value enters only above the smallest kept, so equal values keep the lower id first */
+    int k = 0;
+    for (int i = 0; i < V && n_top > 0; i++) {
+        const float v = row[i];
+        if (k == n_top && !(v > row[out->top_ids[k - 1]])) continue;
+        int at = k < n_top ? k++ : k - 1;
+        while (at > 0 && v > row[out->top_ids[at - 1]]) out->top_ids[at] = out->top_ids[at - 1], at--;
+        out->top_ids[at] = i;
+    }
+    out->n_top = k;
+    for (int i = 0; i < k; i++) out->top_logprobs[i] = (float)((double)row[out->top_ids[i]] - lse);
+    out->token = token;
+    out->logprob = token >= 0 && token < V ? (float)((double)row[token] - lse) : -INFINITY;
+}
+
 static _Thread_local const float *t_sort_logits;
 
 static int cmp_desc(const void *a, const void *b) {

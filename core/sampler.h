@@ -59,5 +59,9 @@ sx_rng *sx_sampler_rng(sx_sampler *s);
  * no logit bias): the row's argmax is the token, so a device may send just it. */
 bool sx_sampler_argmax_only(const sx_sampler *s);
 int32_t sx_argmax(const float *x, int n);
+/* token's log-probability in a row of V raw logits and the row's n_top
+ * (<= SX_MAX_TOP_LOGPROBS) most likely tokens' (log-softmax, the sum in
+ * double; ties by lower id) */
+void sx_logprob_row(const float *row, int V, int32_t token, int n_top, sx_token_logprob *out);
 
 #endif

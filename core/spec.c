@@ -67,6 +67,8 @@ struct sx_spec {
     int32_t *vtop_ids;    /* [verify rows][SX_SAMPLER_TOP_MAX]: instead, each row's largest logits (sx_sampler_takes_top) */
     float *vtop_vals;
     bool vtop;            /* the last verification read those */
+    bool read_rows;       /* logprobs: every verification reads whole rows */
+    bool have_rows;       /* the last verification did */
     sx_constraint cpath;  /* a grammar along the path being accepted (its matcher made on first use) */
     float *probs;         /* [n_out][top_k] draft probabilities of the top candidates */
     int32_t *tops;
@@ -432,8 +434,9 @@ static sx_status verify(sx_spec *sp, int32_t root, const int *sel, int n_sel, in
     const int n = n_sel + 1;
     int32_t tok[SX_SPEC_MAX_NODES + 1], pos[SX_SPEC_MAX_NODES + 1];
     /* sampling on a GPU: each row's largest logits when they decide the distribution (K values cross the bus, not the vocabulary), else whole rows */
-    sp->vtop = !whole_rows && sx_session_samples_top(s, smp);
-    const bool want_logits = smp && !sp->vtop;
+    sp->vtop = !whole_rows && !sp->read_rows && sx_session_samples_top(s, smp);
+    const bool want_logits = (smp && !sp->vtop) || sp->read_rows;
+    sp->have_rows = false;
     if (want_logits && !sp->vlogits && !(sp->vlogits = malloc(sizeof(float) * (size_t)s->e->model->hp.n_vocab * SX_SPEC_MAX_VERIFY)))
         return sx_set_error(SX_ERR_OUT_OF_MEMORY, "spec: out of memory");
     if (sp->vtop && !sp->vtop_ids) {
@@ -467,6 +470,7 @@ static sx_status verify(sx_spec *sp, int32_t root, const int *sel, int n_sel, in
     sx_status st = sx_session_forward_shared(s, &b, want_logits ? sp->vlogits : NULL, argmax);
     free(mask);
     if (st == SX_OK) sp->n_moves = 0;
+    sp->have_rows = st == SX_OK && want_logits;
     sp->n_vrows = n;
     return st;
 }
@@ -628,6 +632,13 @@ sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, bool greedy, 
     for (int j = 1; j < sp->n_path; j++) out->tokens[out->n++] = sp->nodes[sp->vnode[sp->path[j]]].token;
     out->tokens[out->n++] = bonus;
     return SX_OK;
+}
+
+void sx_spec_read_rows(sx_spec *sp, bool on) { sp->read_rows = on; }
+
+const float *sx_spec_row(const sx_spec *sp, int i) {
+    if (!sp->have_rows || i < 0 || i >= sp->n_path) return NULL;
+    return sp->vlogits + (size_t)sp->path[i] * (size_t)sp->s->e->model->hp.n_vocab;
 }
 
 void sx_spec_commit(sx_spec *sp, int n_accepted, int32_t bonus) {

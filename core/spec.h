@@ -60,6 +60,14 @@ SX_MUST_USE sx_status sx_spec_step(sx_spec *sp, int32_t root, sx_sampler *smp, b
  * proposal's, e.g. a forced end-of-thinking token). */
 void sx_spec_commit(sx_spec *sp, int n_accepted, int32_t bonus);
 
+/* Logprobs: every verification reads whole logit rows (set before the first step). */
+void sx_spec_read_rows(sx_spec *sp, bool on);
+/* With whole rows read: the target row [n_vocab] that chose token i of the
+ * last proposal (the root's row for i = 0, else the row of accepted token
+ * i - 1: also the row of a token the caller put in the place of proposal
+ * token i, e.g. a forced </think>); NULL otherwise. Valid until the next step. */
+const float *sx_spec_row(const sx_spec *sp, int i);
+
 void sx_spec_timing(const sx_spec *sp, double *draft_ms, double *verify_ms);
 
 #endif

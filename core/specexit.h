@@ -272,6 +272,10 @@ typedef struct sx_generate_params {
                             only where the text is a whole sentence of the grammar. Works with
                             speculation and the exit; greedy output equals plain greedy decoding
                             under the same grammar. */
+    bool logprobs;       /* OpenAI's logprobs: each generated token's log-probability under the model,
+                            read with sx_generate_logprob() inside the token callback */
+    int top_logprobs;    /* with logprobs: also the top_logprobs (0..SX_MAX_TOP_LOGPROBS) most likely
+                            tokens of each position. Rows are then read whole (as under a grammar) */
     const char *grammar_trigger; /* with a grammar: lazy, as llama.cpp's lazy grammars: the text is free,
                             and the grammar applies after each occurrence of this token (its exact
                             text, one token of the vocabulary, e.g. "<tool_call>") until the
@@ -293,6 +297,33 @@ const char *sx_grammar_json(void);
  * The supported keywords are listed in core/grammar.h; one it cannot enforce
  * is SX_ERR_UNSUPPORTED, never dropped silently. */
 SX_MUST_USE sx_status sx_json_schema_to_grammar(const char *schema_json, char **out_gbnf);
+
+/* ---- log-probabilities ---- */
+/* A token's log-probability and the most likely alternatives at its position,
+ * from the target's raw logits (vLLM's default "raw_logprobs": before the
+ * repetition penalty, logit bias, grammar, temperature and truncation), in
+ * the natural log. Alternatives: most likely first, ties by lower id. With
+ * speculation, each token's row is the verified target row that chose it, so
+ * greedy speculative decoding reports plain decoding's values. */
+#define SX_MAX_TOP_LOGPROBS 20
+typedef struct sx_token_logprob {
+    int32_t token;
+    float logprob;
+    int n_top;
+    int32_t top_ids[SX_MAX_TOP_LOGPROBS];
+    float top_logprobs[SX_MAX_TOP_LOGPROBS];
+} sx_token_logprob;
+/* Inside the token callback of a generation with logprobs: the reported
+ * token's; NULL otherwise. Borrowed, valid until the callback returns. */
+const sx_token_logprob *sx_generate_logprob(const sx_session *s);
+/* Scores a text (OpenAI's echo with logprobs, lm-eval's loglikelihood):
+ * appends tokens[0..n) to the context as sx_session_eval does (in chunks of
+ * at most 64 rows, computed as decoding computes them) and writes out[i],
+ * the log-probability of the token after tokens[i] given everything before
+ * it: tokens[i + 1] for i < n - 1, `next` for i = n - 1 (next < 0: out[n - 1]
+ * is left alone), with n_top alternatives. SX_ERR_CONTEXT_FULL when they do
+ * not fit (nothing is appended). */
+SX_MUST_USE sx_status sx_session_eval_logprobs(sx_session *s, const int32_t *tokens, int n, int32_t next, int n_top, sx_token_logprob *out);
 
 typedef enum sx_stop_reason {
     SX_STOP_EOG = 0,      /* end-of-generation token */

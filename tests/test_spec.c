@@ -370,6 +370,164 @@ static void exit_only_forced_token(const char *backend, const char *target, cons
     sx_engine_destroy(e);
 }
 
+/* ---- logprobs ---- */
+typedef struct {
+    sx_session *s;
+    toklist t;
+    sx_token_logprob lp[160];
+    int n_lp; /* tokens that came with their logprobs */
+} lp_run;
+
+static bool collect_lp(int32_t tok, const char *piece, size_t len, void *user) {
+    lp_run *r = user;
+    const sx_token_logprob *lp = sx_generate_logprob(r->s);
+    if (lp && r->t.n < 160) r->lp[r->n_lp++] = *lp;
+    return collect(tok, piece, len, &r->t);
+}
+
+static sx_status run_lp(sx_engine *e, const int32_t *prompt, int n_prompt, const sx_generate_params *p, lp_run *out, sx_generate_stats *gs) {
+    sx_session_options so;
+    sx_session_options_init(&so);
+    so.n_ctx = 512;
+    so.kv_type = g_kv;
+    memset(out, 0, sizeof *out);
+    SX_RETURN_IF_ERROR(sx_session_create(e, &so, &out->s));
+    const sx_status st = sx_generate(out->s, prompt, n_prompt, p, collect_lp, out, gs);
+    sx_session_destroy(out->s);
+    out->s = NULL;
+    return st;
+}
+
+/* a - b: the largest difference of the logprobs and alternatives, or INFINITY when ids differ */
+static double lp_diff(const sx_token_logprob *a, const sx_token_logprob *b) {
+    if (a->token != b->token || a->n_top != b->n_top) return INFINITY;
+    double d = fabs((double)a->logprob - b->logprob);
+    for (int k = 0; k < a->n_top; k++) {
+        if (a->top_ids[k] != b->top_ids[k]) return INFINITY;
+        d = fmax(d, fabs((double)a->top_logprobs[k] - b->top_logprobs[k]));
+    }
+    return d;
+}
+
+/* Scores prompt + the generated tokens in a fresh session (sx_session_eval_logprobs, chunks of 64 rows)
+ * and compares with the logprobs the generation reported: the same rows, so the same values */
+static double rescore(sx_engine *e, const int32_t *prompt, int n_prompt, const lp_run *r, int n_top) {
+    const int n = n_prompt + r->t.n - 1;
+    int32_t *all = malloc(sizeof(int32_t) * (size_t)n);
+    sx_token_logprob *out = calloc((size_t)n, sizeof *out);
+    sx_session *s = NULL;
+    sx_session_options so;
+    sx_session_options_init(&so);
+    so.n_ctx = 512;
+    so.kv_type = g_kv;
+    double worst = INFINITY;
+    if (all && out && sx_session_create(e, &so, &s) == SX_OK) {
+        memcpy(all, prompt, sizeof(int32_t) * (size_t)n_prompt);
+        memcpy(all + n_prompt, r->t.v, sizeof(int32_t) * (size_t)(r->t.n - 1));
+        if (sx_session_eval_logprobs(s, all, n, r->t.v[r->t.n - 1], n_top, out) == SX_OK) {
+            worst = 0;
+            for (int i = 0; i < r->t.n; i++) worst = fmax(worst, lp_diff(&out[n_prompt - 1 + i], &r->lp[i]));
+        } else {
+            printf("FAIL: eval_logprobs: %s\n", sx_last_error()), g_failed++;
+        }
+    }
+    sx_session_destroy(s);
+    free(all), free(out);
+    return worst;
+}
+
+/* Logprobs: plain greedy reports the argmax's log-softmax with sorted alternatives; greedy speculation
+ * (EAGLE-3 / classic tree, prompt lookup) reports plain decoding's values (the verified rows are computed
+ * bit for bit as decoded ones); a sampled speculative run, and one whose thinking the budget ends, report
+ * what scoring their text gives (the row of each accepted token, the forced </think>'s too); and
+ * asking for them changes no token. */
+static void logprob_invariants(const char *backend, const char *target, const char *draft) {
+    sx_engine *e = open_engine(backend, target, draft, NULL);
+    if (!e) return;
+    sx_engine_info info;
+    sx_engine_get_info(e, &info);
+    const int TOP = 5, N = 80; /* prompt + 80 tokens: scoring crosses a 64-row chunk */
+    sx_generate_params gp;
+    sx_generate_params_init(&gp);
+    gp.n_predict = N;
+    gp.sampling.temp = 0;
+    gp.ignore_eos = true;
+    toklist ref;
+    sx_generate_stats gs;
+    sx_status st = run(e, g_prompt, N_PROMPT, &gp, &ref, &gs);
+    gp.logprobs = true, gp.top_logprobs = TOP;
+    lp_run *plain = malloc(sizeof *plain), *got = malloc(sizeof *got);
+    if (st == SX_OK) st = run_lp(e, g_prompt, N_PROMPT, &gp, plain, &gs);
+    CHECK(st == SX_OK && plain->t.n == N && plain->n_lp == N && !memcmp(plain->t.v, ref.v, sizeof(int32_t) * N),
+          "%s: plain greedy with logprobs: %s, %d tokens, %d logprobs, same tokens %d", target, st == SX_OK ? "ok" : sx_last_error(), plain->t.n,
+          plain->n_lp, plain->t.n == N && !memcmp(plain->t.v, ref.v, sizeof(int32_t) * N));
+    if (st != SX_OK || plain->n_lp != N) goto out;
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        const sx_token_logprob *l = &plain->lp[i];
+        double mass = 0;
+        bool sorted = l->n_top == TOP;
+        for (int k = 0; k < l->n_top; k++) mass += exp(l->top_logprobs[k]), sorted &= k == 0 || l->top_logprobs[k] <= l->top_logprobs[k - 1];
+        if (!(l->token == plain->t.v[i] && l->top_ids[0] == l->token && l->logprob == l->top_logprobs[0] && l->logprob <= 0 && sorted &&
+              mass <= 1 + 1e-5 && mass > 0))
+            bad++;
+    }
+    CHECK(!bad, "%s: %d of %d greedy tokens' logprobs are not the argmax's with sorted alternatives", target, bad, N);
+    double d = rescore(e, g_prompt, N_PROMPT, plain, TOP);
+    CHECK(d <= 1e-5, "%s: scoring the greedy text gives logprobs %.3g away from the generation's", target, d);
+    /* greedy speculation: plain decoding's values */
+    const sx_spec_kind kinds[3] = {!strcmp(info.draft, "eagle3") ? SX_SPEC_EAGLE3 : SX_SPEC_DRAFT, SX_SPEC_NGRAM, SX_SPEC_DRAFT};
+    for (int k = 0; k < (strcmp(info.draft, "eagle3") ? 2 : 3); k++) {
+        sx_engine *ek = k == 2 ? open_engine(backend, target, target, NULL) : e; /* classic: the target as its own draft */
+        if (!ek) continue;
+        sx_generate_params sp = gp;
+        sp.spec.kind = kinds[k];
+        sp.spec.p_min = 0, sp.spec.ngram_min = 1;
+        st = run_lp(ek, g_prompt, N_PROMPT, &sp, got, &gs);
+        double worst = st == SX_OK && got->n_lp == N ? 0 : INFINITY;
+        for (int i = 0; i < N && worst == 0; i++) worst = fmax(worst, lp_diff(&got->lp[i], &plain->lp[i]));
+        CHECK(worst <= 1e-6, "%s: greedy %s speculation with logprobs: %s, %d logprobs, largest difference to plain %.3g", target,
+              sx_spec_kind_name(kinds[k]), st == SX_OK ? "ok" : sx_last_error(), got->n_lp, worst);
+        if (worst <= 1e-6) printf("ok   %s: greedy %s logprobs == plain's (%.2f tokens/pass)\n", target, sx_spec_kind_name(kinds[k]), gs.accept_len_mean);
+        if (ek != e) sx_engine_destroy(ek);
+    }
+    /* sampled speculation, and a budget that forces </think>: the rows of what was emitted */
+    for (int mode = 0; mode < (info.thinking ? 2 : 1); mode++) {
+        sx_generate_params sp = gp;
+        sp.spec.kind = kinds[0];
+        sp.spec.p_min = 0;
+        int32_t prompt[N_PROMPT + 1];
+        memcpy(prompt, g_prompt, sizeof g_prompt);
+        int n_prompt = N_PROMPT;
+        if (mode == 0) {
+            sp.sampling.temp = 0.9f, sp.sampling.seed = 7, sp.sampling.top_k = 0, sp.sampling.top_p = 1, sp.sampling.min_p = 0;
+        } else {
+            int32_t *ids;
+            int n;
+            if (sx_tokenize(e, "<think>", false, true, &ids, &n) != SX_OK || n != 1) {
+                free(ids);
+                continue;
+            }
+            prompt[n_prompt++] = ids[0];
+            free(ids);
+            sp.exit.kind = SX_EXIT_BUDGET, sp.exit.reasoning_budget = 9;
+        }
+        st = run_lp(e, prompt, n_prompt, &sp, got, &gs);
+        d = st == SX_OK && got->n_lp == got->t.n && got->t.n == N ? rescore(e, prompt, n_prompt, got, TOP) : INFINITY;
+        CHECK(d <= 1e-5 && (mode == 0 || gs.exit_token_index == 9),
+              "%s: %s speculation with logprobs: %s, scoring its text differs by %.3g (exit at %d)", target, mode ? "budget-ended" : "sampled",
+              st == SX_OK ? "ok" : sx_last_error(), d, gs.exit_token_index);
+        if (d <= 1e-5) printf("ok   %s: %s logprobs == scoring the text\n", target, mode ? "forced </think>" : "sampled speculative");
+    }
+    /* bad arguments */
+    gp.top_logprobs = SX_MAX_TOP_LOGPROBS + 1;
+    st = run_lp(e, g_prompt, N_PROMPT, &gp, got, &gs);
+    CHECK(st == SX_ERR_INVALID_ARG && strstr(sx_last_error(), "top_logprobs"), "top_logprobs 21: %s", sx_last_error());
+out:
+    free(plain), free(got);
+    sx_engine_destroy(e);
+}
+
 /* chi-square critical value (Wilson-Hilferty), upper tail alpha = 0.001 */
 /* Sampling reads each row's 64 largest logits instead of the row when they
  * decide the distribution (top-k <= 64, no penalty): seeded runs must give
@@ -735,6 +893,7 @@ int main(int argc, char **argv) {
     exit_only_forced_token(backend, target, drafts[0]);
     multi_turn(backend, target, drafts, n_drafts);
     grammar_invariants(backend, target, drafts[0]);
+    logprob_invariants(backend, target, drafts[0]);
     for (int i = 0; i < n_bad; i++) {
         char spec[1024], patched[1100];
         snprintf(spec, sizeof spec, "%s", bad[i]);
