@@ -276,7 +276,7 @@ static void test_request(void **state) {
         {"{\"prompt\":\"q\",\"spec\":\"ngram\",\"prompt_lookup_min\":0}", "prompt_lookup_min"},
         {"{\"prompt\":\"q\",\"logit_bias\":{\"hello\":1}}", "logit_bias"}, {"{\"prompt\":\"q\",\"logit_bias\":{\"5\":101}}", "logit_bias"},
         {"{\"prompt\":\"q\",\"logit_bias\":[[5]]}", "logit_bias"}, {"{\"prompt\":\"q\",\"typical_p\":0.5}", "typical_p"},
-        {"{\"prompt\":\"q\",\"mirostat\":2}", "mirostat"}, {"{\"prompt\":\"q\",\"n_probs\":3}", "n_probs"},
+        {"{\"prompt\":\"q\",\"mirostat\":2}", "mirostat"}, {"{\"prompt\":\"q\",\"n_probs\":21}", "n_probs"},
         {"{\"prompt\":\"q\",\"top_logprobs\":3}", "top_logprobs"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"tools\":{}}", "tools"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]}", "tools[0]"},

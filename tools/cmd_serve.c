@@ -43,6 +43,7 @@
 #include <time.h>
 
 #include "tools/cli.h"
+#include "tools/server_logprobs.h"
 #include "tools/server_req.h"
 #include "tools/server_text.h"
 
@@ -116,6 +117,13 @@ struct job {
     cJSON *tool_calls; /* the answer's tool calls (tools in play), else NULL */
     sx_sbuf answer;    /* and the text outside them */
     sx_generate_stats gs;
+    sx_lp_list lps;         /* logprobs: the generated tokens' */
+    int lp_sent;            /* those streamed so far */
+    sx_token_logprob *plps; /* echo with logprobs: prompt token k's at k - 1 */
+    const char *echo_text;  /* echo: the prompt's text (the request's, or echo_buf) */
+    char *echo_buf;
+    bool echo_pending;      /* a stream's first chunk still owes the echoed prompt */
+    size_t text_bytes;      /* bytes of the completion's text before the next token (text_offset) */
     double wait_ms; /* time spent waiting for other slots' turns inside the generation */
     job *next;
 };
@@ -161,6 +169,9 @@ static void job_release_locked(job *j) {
     sx_sbuf_free(&j->d_content);
     sx_sbuf_free(&j->answer);
     cJSON_Delete(j->tool_calls);
+    sx_lp_free(&j->lps);
+    free(j->plps);
+    free(j->echo_buf);
     sx_generate_stats_free(&j->gs);
     pthread_cond_destroy(&j->cv);
     free(j);
@@ -290,9 +301,20 @@ static void push_delta(job *j, const char *role, const sx_sbuf *reasoning, const
         if (reasoning && reasoning->len) cJSON_AddStringToObject(d, "reasoning_content", reasoning->s);
         if (content && content->len) cJSON_AddStringToObject(d, "content", content->s);
     } else {
-        cJSON_AddStringToObject(c, "text", content && content->len ? content->s : "");
+        sx_sbuf t = {0};
+        if (j->echo_pending) sx_sbuf_adds(&t, j->echo_text);
+        if (content && content->len) sx_sbuf_add(&t, content->s, content->len);
+        cJSON_AddStringToObject(c, "text", t.s ? t.s : "");
+        sx_sbuf_free(&t);
     }
-    cJSON_AddNullToObject(c, "logprobs");
+    /* the tokens' logprobs since the last chunk (and the echoed prompt's in the first) */
+    if (!j->req.gp.logprobs) cJSON_AddNullToObject(c, "logprobs");
+    else if (j->req.kind == SX_REQ_CHAT) cJSON_AddItemToObject(c, "logprobs", sx_lp_chat_json(j->S->e, j->req.token_ids, &j->lps, j->lp_sent, j->lps.n));
+    else
+        cJSON_AddItemToObject(c, "logprobs", sx_lp_completion_json(j->S->e, j->req.token_ids, j->echo_pending ? j->ids : NULL, j->n_ids, j->plps, &j->lps,
+                                                                   j->lp_sent, j->lps.n));
+    j->lp_sent = j->lps.n;
+    j->echo_pending = false;
     if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
     else cJSON_AddNullToObject(c, "finish_reason");
     cJSON_AddItemToArray(choices, c);
@@ -312,6 +334,9 @@ static bool on_token(int32_t token, const char *piece, size_t len, void *user) {
     (void)token;
     job *j = user;
     server *S = j->S;
+    const sx_token_logprob *lp = sx_generate_logprob(S->slots[j->slot].s); /* this worker's own session */
+    if (lp && !sx_lp_push(&j->lps, lp, (int)j->text_bytes)) return false;
+    j->text_bytes += len;
     sx_sbuf_clear(&j->d_reasoning);
     sx_sbuf_clear(&j->d_content);
     const bool go = sx_text_push(&j->text, piece, len, &j->d_reasoning, &j->d_content);
@@ -360,16 +385,43 @@ static void add_stats(cJSON *o, const job *j, bool usage) {
     sx_cli_add_spec_json(x, &j->req.gp, g);
 }
 
+/* echo with logprobs: every prompt token is scored (no cached prefix: its rows are gone), all but the last,
+ * which starts the generation, unless nothing is generated (max_tokens 0) */
+static sx_status score_prompt(sx_session *s, job *j, int *n_left) {
+    const sx_generate_params *g = &j->req.gp;
+    const bool gen = g->n_predict != 0;
+    const int n = j->n_ids - (gen ? 1 : 0);
+    *n_left = j->n_ids - n;
+    if (!(j->plps = calloc((size_t)j->n_ids, sizeof *j->plps))) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "out of memory");
+    j->gs.n_prompt_tokens = j->n_ids;
+    j->gs.stop_reason = SX_STOP_LENGTH; /* max_tokens 0: the prompt alone */
+    if (n < 1) return SX_OK;
+    const double t0 = sx_cli_now_ms();
+    const sx_status st = sx_session_eval_logprobs(s, j->ids, n, gen ? j->ids[n] : -1, g->top_logprobs, j->plps);
+    j->gs.prefill_ms = sx_cli_now_ms() - t0;
+    return st;
+}
+
 static void run_job(server *S, slot *sl, job *j) {
     sx_session *s = sl->s;
     turn_acquire(S);
-    int keep = j->req.cache_prompt ? sx_session_common_prefix(s, j->ids, j->n_ids) : 0;
+    const bool scored = j->req.echo && j->req.gp.logprobs;
+    int keep = j->req.cache_prompt && !scored ? sx_session_common_prefix(s, j->ids, j->n_ids) : 0;
     if (keep >= j->n_ids) keep = j->n_ids - 1; /* at least one token is evaluated: its logits start the generation */
     sx_session_truncate(s, keep);
     j->n_cached = keep;
     sx_text_init(&j->text, j->thinking_open, j->req.stops, j->req.n_stops);
+    j->echo_pending = j->req.echo && j->req.stream;
+    j->text_bytes = j->req.echo ? strlen(j->echo_text) : 0;
     if (j->req.stream && j->req.kind == SX_REQ_CHAT) push_delta(j, "assistant", NULL, NULL, NULL, NULL);
-    sx_status st = sx_generate(s, j->ids + keep, j->n_ids - keep, &j->req.gp, on_token, j, &j->gs);
+    int n_left = j->n_ids - keep;
+    sx_status st = scored ? score_prompt(s, j, &n_left) : SX_OK;
+    const double score_ms = j->gs.prefill_ms;
+    if (st == SX_OK && n_left > 0) {
+        st = sx_generate(s, j->ids + j->n_ids - n_left, n_left, &j->req.gp, on_token, j, &j->gs);
+        j->gs.prefill_ms += score_ms;
+    }
+    if (scored) j->gs.n_prompt_tokens = j->n_ids;
     char err[512];
     snprintf(err, sizeof err, "%s", sx_last_error());
     if (st != SX_OK) sx_session_reset(s); /* its context is unknown after a failure */
@@ -582,9 +634,15 @@ static enum MHD_Result reply_completion(struct MHD_Connection *c, job *j) {
         if (j->tool_calls) cJSON_AddItemToObject(m, "tool_calls", cJSON_Duplicate(j->tool_calls, true));
         if (j->text.saw_reasoning) cJSON_AddStringToObject(m, "reasoning_content", j->text.reasoning_text.s ? j->text.reasoning_text.s : "");
     } else {
-        cJSON_AddStringToObject(ch, "text", content);
+        sx_sbuf t = {0};
+        if (j->req.echo) sx_sbuf_adds(&t, j->echo_text);
+        sx_sbuf_adds(&t, content);
+        cJSON_AddStringToObject(ch, "text", t.s ? t.s : "");
+        sx_sbuf_free(&t);
     }
-    cJSON_AddNullToObject(ch, "logprobs");
+    if (!j->req.gp.logprobs) cJSON_AddNullToObject(ch, "logprobs");
+    else if (j->req.kind == SX_REQ_CHAT) cJSON_AddItemToObject(ch, "logprobs", sx_lp_chat_json(j->S->e, j->req.token_ids, &j->lps, 0, j->lps.n));
+    else cJSON_AddItemToObject(ch, "logprobs", sx_lp_completion_json(j->S->e, j->req.token_ids, j->req.echo ? j->ids : NULL, j->n_ids, j->plps, &j->lps, 0, j->lps.n));
     cJSON_AddStringToObject(ch, "finish_reason", finish_reason(j));
     cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
     add_stats(o, j, true);
@@ -622,7 +680,17 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, sx_r
             j->req.gp.grammar_trigger = "<tool_call>";
         }
     }
-    if (st == SX_OK) st = sx_tokenize(S->e, kind == SX_REQ_CHAT ? text : j->req.prompt, true, true, &j->ids, &j->n_ids);
+    if (st == SX_OK && kind == SX_REQ_COMPLETION && j->req.prompt_ids) { /* token ids: checked against the vocabulary */
+        j->n_ids = j->req.n_prompt_ids;
+        if (!(j->ids = malloc(sizeof(int32_t) * (size_t)j->n_ids))) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "out of memory");
+        for (int i = 0; st == SX_OK && i < j->n_ids; i++)
+            if ((j->ids[i] = j->req.prompt_ids[i]) >= S->info.n_vocab)
+                st = sx_set_error(SX_ERR_INVALID_ARG, "'prompt': token id %d is not in the vocabulary (%d tokens)", j->ids[i], S->info.n_vocab);
+        if (st == SX_OK && j->req.echo) st = sx_detokenize(S->e, j->ids, j->n_ids, &j->echo_buf);
+    } else if (st == SX_OK) {
+        st = sx_tokenize(S->e, kind == SX_REQ_CHAT ? text : j->req.prompt, true, true, &j->ids, &j->n_ids);
+    }
+    j->echo_text = j->echo_buf ? j->echo_buf : j->req.prompt;
     free(text);
     if (st != SX_OK) {
         snprintf(err, sizeof err, "%s", sx_last_error());
@@ -951,7 +1019,8 @@ static void help(void) {
     printf("usage: specexit serve [-m MODEL.gguf] [options]\n\n"
            "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions (\"stream\": true for\n"
            "server-sent events), /tokenize, /detokenize; GET /health, /v1/models, /metrics, /slots.\n"
-           "Requests may set the OpenAI fields (response_format, tools, tool_choice, parallel_tool_calls, logit_bias, ...)\n"
+           "Requests may set the OpenAI fields (response_format, tools, tool_choice, parallel_tool_calls, logit_bias,\n"
+           "logprobs, top_logprobs, echo, prompt as token ids, ...), llama-server's n_probs, vLLM's return_tokens_as_token_ids\n"
            "and llama-server's grammar and json_schema, and spec (eagle3, draft, ngram, none), draft_max, draft_topk,\n"
            "draft_nodes, draft_p_min, draft_lookup, prompt_lookup_min, prompt_lookup_max, exit, exit_conf, exit_progress,\n"
            "exit_remain, exit_alpha, reasoning_budget, cache_prompt, chat_template_kwargs.enable_thinking.\n\n"

@@ -126,11 +126,24 @@ static bool parse_messages(pctx *c, sx_req *r) {
     return true;
 }
 
+/* a string, token ids, or an array of one of them (OpenAI's batch of one; lm-eval sends [[ids]]) */
 static bool parse_prompt(pctx *c, sx_req *r) {
     const cJSON *p = field(r->root, "prompt");
     if (!p) return fail(c, "prompt", "'prompt' is required");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(cJSON_GetArrayItem(p, 0))) p = cJSON_GetArrayItem(p, 0);
-    if (!cJSON_IsString(p)) return fail(c, "prompt", "'prompt' must be a string (or an array of one string)");
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && (cJSON_IsString(p->child) || cJSON_IsArray(p->child))) p = p->child;
+    if (cJSON_IsArray(p) && cJSON_IsNumber(p->child)) {
+        const int n = cJSON_GetArraySize(p);
+        if (!(r->prompt_ids = malloc(sizeof(int32_t) * (size_t)n))) return fail(c, "prompt", "out of memory");
+        const cJSON *t;
+        cJSON_ArrayForEach(t, p) {
+            if (!cJSON_IsNumber(t) || !(t->valuedouble >= 0 && t->valuedouble <= INT32_MAX) || t->valuedouble != floor(t->valuedouble))
+                return fail(c, "prompt", "'prompt': token ids must be non-negative integers");
+            r->prompt_ids[r->n_prompt_ids++] = (int32_t)t->valuedouble;
+        }
+        return true;
+    }
+    if (!cJSON_IsString(p))
+        return fail(c, "prompt", "'prompt' must be a string or an array of token ids (one prompt per request: several are not supported)");
     if (!p->valuestring[0]) return fail(c, "prompt", "'prompt' is empty");
     r->prompt = p->valuestring;
     return true;
@@ -170,17 +183,32 @@ static bool unsupported(pctx *c, const cJSON *o) {
     if (set && v != 1) return fail(c, "typical_p", "'typical_p' is not supported (use top_p / min_p)");
     if (!get_num(c, o, "mirostat", 0, 2, &v, &set)) return false;
     if (set && v != 0) return fail(c, "mirostat", "'mirostat' is not supported");
-    const char *probs[] = {"top_logprobs", "n_probs"};
-    for (int i = 0; i < 2; i++) {
-        if (!get_num(c, o, probs[i], 0, 1e6, &v, &set)) return false;
-        if (set && v != 0) return fail(c, probs[i], "'%s' is not supported (no log probabilities)", probs[i]);
+    return true;
+}
+
+/* Log-probabilities: chat's "logprobs": true with "top_logprobs": N, the completions' "logprobs": N (the
+ * sampled token's and the N most likely; true = 0), llama-server's "n_probs": N; and the completions'
+ * "echo" (the prompt before the text; with logprobs, the prompt's tokens scored too) */
+static bool parse_logprobs(pctx *c, sx_req *r) {
+    const cJSON *o = r->root, *lp = field(o, "logprobs");
+    sx_generate_params *g = &r->gp;
+    int top = 0;
+    bool set;
+    if (lp && cJSON_IsBool(lp)) {
+        g->logprobs = cJSON_IsTrue(lp);
+    } else if (lp) {
+        if (r->kind == SX_REQ_CHAT) return fail(c, "logprobs", "'logprobs' must be true or false (use top_logprobs for alternatives)");
+        if (!get_int(c, o, "logprobs", 0, SX_MAX_TOP_LOGPROBS, &top, NULL)) return false;
+        g->logprobs = true;
     }
-    bool lp = false;
-    if (!get_bool(c, o, "logprobs", &lp)) return false;
-    if (lp) return fail(c, "logprobs", "'logprobs' is not supported");
-    bool echo = false;
-    if (!get_bool(c, o, "echo", &echo)) return false;
-    if (echo) return fail(c, "echo", "'echo' is not supported");
+    if (!get_int(c, o, "top_logprobs", 0, SX_MAX_TOP_LOGPROBS, &top, &set)) return false;
+    if (set && top > 0 && !g->logprobs) return fail(c, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    if (!get_int(c, o, "n_probs", 0, SX_MAX_TOP_LOGPROBS, &top, &set)) return false;
+    if (set && top > 0) g->logprobs = true;
+    g->top_logprobs = g->logprobs ? top : 0;
+    if (!get_bool(c, o, "echo", &r->echo)) return false;
+    if (!get_bool(c, o, "return_tokens_as_token_ids", &r->token_ids)) return false;
+    if (r->echo && r->kind == SX_REQ_CHAT) return fail(c, "echo", "'echo' belongs to /v1/completions");
     return true;
 }
 
@@ -508,7 +536,7 @@ bool sx_req_parse(const char *body, size_t len, sx_req_kind kind, const sx_gener
     }
     const cJSON *model = field(r->root, "model");
     if (model && !cJSON_IsString(model)) return fail(&c, "model", "'model' must be a string");
-    return unsupported(&c, r->root) && parse_stop(&c, r) && parse_sampling(&c, r) && parse_spec_exit(&c, r) && parse_grammar(&c, r) &&
+    return unsupported(&c, r->root) && parse_logprobs(&c, r) && parse_stop(&c, r) && parse_sampling(&c, r) && parse_spec_exit(&c, r) && parse_grammar(&c, r) &&
            parse_tools(&c, r);
 }
 
@@ -519,6 +547,7 @@ void sx_req_free(sx_req *r) {
     free(r->grammar);
     free(r->bias_ids), free(r->bias_vals);
     free(r->tools_call_grammar);
+    free(r->prompt_ids);
     cJSON_free(r->tools_json);
     cJSON_Delete(r->root);
     memset(r, 0, sizeof *r);

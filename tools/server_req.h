@@ -32,7 +32,11 @@ typedef struct sx_req {
     sx_chat_message *msgs;  /* chat: the conversation */
     char **joined;          /* contents assembled from text parts (owned), [n_joined] */
     int n_msgs, n_joined;
-    const char *prompt;     /* completion: the prompt text */
+    const char *prompt;     /* completion: the prompt text, or NULL when given as token ids: */
+    int32_t *prompt_ids;    /* (owned) */
+    int n_prompt_ids;
+    bool echo;              /* completion: the prompt comes back before the text (with logprobs, scored) */
+    bool token_ids;         /* return_tokens_as_token_ids: logprobs name tokens "token_id:ID" */
     bool stream, include_usage;
     bool cache_prompt;      /* reuse a slot's matching prefix (default true) */
     int think;              /* chat_template_kwargs.enable_thinking: -1 unset, 0, 1 */

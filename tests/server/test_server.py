@@ -106,6 +106,14 @@ class Server:
         return rc
 
 
+def stop_and_report(s):
+    """The end of a test script: a clean shutdown, the counts, the exit status."""
+    rc = s.stop()
+    check(rc == 0, f"server exit status {rc}")
+    print(f"{PASSED} passed, {FAILED} failed")
+    return 1 if FAILED else 0
+
+
 def chat(q, **kw):
     return dict({"messages": [{"role": "user", "content": q}]}, **kw)
 
@@ -236,7 +244,7 @@ def main():
             (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": -1}', 400, "temperature"),
             (b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1.5}', 400, "max_tokens"),
             (b'{"messages": [{"role": "user", "content": "hi"}], "n": 2}', 400, "'n'"),
-            (b'{"messages": [{"role": "user", "content": "hi"}], "logprobs": true}', 400, "logprobs"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "logprobs": 2}', 400, "logprobs"),
             (b'{"messages": [{"role": "user", "content": "hi"}], "stop": [1]}', 400, "stop"),
             (b'{"messages": [{"role": "user", "content": "hi"}], "spec": "medusa"}', 400, "spec"),
             (b'{"messages": [{"role": "user", "content": "hi"}], "spec": "none", "exit": "specexit"}', 400, "specexit"),

@@ -96,11 +96,10 @@ def main():
             check(tcs and rr.choices[0].finish_reason == "tool_calls" and json.loads(tcs[0].function.arguments) is not None,
                   f"OpenAI SDK: {rr}")
             print(f"ok   OpenAI SDK: {tcs[0].function.name}({tcs[0].function.arguments})", flush=True)
-    finally:
-        rc = s.stop()
-        check(rc == 0, f"server exit status {rc}")
-    print(f"{test_server.PASSED} passed, {test_server.FAILED} failed")
-    return 1 if test_server.FAILED else 0
+    except BaseException:
+        s.stop()
+        raise
+    return test_server.stop_and_report(s)
 
 
 if __name__ == "__main__":
