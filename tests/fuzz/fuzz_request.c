@@ -47,9 +47,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (kind == SX_REQ_CHAT) {
                 require(r.n_msgs >= 1);
                 for (int i = 0; i < r.n_msgs; i++) require(r.msgs[i].role && r.msgs[i].role[0] && r.msgs[i].content);
-            } else {
-                require(r.prompt && r.prompt[0]);
+            } else { /* text, or token ids */
+                require((r.prompt && r.prompt[0] && !r.prompt_ids) || (!r.prompt && r.prompt_ids && r.n_prompt_ids >= 1));
+                for (int i = 0; i < r.n_prompt_ids; i++) require(r.prompt_ids[i] >= 0);
             }
+            require(r.gp.top_logprobs >= 0 && r.gp.top_logprobs <= SX_MAX_TOP_LOGPROBS && (r.gp.logprobs || !r.gp.top_logprobs));
+            require(!r.echo || kind == SX_REQ_COMPLETION);
             require(r.gp.sampling.temp >= 0 && r.gp.sampling.top_p > 0 && r.gp.sampling.top_p <= 1 && r.gp.n_predict >= -1);
             require(r.gp.spec.draft_nodes >= 1 && r.gp.spec.draft_nodes <= 63 && r.gp.exit.alpha > 0 && r.gp.exit.alpha <= 1);
             require(r.gp.exit.kind != SX_EXIT_SPECEXIT || r.gp.spec.kind == SX_SPEC_EAGLE3);
