@@ -108,6 +108,20 @@ int main(int argc, char **argv) {
     snprintf(args, sizeof args, "bench -m %s -np 2 -ctk f16,q8_0", model);
     expect("cache type list outside the speed bench", args, 1, "speed bench only");
 
+    /* perplexity: no text, a text shorter than a chunk, a chunk too small, a bad cache type list */
+    snprintf(args, sizeof args, "perplexity -m %s", model);
+    expect("perplexity without a text", args, 1, "needs a text file (-f FILE)");
+    snprintf(path, sizeof path, "%s/short.txt", tmp);
+    spit(path, "only a few words", 16);
+    snprintf(args, sizeof args, "perplexity -m %s -f %s -c 64", model, path);
+    expect("perplexity of a text shorter than a chunk", args, 1, "a chunk takes 64 (-c)");
+    snprintf(args, sizeof args, "perplexity -m %s -f %s -c 4", model, path);
+    expect("perplexity with a 4-token chunk", args, 1, "at least 8 tokens");
+    snprintf(args, sizeof args, "perplexity -m %s -f %s -ctk f16,q9_9", model, path);
+    expect("perplexity with an unknown cache type", args, 1, "unknown KV cache type 'q9_9'");
+    snprintf(args, sizeof args, "perplexity -m %s -f %s/does-not-exist.txt", model, tmp);
+    expect("perplexity of a missing file", args, 1, "cannot read");
+
     snprintf(args, sizeof args, "run -m %s/does-not-exist.gguf -p hi", tmp);
     expect("missing file", args, 1, "does-not-exist.gguf");
 

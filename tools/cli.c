@@ -30,6 +30,7 @@ void sx_cli_init(sx_cli *c) {
     c->host = "127.0.0.1";
     c->port = 8080;
     c->n_parallel = 4;
+    c->chunks = -1;
 }
 
 bool sx_cli_wants_help(int argc, char **argv) {
@@ -334,6 +335,7 @@ bool sx_cli_parse(sx_cli *c, int argc, char **argv, const char *cmd) {
         else if (!strcmp(cmd, "serve") && (IS("-nocb") || IS("--no-cont-batching"))) c->no_cont_batching = true;
         else if (!strcmp(cmd, "serve") && IS("--api-key")) { NEED(); c->api_key = v; }
         else if (!strcmp(cmd, "serve") && IS("--alias")) { NEED(); c->alias = v; }
+        else if (!strcmp(cmd, "perplexity") && IS("--chunks")) { NEED(); if (!parse_int(a, v, -1, 1 << 24, &c->chunks)) return false; }
         else if (!strcmp(cmd, "bench") && IS("--problems")) { NEED(); c->problems = v; }
         else if (!strcmp(cmd, "bench") && IS("--modes")) { NEED(); c->modes = v; }
         else if (IS("-r") || IS("--repetitions")) { NEED(); if (!parse_int(a, v, 1, 1000, &c->repetitions)) return false; }

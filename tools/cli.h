@@ -51,6 +51,7 @@ typedef struct sx_cli {
     const char *problems;
     const char *modes;
     bool compare;    /* run: also generate with full thinking and report the savings */
+    int chunks;      /* perplexity: chunks scored (-1 = all) */
     /* serve */
     const char *host;
     int port;
@@ -105,5 +106,6 @@ int sx_cmd_devices(int argc, char **argv);
 int sx_cmd_convert(int argc, char **argv);
 int sx_cmd_serve(int argc, char **argv);
 int sx_cmd_chat(int argc, char **argv);
+int sx_cmd_perplexity(int argc, char **argv);
 
 #endif

@@ -1,0 +1,257 @@
+/* tools/cmd_perplexity.c — `specexit perplexity`: a text file's perplexity
+ * under the model, as llama.cpp's llama-perplexity computes it, for several
+ * backends and KV cache types in one run (A/B: each chunk is scored under
+ * every configuration in turn).
+ *
+ * The text is tokenized whole and cut into chunks of -c tokens (default
+ * 512); a chunk's first token becomes BOS when the model adds one; each
+ * chunk is evaluated from an empty context and its second half is scored
+ * (every token after position c/2 given all before it in the chunk), so
+ * each scored token has at least c/2 tokens of context. PPL = exp(mean
+ * negative log-likelihood), with the standard error of that mean carried
+ * through exp. Against the first configuration each other one also reports
+ * how often its most likely token is the same ("same top 1", llama.cpp's
+ * "Same top p"), the mean |difference| of the scored tokens' logprobs and
+ * the ratio of the perplexities. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/cli.h"
+
+#define MAX_CFG 8
+
+typedef struct {
+    char backend[64];
+    sx_kv_type kv;
+    sx_engine *e;
+    sx_session *s;
+    sx_token_logprob *out; /* [n_ctx] the chunk's logprobs */
+    double nll, nll2, ms;
+    long n;
+    long same_top; /* positions whose most likely token is the first config's */
+    double abs_dlp;
+} ppl_cfg;
+
+static void help(void) {
+    printf("usage: specexit perplexity -m MODEL.gguf -f TEXT_FILE [-c 512] [--chunks N] [--backend A,B] [-ctk f16,q8_0] [--json]\n\n"
+           "Perplexity of a text under the model, as llama-perplexity computes it: chunks of -c tokens, each\n"
+           "evaluated from an empty context, the second half of each scored. Several backends (--backend cpu,vulkan)\n"
+           "and KV cache types (-ctk f16,q8_0,q4_0) are compared in one run, chunk by chunk: each reports its\n"
+           "perplexity, and against the first how often the most likely token is the same and the mean |difference|\n"
+           "of the logprobs. Progress goes to stderr; the result to stdout (--json: one object).\n\n"
+           "  -f, --file FILE           the text (required)\n"
+           "  -c, --ctx-size N          tokens per chunk (default 512)\n"
+           "      --chunks N            score the first N chunks only (default: all)\n\n");
+    sx_cli_print_common_help(stdout);
+}
+
+/* -ctk A,B,...: the parser checks the first; the list is kept here (argv's entry is cut at the first comma) */
+static int take_kv_list(int argc, char **argv, sx_kv_type *kvs) {
+    for (int i = 0; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "-ctk") && strcmp(argv[i], "--cache-type-k") && strcmp(argv[i], "-ctv") && strcmp(argv[i], "--cache-type-v")) continue;
+        if (!strchr(argv[i + 1], ',')) return 0;
+        char list[128];
+        snprintf(list, sizeof list, "%s", argv[i + 1]);
+        *strchr(argv[i + 1], ',') = 0;
+        int n = 0;
+        for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (n == 4 || sx_kv_type_from_name(tok, &kvs[n]) != SX_OK) {
+                fprintf(stderr, "error: -ctk: %s\n", n == 4 ? "at most 4 cache types" : sx_last_error());
+                return -1;
+            }
+            n++;
+        }
+        return n;
+    }
+    return 0;
+}
+
+static cJSON *result_json(const ppl_cfg *g, const ppl_cfg *first) {
+    cJSON *o = cJSON_CreateObject();
+    const double mean = g->nll / (double)g->n, var = g->n > 1 ? fmax(0.0, (g->nll2 / (double)g->n - mean * mean) * g->n / (g->n - 1)) : 0;
+    const double ppl = exp(mean), se = sqrt(var / (double)g->n);
+    cJSON_AddStringToObject(o, "backend", g->backend);
+    cJSON_AddStringToObject(o, "cache_type", sx_kv_type_name(g->kv));
+    cJSON_AddNumberToObject(o, "ppl", ppl);
+    cJSON_AddNumberToObject(o, "ppl_stderr", ppl * se);
+    cJSON_AddNumberToObject(o, "mean_nll", mean);
+    cJSON_AddNumberToObject(o, "tokens_scored", (double)g->n);
+    cJSON_AddNumberToObject(o, "seconds", g->ms / 1e3);
+    cJSON_AddNumberToObject(o, "kv_cache_bytes", (double)sx_session_kv_bytes(g->s));
+    if (g != first) {
+        cJSON_AddNumberToObject(o, "same_top1", (double)g->same_top / (double)g->n);
+        cJSON_AddNumberToObject(o, "mean_abs_dlogprob", g->abs_dlp / (double)g->n);
+        cJSON_AddNumberToObject(o, "ppl_ratio", exp(mean - first->nll / (double)first->n));
+    }
+    return o;
+}
+
+int sx_cmd_perplexity(int argc, char **argv) {
+    if (sx_cli_wants_help(argc, argv)) {
+        help();
+        return 0;
+    }
+    sx_kv_type kvs[4];
+    const int n_kv_list = take_kv_list(argc, argv, kvs);
+    if (n_kv_list < 0) return 1;
+    sx_cli c;
+    const int begun = sx_cli_begin(&c, argc, argv, "perplexity", 0, help);
+    if (begun >= 0) return begun;
+    if (!c.prompt_file) {
+        fprintf(stderr, "error: perplexity needs a text file (-f FILE)\n");
+        return 1;
+    }
+    const int n_kv = n_kv_list ? n_kv_list : 1;
+    if (!n_kv_list) kvs[0] = c.kv_type_k;
+    const int n_ctx = c.n_ctx ? c.n_ctx : 512;
+    if (n_ctx < 8) {
+        fprintf(stderr, "error: -c %d: a chunk needs at least 8 tokens\n", n_ctx);
+        return 1;
+    }
+    char *text = sx_cli_read_file(c.prompt_file);
+    if (!text) {
+        fprintf(stderr, "error: cannot read '%s'\n", c.prompt_file);
+        return 1;
+    }
+    ppl_cfg cfg[MAX_CFG];
+    memset(cfg, 0, sizeof cfg);
+    int n_cfg = 0, rc = 0, n_ids = 0, n_chunks = 0;
+    int32_t *ids = NULL, *chunk = NULL;
+    sx_status st = SX_OK;
+    /* the configurations: each backend (',' separates them, '/' splits one model over devices) with each cache type */
+    char list[256];
+    snprintf(list, sizeof list, "%s", c.backend);
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        sx_engine_options eo;
+        sx_cli_engine_options(&c, &eo);
+        eo.backend = tok;
+        eo.fit_ctx = n_ctx;
+        sx_engine *e = NULL;
+        if ((st = sx_engine_create(&eo, &e)) != SX_OK) {
+            fprintf(stderr, "error: loading the model on %s: %s\n", tok, sx_last_error());
+            rc = 1;
+            goto done;
+        }
+        for (int k = 0; k < n_kv; k++) {
+            if (n_cfg == MAX_CFG) {
+                fprintf(stderr, "error: at most %d configurations (backends x cache types)\n", MAX_CFG);
+                sx_engine_destroy(e);
+                rc = 1;
+                goto done;
+            }
+            ppl_cfg *g = &cfg[n_cfg++];
+            snprintf(g->backend, sizeof g->backend, "%s", tok);
+            g->kv = kvs[k];
+            g->e = k == 0 ? e : NULL; /* the first of a backend's configs owns its engine */
+            sx_session_options so;
+            sx_cli_session_options(&c, &so);
+            so.n_ctx = n_ctx;
+            so.kv_type = kvs[k];
+            g->out = calloc((size_t)n_ctx, sizeof *g->out);
+            if (!g->out) {
+                fprintf(stderr, "error: out of memory\n");
+                rc = 1;
+                goto done;
+            }
+            if ((st = sx_session_create(e, &so, &g->s)) != SX_OK) {
+                fprintf(stderr, "error: a %d-token session with a %s cache on %s: %s\n", n_ctx, sx_kv_type_name(kvs[k]), tok, sx_last_error());
+                rc = 1;
+                goto done;
+            }
+        }
+    }
+    sx_engine *e0 = cfg[0].e;
+    if ((st = sx_tokenize(e0, text, false, false, &ids, &n_ids)) != SX_OK) {
+        rc = sx_cli_fail("tokenizing the text", st);
+        goto done;
+    }
+    int32_t bos = -1; /* the model's BOS, when it adds one: each chunk starts with it, as llama-perplexity does */
+    {
+        int32_t *b = NULL;
+        int nb = 0;
+        if (sx_tokenize(e0, "", true, false, &b, &nb) == SX_OK && nb == 1) bos = b[0];
+        free(b);
+    }
+    n_chunks = n_ids / n_ctx;
+    if (c.chunks >= 0 && c.chunks < n_chunks) n_chunks = c.chunks;
+    if (n_chunks < 1) {
+        fprintf(stderr, "error: the text has %d tokens; a chunk takes %d (-c): give a longer text or a smaller -c\n", n_ids, n_ctx);
+        rc = 1;
+        goto done;
+    }
+    if (!(chunk = malloc(sizeof(int32_t) * (size_t)n_ctx))) {
+        fprintf(stderr, "error: out of memory\n");
+        rc = 1;
+        goto done;
+    }
+    fprintf(stderr, "[perplexity] %d tokens, %d chunks of %d, scoring the last %d of each, %d configuration%s\n", n_ids, n_chunks, n_ctx,
+            n_ctx - 1 - n_ctx / 2, n_cfg, n_cfg > 1 ? "s" : "");
+    const int first = n_ctx / 2;
+    for (int ch = 0; ch < n_chunks; ch++) {
+        memcpy(chunk, ids + (size_t)ch * n_ctx, sizeof(int32_t) * (size_t)n_ctx);
+        if (bos >= 0) chunk[0] = bos;
+        for (int k = 0; k < n_cfg; k++) {
+            ppl_cfg *g = &cfg[k];
+            sx_session_reset(g->s);
+            const double t0 = sx_cli_now_ms();
+            if ((st = sx_session_eval_logprobs(g->s, chunk, n_ctx, -1, 1, g->out)) != SX_OK) {
+                fprintf(stderr, "error: chunk %d on %s (%s cache): %s\n", ch + 1, g->backend, sx_kv_type_name(g->kv), sx_last_error());
+                rc = 1;
+                goto done;
+            }
+            g->ms += sx_cli_now_ms() - t0;
+            for (int i = first; i < n_ctx - 1; i++) {
+                const double nll = -(double)g->out[i].logprob;
+                g->nll += nll, g->nll2 += nll * nll, g->n++;
+                if (k > 0) {
+                    g->same_top += g->out[i].top_ids[0] == cfg[0].out[i].top_ids[0];
+                    g->abs_dlp += fabs((double)g->out[i].logprob - cfg[0].out[i].logprob);
+                }
+            }
+        }
+        fprintf(stderr, "[perplexity] chunk %d/%d:", ch + 1, n_chunks);
+        for (int k = 0; k < n_cfg; k++) fprintf(stderr, " %s %s %.4f", cfg[k].backend, sx_kv_type_name(cfg[k].kv), exp(cfg[k].nll / (double)cfg[k].n));
+        fprintf(stderr, "\n");
+    }
+    cJSON *j = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(j, "configs");
+    sx_engine_info info;
+    sx_engine_get_info(e0, &info);
+    cJSON_AddStringToObject(j, "model", info.model_name);
+    cJSON_AddStringToObject(j, "quant", info.quant);
+    cJSON_AddStringToObject(j, "file", c.prompt_file);
+    cJSON_AddNumberToObject(j, "n_tokens", n_ids);
+    cJSON_AddNumberToObject(j, "n_ctx", n_ctx);
+    cJSON_AddNumberToObject(j, "n_chunks", n_chunks);
+    for (int k = 0; k < n_cfg; k++) cJSON_AddItemToArray(arr, result_json(&cfg[k], &cfg[0]));
+    if (c.json) {
+        char *s = cJSON_Print(j);
+        if (s) printf("%s\n", s);
+        free(s);
+    } else {
+        printf("%-16s %-6s %12s %10s %10s %12s %10s\n", "backend", "cache", "PPL", "+/-", "same top1", "mean|dlogp|", "tok/s");
+        const cJSON *r;
+        cJSON_ArrayForEach(r, arr) {
+            const cJSON *same = cJSON_GetObjectItem(r, "same_top1"), *dlp = cJSON_GetObjectItem(r, "mean_abs_dlogprob");
+            printf("%-16s %-6s %12.4f %10.4f", cJSON_GetObjectItem(r, "backend")->valuestring, cJSON_GetObjectItem(r, "cache_type")->valuestring,
+                   cJSON_GetObjectItem(r, "ppl")->valuedouble, cJSON_GetObjectItem(r, "ppl_stderr")->valuedouble);
+            if (same) printf(" %9.2f%% %12.5f", 100 * same->valuedouble, dlp->valuedouble);
+            else printf(" %10s %12s", "-", "-");
+            printf(" %10.1f\n", (double)n_chunks * n_ctx / cJSON_GetObjectItem(r, "seconds")->valuedouble);
+        }
+        printf("Final estimate: PPL = %.4f +/- %.5f\n", cJSON_GetObjectItem(arr->child, "ppl")->valuedouble,
+               cJSON_GetObjectItem(arr->child, "ppl_stderr")->valuedouble);
+    }
+    cJSON_Delete(j);
+done:
+    for (int k = 0; k < n_cfg; k++) {
+        sx_session_destroy(cfg[k].s);
+        free(cfg[k].out);
+    }
+    for (int k = 0; k < n_cfg; k++) sx_engine_destroy(cfg[k].e);
+    free(chunk);
+    free(ids);
+    free(text);
+    return rc;
+}
