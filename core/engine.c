@@ -441,7 +441,7 @@ sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits
  * as a decoded token, and a bounded logits read-back ([64][n_vocab]) */
 #define SX_LOGPROB_CHUNK 64
 
-sx_status sx_session_eval_logprobs(sx_session *s, const int32_t *tokens, int n, int32_t next, int n_top, sx_token_logprob *out) {
+sx_status sx_session_eval_rows(sx_session *s, const int32_t *tokens, int n, sx_row_callback cb, void *user) {
     if (n < 1) return sx_set_error(SX_ERR_INVALID_ARG, "eval: no tokens");
     const int V = s->e->model->hp.n_vocab;
     if ((int64_t)s->n_past + n > s->kv->n_ctx)
@@ -449,7 +449,6 @@ sx_status sx_session_eval_logprobs(sx_session *s, const int32_t *tokens, int n, 
                             s->kv->n_ctx);
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= V) return sx_set_error(SX_ERR_INVALID_ARG, "eval: token %d is not in the vocabulary (%d)", tokens[i], V);
-    if (next >= V) return sx_set_error(SX_ERR_INVALID_ARG, "eval: token %d is not in the vocabulary (%d)", next, V);
     const int chunk = s->n_batch < SX_LOGPROB_CHUNK ? s->n_batch : SX_LOGPROB_CHUNK;
     float *rows = malloc(sizeof(float) * (size_t)V * (size_t)chunk);
     if (!rows) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "eval: out of memory for %d logit rows", chunk);
@@ -461,17 +460,33 @@ sx_status sx_session_eval_logprobs(sx_session *s, const int32_t *tokens, int n, 
         sx_batch b = {.tokens = tokens + done, .n = m, .n_past = s->n_past}; /* every row's logits */
         st = sx_session_forward(s, &b, rows, NULL);
         if (st != SX_OK) break;
-        for (int i = 0; i < m; i++) {
-            const int at = done + i;
-            const int32_t follow = at + 1 < n ? tokens[at + 1] : next;
-            if (follow >= 0) sx_logprob_row(rows + (size_t)i * V, V, follow, n_top, &out[at]);
-        }
         memcpy(s->history + s->n_past, tokens + done, sizeof(int32_t) * (size_t)m);
         s->n_past += m;
+        for (int i = 0; i < m; i++) cb(done + i, rows + (size_t)i * V, V, user);
         done += m;
     }
     free(rows);
     return st;
+}
+
+typedef struct {
+    const int32_t *tokens;
+    int n, n_top;
+    int32_t next;
+    sx_token_logprob *out;
+} lp_ctx;
+
+static void lp_row(int at, const float *row, int V, void *user) {
+    const lp_ctx *c = user;
+    const int32_t follow = at + 1 < c->n ? c->tokens[at + 1] : c->next;
+    if (follow >= 0) sx_logprob_row(row, V, follow, c->n_top, &c->out[at]);
+}
+
+sx_status sx_session_eval_logprobs(sx_session *s, const int32_t *tokens, int n, int32_t next, int n_top, sx_token_logprob *out) {
+    const int V = s->e->model->hp.n_vocab;
+    if (next >= V) return sx_set_error(SX_ERR_INVALID_ARG, "eval: token %d is not in the vocabulary (%d)", next, V);
+    lp_ctx c = {tokens, n, n_top, next, out};
+    return sx_session_eval_rows(s, tokens, n, lp_row, &c);
 }
 
 sx_status sx_session_eval(sx_session *s, const int32_t *tokens, int n, float *out_logits) {

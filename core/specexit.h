@@ -325,6 +325,13 @@ const sx_token_logprob *sx_generate_logprob(const sx_session *s);
  * not fit (nothing is appended). */
 SX_MUST_USE sx_status sx_session_eval_logprobs(sx_session *s, const int32_t *tokens, int n, int32_t next, int n_top, sx_token_logprob *out);
 
+/* The general form: appends tokens[0..n) as sx_session_eval_logprobs does
+ * and calls cb(i, row, n_vocab, user) with each position's raw logits (the
+ * distribution of the token after tokens[i]) in order, each row valid
+ * during its call (a perplexity or KL-divergence tool). */
+typedef void (*sx_row_callback)(int index, const float *row, int n_vocab, void *user);
+SX_MUST_USE sx_status sx_session_eval_rows(sx_session *s, const int32_t *tokens, int n, sx_row_callback cb, void *user);
+
 typedef enum sx_stop_reason {
     SX_STOP_EOG = 0,      /* end-of-generation token */
     SX_STOP_LENGTH,       /* n_predict reached */

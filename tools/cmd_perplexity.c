@@ -10,8 +10,11 @@
  * each scored token has at least c/2 tokens of context. PPL = exp(mean
  * negative log-likelihood), with the standard error of that mean carried
  * through exp. Against the first configuration each other one also reports
- * how often its most likely token is the same ("same top 1", llama.cpp's
- * "Same top p"), the mean |difference| of the scored tokens' logprobs and
+ * the KL divergence of its next-token distributions from the first's at
+ * every scored position (mean, median, 99th percentile, max: llama.cpp's
+ * --kl-divergence, without its two runs and logits file), how often its
+ * most likely token is the same ("same top 1"), the RMS difference of the
+ * scored tokens' probabilities, the mean |difference| of their logprobs and
  * the ratio of the perplexities. */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -22,17 +25,68 @@
 
 #define MAX_CFG 8
 
+typedef struct ppl_run ppl_run;
+
 typedef struct {
     char backend[64];
     sx_kv_type kv;
     sx_engine *e;
     sx_session *s;
-    sx_token_logprob *out; /* [n_ctx] the chunk's logprobs */
+    ppl_run *run;
+    bool first_cfg;
     double nll, nll2, ms;
     long n;
     long same_top; /* positions whose most likely token is the first config's */
-    double abs_dlp;
+    double abs_dlp, dp2;
+    double *kld;   /* [every scored position] KL(first || this) */
 } ppl_cfg;
+
+/* the chunk being scored, and the first configuration's distributions at its scored positions */
+struct ppl_run {
+    const int32_t *chunk;
+    int n_ctx, first, V;
+    bool keep;        /* several configurations: keep the first's log-probabilities */
+    float *base;      /* [n_ctx - 1 - first][V] */
+    int32_t *base_top;
+    float *lp;        /* [V] the row being scored */
+};
+
+/* one position's row: log-softmax; the scored token's NLL; against the first configuration, KL and the top token */
+static void score_row(int i, const float *row, int V, void *user) {
+    ppl_cfg *g = user;
+    ppl_run *r = g->run;
+    if (i < r->first || i >= r->n_ctx - 1) return;
+    float m = -INFINITY;
+    int32_t top = 0;
+    for (int v = 0; v < V; v++)
+        if (row[v] > m) m = row[v], top = v;
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += expf(row[v] - m);
+    const float lse = (float)((double)m + log(sum));
+    float *lp = g->first_cfg && r->keep ? r->base + (size_t)(i - r->first) * V : r->lp;
+    for (int v = 0; v < V; v++) lp[v] = row[v] - lse;
+    const int32_t tok = r->chunk[i + 1];
+    const double nll = -(double)lp[tok];
+    g->nll += nll, g->nll2 += nll * nll;
+    if (g->first_cfg) {
+        if (r->keep) r->base_top[i - r->first] = top;
+    } else {
+        const float *b = r->base + (size_t)(i - r->first) * V;
+        double kld = 0;
+        for (int v = 0; v < V; v++) kld += exp((double)b[v]) * ((double)b[v] - lp[v]);
+        g->kld[g->n] = kld > 0 ? kld : 0; /* rounding can leave a tiny negative */
+        g->same_top += top == r->base_top[i - r->first];
+        g->abs_dlp += fabs((double)lp[tok] - b[tok]);
+        const double dp = exp((double)lp[tok]) - exp((double)b[tok]);
+        g->dp2 += dp * dp;
+    }
+    g->n++;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 
 static void help(void) {
     printf("usage: specexit perplexity -m MODEL.gguf -f TEXT_FILE [-c 512] [--chunks N] [--backend A,B] [-ctk f16,q8_0] [--json]\n\n"
@@ -81,9 +135,17 @@ static cJSON *result_json(const ppl_cfg *g, const ppl_cfg *first) {
     cJSON_AddNumberToObject(o, "seconds", g->ms / 1e3);
     cJSON_AddNumberToObject(o, "kv_cache_bytes", (double)sx_session_kv_bytes(g->s));
     if (g != first) {
-        cJSON_AddNumberToObject(o, "same_top1", (double)g->same_top / (double)g->n);
-        cJSON_AddNumberToObject(o, "mean_abs_dlogprob", g->abs_dlp / (double)g->n);
+        double kmean = 0;
+        for (long i = 0; i < g->n; i++) kmean += g->kld[i];
+        qsort(g->kld, (size_t)g->n, sizeof *g->kld, cmp_double);
         cJSON_AddNumberToObject(o, "ppl_ratio", exp(mean - first->nll / (double)first->n));
+        cJSON_AddNumberToObject(o, "mean_kld", kmean / (double)g->n);
+        cJSON_AddNumberToObject(o, "median_kld", g->kld[g->n / 2]);
+        cJSON_AddNumberToObject(o, "p99_kld", g->kld[(long)(0.99 * (double)(g->n - 1))]);
+        cJSON_AddNumberToObject(o, "max_kld", g->kld[g->n - 1]);
+        cJSON_AddNumberToObject(o, "same_top1", (double)g->same_top / (double)g->n);
+        cJSON_AddNumberToObject(o, "rms_dp", sqrt(g->dp2 / (double)g->n));
+        cJSON_AddNumberToObject(o, "mean_abs_dlogprob", g->abs_dlp / (double)g->n);
     }
     return o;
 }
@@ -117,6 +179,7 @@ int sx_cmd_perplexity(int argc, char **argv) {
     }
     ppl_cfg cfg[MAX_CFG];
     memset(cfg, 0, sizeof cfg);
+    ppl_run run = {.n_ctx = n_ctx, .first = n_ctx / 2};
     int n_cfg = 0, rc = 0, n_ids = 0, n_chunks = 0;
     int32_t *ids = NULL, *chunk = NULL;
     sx_status st = SX_OK;
@@ -149,12 +212,8 @@ int sx_cmd_perplexity(int argc, char **argv) {
             sx_cli_session_options(&c, &so);
             so.n_ctx = n_ctx;
             so.kv_type = kvs[k];
-            g->out = calloc((size_t)n_ctx, sizeof *g->out);
-            if (!g->out) {
-                fprintf(stderr, "error: out of memory\n");
-                rc = 1;
-                goto done;
-            }
+            g->run = &run;
+            g->first_cfg = n_cfg == 1;
             if ((st = sx_session_create(e, &so, &g->s)) != SX_OK) {
                 fprintf(stderr, "error: a %d-token session with a %s cache on %s: %s\n", n_ctx, sx_kv_type_name(kvs[k]), tok, sx_last_error());
                 rc = 1;
@@ -181,14 +240,26 @@ int sx_cmd_perplexity(int argc, char **argv) {
         rc = 1;
         goto done;
     }
-    if (!(chunk = malloc(sizeof(int32_t) * (size_t)n_ctx))) {
+    const int n_scored = n_ctx - 1 - n_ctx / 2;
+    sx_engine_info info;
+    sx_engine_get_info(e0, &info);
+    run.V = info.n_vocab;
+    run.keep = n_cfg > 1;
+    run.lp = malloc(sizeof(float) * (size_t)run.V);
+    if (run.keep) {
+        run.base = malloc(sizeof(float) * (size_t)run.V * (size_t)n_scored);
+        run.base_top = malloc(sizeof(int32_t) * (size_t)n_scored);
+    }
+    bool oom = !run.lp || (run.keep && (!run.base || !run.base_top));
+    for (int k = 1; k < n_cfg; k++) oom |= !(cfg[k].kld = malloc(sizeof(double) * (size_t)n_chunks * (size_t)n_scored));
+    if (oom || !(chunk = malloc(sizeof(int32_t) * (size_t)n_ctx))) {
         fprintf(stderr, "error: out of memory\n");
         rc = 1;
         goto done;
     }
     fprintf(stderr, "[perplexity] %d tokens, %d chunks of %d, scoring the last %d of each, %d configuration%s\n", n_ids, n_chunks, n_ctx,
             n_ctx - 1 - n_ctx / 2, n_cfg, n_cfg > 1 ? "s" : "");
-    const int first = n_ctx / 2;
+    run.chunk = chunk;
     for (int ch = 0; ch < n_chunks; ch++) {
         memcpy(chunk, ids + (size_t)ch * n_ctx, sizeof(int32_t) * (size_t)n_ctx);
         if (bos >= 0) chunk[0] = bos;
@@ -196,28 +267,18 @@ int sx_cmd_perplexity(int argc, char **argv) {
             ppl_cfg *g = &cfg[k];
             sx_session_reset(g->s);
             const double t0 = sx_cli_now_ms();
-            if ((st = sx_session_eval_logprobs(g->s, chunk, n_ctx, -1, 1, g->out)) != SX_OK) {
+            if ((st = sx_session_eval_rows(g->s, chunk, n_ctx, score_row, g)) != SX_OK) {
                 fprintf(stderr, "error: chunk %d on %s (%s cache): %s\n", ch + 1, g->backend, sx_kv_type_name(g->kv), sx_last_error());
                 rc = 1;
                 goto done;
             }
             g->ms += sx_cli_now_ms() - t0;
-            for (int i = first; i < n_ctx - 1; i++) {
-                const double nll = -(double)g->out[i].logprob;
-                g->nll += nll, g->nll2 += nll * nll, g->n++;
-                if (k > 0) {
-                    g->same_top += g->out[i].top_ids[0] == cfg[0].out[i].top_ids[0];
-                    g->abs_dlp += fabs((double)g->out[i].logprob - cfg[0].out[i].logprob);
-                }
-            }
         }
         fprintf(stderr, "[perplexity] chunk %d/%d:", ch + 1, n_chunks);
         for (int k = 0; k < n_cfg; k++) fprintf(stderr, " %s %s %.4f", cfg[k].backend, sx_kv_type_name(cfg[k].kv), exp(cfg[k].nll / (double)cfg[k].n));
         fprintf(stderr, "\n");
     }
     cJSON *j = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(j, "configs");
-    sx_engine_info info;
-    sx_engine_get_info(e0, &info);
     cJSON_AddStringToObject(j, "model", info.model_name);
     cJSON_AddStringToObject(j, "quant", info.quant);
     cJSON_AddStringToObject(j, "file", c.prompt_file);
@@ -230,15 +291,18 @@ int sx_cmd_perplexity(int argc, char **argv) {
         if (s) printf("%s\n", s);
         free(s);
     } else {
-        printf("%-16s %-6s %12s %10s %10s %12s %10s\n", "backend", "cache", "PPL", "+/-", "same top1", "mean|dlogp|", "tok/s");
+        printf("%-16s %-6s %10s %9s %8s %10s %10s %10s %9s\n", "backend", "cache", "PPL", "+/-", "ratio", "mean KLD", "99% KLD", "same top1",
+               "tok/s");
         const cJSON *r;
         cJSON_ArrayForEach(r, arr) {
-            const cJSON *same = cJSON_GetObjectItem(r, "same_top1"), *dlp = cJSON_GetObjectItem(r, "mean_abs_dlogprob");
-            printf("%-16s %-6s %12.4f %10.4f", cJSON_GetObjectItem(r, "backend")->valuestring, cJSON_GetObjectItem(r, "cache_type")->valuestring,
+            const cJSON *same = cJSON_GetObjectItem(r, "same_top1");
+            printf("%-16s %-6s %10.4f %9.4f", cJSON_GetObjectItem(r, "backend")->valuestring, cJSON_GetObjectItem(r, "cache_type")->valuestring,
                    cJSON_GetObjectItem(r, "ppl")->valuedouble, cJSON_GetObjectItem(r, "ppl_stderr")->valuedouble);
-            if (same) printf(" %9.2f%% %12.5f", 100 * same->valuedouble, dlp->valuedouble);
-            else printf(" %10s %12s", "-", "-");
-            printf(" %10.1f\n", (double)n_chunks * n_ctx / cJSON_GetObjectItem(r, "seconds")->valuedouble);
+            if (same)
+                printf(" %8.4f %10.6f %10.6f %9.2f%%", cJSON_GetObjectItem(r, "ppl_ratio")->valuedouble, cJSON_GetObjectItem(r, "mean_kld")->valuedouble,
+                       cJSON_GetObjectItem(r, "p99_kld")->valuedouble, 100 * same->valuedouble);
+            else printf(" %8s %10s %10s %10s", "-", "-", "-", "-");
+            printf(" %9.1f\n", (double)n_chunks * n_ctx / cJSON_GetObjectItem(r, "seconds")->valuedouble);
         }
         printf("Final estimate: PPL = %.4f +/- %.5f\n", cJSON_GetObjectItem(arr->child, "ppl")->valuedouble,
                cJSON_GetObjectItem(arr->child, "ppl_stderr")->valuedouble);
@@ -247,8 +311,9 @@ int sx_cmd_perplexity(int argc, char **argv) {
 done:
     for (int k = 0; k < n_cfg; k++) {
         sx_session_destroy(cfg[k].s);
-        free(cfg[k].out);
+        free(cfg[k].kld);
     }
+    free(run.lp), free(run.base), free(run.base_top);
     for (int k = 0; k < n_cfg; k++) sx_engine_destroy(cfg[k].e);
     free(chunk);
     free(ids);

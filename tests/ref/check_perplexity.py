@@ -12,6 +12,8 @@ on every Debian system; the test skips with 77 where it is missing).
   within 2% (quantized-activation matmuls and f16 caches differ in the last
   bits; a wrong position, a missing BOS rule or a bad row moves it far more);
 - the same words shuffled read as nonsense: PPL at least 3x higher;
+- KL divergence in one run: zero between two identical configurations
+  (f16 and f16), small for a q8_0 KV cache and larger for q4_0;
 - with BACKEND (e.g. vulkan), that backend and the CPU reference in one run
   (A/B, one 256-token chunk): perplexities within 0.5%, the same most likely
   token at >= 98% of the positions (lavapipe: 0.01% and 100%, a mean
@@ -58,9 +60,9 @@ def main():
     if backend:
         o = ppl(exe, model, GPL, "--chunks", "1", "--backend", f"cpu-ref,{backend}", ctx=256)  # cpu-ref and lavapipe: ~8 tokens/s
         a, b = o["configs"]
-        check(abs(b["ppl_ratio"] - 1) < 0.005 and b["same_top1"] >= 0.98,
+        check(abs(b["ppl_ratio"] - 1) < 0.005 and b["same_top1"] >= 0.98 and b["mean_kld"] < 1e-3,
               f"{backend} against the CPU reference: PPL {b['ppl']:.4f} vs {a['ppl']:.4f}, same top 1 {100 * b['same_top1']:.1f}%, "
-              f"mean |dlogprob| {b['mean_abs_dlogprob']:.4f}")
+              f"mean KLD {b['mean_kld']:.2g}, mean |dlogprob| {b['mean_abs_dlogprob']:.4f}")
         return 1 if failed else 0
     o = ppl(exe, model, GPL, "--chunks", "4")
     c = o["configs"][0]
@@ -68,6 +70,14 @@ def main():
           f"{o['n_tokens']} tokens (llama.cpp's tokenizer: {LLAMA_CPP_TOKENS}), 4 chunks of 255 scored tokens")
     check(abs(c["ppl"] / LLAMA_CPP_PPL - 1) < 0.02 and c["ppl_stderr"] > 0,
           f"PPL {c['ppl']:.4f} +/- {c['ppl_stderr']:.4f}, llama.cpp {LLAMA_CPP_PPL} ({100 * (c['ppl'] / LLAMA_CPP_PPL - 1):+.2f}%)")
+    # KL divergence between configurations of one run: none between identical ones, more for a coarser KV cache
+    k = ppl(exe, model, GPL, "--chunks", "1", "-ctk", "f16,f16,q8_0,q4_0")["configs"]
+    check(k[1]["mean_kld"] == 0 and k[1]["max_kld"] == 0 and k[1]["same_top1"] == 1 and k[1]["ppl"] == k[0]["ppl"],
+          f"f16 against f16: KLD {k[1]['mean_kld']}, max {k[1]['max_kld']}, same top 1 {k[1]['same_top1']} (deterministic)")
+    check(0 < k[2]["mean_kld"] < 0.05 and k[2]["mean_kld"] < k[3]["mean_kld"] and k[2]["p99_kld"] < k[3]["p99_kld"]
+          and k[2]["median_kld"] <= k[2]["p99_kld"] <= k[2]["max_kld"] and k[3]["same_top1"] < k[2]["same_top1"] < 1,
+          f"q8_0 cache: mean KLD {k[2]['mean_kld']:.4f} (99% {k[2]['p99_kld']:.4f}, same top 1 {100 * k[2]['same_top1']:.1f}%) "
+          f"< q4_0: {k[3]['mean_kld']:.4f} (99% {k[3]['p99_kld']:.4f}, {100 * k[3]['same_top1']:.1f}%)")
     words = open(GPL, encoding="utf-8").read().split()
     random.Random(0).shuffle(words)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
