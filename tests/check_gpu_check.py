@@ -78,6 +78,9 @@ def main():
     kv4 = s.get("kv_q4_0", {})
     check(kv4.get("q4_0_decode_tok_s", 0) > 0 and 0 < (kv4.get("q4_0_kv_bytes") or 0) < (kv.get("q8_0_kv_bytes") or 0),
           f"q4_0 against f16 KV cache at long context: {kv4}")
+    kl = s.get("kld_vs_cpu_ref", {})
+    check(kl.get("tokens_scored", 0) > 0 and 0 <= kl.get("mean_kld", -1) < 0.01 and kl.get("same_top1", 0) > 0.95,
+          f"the backend's next-token distributions against cpu-ref: {kl}")
     for k in ("grammar", "ngram"):
         check((s.get(k) or {}).get("ratio", 0) > 0, f"the {k} A/B bench: {s.get(k)}")
     check(s.get("skipped_for_time") == [] and s.get("status") == 0, f"nothing skipped, status 0: {s.get('skipped_for_time')}")

@@ -22,7 +22,9 @@
 #      decode (16-node trees, nearly nothing accepted) against plain decode,
 #      in one run: the cost of a drafted and verified step in decode steps
 #   5. the exit path: the trained sumchain pair on the held-out problems,
-#      plain / EAGLE-3 / SpecExit: accuracy, tokens and time
+#      plain / EAGLE-3 / SpecExit: accuracy, tokens and time; and the
+#      backend's next-token distributions against cpu-ref's on README.md
+#      (`specexit perplexity`: KL divergence, same top token, PPL ratio)
 #   6. CUDA graphs off (SPECEXIT_CUDA_GRAPHS=0) against on, continuous batching
 #      (8 sessions, `bench -np 8`), decode after SX_BENCH_LONG_CTX (8192)
 #      prompt tokens with ATTENTION's split-K and without
@@ -249,6 +251,13 @@ if kv and len(kv.get("configs", [])) >= 2:
     print("\nKV cache q8_0 vs f16 (decode after %s tokens): %.1f vs %.1f t/s (x%.3f), cache %.1f vs %.1f MiB" % (
         long_ctx, S["kv_q8_0"]["q8_0_decode_tok_s"], S["kv_q8_0"]["f16_decode_tok_s"], S["kv_q8_0"]["decode_ratio"] or 0,
         (b.get("kv_cache_bytes") or 0) / 2**20, (a.get("kv_cache_bytes") or 0) / 2**20))
+kl = load("kld-sumchain.json")
+if kl and len(kl.get("configs", [])) == 2:
+    r, b = kl["configs"]
+    S["kld_vs_cpu_ref"] = dict(model="sumchain", tokens_scored=b["tokens_scored"], ppl=b["ppl"], ref_ppl=r["ppl"], ppl_ratio=b["ppl_ratio"],
+                               mean_kld=b["mean_kld"], p99_kld=b["p99_kld"], max_kld=b["max_kld"], same_top1=b["same_top1"])
+    print("\nnext-token distributions against cpu-ref (sumchain, %d positions): mean KLD %.3g, 99%% %.3g, max %.3g, same top 1 %.2f%%, PPL x%.5f" % (
+        b["tokens_scored"], b["mean_kld"], b["p99_kld"], b["max_kld"], 100 * b["same_top1"], b["ppl_ratio"]))
 # A/B benches of one run: the second configuration against the first
 for name, what in (("split", "split over two devices (the GPU opened twice) vs one"), ("grammar", "under a grammar (whole rows read) vs none"),
                    ("ngram", "prompt lookup (--spec ngram) vs plain")):
@@ -427,6 +436,16 @@ fi
 if [ -f "$root/models/sumchain/target.gguf" ] && [ -f "$problems" ]; then
   bench "exit-sumchain" 90 -- -m "$root/models/sumchain/target.gguf" -md "$root/models/sumchain/draft.gguf" --problems "$problems" \
     --modes plain,eagle3,specexit
+fi
+
+# ---- 5b. quality: the backend's next-token distributions against the CPU reference (KL divergence, one run) ----
+if [ -f "$root/models/sumchain/target.gguf" ] && fits 60 "kld-sumchain"; then
+  if timeout "$(cap 60)" "$build/specexit" perplexity -m "$root/models/sumchain/target.gguf" -f "$root/README.md" -c 256 --chunks 8 \
+      --backend "cpu-ref,$backend" --json > "$work/kld-sumchain.json" 2> "$work/kld-sumchain.log"; then
+    log "kld-sumchain: $(grep -E '^\[perplexity\] chunk' "$work/kld-sumchain.log" | tail -1)"
+  else
+    log "kld-sumchain FAILED (see kld-sumchain.log): $(tail -1 "$work/kld-sumchain.log" | cut -c1-200)"; rm -f "$work/kld-sumchain.json"
+  fi
 fi
 
 # ---- 6. graphs, continuous batching, long context ----
