@@ -2,6 +2,7 @@
 #include "core/sampler.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,15 @@ void sx_sampler_params_init(sx_sampler_params *p) {
     p->repeat_penalty = 1.0f;
     p->repeat_last_n = 64;
     p->seed = SX_SEED_RANDOM;
+}
+
+/* SX_SEED_RANDOM: the clock in nanoseconds and a counter, so that samplers made in the same second
+ * (the choices of one request, concurrent requests) draw differently */
+static uint64_t random_seed(void) {
+    static _Atomic uint64_t counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^ (atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15ull);
 }
 
 static uint64_t splitmix(uint64_t *x) {
@@ -74,7 +84,7 @@ sx_status sx_sampler_create(const sx_sampler_params *p, int n_vocab, sx_sampler 
         sx_sampler_destroy(s);
         return sx_set_error(SX_ERR_OUT_OF_MEMORY, "sampler: out of memory");
     }
-    sx_rng_seed(&s->rng, p->seed == SX_SEED_RANDOM ? (uint64_t)time(NULL) : p->seed);
+    sx_rng_seed(&s->rng, p->seed == SX_SEED_RANDOM ? random_seed() : p->seed);
     *out = s;
     return SX_OK;
 }

@@ -125,6 +125,9 @@ struct job {
     bool echo_pending;      /* a stream's first chunk still owes the echoed prompt */
     size_t text_bytes;      /* bytes of the completion's text before the next token (text_offset) */
     double wait_ms; /* time spent waiting for other slots' turns inside the generation */
+    int cur;               /* the choice being generated (n > 1: one after another) */
+    cJSON *done_choices;   /* not streamed: the finished choices */
+    long long sum_generated, sum_thinking; /* usage over the choices */
     job *next;
 };
 
@@ -169,6 +172,7 @@ static void job_release_locked(job *j) {
     sx_sbuf_free(&j->d_content);
     sx_sbuf_free(&j->answer);
     cJSON_Delete(j->tool_calls);
+    cJSON_Delete(j->done_choices);
     sx_lp_free(&j->lps);
     free(j->plps);
     free(j->echo_buf);
@@ -294,7 +298,7 @@ static void push_delta(job *j, const char *role, const sx_sbuf *reasoning, const
     cJSON *o = chunk_base(j);
     cJSON *choices = cJSON_AddArrayToObject(o, "choices");
     cJSON *c = cJSON_CreateObject();
-    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON_AddNumberToObject(c, "index", j->cur);
     if (j->req.kind == SX_REQ_CHAT) {
         cJSON *d = cJSON_AddObjectToObject(c, "delta");
         if (role) cJSON_AddStringToObject(d, "role", role), cJSON_AddStringToObject(d, "content", "");
@@ -367,10 +371,10 @@ static void add_stats(cJSON *o, const job *j, bool usage) {
     if (usage) {
         cJSON *u = cJSON_AddObjectToObject(o, "usage");
         cJSON_AddNumberToObject(u, "prompt_tokens", j->n_ids);
-        cJSON_AddNumberToObject(u, "completion_tokens", g->n_generated_tokens);
-        cJSON_AddNumberToObject(u, "total_tokens", j->n_ids + g->n_generated_tokens);
+        cJSON_AddNumberToObject(u, "completion_tokens", (double)j->sum_generated); /* every choice's */
+        cJSON_AddNumberToObject(u, "total_tokens", (double)(j->n_ids + j->sum_generated));
         cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "prompt_tokens_details"), "cached_tokens", j->n_cached);
-        cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "completion_tokens_details"), "reasoning_tokens", g->thinking_tokens);
+        cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "completion_tokens_details"), "reasoning_tokens", (double)j->sum_thinking);
     }
     cJSON *t = cJSON_AddObjectToObject(o, "timings");
     cJSON_AddNumberToObject(t, "cache_n", j->n_cached);
@@ -402,14 +406,55 @@ static sx_status score_prompt(sx_session *s, job *j, int *n_left) {
     return st;
 }
 
-static void run_job(server *S, slot *sl, job *j) {
+/* one choice as a finished answer object (not streamed) */
+static cJSON *choice_json(const job *j) {
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", j->cur);
+    const char *content = j->text.content_text.s ? j->text.content_text.s : "";
+    if (j->req.kind == SX_REQ_CHAT) {
+        cJSON *m = cJSON_AddObjectToObject(ch, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        if (!j->tool_calls) cJSON_AddStringToObject(m, "content", content);
+        else if (j->answer.len) cJSON_AddStringToObject(m, "content", j->answer.s);
+        else cJSON_AddNullToObject(m, "content"); /* as OpenAI: only calls */
+        if (j->tool_calls) cJSON_AddItemToObject(m, "tool_calls", cJSON_Duplicate(j->tool_calls, true));
+        if (j->text.saw_reasoning) cJSON_AddStringToObject(m, "reasoning_content", j->text.reasoning_text.s ? j->text.reasoning_text.s : "");
+    } else {
+        sx_sbuf t = {0};
+        if (j->req.echo) sx_sbuf_adds(&t, j->echo_text);
+        sx_sbuf_adds(&t, content);
+        cJSON_AddStringToObject(ch, "text", t.s ? t.s : "");
+        sx_sbuf_free(&t);
+    }
+    if (!j->req.gp.logprobs) cJSON_AddNullToObject(ch, "logprobs");
+    else if (j->req.kind == SX_REQ_CHAT) cJSON_AddItemToObject(ch, "logprobs", sx_lp_chat_json(j->S->e, j->req.token_ids, &j->lps, 0, j->lps.n));
+    else
+        cJSON_AddItemToObject(ch, "logprobs",
+                              sx_lp_completion_json(j->S->e, j->req.token_ids, j->req.echo ? j->ids : NULL, j->n_ids, j->plps, &j->lps, 0, j->lps.n));
+    cJSON_AddStringToObject(ch, "finish_reason", finish_reason(j));
+    return ch;
+}
+
+/* One choice; false when it failed (the request ends there). */
+static bool run_choice(server *S, slot *sl, job *j) {
     sx_session *s = sl->s;
+    const bool last_choice = j->cur == j->req.n_choices - 1;
+    /* a fresh answer: the previous choice's state goes */
+    sx_text_free(&j->text);
+    sx_sbuf_clear(&j->answer);
+    cJSON_Delete(j->tool_calls);
+    j->tool_calls = NULL;
+    j->stop_hit = false;
+    j->lps.n = j->lp_sent = 0;
+    sx_generate_stats_free(&j->gs);
+    memset(&j->gs, 0, sizeof j->gs);
+    j->wait_ms = 0;
     turn_acquire(S);
-    const bool scored = j->req.echo && j->req.gp.logprobs;
-    int keep = j->req.cache_prompt && !scored ? sx_session_common_prefix(s, j->ids, j->n_ids) : 0;
+    const bool scored = j->req.echo && j->req.gp.logprobs && j->cur == 0; /* later choices reuse the scored prompt */
+    int keep = (j->req.cache_prompt || j->cur > 0) && !scored ? sx_session_common_prefix(s, j->ids, j->n_ids) : 0;
     if (keep >= j->n_ids) keep = j->n_ids - 1; /* at least one token is evaluated: its logits start the generation */
     sx_session_truncate(s, keep);
-    j->n_cached = keep;
+    if (j->cur == 0) j->n_cached = keep;
     sx_text_init(&j->text, j->thinking_open, j->req.stops, j->req.n_stops);
     j->echo_pending = j->req.echo && j->req.stream;
     j->text_bytes = j->req.echo ? strlen(j->echo_text) : 0;
@@ -430,6 +475,8 @@ static void run_job(server *S, slot *sl, job *j) {
     sx_generate_stats *g = &j->gs;
     g->decode_ms = g->decode_ms > j->wait_ms ? g->decode_ms - j->wait_ms : 0.0;
     g->decode_tok_s = g->decode_ms > 0 && g->n_generated_tokens > 1 ? (g->n_generated_tokens - 1) / (g->decode_ms / 1e3) : 0.0;
+    j->sum_generated += g->n_generated_tokens;
+    j->sum_thinking += g->thinking_tokens;
     pthread_mutex_lock(&S->mu);
     const bool cut_by_stop = st == SX_OK && S->stopping && g->stop_reason == SX_STOP_CALLBACK && !j->stop_hit && !j->cancelled;
     pthread_mutex_unlock(&S->mu);
@@ -458,7 +505,7 @@ static void run_job(server *S, slot *sl, job *j) {
                 cJSON *o = chunk_base(j), *ch = cJSON_CreateObject(), *calls = cJSON_Duplicate(j->tool_calls, true);
                 int k = 0;
                 for (cJSON *tc = calls ? calls->child : NULL; tc; tc = tc->next) cJSON_AddNumberToObject(tc, "index", k++);
-                cJSON_AddNumberToObject(ch, "index", 0);
+                cJSON_AddNumberToObject(ch, "index", j->cur);
                 cJSON_AddItemToObject(cJSON_AddObjectToObject(ch, "delta"), "tool_calls", calls);
                 cJSON_AddNullToObject(ch, "logprobs");
                 cJSON_AddNullToObject(ch, "finish_reason");
@@ -470,7 +517,7 @@ static void run_job(server *S, slot *sl, job *j) {
             add_stats(extra, j, false);
             push_delta(j, NULL, &j->d_reasoning, &j->d_content, finish_reason(j), extra);
             cJSON_Delete(extra);
-            if (j->req.include_usage) {
+            if (j->req.include_usage && last_choice) {
                 cJSON *o = chunk_base(j);
                 cJSON_AddArrayToObject(o, "choices");
                 add_stats(o, j, true);
@@ -478,8 +525,11 @@ static void run_job(server *S, slot *sl, job *j) {
             }
         }
         pthread_mutex_lock(&S->mu);
-        push_event_locked(j, "[DONE]");
+        if (last_choice || st != SX_OK) push_event_locked(j, "[DONE]");
         pthread_mutex_unlock(&S->mu);
+    } else if (st == SX_OK) {
+        if (!j->done_choices) j->done_choices = cJSON_CreateArray();
+        cJSON_AddItemToArray(j->done_choices, choice_json(j));
     }
     pthread_mutex_lock(&S->mu);
     sl->n_tokens = sx_session_n_past(s);
@@ -503,6 +553,24 @@ static void run_job(server *S, slot *sl, job *j) {
     fprintf(stderr, "[serve] %s slot %d: prompt %d tokens (%d cached), generated %d in %.0f ms, %.2f tokens/pass%s%s%s\n", j->id, sl->id,
             j->n_ids, j->n_cached, j->gs.n_generated_tokens, j->gs.prefill_ms + j->gs.decode_ms, j->gs.accept_len_mean,
             j->gs.exited_early ? ", thinking ended by " : "", j->gs.exited_early ? j->gs.exit_reason : "", st != SX_OK ? ", FAILED" : "");
+    return st == SX_OK;
+}
+
+/* The request's n choices, one after another on this slot: the prompt is evaluated once (the later
+ * choices find it cached), each choice draws with seed + its index (a fresh random seed without one). */
+static void run_job(server *S, slot *sl, job *j) {
+    const uint64_t seed = j->req.gp.sampling.seed;
+    for (j->cur = 0; j->cur < j->req.n_choices; j->cur++) {
+        if (j->cur > 0) {
+            pthread_mutex_lock(&S->mu);
+            const bool cancel = j->cancelled || S->stopping;
+            pthread_mutex_unlock(&S->mu);
+            if (cancel) break;
+            j->req.gp.sampling.seed = seed == SX_SEED_RANDOM ? SX_SEED_RANDOM : seed + (uint64_t)j->cur;
+        }
+        if (!run_choice(S, sl, j)) break;
+    }
+    if (j->cur > j->req.n_choices - 1) j->cur = j->req.n_choices - 1;
 }
 
 static void *worker_main(void *arg) {
@@ -622,29 +690,8 @@ static enum MHD_Result reply_completion(struct MHD_Connection *c, job *j) {
     cJSON_AddNumberToObject(o, "created", (double)j->created);
     cJSON_AddStringToObject(o, "model", j->S->alias);
     cJSON_AddStringToObject(o, "system_fingerprint", FINGERPRINT);
-    cJSON *ch = cJSON_CreateObject();
-    cJSON_AddNumberToObject(ch, "index", 0);
-    const char *content = j->text.content_text.s ? j->text.content_text.s : "";
-    if (j->req.kind == SX_REQ_CHAT) {
-        cJSON *m = cJSON_AddObjectToObject(ch, "message");
-        cJSON_AddStringToObject(m, "role", "assistant");
-        if (!j->tool_calls) cJSON_AddStringToObject(m, "content", content);
-        else if (j->answer.len) cJSON_AddStringToObject(m, "content", j->answer.s);
-        else cJSON_AddNullToObject(m, "content"); /* as OpenAI: only calls */
-        if (j->tool_calls) cJSON_AddItemToObject(m, "tool_calls", cJSON_Duplicate(j->tool_calls, true));
-        if (j->text.saw_reasoning) cJSON_AddStringToObject(m, "reasoning_content", j->text.reasoning_text.s ? j->text.reasoning_text.s : "");
-    } else {
-        sx_sbuf t = {0};
-        if (j->req.echo) sx_sbuf_adds(&t, j->echo_text);
-        sx_sbuf_adds(&t, content);
-        cJSON_AddStringToObject(ch, "text", t.s ? t.s : "");
-        sx_sbuf_free(&t);
-    }
-    if (!j->req.gp.logprobs) cJSON_AddNullToObject(ch, "logprobs");
-    else if (j->req.kind == SX_REQ_CHAT) cJSON_AddItemToObject(ch, "logprobs", sx_lp_chat_json(j->S->e, j->req.token_ids, &j->lps, 0, j->lps.n));
-    else cJSON_AddItemToObject(ch, "logprobs", sx_lp_completion_json(j->S->e, j->req.token_ids, j->req.echo ? j->ids : NULL, j->n_ids, j->plps, &j->lps, 0, j->lps.n));
-    cJSON_AddStringToObject(ch, "finish_reason", finish_reason(j));
-    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "choices"), ch);
+    cJSON_AddItemToObject(o, "choices", j->done_choices ? j->done_choices : cJSON_CreateArray());
+    j->done_choices = NULL;
     add_stats(o, j, true);
     return send_json(c, 200, o);
 }

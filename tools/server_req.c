@@ -171,8 +171,6 @@ static bool parse_stop(pctx *c, sx_req *r) {
 static bool unsupported(pctx *c, const cJSON *o) {
     double v;
     bool set;
-    int n = 1;
-    if (!get_int(c, o, "n", 1, 1, &n, NULL)) return fail(c, "n", "'n' must be 1 (one choice per request)");
     const char *zero[] = {"presence_penalty", "frequency_penalty"};
     for (int i = 0; i < 2; i++) {
         if (!get_num(c, o, zero[i], -2, 2, &v, &set)) return false;
@@ -536,6 +534,8 @@ bool sx_req_parse(const char *body, size_t len, sx_req_kind kind, const sx_gener
     }
     const cJSON *model = field(r->root, "model");
     if (model && !cJSON_IsString(model)) return fail(&c, "model", "'model' must be a string");
+    r->n_choices = 1;
+    if (!get_int(&c, r->root, "n", 1, SX_REQ_MAX_CHOICES, &r->n_choices, NULL)) return false;
     return unsupported(&c, r->root) && parse_logprobs(&c, r) && parse_stop(&c, r) && parse_sampling(&c, r) && parse_spec_exit(&c, r) && parse_grammar(&c, r) &&
            parse_tools(&c, r);
 }

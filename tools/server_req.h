@@ -26,8 +26,11 @@ typedef enum sx_req_kind { SX_REQ_CHAT, SX_REQ_COMPLETION } sx_req_kind;
 /* tool_choice */
 typedef enum sx_tool_choice { SX_TOOLS_AUTO = 0, SX_TOOLS_NONE, SX_TOOLS_REQUIRED, SX_TOOLS_NAMED } sx_tool_choice;
 
+#define SX_REQ_MAX_CHOICES 16
+
 typedef struct sx_req {
     sx_req_kind kind;
+    int n_choices;          /* OpenAI's n: choices generated one after another on the request's slot (the prompt once) */
     struct cJSON *root;     /* owns every string below */
     sx_chat_message *msgs;  /* chat: the conversation */
     char **joined;          /* contents assembled from text parts (owned), [n_joined] */

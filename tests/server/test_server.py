@@ -229,6 +229,31 @@ def main():
         st, _, ev = s.stream("/v1/completions", body)
         check(st == 200 and "".join(e["choices"][0]["text"] for e in ev if isinstance(e, dict)) == rc["choices"][0]["text"], "completion streamed == whole")
 
+        # ---- n > 1: the choices one after another, choice k drawn with seed + k; streamed per index == whole ----
+        nb = chat(QUESTIONS[1], max_tokens=24, temperature=1.0, seed=11, exit="none", spec="eagle3")
+        st, rn = s.json("POST", "/v1/chat/completions", dict(nb, n=3))
+        singles = [s.json("POST", "/v1/chat/completions", dict(nb, seed=11 + k))[1] for k in range(3)]
+        if check(st == 200 and [c["index"] for c in rn["choices"]] == [0, 1, 2], f"n=3: three choices: {json.dumps(rn)[:300]}"):
+            check(all(rn["choices"][k]["message"] == singles[k]["choices"][0]["message"] for k in range(3))
+                  and len({json.dumps(c["message"]) for c in rn["choices"]}) > 1,
+                  "choice k equals the single request with seed + k, and the choices differ")
+            check(rn["usage"]["completion_tokens"] == sum(x["usage"]["completion_tokens"] for x in singles)
+                  and rn["usage"]["prompt_tokens"] == singles[0]["usage"]["prompt_tokens"], f"usage counts every choice once: {rn['usage']}")
+            st, _, ev = s.stream("/v1/chat/completions", dict(nb, n=3, stream_options={"include_usage": True}))
+            per = {}
+            for e in ev:
+                for c in (e.get("choices") or []) if isinstance(e, dict) else []:
+                    per.setdefault(c["index"], []).append(c)
+            texts = {k: "".join(c["delta"].get("content", "") for c in v) for k, v in per.items()}
+            usage = [e for e in ev if isinstance(e, dict) and e.get("usage")]
+            check(st == 200 and sorted(per) == [0, 1, 2] and all(texts[k] == rn["choices"][k]["message"]["content"] for k in range(3))
+                  and all([c["finish_reason"] for c in per[k] if c["finish_reason"]] == [rn["choices"][k]["finish_reason"]] for k in range(3))
+                  and len(usage) == 1 and usage[0]["usage"]["completion_tokens"] == rn["usage"]["completion_tokens"] and ev[-1] == "[DONE]",
+                  "n=3 streamed: each index's deltas give its choice, one finish each, one usage chunk, one [DONE]")
+        st, rc2 = s.json("POST", "/v1/completions", dict(body, n=2, temperature=0))
+        check(st == 200 and len(rc2["choices"]) == 2 and rc2["choices"][0]["text"] == rc2["choices"][1]["text"] == rc["choices"][0]["text"],
+              "n=2 greedy completions: both choices are the greedy text")
+
         # ---- tokenize / detokenize / metrics ----
         st, t = s.json("POST", "/tokenize", {"content": "What is 4+8?"})
         st2, d = s.json("POST", "/detokenize", {"tokens": t.get("tokens", [])})
@@ -243,7 +268,8 @@ def main():
             (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}', 400, "temperature"),
             (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": -1}', 400, "temperature"),
             (b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1.5}', 400, "max_tokens"),
-            (b'{"messages": [{"role": "user", "content": "hi"}], "n": 2}', 400, "'n'"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "n": 17}', 400, "'n'"),
+            (b'{"messages": [{"role": "user", "content": "hi"}], "n": 0}', 400, "'n'"),
             (b'{"messages": [{"role": "user", "content": "hi"}], "logprobs": 2}', 400, "logprobs"),
             (b'{"messages": [{"role": "user", "content": "hi"}], "stop": [1]}', 400, "stop"),
             (b'{"messages": [{"role": "user", "content": "hi"}], "spec": "medusa"}', 400, "spec"),
@@ -376,9 +402,11 @@ def main():
                   "SDK: streamed chat with usage")
             t = oc.completions.create(model="any", prompt=body["prompt"], max_tokens=40)
             check(t.choices[0].text == rc["choices"][0]["text"], "SDK: completions")
+            two = oc.chat.completions.create(model="any", messages=[{"role": "user", "content": QUESTIONS[1]}], n=2, max_tokens=8)
+            check([c.index for c in two.choices] == [0, 1], f"SDK: n=2 gives two choices: {two.choices}")
             try:
-                oc.chat.completions.create(model="any", messages=[{"role": "user", "content": "hi"}], n=2)
-                check(False, "SDK: n=2 must raise")
+                oc.chat.completions.create(model="any", messages=[{"role": "user", "content": "hi"}], n=17)
+                check(False, "SDK: n=17 must raise")
             except openai.BadRequestError as e:
                 check(e.status_code == 400 and "'n'" in str(e), f"SDK: BadRequestError {e}")
             print(f"ok   the OpenAI Python SDK {openai.__version__}: models, chat, streaming with usage, completions, errors", flush=True)
