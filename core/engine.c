@@ -280,6 +280,7 @@ sx_status sx_detokenize(const sx_engine *e, const int32_t *ids, int n, char **ou
 }
 
 bool sx_token_is_eog(const sx_engine *e, int32_t token) { return sx_tokenizer_is_eog(e->tok, token); }
+bool sx_token_is_control(const sx_engine *e, int32_t token) { return sx_tokenizer_token_type(e->tok, token) == SX_TOKEN_TYPE_CONTROL; }
 
 sx_status sx_chat_apply(const sx_engine *e, const sx_chat_message *msgs, int n, bool add_generation_prompt, bool think, char **out_text) {
     return sx_chat_format(e->chat_kind, msgs, n, add_generation_prompt, think && engine_thinks(e), e->default_system, out_text);
@@ -441,7 +442,7 @@ sx_status sx_session_forward(sx_session *s, const sx_batch *b, float *out_logits
  * as a decoded token, and a bounded logits read-back ([64][n_vocab]) */
 #define SX_LOGPROB_CHUNK 64
 
-sx_status sx_session_eval_rows(sx_session *s, const int32_t *tokens, int n, sx_row_callback cb, void *user) {
+sx_status sx_session_eval_rows(sx_session *s, const int32_t *tokens, int n, int max_rows, sx_row_callback cb, void *user) {
     if (n < 1) return sx_set_error(SX_ERR_INVALID_ARG, "eval: no tokens");
     const int V = s->e->model->hp.n_vocab;
     if ((int64_t)s->n_past + n > s->kv->n_ctx)
@@ -449,7 +450,8 @@ sx_status sx_session_eval_rows(sx_session *s, const int32_t *tokens, int n, sx_r
                             s->kv->n_ctx);
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= V) return sx_set_error(SX_ERR_INVALID_ARG, "eval: token %d is not in the vocabulary (%d)", tokens[i], V);
-    const int chunk = s->n_batch < SX_LOGPROB_CHUNK ? s->n_batch : SX_LOGPROB_CHUNK;
+    const int lim = max_rows > 0 ? max_rows : SX_LOGPROB_CHUNK;
+    const int chunk = s->n_batch < lim ? s->n_batch : lim;
     float *rows = malloc(sizeof(float) * (size_t)V * (size_t)chunk);
     if (!rows) return sx_set_error(SX_ERR_OUT_OF_MEMORY, "eval: out of memory for %d logit rows", chunk);
     uint64_t turn = SX_PREFILL_FIRST;
@@ -486,7 +488,7 @@ sx_status sx_session_eval_logprobs(sx_session *s, const int32_t *tokens, int n, 
     const int V = s->e->model->hp.n_vocab;
     if (next >= V) return sx_set_error(SX_ERR_INVALID_ARG, "eval: token %d is not in the vocabulary (%d)", next, V);
     lp_ctx c = {tokens, n, n_top, next, out};
-    return sx_session_eval_rows(s, tokens, n, lp_row, &c);
+    return sx_session_eval_rows(s, tokens, n, SX_LOGPROB_CHUNK, lp_row, &c);
 }
 
 sx_status sx_session_eval(sx_session *s, const int32_t *tokens, int n, float *out_logits) {

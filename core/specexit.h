@@ -159,6 +159,8 @@ SX_MUST_USE sx_status sx_tools_grammar(const char *tools_json, const char *only,
  * to call and makes every call it starts well-formed. */
 SX_MUST_USE sx_status sx_tools_call_grammar(const char *tools_json, char **out_gbnf);
 bool sx_token_is_eog(const sx_engine *e, int32_t token);
+/* A control token (BOS, <|im_end|>, ...): not text, generation reports it with an empty piece. */
+bool sx_token_is_control(const sx_engine *e, int32_t token);
 
 /* ---- sessions ---- */
 /* The KV cache's element type (llama.cpp's --cache-type-k/-v): f16 (the
@@ -325,12 +327,15 @@ const sx_token_logprob *sx_generate_logprob(const sx_session *s);
  * not fit (nothing is appended). */
 SX_MUST_USE sx_status sx_session_eval_logprobs(sx_session *s, const int32_t *tokens, int n, int32_t next, int n_top, sx_token_logprob *out);
 
-/* The general form: appends tokens[0..n) as sx_session_eval_logprobs does
- * and calls cb(i, row, n_vocab, user) with each position's raw logits (the
- * distribution of the token after tokens[i]) in order, each row valid
- * during its call (a perplexity or KL-divergence tool). */
+/* The general form: appends tokens[0..n) to the context in passes of at most
+ * max_rows tokens (and the session's n_batch; max_rows <= 0: 64, computed as
+ * decoding computes them; more is faster, but only up to 64 rows does every
+ * backend promise decoding's bits) and calls cb(i, row, n_vocab, user) with
+ * each position's raw logits (the distribution of the token after
+ * tokens[i]) in order, each row valid during its call (a perplexity or
+ * KL-divergence tool). Holds max_rows x n_vocab floats. */
 typedef void (*sx_row_callback)(int index, const float *row, int n_vocab, void *user);
-SX_MUST_USE sx_status sx_session_eval_rows(sx_session *s, const int32_t *tokens, int n, sx_row_callback cb, void *user);
+SX_MUST_USE sx_status sx_session_eval_rows(sx_session *s, const int32_t *tokens, int n, int max_rows, sx_row_callback cb, void *user);
 
 typedef enum sx_stop_reason {
     SX_STOP_EOG = 0,      /* end-of-generation token */

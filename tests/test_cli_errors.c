@@ -119,6 +119,8 @@ int main(int argc, char **argv) {
     expect("perplexity with a 4-token chunk", args, 1, "at least 8 tokens");
     snprintf(args, sizeof args, "perplexity -m %s -f %s -ctk f16,q9_9", model, path);
     expect("perplexity with an unknown cache type", args, 1, "unknown KV cache type 'q9_9'");
+    snprintf(args, sizeof args, "perplexity -m %s -f %s --backend cpu,cpu,cpu -ctk f16,f32,f16", model, path);
+    expect("perplexity with nine configurations", args, 1, "at most 8 configurations");
     snprintf(args, sizeof args, "perplexity -m %s -f %s/does-not-exist.txt", model, tmp);
     expect("perplexity of a missing file", args, 1, "cannot read");
 

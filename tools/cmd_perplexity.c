@@ -45,10 +45,10 @@ typedef struct {
 struct ppl_run {
     const int32_t *chunk;
     int n_ctx, first, V;
-    bool keep;        /* several configurations: keep the first's log-probabilities */
-    float *base;      /* [n_ctx - 1 - first][V] */
+    bool keep;        /* several configurations: keep the first's rows */
+    float *base;      /* [n_ctx - 1 - first][V] its raw logits (exact), */
+    double *base_lse; /* [n_ctx - 1 - first] their log-sum-exp */
     int32_t *base_top;
-    float *lp;        /* [V] the row being scored */
 };
 
 /* one position's row: log-softmax; the scored token's NLL; against the first configuration, KL and the top token */
@@ -56,28 +56,38 @@ static void score_row(int i, const float *row, int V, void *user) {
     ppl_cfg *g = user;
     ppl_run *r = g->run;
     if (i < r->first || i >= r->n_ctx - 1) return;
+    /* in double throughout: a float log-sum-exp would shift every log-probability by up to half an ulp
+     * (~1e-6), which KL picks up directly */
     float m = -INFINITY;
     int32_t top = 0;
     for (int v = 0; v < V; v++)
         if (row[v] > m) m = row[v], top = v;
     double sum = 0;
-    for (int v = 0; v < V; v++) sum += expf(row[v] - m);
-    const float lse = (float)((double)m + log(sum));
-    float *lp = g->first_cfg && r->keep ? r->base + (size_t)(i - r->first) * V : r->lp;
-    for (int v = 0; v < V; v++) lp[v] = row[v] - lse;
+    for (int v = 0; v < V; v++) sum += exp((double)row[v] - m);
+    const double lse = (double)m + log(sum);
     const int32_t tok = r->chunk[i + 1];
-    const double nll = -(double)lp[tok];
+    const double lp_tok = (double)row[tok] - lse, nll = -lp_tok;
     g->nll += nll, g->nll2 += nll * nll;
+    const size_t at = (size_t)(i - r->first);
     if (g->first_cfg) {
-        if (r->keep) r->base_top[i - r->first] = top;
+        if (r->keep) {
+            memcpy(r->base + at * V, row, sizeof(float) * (size_t)V);
+            r->base_lse[at] = lse;
+            r->base_top[at] = top;
+        }
     } else {
-        const float *b = r->base + (size_t)(i - r->first) * V;
+        const float *b = r->base + at * V;
+        const double blse = r->base_lse[at];
         double kld = 0;
-        for (int v = 0; v < V; v++) kld += exp((double)b[v]) * ((double)b[v] - lp[v]);
+        for (int v = 0; v < V; v++) {
+            const double lb = (double)b[v] - blse;
+            kld += exp(lb) * (lb - ((double)row[v] - lse));
+        }
         g->kld[g->n] = kld > 0 ? kld : 0; /* rounding can leave a tiny negative */
-        g->same_top += top == r->base_top[i - r->first];
-        g->abs_dlp += fabs((double)lp[tok] - b[tok]);
-        const double dp = exp((double)lp[tok]) - exp((double)b[tok]);
+        g->same_top += top == r->base_top[at];
+        const double lb_tok = (double)b[tok] - blse;
+        g->abs_dlp += fabs(lp_tok - lb_tok);
+        const double dp = exp(lp_tok) - exp(lb_tok);
         g->dp2 += dp * dp;
     }
     g->n++;
@@ -200,7 +210,7 @@ int sx_cmd_perplexity(int argc, char **argv) {
         for (int k = 0; k < n_kv; k++) {
             if (n_cfg == MAX_CFG) {
                 fprintf(stderr, "error: at most %d configurations (backends x cache types)\n", MAX_CFG);
-                sx_engine_destroy(e);
+                if (k == 0) sx_engine_destroy(e); /* else a configuration owns it */
                 rc = 1;
                 goto done;
             }
@@ -245,12 +255,12 @@ int sx_cmd_perplexity(int argc, char **argv) {
     sx_engine_get_info(e0, &info);
     run.V = info.n_vocab;
     run.keep = n_cfg > 1;
-    run.lp = malloc(sizeof(float) * (size_t)run.V);
     if (run.keep) {
         run.base = malloc(sizeof(float) * (size_t)run.V * (size_t)n_scored);
+        run.base_lse = malloc(sizeof(double) * (size_t)n_scored);
         run.base_top = malloc(sizeof(int32_t) * (size_t)n_scored);
     }
-    bool oom = !run.lp || (run.keep && (!run.base || !run.base_top));
+    bool oom = run.keep && (!run.base || !run.base_lse || !run.base_top);
     for (int k = 1; k < n_cfg; k++) oom |= !(cfg[k].kld = malloc(sizeof(double) * (size_t)n_chunks * (size_t)n_scored));
     if (oom || !(chunk = malloc(sizeof(int32_t) * (size_t)n_ctx))) {
         fprintf(stderr, "error: out of memory\n");
@@ -267,7 +277,7 @@ int sx_cmd_perplexity(int argc, char **argv) {
             ppl_cfg *g = &cfg[k];
             sx_session_reset(g->s);
             const double t0 = sx_cli_now_ms();
-            if ((st = sx_session_eval_rows(g->s, chunk, n_ctx, score_row, g)) != SX_OK) {
+            if ((st = sx_session_eval_rows(g->s, chunk, n_ctx, c.n_batch ? c.n_batch : 512, score_row, g)) != SX_OK) {
                 fprintf(stderr, "error: chunk %d on %s (%s cache): %s\n", ch + 1, g->backend, sx_kv_type_name(g->kv), sx_last_error());
                 rc = 1;
                 goto done;
@@ -313,7 +323,7 @@ done:
         sx_session_destroy(cfg[k].s);
         free(cfg[k].kld);
     }
-    free(run.lp), free(run.base), free(run.base_top);
+    free(run.base), free(run.base_lse), free(run.base_top);
     for (int k = 0; k < n_cfg; k++) sx_engine_destroy(cfg[k].e);
     free(chunk);
     free(ids);

@@ -118,6 +118,7 @@ struct job {
     sx_sbuf answer;    /* and the text outside them */
     sx_generate_stats gs;
     sx_lp_list lps;         /* logprobs: the generated tokens' */
+    bool lp_oom;
     int lp_sent;            /* those streamed so far */
     sx_token_logprob *plps; /* echo with logprobs: prompt token k's at k - 1 */
     const char *echo_text;  /* echo: the prompt's text (the request's, or echo_buf) */
@@ -315,7 +316,7 @@ static void push_delta(job *j, const char *role, const sx_sbuf *reasoning, const
     if (!j->req.gp.logprobs) cJSON_AddNullToObject(c, "logprobs");
     else if (j->req.kind == SX_REQ_CHAT) cJSON_AddItemToObject(c, "logprobs", sx_lp_chat_json(j->S->e, j->req.token_ids, &j->lps, j->lp_sent, j->lps.n));
     else
-        cJSON_AddItemToObject(c, "logprobs", sx_lp_completion_json(j->S->e, j->req.token_ids, j->echo_pending ? j->ids : NULL, j->n_ids, j->plps, &j->lps,
+        cJSON_AddItemToObject(c, "logprobs", sx_lp_completion_json(j->S->e, j->req.token_ids, j->echo_pending ? j->ids : NULL, j->n_ids, j->echo_text, j->plps, &j->lps,
                                                                    j->lp_sent, j->lps.n));
     j->lp_sent = j->lps.n;
     j->echo_pending = false;
@@ -339,7 +340,10 @@ static bool on_token(int32_t token, const char *piece, size_t len, void *user) {
     job *j = user;
     server *S = j->S;
     const sx_token_logprob *lp = sx_generate_logprob(S->slots[j->slot].s); /* this worker's own session */
-    if (lp && !sx_lp_push(&j->lps, lp, (int)j->text_bytes)) return false;
+    if (lp && !sx_lp_push(&j->lps, lp, (int)j->text_bytes)) {
+        j->lp_oom = true; /* the choice fails (not a truncated answer) */
+        return false;
+    }
     j->text_bytes += len;
     sx_sbuf_clear(&j->d_reasoning);
     sx_sbuf_clear(&j->d_content);
@@ -430,7 +434,7 @@ static cJSON *choice_json(const job *j) {
     else if (j->req.kind == SX_REQ_CHAT) cJSON_AddItemToObject(ch, "logprobs", sx_lp_chat_json(j->S->e, j->req.token_ids, &j->lps, 0, j->lps.n));
     else
         cJSON_AddItemToObject(ch, "logprobs",
-                              sx_lp_completion_json(j->S->e, j->req.token_ids, j->req.echo ? j->ids : NULL, j->n_ids, j->plps, &j->lps, 0, j->lps.n));
+                              sx_lp_completion_json(j->S->e, j->req.token_ids, j->req.echo ? j->ids : NULL, j->n_ids, j->echo_text, j->plps, &j->lps, 0, j->lps.n));
     cJSON_AddStringToObject(ch, "finish_reason", finish_reason(j));
     return ch;
 }
@@ -467,6 +471,7 @@ static bool run_choice(server *S, slot *sl, job *j) {
         j->gs.prefill_ms += score_ms;
     }
     if (scored) j->gs.n_prompt_tokens = j->n_ids;
+    if (st == SX_OK && j->lp_oom) st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "out of memory for the logprobs");
     char err[512];
     snprintf(err, sizeof err, "%s", sx_last_error());
     if (st != SX_OK) sx_session_reset(s); /* its context is unknown after a failure */
@@ -540,7 +545,7 @@ static bool run_choice(server *S, slot *sl, job *j) {
         S->m_errors += !cut_by_stop;
     } else {
         S->m_prompt += (unsigned long long)g->n_prompt_tokens;
-        S->m_cached += (unsigned long long)j->n_cached;
+        S->m_cached += j->cur == 0 ? (unsigned long long)j->n_cached : 0; /* the prompt once, not per choice */
         S->m_generated += (unsigned long long)g->n_generated_tokens;
         S->m_thinking += (unsigned long long)g->thinking_tokens;
         S->m_exits += g->exited_early;
@@ -564,6 +569,14 @@ static void run_job(server *S, slot *sl, job *j) {
         if (j->cur > 0) {
             pthread_mutex_lock(&S->mu);
             const bool cancel = j->cancelled || S->stopping;
+            if (cancel && !j->cancelled) { /* shutting down: not a whole answer, and a stream gets its ending */
+                j->failed = true, j->fail_status = 503;
+                snprintf(j->err, sizeof j->err, "the server is shutting down");
+                if (j->req.stream) {
+                    push_event_locked(j, "{\"error\":{\"code\":503,\"message\":\"the server is shutting down\",\"type\":\"unavailable_error\"}}");
+                    push_event_locked(j, "[DONE]");
+                }
+            }
             pthread_mutex_unlock(&S->mu);
             if (cancel) break;
             j->req.gp.sampling.seed = seed == SX_SEED_RANDOM ? SX_SEED_RANDOM : seed + (uint64_t)j->cur;
@@ -733,7 +746,8 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, sx_r
         for (int i = 0; st == SX_OK && i < j->n_ids; i++)
             if ((j->ids[i] = j->req.prompt_ids[i]) >= S->info.n_vocab)
                 st = sx_set_error(SX_ERR_INVALID_ARG, "'prompt': token id %d is not in the vocabulary (%d tokens)", j->ids[i], S->info.n_vocab);
-        if (st == SX_OK && j->req.echo) st = sx_detokenize(S->e, j->ids, j->n_ids, &j->echo_buf);
+        if (st == SX_OK && j->req.echo && !(j->echo_buf = sx_lp_prompt_text(S->e, j->ids, j->n_ids)))
+            st = sx_set_error(SX_ERR_OUT_OF_MEMORY, "out of memory");
     } else if (st == SX_OK) {
         st = sx_tokenize(S->e, kind == SX_REQ_CHAT ? text : j->req.prompt, true, true, &j->ids, &j->n_ids);
     }

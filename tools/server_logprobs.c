@@ -9,6 +9,24 @@
 
 #include "tools/server_text.h"
 
+/* the prompt's text tokens (no control tokens) */
+static int text_ids(const sx_engine *e, const int32_t *ids, int n, int32_t **out) {
+    int m = 0;
+    if (!(*out = malloc(sizeof(int32_t) * (size_t)(n ? n : 1)))) return -1;
+    for (int i = 0; i < n; i++)
+        if (!sx_token_is_control(e, ids[i])) (*out)[m++] = ids[i];
+    return m;
+}
+
+char *sx_lp_prompt_text(const sx_engine *e, const int32_t *ids, int n) {
+    int32_t *t = NULL;
+    char *s = NULL;
+    const int m = text_ids(e, ids, n, &t);
+    if (m >= 0 && sx_detokenize(e, t, m, &s) != SX_OK) s = NULL;
+    free(t);
+    return s;
+}
+
 bool sx_lp_push(sx_lp_list *l, const sx_token_logprob *lp, int offset) {
     if (l->n == l->cap) {
         const int cap = l->cap ? 2 * l->cap : 64;
@@ -102,17 +120,24 @@ static void legacy_add(const sx_engine *e, bool as_ids, legacy *L, int32_t tok, 
     cJSON_AddItemToArray(L->tops, top);
 }
 
-cJSON *sx_lp_completion_json(const sx_engine *e, bool as_ids, const int32_t *prompt, int n_prompt, const sx_token_logprob *plp, const sx_lp_list *l,
+cJSON *sx_lp_completion_json(const sx_engine *e, bool as_ids, const int32_t *prompt, int n_prompt, const char *prompt_text, const sx_token_logprob *plp, const sx_lp_list *l,
                              int from, int to) {
     cJSON *o = cJSON_CreateObject();
     legacy L = {cJSON_AddArrayToObject(o, "tokens"), cJSON_AddArrayToObject(o, "token_logprobs"), cJSON_AddArrayToObject(o, "top_logprobs"),
                 cJSON_AddArrayToObject(o, "text_offset")};
     sx_sbuf tmp = {0};
     char raw[256];
-    int off = 0;
+    /* a prompt token's offset in the echoed text: each piece is found where the text goes on, or takes no
+     * bytes (a BOS the tokenizer added, a control token of an id prompt); a SentencePiece piece's leading
+     * space may be missing at the start */
+    size_t off = 0;
+    const size_t tlen = prompt_text ? strlen(prompt_text) : 0;
     for (int k = 0; prompt && k < n_prompt; k++) {
-        legacy_add(e, as_ids, &L, prompt[k], k ? &plp[k - 1] : NULL, off, &tmp);
-        off += (int)token_text(e, prompt[k], as_ids, raw, sizeof raw, &tmp);
+        legacy_add(e, as_ids, &L, prompt[k], k ? &plp[k - 1] : NULL, (int)off, &tmp);
+        size_t len = 0;
+        if (sx_token_to_piece(e, prompt[k], raw, sizeof raw, &len) != SX_OK || len > sizeof raw) len = 0;
+        if (len && off + len <= tlen && !memcmp(prompt_text + off, raw, len)) off += len;
+        else if (len > 1 && raw[0] == ' ' && off + len - 1 <= tlen && !memcmp(prompt_text + off, raw + 1, len - 1)) off += len - 1;
     }
     for (int i = from; l && i < to; i++) legacy_add(e, as_ids, &L, l->v[i].token, &l->v[i], l->offset[i], &tmp);
     sx_sbuf_free(&tmp);

@@ -22,13 +22,19 @@ typedef struct sx_lp_list {
 } sx_lp_list;
 
 bool sx_lp_push(sx_lp_list *l, const sx_token_logprob *lp, int offset);
+/* A prompt given as token ids as echoed text: its text tokens detokenized (control tokens such as BOS
+ * are not text); malloc'ed, NULL on failure. */
+char *sx_lp_prompt_text(const sx_engine *e, const int32_t *ids, int n);
+
 void sx_lp_free(sx_lp_list *l);
 /* chat: {"content": [v[from..to)]} */
 struct cJSON *sx_lp_chat_json(const sx_engine *e, bool as_ids, const sx_lp_list *l, int from, int to);
 /* completions: v[from..to) (l may be NULL: none), after the echoed prompt's
  * tokens when prompt is not NULL: prompt[k]'s logprob is plp[k - 1] (the
- * first token's is null, as OpenAI gives it), their text offsets from 0 */
-struct cJSON *sx_lp_completion_json(const sx_engine *e, bool as_ids, const int32_t *prompt, int n_prompt, const sx_token_logprob *plp,
+ * first token's is null, as OpenAI gives it), their text offsets into
+ * prompt_text (the echoed text) */
+struct cJSON *sx_lp_completion_json(const sx_engine *e, bool as_ids, const int32_t *prompt, int n_prompt, const char *prompt_text,
+                                    const sx_token_logprob *plp,
                                     const sx_lp_list *l, int from, int to);
 
 #endif

@@ -199,10 +199,13 @@ static bool parse_logprobs(pctx *c, sx_req *r) {
         if (!get_int(c, o, "logprobs", 0, SX_MAX_TOP_LOGPROBS, &top, NULL)) return false;
         g->logprobs = true;
     }
-    if (!get_int(c, o, "top_logprobs", 0, SX_MAX_TOP_LOGPROBS, &top, &set)) return false;
-    if (set && top > 0 && !g->logprobs) return fail(c, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
-    if (!get_int(c, o, "n_probs", 0, SX_MAX_TOP_LOGPROBS, &top, &set)) return false;
-    if (set && top > 0) g->logprobs = true;
+    int tl = 0, np = 0; /* each field alone: a 0 in one (clients forward llama-server's n_probs: 0) does not undo another */
+    if (!get_int(c, o, "top_logprobs", 0, SX_MAX_TOP_LOGPROBS, &tl, &set)) return false;
+    if (tl > 0 && !g->logprobs) return fail(c, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    if (!get_int(c, o, "n_probs", 0, SX_MAX_TOP_LOGPROBS, &np, &set)) return false;
+    if (np > 0) g->logprobs = true;
+    if (tl > top) top = tl;
+    if (np > top) top = np;
     g->top_logprobs = g->logprobs ? top : 0;
     if (!get_bool(c, o, "echo", &r->echo)) return false;
     if (!get_bool(c, o, "return_tokens_as_token_ids", &r->token_ids)) return false;

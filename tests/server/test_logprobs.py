@@ -94,6 +94,16 @@ def main():
                 check(worst <= 1e-4 and [sorted(a) for a in sl["top_logprobs"][k:]] == [sorted(b) for b in gl["top_logprobs"]],
                       f"scoring the generated text gives the generation's logprobs (largest difference {worst:.2g})")
                 print(f"ok   completions: echo scoring == generation ({worst:.1g}), speculative generation", flush=True)
+        # text_offset: each token's place in the echoed text; a control token takes no bytes there
+        cp = "<|im_start|>" + prompt
+        st, r = s.json("POST", "/v1/completions", {"prompt": cp, "max_tokens": 2, "temperature": 0, "logprobs": 0, "echo": True})
+        if check(st == 200, f"echo of a prompt with a control token: {st} {json.dumps(r)[:300]}"):
+            c = r["choices"][0]
+            lp, text = c["logprobs"], c["text"]
+            spans = [(t, o) for t, o in zip(lp["tokens"], lp["text_offset"])]
+            check(text.startswith(cp) and spans[0] == ("<|im_start|>", 0) and spans[1][1] == len("<|im_start|>") and
+                  all(t == "<|im_start|>" or text[o:o + len(t)] == t for t, o in spans) and lp["text_offset"] == sorted(lp["text_offset"]),
+                  f"each token sits at its text_offset: {spans} in {text!r}")
         # lm-eval's loglikelihood request: [[ids]], max_tokens 1, echo, logprobs 1 -> token_logprobs[ctxlen:-1]
         st, r = s.json("POST", "/v1/completions", {"prompt": [[1, 2, 3, 4, 5]], "max_tokens": 1, "temperature": 0, "logprobs": 1, "echo": True})
         if check(st == 200, f"lm-eval request: {st} {json.dumps(r)[:300]}"):
@@ -108,6 +118,10 @@ def main():
         texts = [v["choices"][0]["text"] for v in ev if isinstance(v, dict) and v.get("choices")]
         toks = [t for v in ev if isinstance(v, dict) and v.get("choices") for t in v["choices"][0]["logprobs"]["tokens"]]
         check(st == 200 and texts and texts[0].startswith(prompt) and len(toks) == len(ids) + 4, f"streamed echo: {texts}, {len(toks)} tokens")
+
+        # a zero in one field does not undo another (clients forward llama-server's n_probs: 0)
+        st, r = s.json("POST", "/v1/completions", {"prompt": prompt, "max_tokens": 2, "temperature": 0, "logprobs": 2, "n_probs": 0})
+        check(st == 200 and all(len(d) >= 2 for d in r["choices"][0]["logprobs"]["top_logprobs"]), f"logprobs 2 with n_probs 0: {r}")
 
         # ---- errors ----
         for body, field, path in [(chat(Q, logprobs=True, top_logprobs=21), "top_logprobs", "chat"),
