@@ -45,6 +45,35 @@ static sx_status kv_cache_create(const sx_hparams *hp, sx_device *const *layer_d
         sx_kv_cache_free(kv);
         return s;
     }
+    /* quantized: rotate K and V by the normalized Walsh-Hadamard matrix of the head dim (a power of two) */
+    const int hd = hp->head_dim;
+    const char *norot = getenv("SPECEXIT_KV_NO_ROTATE");
+    kv->head_dim = hd;
+    kv->rotate = (dtype == SX_DTYPE_Q8_0 || dtype == SX_DTYPE_Q4_0) && hd >= 2 && hd <= 512 && (hd & (hd - 1)) == 0 && !(norot && atoi(norot) > 0);
+    float *h = kv->rotate ? malloc(sizeof(float) * (size_t)hd * (size_t)hd) : NULL;
+    if (kv->rotate && !h) s = sx_set_error(SX_ERR_OUT_OF_MEMORY, "kv cache: out of memory");
+    for (int i = 0; h && i < hd; i++)
+        for (int j = 0; j < hd; j++) h[(size_t)i * hd + j] = (__builtin_popcount((unsigned)(i & j)) & 1 ? -1.0f : 1.0f) / sqrtf((float)hd);
+    for (int b = 0; b < kv->n_bufs && kv->rotate && s == SX_OK; b++) {
+        sx_tensor *t = &kv->rot[b];
+        t->dtype = SX_DTYPE_F32;
+        t->ne[0] = t->ne[1] = hd;
+        t->ne[2] = t->ne[3] = 1;
+        sx_tensor_set_contiguous_strides(t);
+        t->role = SX_ROLE_WEIGHT;
+        t->device = t->index = t->live_from = -1;
+        snprintf(t->name, sizeof t->name, "kv_rotation_%d", b);
+        s = sx_buffer_alloc(devs[b], sizeof(float) * (size_t)hd * (size_t)hd, &kv->rot_bufs[b]);
+        if (s == SX_OK) {
+            t->buffer = kv->rot_bufs[b];
+            s = sx_tensor_write(t, h, sizeof(float) * (size_t)hd * (size_t)hd);
+        }
+    }
+    free(h);
+    if (s != SX_OK) {
+        sx_kv_cache_free(kv);
+        return s;
+    }
     int at[SX_KV_MAX_BUFS] = {0};
     for (int il = 0; il < hp->n_layer; il++) {
         int b = 0;
@@ -94,9 +123,16 @@ size_t sx_kv_cache_bytes(const sx_kv_cache *kv) {
     return n;
 }
 
+sx_tensor *sx_kv_cache_rotation(sx_kv_cache *kv, int il) {
+    if (!kv->rotate) return NULL;
+    for (int b = 0; b < kv->n_bufs; b++)
+        if (kv->bufs[b] == kv->k[il].buffer) return &kv->rot[b];
+    return NULL;
+}
+
 void sx_kv_cache_free(sx_kv_cache *kv) {
     if (!kv) return;
-    for (int b = 0; b < kv->n_bufs; b++) sx_buffer_free(kv->bufs[b]);
+    for (int b = 0; b < kv->n_bufs; b++) sx_buffer_free(kv->bufs[b]), sx_buffer_free(kv->rot_bufs[b]);
     free(kv->k);
     free(kv->v);
     free(kv);
@@ -121,6 +157,15 @@ sx_status sx_kv_cache_build_move(sx_kv_cache *kv, sx_graph *g, const int32_t *sr
 /* ---- forward ---- */
 static sx_tensor *reshape2(sx_graph *g, sx_tensor *t, int64_t a, int64_t b) { return sx_graph_reshape(g, t, 2, (int64_t[]){a, b}); }
 static sx_tensor *reshape3(sx_graph *g, sx_tensor *t, int64_t a, int64_t b, int64_t c) { return sx_graph_reshape(g, t, 3, (int64_t[]){a, b, c}); }
+
+/* t [hd, ...] (contiguous) times the rotation r [hd, hd], per head: the shape kept */
+static sx_tensor *rotate_heads(sx_graph *g, sx_tensor *r, sx_tensor *t, int64_t hd) {
+    const int64_t n = sx_tensor_nelements(t) / hd;
+    sx_tensor *y = sx_graph_add_matmul(g, r, sx_graph_reshape(g, t, 2, (int64_t[]){hd, n}));
+    int64_t ne[4];
+    memcpy(ne, t->ne, sizeof ne);
+    return sx_graph_reshape(g, y, t->ne[3] > 1 ? 4 : t->ne[2] > 1 ? 3 : 2, ne);
+}
 
 static sx_tensor *linear(sx_graph *g, sx_tensor *w, sx_tensor *b, sx_tensor *x) {
     sx_tensor *y = sx_graph_add_matmul(g, w, x);
@@ -184,13 +229,18 @@ static sx_tensor *build_layer(const sx_model *m, sx_graph *g, int il, sx_tensor 
         const sx_batch *b = seqs[i].b;
         sx_kv_cache *kv = seqs[i].kv;
         const int64_t n = b->n, r0 = seqs[i].r0, n_kv = b->n_past + (b->mask_width > 0 ? b->mask_width : b->n);
-        sx_tensor *kc = sx_graph_add_set_rows(g, &kv->k[il], sx_graph_slice(g, k2, 1, r0, n), seqs[i].slots); // cache [kv_dim, n_ctx]
-        sx_tensor *vc = sx_graph_add_set_rows(g, &kv->v[il], sx_graph_slice(g, v, 1, r0, n), seqs[i].slots);
+        sx_tensor *rot = sx_kv_cache_rotation(kv, il); /* a quantized cache holds rotated K and V: q and the output follow */
+        sx_tensor *kin = sx_graph_slice(g, k2, 1, r0, n), *vin = sx_graph_slice(g, v, 1, r0, n);
+        if (rot) kin = rotate_heads(g, rot, kin, hd), vin = rotate_heads(g, rot, vin, hd);
+        sx_tensor *kc = sx_graph_add_set_rows(g, &kv->k[il], kin, seqs[i].slots); // cache [kv_dim, n_ctx]
+        sx_tensor *vc = sx_graph_add_set_rows(g, &kv->v[il], vin, seqs[i].slots);
         const size_t rh = sx_dtype_row_size(kv->dtype, hd); /* one head's row: whole blocks for q8_0 */
         sx_tensor *kview = sx_graph_view(g, kc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){rh, rh * (size_t)nkv}, 0); // [hd, nkv, n_kv]
         sx_tensor *vview = sx_graph_view(g, vc, 3, (int64_t[]){hd, nkv, n_kv}, (size_t[]){rh, rh * (size_t)nkv}, 0);
         sx_tensor *qi = n_seq == 1 ? q : sx_graph_slice(g, q, 2, r0, n);
+        if (rot) qi = rotate_heads(g, rot, qi, hd);
         parts[i] = sx_graph_add_attention(g, qi, kview, vview, seqs[i].mask, 1.0f / sqrtf((float)hd), b->n_past); // [hd, nh, n]
+        if (rot) parts[i] = rotate_heads(g, rot, parts[i], hd); /* the Hadamard matrix is its own inverse */
     }
     sx_tensor *a = sx_graph_add_concat_n(g, parts, n_seq, 2);                                  // [hd, nh, rows]
     sx_tensor *o = sx_graph_add_matmul(g, ly->wo, reshape2(g, a, hd * nh, rows)); // [n_embd, rows]

@@ -13,7 +13,8 @@ on every Debian system; the test skips with 77 where it is missing).
   bits; a wrong position, a missing BOS rule or a bad row moves it far more);
 - the same words shuffled read as nonsense: PPL at least 3x higher;
 - KL divergence in one run: zero between two identical configurations
-  (f16 and f16), small for a q8_0 KV cache and larger for q4_0;
+  (f16 and f16), small for a q8_0 KV cache and larger for q4_0, and q4_0
+  rotated (the default) well below q4_0 unrotated (SPECEXIT_KV_NO_ROTATE);
 - with BACKEND (e.g. vulkan), that backend and the CPU reference in one run
   (A/B, one 256-token chunk): perplexities within 0.5%, the same most likely
   token at >= 98% of the positions and a mean KL divergence under 1e-3
@@ -32,9 +33,9 @@ GPL = "/usr/share/common-licenses/GPL-3"
 LLAMA_CPP_PPL, LLAMA_CPP_TOKENS = 18.2422, 7639
 
 
-def ppl(exe, model, path, *extra, ctx=512):
+def ppl(exe, model, path, *extra, ctx=512, env=None):
     r = subprocess.run([exe, "perplexity", "-m", model, "-f", path, "-c", str(ctx), "-t", "2", "--json", *extra],
-                       capture_output=True, text=True, timeout=1200)
+                       capture_output=True, text=True, timeout=1200, env=dict(os.environ, **(env or {})))
     if r.returncode != 0 and "no usable device" in r.stderr:
         print(f"SKIP: {r.stderr.strip()}")
         raise SystemExit(77)
@@ -78,6 +79,11 @@ def main():
           and k[2]["median_kld"] <= k[2]["p99_kld"] <= k[2]["max_kld"] and k[3]["same_top1"] < k[2]["same_top1"] < 1,
           f"q8_0 cache: mean KLD {k[2]['mean_kld']:.4f} (99% {k[2]['p99_kld']:.4f}, same top 1 {100 * k[2]['same_top1']:.1f}%) "
           f"< q4_0: {k[3]['mean_kld']:.4f} (99% {k[3]['p99_kld']:.4f}, {100 * k[3]['same_top1']:.1f}%)")
+    # the rotation of quantized caches (Walsh-Hadamard): q4_0 much nearer to f16 than unrotated
+    u = ppl(exe, model, GPL, "--chunks", "1", "-ctk", "f16,q4_0", env={"SPECEXIT_KV_NO_ROTATE": "1"})["configs"][1]
+    check(k[3]["mean_kld"] < 0.6 * u["mean_kld"] and k[3]["same_top1"] > u["same_top1"],
+          f"rotated q4_0 cache: mean KLD {k[3]['mean_kld']:.4f}, same top 1 {100 * k[3]['same_top1']:.1f}%; "
+          f"unrotated {u['mean_kld']:.4f}, {100 * u['same_top1']:.1f}%")
     words = open(GPL, encoding="utf-8").read().split()
     random.Random(0).shuffle(words)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
