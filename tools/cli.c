@@ -54,6 +54,18 @@ int sx_cli_begin(sx_cli *c, int argc, char **argv, const char *cmd, int n_predic
     return -1;
 }
 
+int sx_cli_kv_list(char *list, sx_kv_type kvs[4]) {
+    int n = 0;
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == 4 || sx_kv_type_from_name(tok, &kvs[n]) != SX_OK) {
+            fprintf(stderr, "error: -ctk: %s\n", n == 4 ? "at most 4 cache types" : sx_last_error());
+            return -1;
+        }
+        n++;
+    }
+    return n;
+}
+
 void sx_cli_engine_options(const sx_cli *c, sx_engine_options *eo) {
     sx_engine_options_init(eo);
     eo->model_path = c->model;

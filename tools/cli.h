@@ -87,6 +87,10 @@ double sx_cli_now_ms(void);
 /* Peak resident set size of this process in bytes. */
 unsigned long long sx_cli_peak_rss(void);
 
+/* A comma-separated list of KV cache types (-ctk f16,q8_0,q4_0: bench and perplexity compare them in one
+ * run) into kvs[0..4); the list is cut up (strtok). Returns the count, or -1 after printing the error. */
+int sx_cli_kv_list(char *list, sx_kv_type kvs[4]);
+
 /* Generation parameters from the options, with defaults that depend on the
  * loaded draft (speculation and exit on when the draft supports them). */
 void sx_cli_generate_params(const sx_cli *c, const sx_engine_info *info, sx_generate_params *gp);

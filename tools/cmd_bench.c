@@ -111,16 +111,7 @@ int sx_cmd_bench(int argc, char **argv) {
     snprintf(list, sizeof list, "%s", c.backend);
     sx_kv_type kvs[4] = {c.kv_type_k};
     int n_kv = 1;
-    if (kv_list[0]) {
-        n_kv = 0;
-        for (char *save = NULL, *tok = strtok_r(kv_list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            if (n_kv == 4 || sx_kv_type_from_name(tok, &kvs[n_kv]) != SX_OK) {
-                fprintf(stderr, "error: -ctk: %s\n", n_kv == 4 ? "at most 4 cache types" : sx_last_error());
-                return 1;
-            }
-            n_kv++;
-        }
-    }
+    if (kv_list[0] && (n_kv = sx_cli_kv_list(kv_list, kvs)) < 0) return 1;
     int ngls[MAX_CONFIGS] = {c.n_gpu_layers}, n_ngl = 1;
     if (ngl_list[0]) {
         n_ngl = 0;

@@ -119,15 +119,7 @@ static int take_kv_list(int argc, char **argv, sx_kv_type *kvs) {
         char list[128];
         snprintf(list, sizeof list, "%s", argv[i + 1]);
         *strchr(argv[i + 1], ',') = 0;
-        int n = 0;
-        for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            if (n == 4 || sx_kv_type_from_name(tok, &kvs[n]) != SX_OK) {
-                fprintf(stderr, "error: -ctk: %s\n", n == 4 ? "at most 4 cache types" : sx_last_error());
-                return -1;
-            }
-            n++;
-        }
-        return n;
+        return sx_cli_kv_list(list, kvs);
     }
     return 0;
 }
