@@ -77,11 +77,17 @@ static __device__ __forceinline__ void store_f(char *p, int dt, float v) {
 
 /* ---- logical-warp reductions (SX_WARP lanes) ---- */
 static __device__ __forceinline__ float warp_sum(float v) {
+#if defined(SX_EMU) /* the CPU emulation replays this butterfly as one collective (gpu_emu.h) */
+    if (sx_emu::use_collectives() && SX_WARP == 32) return sx_emu::warp_butterfly(v, [](float a, float b) { return a + b; });
+#endif
 #pragma unroll
     for (int m = SX_WARP / 2; m > 0; m >>= 1) v += sx_shfl_xor(v, m);
     return v;
 }
 static __device__ __forceinline__ float warp_max(float v) {
+#if defined(SX_EMU)
+    if (sx_emu::use_collectives() && SX_WARP == 32) return sx_emu::warp_butterfly(v, [](float a, float b) { return fmaxf(a, b); });
+#endif
 #pragma unroll
     for (int m = SX_WARP / 2; m > 0; m >>= 1) v = fmaxf(v, sx_shfl_xor(v, m));
     return v;

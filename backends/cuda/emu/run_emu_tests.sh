@@ -1,8 +1,10 @@
 #!/bin/sh
 # backends/cuda/emu/run_emu_tests.sh — builds tests/test_ops against a CPU
 # emulation of the CUDA kernels (gpu_emu.h) and runs `test_ops cuda` with
-# the given arguments. Checks kernel logic on machines without a GPU; slow
-# (one OS thread per GPU thread). Usage: run_emu_tests.sh [test_ops args...]
+# the given arguments, without meson. Checks kernel logic on machines without
+# a GPU. Usage: run_emu_tests.sh [test_ops args...]
+# (A meson build with -Dgpu_emu=true builds the whole engine this way, and
+# its cuda suite runs every CUDA test on it.)
 # SX_EMU_TEST=tests/test_models.c runs that test program instead (its args
 # follow the backend name, e.g. the tiny models of a meson build).
 set -e
@@ -19,12 +21,7 @@ cflags="$cflags $(pkg-config --cflags libcjson 2>/dev/null)"; libs="$libs $(pkg-
 objs=""
 for f in backends/cuda/*.cu; do
   b=$(basename "$f" .cu)
-  python3 - "$f" "$out/$b.cpp" <<'PY'
-import re, sys
-s = open(sys.argv[1]).read()
-s = re.sub(r'([A-Za-z_][\w:]*(?:<[^<>;]*>)?)<<<(.*?)>>>\((.*?)\);', r'sx_emu_launch(\2, [&] { \1(\3); });', s, flags=re.S)
-open(sys.argv[2], 'w').write(s)
-PY
+  python3 backends/cuda/emu/rewrite_launches.py "$f" "$out/$b.cpp"
   g++ $cxxflags -c "$out/$b.cpp" -o "$out/$b.o"
   objs="$objs $out/$b.o"
 done
