@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# tools/test.sh — the README's test command: set up, build (release and
-# ASan/UBSan), run every suite that can run here. GPU suites skip (77)
-# without a device. Prints meson's results; .ci/run adds the summary line.
+# tools/test.sh — the README's test command: set up, build (release,
+# ASan/UBSan, and the cuda backend on the CPU emulation of CUDA), run every
+# suite that can run here. GPU suites skip (77) without a device. Prints
+# meson's results; .ci/run adds the summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -22,3 +23,11 @@ ninja -C build-asan
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 meson test -C build-asan --print-errorlogs --num-processes 2 --logbase asan-unit --suite unit --suite fuzz --suite server || true
 meson test -C build-asan --print-errorlogs --num-processes 2 --logbase asan-cpu ops-cpu models-cpu spec-qwen3-cpu ref-tiny-cpu cont-batching-cpu || true
+
+echo "[test] the cuda suite on the CPU emulation of the CUDA runtime (the kernels' logic, no GPU)"
+# -Dgpu_emu=true: backends/cuda/*.cu compiled as C++ against backends/cuda/emu/gpu_emu.h; every test of the
+# cuda suite (ops, tiny-model goldens, SmolLM2 greedy text and logits, speculation, batching) runs on it
+meson setup build-emu --reconfigure -Dgpu_emu=true -Dvulkan=disabled -Dhip=disabled -Dsmollm2="$MODEL" >/dev/null 2>&1 || \
+  meson setup build-emu -Dgpu_emu=true -Dvulkan=disabled -Dhip=disabled -Dsmollm2="$MODEL" >/dev/null
+ninja -C build-emu
+meson test -C build-emu --print-errorlogs --num-processes 2 --logbase emu-cuda --suite cuda || true
