@@ -5,6 +5,8 @@
  * dequantise each group once and use it for every column, so the weights are
  * read exactly once. USE_SUBGROUP: one subgroup per row, subgroupAdd, no
  * barrier; otherwise the whole workgroup per row with a shared-memory tree.
+ * MATMUL with col_groups > 0: the grid is (row groups) x (groups of MAXC
+ * columns), one dispatch for a batch computed column by column as alone.
  * MUL_MAT_ID (mixture of experts, MAXC = 1): the grid is (row groups) x
  * (picks); a workgroup reads its pick's expert id and computes that expert's
  * rows for the pick's input column. Only the bases of w, x and dst differ
@@ -58,7 +60,7 @@ vec4 ldx(uint base, uint k, uint K) {
  * input column and its output column (M = 1: column 0 of each). An expert
  * outside [0, n_experts) raises SX_KERR_MUL_MAT_ID_ID (output unwritten);
  * one outside the window [e_lo, e_hi) is another dispatch's. */
-uint g_group, g_w, g_x, g_d;
+uint g_group, g_w, g_x, g_d, g_m;
 bool locate() {
 #ifdef MUL_MAT_ID
     g_group = gl_WorkGroupID.x;
@@ -74,10 +76,19 @@ bool locate() {
     g_x = pc.x_off + r * pc.x_nb2 + j * pc.x_nb1;
     g_d = pc.d_off + r * pc.d_nb2 + j * pc.d_nb1;
 #else
-    g_group = group_linear();
     g_w = pc.w_off;
-    g_x = pc.x_off;
-    g_d = pc.d_off;
+    if (pc.col_groups > 0u) { /* a batch in groups of MAXC columns: each column as alone */
+        const uint c0 = gl_WorkGroupID.y * MAXC;
+        g_group = gl_WorkGroupID.x;
+        g_m = min(uint(MAXC), pc.M - c0);
+        g_x = pc.x_off + c0 * pc.x_nb1;
+        g_d = pc.d_off + c0 * pc.d_nb1;
+    } else {
+        g_group = group_linear();
+        g_m = pc.M;
+        g_x = pc.x_off;
+        g_d = pc.d_off;
+    }
 #endif
     return true;
 }
@@ -87,7 +98,7 @@ bool locate() {
 #define X_COL 0u /* column c of a pick: only c = 0 */
 #define D_COL 0u
 #else
-#define NCOLS pc.M
+#define NCOLS g_m
 #define X_COL pc.x_nb1
 #define D_COL pc.d_nb1
 #endif

@@ -2,7 +2,8 @@
  * for bit as it computes that row alone. Speculative verification relies on
  * it: otherwise greedy speculation can differ from plain greedy decoding at
  * near ties (a batch summing in another order rounds differently).
- *  - MATMUL: every row of up to SX_SPEC_MAX_VERIFY (64) rows, every weight type.
+ *  - MATMUL: every row of up to SX_SPEC_MAX_VERIFY (64) rows, every weight type;
+ *    and the KV cache rotation's small f32 MATMUL at any batch (prefill).
  *  - MUL_MAT_ID: every column equals MATMUL of its expert with its input
  *    column alone (M = 1), every weight type, decode and verify batches.
  *  - ATTENTION: every row of a draft tree's verify batch (tree mask) and of a
@@ -69,6 +70,40 @@ static void test_matmul(sx_sched *s, sx_graph *g, int *passed_out, int *failed_o
     }
     free(w), free(x), free(y), free(y1);
     *passed_out += passed, *failed_out += failed;
+}
+
+/* The KV cache rotation: an f32 [hd, hd] MATMUL whose columns are heads x
+ * tokens, so a prefill's batch is far past 64 columns. It must rotate every
+ * column exactly as decode does (M = heads), at any batch: a quantized cache
+ * stores codes, and a last-bit difference can flip one. */
+static void test_rotation(sx_sched *s, sx_graph *g, int *passed_out, int *failed_out) {
+    const int64_t hds[] = {64, 128}, Ms[] = {4, 100, 256, 1030};
+    sx_rng rng;
+    sx_rng_seed(&rng, 5);
+    for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++) {
+        const int64_t hd = hds[hi], Mmax = 1030;
+        float *w = malloc(sizeof(float) * (size_t)(hd * hd)), *x = malloc(sizeof(float) * (size_t)(hd * Mmax));
+        float *y = malloc(sizeof(float) * (size_t)(hd * Mmax)), *y1 = malloc(sizeof(float) * (size_t)hd);
+        for (int64_t i = 0; i < hd * hd; i++) w[i] = ((float)sx_rng_uniform(&rng) < 0.5f ? -1.0f : 1.0f) / sqrtf((float)hd);
+        for (int64_t i = 0; i < hd * Mmax; i++) x[i] = ((float)sx_rng_uniform(&rng) - 0.5f) * 4.0f;
+        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
+            const int64_t M = Ms[mi];
+            sx_status st = matmul(s, g, SX_DTYPE_F32, w, hd, hd, x, M, y);
+            int bad = -1;
+            for (int64_t m = 0; m < M && st == SX_OK && bad < 0; m += m < 70 ? 1 : 37) {
+                st = matmul(s, g, SX_DTYPE_F32, w, hd, hd, x + m * hd, 1, y1);
+                if (st == SX_OK && memcmp(y1, y + m * hd, sizeof(float) * (size_t)hd) != 0) bad = (int)m;
+            }
+            if (st != SX_OK || bad >= 0) {
+                printf("FAIL rotation hd=%lld M=%lld: %s\n", (long long)hd, (long long)M,
+                       st != SX_OK ? sx_last_error() : "a column differs from the same column rotated alone");
+                (*failed_out)++;
+            } else {
+                (*passed_out)++;
+            }
+        }
+        free(w), free(x), free(y), free(y1);
+    }
 }
 
 /* ---- MUL_MAT_ID ----
@@ -280,6 +315,10 @@ int main(int argc, char **argv) {
     int failed = 0, passed = 0;
     test_matmul(s, g, &passed, &failed);
     printf("%s: batch invariance of MATMUL up to 64 rows: %d passed, %d failed\n", argv[1], passed, failed);
+    int rpassed = 0, rfailed = 0;
+    test_rotation(s, g, &rpassed, &rfailed);
+    printf("%s: KV rotation (f32 head_dim^2 MATMUL) at any batch == alone: %d passed, %d failed\n", argv[1], rpassed, rfailed);
+    failed += rfailed;
     int mpassed = 0, mfailed = 0;
     test_mul_mat_id(s, g, &mpassed, &mfailed);
     printf("%s: MUL_MAT_ID columns vs MATMUL of the expert alone (M = 1): %d passed, %d failed\n", argv[1], mpassed, mfailed);

@@ -76,7 +76,8 @@ __global__ void __launch_bounds__(MV_WARPS * SX_WARP) k_matvec(const sx_u8 *__re
     const int lane = threadIdx.x % SX_WARP;
     const int n = blockIdx.x * MV_WARPS + threadIdx.x / SX_WARP;
     if (n >= N) return; /* the whole logical warp leaves together */
-    matvec_row<T, M>(w + (sx_i64)n * w_nb1, nchunks, x, x_ld, mcount, y, y_ld, n, lane);
+    const int m0 = blockIdx.y * M; /* column group: columns m0 .. m0 + M - 1 of mcount */
+    matvec_row<T, M>(w + (sx_i64)n * w_nb1, nchunks, x + (sx_i64)m0 * x_ld, x_ld, min(M, mcount - m0), y + (sx_i64)m0 * y_ld, y_ld, n, lane);
 }
 
 /* MUL_MAT_ID: block (bx, j, r) computes rows bx * MV_WARPS .. + MV_WARPS - 1
@@ -221,18 +222,23 @@ template <int T> static bool matvec_fits(const mm_args &a) {
            a.x_ld % 4 == 0;
 }
 
+/* weights of at most this many elements take the matvec path at any batch */
+#define MV_SMALL_W (256 * 256)
+
 template <int T> static void mm_launch(const mm_args &a, cudaStream_t st) {
     typedef qchunk<T> Q;
-    if (a.M > 8 && a.M <= 64) { /* batch invariance: verification batches as matvec chunks, each column computed like M = 1 */
+    /* Batch invariance: verification batches (up to 64 columns) as groups of
+     * 8 matvec columns (grid.y), each column computed like M = 1. Small
+     * weights take this path at any batch: the KV cache rotation (head_dim^2
+     * weights, columns = heads x tokens) must rotate a prefill's K and V
+     * rows exactly as decode does, or a quantized cache could store another
+     * code for the same row. */
+    if (a.M > 8 && (a.M <= 64 || (sx_i64)a.N * a.K <= MV_SMALL_W) && cdiv(a.M, 8) <= 65535) {
         mm_args c = a;
         c.M = 8;
         if (matvec_fits<T>(c)) {
-            for (int m0 = 0; m0 < a.M; m0 += 8) {
-                c.M = a.M - m0 < 8 ? a.M - m0 : 8;
-                c.x = a.x + (sx_i64)m0 * a.x_ld;
-                c.y = a.y + (sx_i64)m0 * a.y_ld;
-                mm_launch<T>(c, st);
-            }
+            const dim3 grid(cdiv(a.N, MV_WARPS), cdiv(a.M, 8)), block(MV_WARPS * SX_WARP);
+            k_matvec<T, 8><<<grid, block, 0, st>>>(a.w, a.w_nb1, a.N, a.K / Q::CH, a.x, a.x_ld, a.M, a.y, a.y_ld);
             return;
         }
     }

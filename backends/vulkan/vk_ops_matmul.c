@@ -4,7 +4,8 @@
  *
  * MATMUL picks matvec1 (M = 1, decode), matvec8 (M <= 8: short speculative
  * batches, weights still read once) or the tiled kernel (M > 64); batches of
- * 9..64 columns run as matvec8 chunks so every column is computed exactly as
+ * 9..64 columns (and any batch of a small weight: the KV rotation) run as
+ * matvec8 groups (one dispatch, grid y) so every column is computed exactly as
  * in decoding (batch invariance: tests/test_batch_invariance.c). A weight
  * matrix (or activation) larger than one storage binding is processed in
  * windows of whole rows / columns, each bound at its own offset; GET_ROWS
@@ -20,14 +21,16 @@
 
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
-/* one dispatch over w rows [n0, n0 + nc) and x columns [m0, m0 + mc) */
-static sx_status matmul_chunk(vk_device *d, sx_tensor *node, int64_t n0, int64_t nc, int64_t m0, int64_t mc) {
+/* one dispatch over w rows [n0, n0 + nc) and x columns [m0, m0 + mc);
+ * grouped: mc > 8 columns as matvec8 groups of 8 (grid y), each column
+ * computed exactly as alone */
+static sx_status matmul_chunk(vk_device *d, sx_tensor *node, int64_t n0, int64_t nc, int64_t m0, int64_t mc, bool grouped) {
     const sx_tensor *w = node->src[0], *x = node->src[1];
     const int64_t K = w->ne[0];
     const char *dt = sx_dtype_name(w->dtype);
     int sh;
     if (mc == 1) sh = sx_vk_shader_pick(d, "matvec1_%s", dt);
-    else if (mc <= 8) sh = sx_vk_shader_pick(d, "matvec8_%s", dt);
+    else if (mc <= 8 || grouped) sh = sx_vk_shader_pick(d, "matvec8_%s", dt);
     else sh = sx_vk_shader_pick(d, "matmul_%s", dt);
     if (sh < 0) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: no matmul shader for %s", dt);
     sx_pc_matmul pc = {0};
@@ -44,7 +47,8 @@ static sx_status matmul_chunk(vk_device *d, sx_tensor *node, int64_t n0, int64_t
     SX_RETURN_IF_ERROR(sx_vk_arg_window(d, node, sx_tensor_buffer_offset(node) + (size_t)m0 * node->nb[1] + (size_t)n0 * 4,
                                         (size_t)(mc - 1) * node->nb[1] + (size_t)nc * 4, 4, true, &args[2], &pc.d_off));
     const sx_vk_shader_spv *s = &sx_vk_shaders[sh];
-    if (s->rows > 0) return sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, (uint32_t)((nc + s->rows - 1) / s->rows), 1);
+    if (s->rows > 0 && mc > 8) pc.col_groups = (uint32_t)((mc + 7) / 8);
+    if (s->rows > 0) return sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, (uint32_t)((nc + s->rows - 1) / s->rows), mc > 8 ? pc.col_groups : 1);
     return sx_vk_dispatch(d, sh, args, 3, &pc, sizeof pc, (uint32_t)((nc + 63) / 64), (uint32_t)((mc + 63) / 64));
 }
 
@@ -62,12 +66,24 @@ sx_status sx_vk_op_MATMUL(sx_device *dev, sx_tensor *node) {
     const size_t first = (size_t)K * 4 > (size_t)nc * 4 ? (size_t)K * 4 : (size_t)nc * 4;
     int64_t mc = M;
     if (first <= lim && (size_t)(M - 1) * col_stride + first > lim) mc = (int64_t)((lim - first) / col_stride) + 1;
-    /* batch invariance: up to 64 columns (speculative verification) run as
-     * matvec chunks of <= 8, which compute every column exactly like M = 1 */
-    if (M <= 64 && mc > 8) mc = 8;
     if (nc < 1 || mc < 1 || row > lim || first > lim) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: matmul %s: a single row exceeds the binding limit", node->name);
+    /* Batch invariance: up to 64 columns (speculative verification) run as
+     * matvec8 groups, which compute every column exactly like M = 1. Small
+     * weights do at any batch: the KV cache rotation (head_dim^2 weights,
+     * columns = heads x tokens) must rotate a prefill's rows exactly as
+     * decode does, or a quantized cache could store another code. One
+     * dispatch with the groups on grid y where the grid fits, else one per
+     * group. */
+    bool grouped = false;
+    if (mc > 8 && (M <= 64 || N * K <= 256 * 256)) {
+        const int sh = sx_vk_shader_pick(d, "matvec8_%s", sx_dtype_name(w->dtype));
+        const int rows = sh >= 0 ? sx_vk_shaders[sh].rows : 0;
+        if (rows > 0 && (nc + rows - 1) / rows <= d->max_groups[0] && (mc + 7) / 8 <= d->max_groups[1]) grouped = true;
+        else mc = 8;
+    }
     for (int64_t m0 = 0; m0 < M; m0 += mc)
-        for (int64_t n0 = 0; n0 < N; n0 += nc) SX_RETURN_IF_ERROR(matmul_chunk(d, node, n0, min_sz((size_t)nc, (size_t)(N - n0)), m0, min_sz((size_t)mc, (size_t)(M - m0))));
+        for (int64_t n0 = 0; n0 < N; n0 += nc)
+            SX_RETURN_IF_ERROR(matmul_chunk(d, node, n0, min_sz((size_t)nc, (size_t)(N - n0)), m0, min_sz((size_t)mc, (size_t)(M - m0)), grouped));
     return SX_OK;
 }
 

@@ -62,6 +62,7 @@ SX_PC_BEGIN(sx_pc_matmul)
     SX_U32 w_off, w_nb1;
     SX_U32 x_off, x_nb1;
     SX_U32 d_off, d_nb1;
+    SX_U32 col_groups; /* matvec: 0, or workgroup (x, y) = row group x of columns y*MAXC .. (M split in groups of MAXC) */
 SX_PC_END(sx_pc_matmul)
 #endif
 
