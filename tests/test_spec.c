@@ -76,6 +76,8 @@ static int32_t g_prompt[] = {40, 71, 99, 3, 17, 250, 12, 88, 5, 200, 31};
 
 static bool g_quick;       /* GPU backends on slow emulators: fewer configurations, no sampling draws */
 static bool g_no_sampling; /* skip the sampling draws (covered on the tiny models) */
+static const char *g_only; /* --only NAME: that group of checks alone (debugging) */
+static bool want(const char *name) { return !g_only || !strcmp(g_only, name); }
 
 static void greedy_invariants(const char *backend, const char *target, const char *const *drafts, int n_drafts) {
     sx_engine *plain = open_engine(backend, target, NULL, NULL);
@@ -849,7 +851,9 @@ static void grammar_invariants(const char *backend, const char *target, const ch
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: test_spec BACKEND TARGET.gguf EAGLE3.gguf [EAGLE3_D2T.gguf] [--other-draft M.gguf] [--bad-draft FILE:SUBSTRING ...]\n");
+        fprintf(stderr, "usage: test_spec BACKEND TARGET.gguf EAGLE3.gguf [EAGLE3_D2T.gguf] [--other-draft M.gguf] [--bad-draft FILE:SUBSTRING ...]\n"
+                        "  [--quick] [--kv TYPE] [--ngl N] [--no-sampling] [--chat-prompt TEXT] [--only greedy|ngram|penalty|exit|multi-turn|grammar|\n"
+                        "   logprobs|bad-draft|top-path|distribution]\n");
         return 2;
     }
     const char *backend = argv[1], *target = argv[2];
@@ -866,6 +870,7 @@ int main(int argc, char **argv) {
         }
         else if (!strcmp(argv[i], "--ngl") && i + 1 < argc) g_ngl = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-sampling")) g_no_sampling = true;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
         else if (!strcmp(argv[i], "--chat-prompt") && i + 1 < argc) g_chat_prompt = argv[++i];
         else if (!strcmp(argv[i], "--bad-draft") && i + 1 < argc && n_bad < 16) bad[n_bad++] = argv[++i];
         else if (n_drafts < 6) drafts[n_drafts++] = argv[i];
@@ -891,14 +896,14 @@ int main(int argc, char **argv) {
     sx_engine_destroy(probe);
     drafts[n_drafts++] = target; /* the target as its own classic draft: long accepted chains */
     if (other && !g_quick) drafts[n_drafts++] = other;
-    greedy_invariants(backend, target, drafts, n_drafts);
-    ngram_invariants(backend, target);
-    penalty_invariants(backend, target, drafts[0]);
-    exit_only_forced_token(backend, target, drafts[0]);
-    multi_turn(backend, target, drafts, n_drafts);
-    grammar_invariants(backend, target, drafts[0]);
-    logprob_invariants(backend, target, drafts[0]);
-    for (int i = 0; i < n_bad; i++) {
+    if (want("greedy")) greedy_invariants(backend, target, drafts, n_drafts);
+    if (want("ngram")) ngram_invariants(backend, target);
+    if (want("penalty")) penalty_invariants(backend, target, drafts[0]);
+    if (want("exit")) exit_only_forced_token(backend, target, drafts[0]);
+    if (want("multi-turn")) multi_turn(backend, target, drafts, n_drafts);
+    if (want("grammar")) grammar_invariants(backend, target, drafts[0]);
+    if (want("logprobs")) logprob_invariants(backend, target, drafts[0]);
+    for (int i = 0; i < n_bad && want("bad-draft"); i++) {
         char spec[1024], patched[1100];
         snprintf(spec, sizeof spec, "%s", bad[i]);
         char *colon = strchr(spec, ':');
@@ -929,8 +934,8 @@ int main(int argc, char **argv) {
         if (st != SX_OK) printf("ok   bad draft rejected: %s\n", sx_last_error());
         sx_engine_destroy(e);
     }
-    if (n_drafts > 0) sampling_top_path(backend, target, drafts[0]);
-    if (!g_quick && !g_no_sampling) {
+    if (n_drafts > 0 && want("top-path")) sampling_top_path(backend, target, drafts[0]);
+    if (!g_quick && !g_no_sampling && want("distribution")) {
         sampling_distribution(backend, target, target, SX_SPEC_DRAFT, 1);
         sampling_distribution(backend, target, target, SX_SPEC_DRAFT, 3);
         sampling_distribution(backend, target, drafts[0], SX_SPEC_EAGLE3, 4);
