@@ -23,6 +23,15 @@
 extern "C" {
 #endif
 
+/* MATMUL batch invariance, every backend (tests/test_batch_invariance.c):
+ * each column of a batch is computed bit for bit as that column alone, for
+ * batches of up to SX_MATMUL_INVARIANT_M columns (speculative verification)
+ * and, for a weight of at most SX_MATMUL_INVARIANT_SMALL_W elements, at any
+ * batch (the KV cache rotation: head_dim^2 weights, heads x tokens columns,
+ * whose prefill must store the codes decode would). */
+#define SX_MATMUL_INVARIANT_M 64
+#define SX_MATMUL_INVARIANT_SMALL_W (256 * 256)
+
 typedef struct sx_backend_vtbl sx_backend_vtbl;
 
 typedef struct sx_device_info {

@@ -222,18 +222,11 @@ template <int T> static bool matvec_fits(const mm_args &a) {
            a.x_ld % 4 == 0;
 }
 
-/* weights of at most this many elements take the matvec path at any batch */
-#define MV_SMALL_W (256 * 256)
-
 template <int T> static void mm_launch(const mm_args &a, cudaStream_t st) {
     typedef qchunk<T> Q;
-    /* Batch invariance: verification batches (up to 64 columns) as groups of
-     * 8 matvec columns (grid.y), each column computed like M = 1. Small
-     * weights take this path at any batch: the KV cache rotation (head_dim^2
-     * weights, columns = heads x tokens) must rotate a prefill's K and V
-     * rows exactly as decode does, or a quantized cache could store another
-     * code for the same row. */
-    if (a.M > 8 && (a.M <= 64 || (sx_i64)a.N * a.K <= MV_SMALL_W) && cdiv(a.M, 8) <= 65535) {
+    /* batch invariance (backends/backend.h): those batches as groups of 8
+     * matvec columns (grid.y), each column computed like M = 1 */
+    if (a.M > 8 && (a.M <= SX_MATMUL_INVARIANT_M || (sx_i64)a.N * a.K <= SX_MATMUL_INVARIANT_SMALL_W) && cdiv(a.M, 8) <= 65535) {
         mm_args c = a;
         c.M = 8;
         if (matvec_fits<T>(c)) {

@@ -67,15 +67,11 @@ sx_status sx_vk_op_MATMUL(sx_device *dev, sx_tensor *node) {
     int64_t mc = M;
     if (first <= lim && (size_t)(M - 1) * col_stride + first > lim) mc = (int64_t)((lim - first) / col_stride) + 1;
     if (nc < 1 || mc < 1 || row > lim || first > lim) return sx_set_error(SX_ERR_UNSUPPORTED, "vulkan: matmul %s: a single row exceeds the binding limit", node->name);
-    /* Batch invariance: up to 64 columns (speculative verification) run as
-     * matvec8 groups, which compute every column exactly like M = 1. Small
-     * weights do at any batch: the KV cache rotation (head_dim^2 weights,
-     * columns = heads x tokens) must rotate a prefill's rows exactly as
-     * decode does, or a quantized cache could store another code. One
-     * dispatch with the groups on grid y where the grid fits, else one per
-     * group. */
+    /* batch invariance (backends/backend.h): those batches as matvec8
+     * groups, which compute every column exactly like M = 1; one dispatch
+     * with the groups on grid y where the grid fits, else one per group */
     bool grouped = false;
-    if (mc > 8 && (M <= 64 || N * K <= 256 * 256)) {
+    if (mc > 8 && (M <= SX_MATMUL_INVARIANT_M || N * K <= SX_MATMUL_INVARIANT_SMALL_W)) {
         const int sh = sx_vk_shader_pick(d, "matvec8_%s", sx_dtype_name(w->dtype));
         const int rows = sh >= 0 ? sx_vk_shaders[sh].rows : 0;
         if (rows > 0 && (nc + rows - 1) / rows <= d->max_groups[0] && (mc + 7) / 8 <= d->max_groups[1]) grouped = true;

@@ -120,14 +120,19 @@ inline void wait(int state) {
 /* two exchange buffers used in turn: a lane cannot write a shuffle's value
  * before every lane of its warp has read the previous one (it waits once per
  * shuffle, and the warp opens only when all its lanes wait) */
-template <class T> inline T shfl_xor(T v, int m) {
-    const unsigned t = threadIdx.x, lane = t % 32, w = t / 32;
+template <class T> inline uint64_t *post_and_wait(T v) {
+    const unsigned t = threadIdx.x;
     uint64_t *buf = g_block->xchg + (size_t)(g_block->f[t].shfl++ & 1) * g_block->nt_pad;
     uint64_t bits = 0;
     memcpy(&bits, &v, sizeof v);
     buf[t] = bits;
     wait(F_WAIT_WARP);
-    bits = buf[w * 32 + (lane ^ (unsigned)m)];
+    return buf;
+}
+template <class T> inline T shfl_xor(T v, int m) {
+    const unsigned lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    uint64_t *buf = post_and_wait(v);
+    const uint64_t bits = buf[w * 32 + (lane ^ (unsigned)m)];
     T r;
     memcpy(&r, &bits, sizeof r);
     return r;
@@ -147,13 +152,9 @@ inline bool use_collectives() {
     return collectives;
 }
 template <class T, class Op> inline T warp_butterfly(T v, Op op) {
-    const unsigned t = threadIdx.x, lane = t % 32, w = t / 32;
-    uint64_t *buf = g_block->xchg + (size_t)(g_block->f[t].shfl++ & 1) * g_block->nt_pad;
-    uint64_t bits = 0;
-    memcpy(&bits, &v, sizeof v);
-    buf[t] = bits;
-    const unsigned seq = g_block->f[t].shfl;
-    wait(F_WAIT_WARP);
+    const unsigned lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    uint64_t *buf = post_and_wait(v);
+    const unsigned seq = g_block->f[threadIdx.x].shfl;
     /* the warp's first lane to resume replays it for all 32; the results
      * stay until every lane has read its own (the next collective opens only
      * when all lanes wait at it) */
@@ -323,10 +324,9 @@ template <class F> static void sx_emu_launch(dim3 grid, dim3 block, size_t, cuda
                 blockIdx = dim3(bx, by, bz);
                 std::fill(res_seq.begin(), res_seq.end(), 0u); /* lanes count collectives from 1 in each block */
                 for (unsigned t = 0; t < nt; t++) {
-                    /* a fresh stack whose first switch "returns" into fiber_entry */
-                    /* tops staggered by cache lines: 128 KiB-aligned tops would all
-                     * fall in the same cache sets */
-                    void **top = (void **)(st + (size_t)(t + 1) * STACK - (t % 61) * 64 - (t / 61 % 8) * 4096 % STACK);
+                    /* a fresh stack whose first switch "returns" into fiber_entry; tops
+                     * staggered (128 KiB-aligned ones would share cache sets) */
+                    void **top = (void **)(st + (size_t)(t + 1) * STACK - (t % 61) * 64 - (t / 61 % 8) * PAGE);
 #if defined(__x86_64__) /* 6 saved registers, then the address `ret` takes */
                     void **sp = top - 8;
                     memset(sp, 0, 8 * sizeof *sp);
@@ -358,8 +358,9 @@ template <class F> static void sx_emu_launch(dim3 grid, dim3 block, size_t, cuda
                             at_block += f[t].state == F_WAIT_BLOCK;
                         }
                         live += wl;
-                        if (wl && ww == wl) {
-                            for (unsigned t = w * 32; t < std::min(nt, w * 32 + 32); t++) f[t].state = F_READY;
+                        if (wl && ww == wl) { /* its exited lanes stay done */
+                            for (unsigned t = w * 32; t < std::min(nt, w * 32 + 32); t++)
+                                if (f[t].state == F_WAIT_WARP) f[t].state = F_READY;
                             opened = true;
                         }
                     }
